@@ -1,0 +1,52 @@
+/// One architecture: decodes its config and names its checkpoint tensors.
+protocol Architecture {
+    static var modelTypes: [String] { get }
+    static func spec(_ config: ConfigReader) throws -> ModelSpec
+    /// Names with the decoder under `prefix` (e.g. "model.").
+    static func names(prefix: String) -> ModelWeightNames
+}
+
+/// `model_type` → architecture, and unwrapping of multimodal wrappers to their text model.
+public enum ArchitectureRegistry {
+    static let architectures: [any Architecture.Type] = [Mixtral.self, Qwen3Moe.self, Llama4.self]
+
+    /// Wrappers whose text model sits in `text_config`.
+    static let wrappers: [String: String] = ["llama4": "llama4_text"]
+
+    public static var supportedModelTypes: [String] {
+        (architectures.flatMap { $0.modelTypes } + wrappers.keys).sorted()
+    }
+
+    /// Where the text decoder and LM head may live: plain causal LMs, then wrapper layouts
+    /// (transformers 4.x `language_model.model.`, 5.x `model.language_model.`).
+    static let layouts: [(decoder: String, lmHead: String)] = [
+        ("model.", "lm_head.weight"),
+        ("language_model.model.", "language_model.lm_head.weight"),
+        ("model.language_model.", "lm_head.weight"),
+    ]
+
+    static func resolve(_ config: ConfigReader) throws -> (any Architecture.Type, ConfigReader) {
+        guard let modelType = config.string("model_type") else {
+            throw ModelError("\(config.context): missing field 'model_type'; supported: \(supportedModelTypes.joined(separator: ", "))")
+        }
+        var textConfig = config
+        var textType = modelType
+        if let inner = wrappers[modelType] {
+            guard let nested = config.object("text_config") else {
+                throw ModelError("\(config.context): model_type '\(modelType)' needs a 'text_config' object")
+            }
+            textConfig = nested
+            textType = nested.string("model_type") ?? inner
+            // Some wrappers keep tie_word_embeddings at the top level only.
+            if !nested.has("tie_word_embeddings"), config.has("tie_word_embeddings") {
+                var values = nested.values
+                values["tie_word_embeddings"] = config.values["tie_word_embeddings"]
+                textConfig = ConfigReader(values: values, context: nested.context)
+            }
+        }
+        guard let architecture = architectures.first(where: { $0.modelTypes.contains(textType) }) else {
+            throw ModelError("unknown model_type '\(modelType)'; supported: \(supportedModelTypes.joined(separator: ", "))")
+        }
+        return (architecture, textConfig)
+    }
+}

@@ -1,0 +1,53 @@
+/// Qwen 3 MoE (`Qwen3MoeForCausalLM`): per-head RMSNorm on q and k before RoPE; softmax
+/// top-k routing with optional renormalisation (`norm_topk_prob`); some layers may be dense
+/// (`mlp_only_layers`, `decoder_sparse_step`).
+enum Qwen3Moe: Architecture {
+    static let modelTypes = ["qwen3_moe"]
+
+    static func spec(_ c: ConfigReader) throws -> ModelSpec {
+        let hidden = try c.positiveInt("hidden_size")
+        let heads = try c.positiveInt("num_attention_heads")
+        let headDim = c.optionalInt("head_dim") ?? hidden / heads
+        let layerCount = try c.positiveInt("num_hidden_layers")
+        let expertCount = c.optionalInt("num_experts") ?? 0
+        let sparseStep = c.optionalInt("decoder_sparse_step") ?? 1
+        let denseOnly = Set(c.intList("mlp_only_layers") ?? [])
+        let moe = expertCount > 0 ? try MoESpec(
+            expertCount: expertCount, topK: c.positiveInt("num_experts_per_tok"),
+            intermediateSize: c.positiveInt("moe_intermediate_size"),
+            routing: .softmaxTopK(normalize: c.bool("norm_topk_prob", default: false)), sharedExpertIntermediateSize: nil) : nil
+        let denseSize = c.optionalInt("intermediate_size")
+        let attention = AttentionSpec(usesRope: true, qkNorm: .rmsBeforeRope, chunkSize: nil, temperatureTuning: nil)
+        var layers: [LayerSpec] = []
+        for index in 0..<layerCount {
+            // transformers: MoE when not in mlp_only_layers and (index + 1) % decoder_sparse_step == 0.
+            if let moe, !denseOnly.contains(index), sparseStep > 0, (index + 1) % sparseStep == 0 {
+                layers.append(LayerSpec(attention: attention, feedForward: .moe(moe)))
+            } else {
+                guard let denseSize else { throw ModelError("\(c.context): layer \(index) is dense but 'intermediate_size' is missing") }
+                layers.append(LayerSpec(attention: attention, feedForward: .dense(intermediateSize: denseSize)))
+            }
+        }
+        return try ModelSpec(
+            modelType: "qwen3_moe", vocabSize: c.positiveInt("vocab_size"), hiddenSize: hidden, headCount: heads,
+            kvHeadCount: c.optionalInt("num_key_value_heads") ?? heads, headDim: headDim,
+            rmsNormEps: Float(c.double("rms_norm_eps")), rope: RopeConfig.read(c, headDim: headDim, pairing: .halves),
+            tieWordEmbeddings: c.bool("tie_word_embeddings", default: false), layers: layers,
+            bosTokenId: c.optionalInt("bos_token_id"), eosTokenIds: c.intOrList("eos_token_id"))
+    }
+
+    static func names(prefix p: String) -> ModelWeightNames {
+        ModelWeightNames(embed: "\(p)embed_tokens.weight", finalNorm: "\(p)norm.weight", lmHead: "lm_head.weight", layer: { l, spec in
+            let layer = "\(p)layers.\(l)."
+            guard spec.moe != nil else {
+                return standardLayerNames(layer, qkNorm: true, feedForward: .dense(MLPNames(prefix: "\(layer)mlp.")))
+            }
+            let moe = MoENames(
+                router: ["\(layer)mlp.gate.weight"],
+                perExpert: { e in MLPNames(prefix: "\(layer)mlp.experts.\(e).") },
+                fusedGateUp: ["\(layer)mlp.experts.gate_up_proj"], fusedDown: ["\(layer)mlp.experts.down_proj"],
+                fusedDefaultLayout: .outMajor, shared: nil)
+            return standardLayerNames(layer, qkNorm: true, feedForward: .moe(moe))
+        }, ignoredPrefixes: [])
+    }
+}

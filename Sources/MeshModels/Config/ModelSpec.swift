@@ -1,0 +1,89 @@
+import MeshTensors
+
+/// Everything the forward pass needs to know about a model, decoded from config.json by
+/// the model's architecture file. Per-layer specs carry the differences between layers
+/// (dense vs MoE feed-forward, RoPE vs NoPE attention, chunked attention).
+public struct ModelSpec: Sendable {
+    public var modelType: String
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    public var rmsNormEps: Float
+    public var rope: RotaryEmbedding
+    public var tieWordEmbeddings: Bool
+    public var layers: [LayerSpec]
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int]
+
+    public var layerCount: Int { layers.count }
+    public var moeLayerIndices: [Int] { layers.indices.filter { layers[$0].moe != nil } }
+}
+
+public struct LayerSpec: Sendable {
+    public var attention: AttentionSpec
+    public var feedForward: FeedForwardSpec
+
+    public var moe: MoESpec? {
+        if case .moe(let spec) = feedForward { return spec }
+        return nil
+    }
+}
+
+public struct AttentionSpec: Sendable {
+    /// Normalisation of q and k per head before attention.
+    public enum QKNorm: Sendable {
+        case none
+        /// RMSNorm with a learned [headDim] weight, before RoPE (Qwen 3).
+        case rmsBeforeRope
+        /// Weightless L2 norm after RoPE (Llama 4, RoPE layers only).
+        case l2AfterRope
+    }
+
+    /// Llama 4's attention temperature tuning on NoPE layers:
+    /// q *= log1p(floor((position + 1) / floorScale)) · attnScale + 1.
+    public struct TemperatureTuning: Sendable {
+        public var floorScale: Double
+        public var attnScale: Double
+    }
+
+    public var usesRope: Bool
+    public var qkNorm: QKNorm
+    /// Keys visible to a query are those in the same block of `chunkSize` positions (Llama 4).
+    public var chunkSize: Int?
+    public var temperatureTuning: TemperatureTuning?
+}
+
+public enum FeedForwardSpec: Sendable {
+    case dense(intermediateSize: Int)
+    case moe(MoESpec)
+}
+
+public struct MoESpec: Sendable {
+    public enum Routing: Sendable {
+        /// softmax over all experts, top-k, optional renormalisation; weight scales the output (Mixtral, Qwen).
+        case softmaxTopK(normalize: Bool)
+        /// top-k on logits, sigmoid of the chosen logits; weight scales the expert's input (Llama 4).
+        case topKSigmoid
+    }
+
+    public var expertCount: Int
+    public var topK: Int
+    public var intermediateSize: Int
+    public var routing: Routing
+    /// Intermediate size of an always-on shared expert (Llama 4), nil if none.
+    public var sharedExpertIntermediateSize: Int?
+
+    public var weightPlacement: RoutingWeightPlacement {
+        if case .topKSigmoid = routing { return .input }
+        return .output
+    }
+}
+
+/// Where a token's routing weight is applied: to the expert output (the usual MoE) or to
+/// the expert input (Llama 4). Carried on the wire so a worker computes either.
+public enum RoutingWeightPlacement: Sendable, Equatable {
+    case output
+    case input
+}

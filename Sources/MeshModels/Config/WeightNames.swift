@@ -1,0 +1,50 @@
+import MeshTensors
+
+/// Checkpoint tensor names of one decoder layer. Architecture files fill these in; the loader
+/// resolves them (the first candidate present wins) and checks shapes.
+public struct LayerWeightNames: Sendable {
+    public var inputNorm: String
+    public var postAttentionNorm: String
+    public var q: String, k: String, v: String, o: String
+    public var qNorm: String?
+    public var kNorm: String?
+    public var feedForward: FeedForwardNames
+}
+
+public struct MLPNames: Sendable {
+    public var gate: String, up: String, down: String
+    public init(prefix: String, gate: String = "gate_proj", up: String = "up_proj", down: String = "down_proj") {
+        self.gate = "\(prefix)\(gate).weight"
+        self.up = "\(prefix)\(up).weight"
+        self.down = "\(prefix)\(down).weight"
+    }
+}
+
+public enum FeedForwardNames: Sendable {
+    case dense(MLPNames)
+    case moe(MoENames)
+}
+
+/// Names of a MoE block's tensors in both real-checkpoint layouts.
+public struct MoENames: Sendable {
+    /// Router weight [E, H]; candidates in order of preference.
+    public var router: [String]
+    /// One tensor per expert: names of expert `e`.
+    public var perExpert: @Sendable (Int) -> MLPNames
+    /// Fused 3-D tensors: [gate | up] concatenated along the output axis, and down.
+    public var fusedGateUp: [String]
+    public var fusedDown: [String]
+    /// Storage of a fused expert matrix when its shape cannot tell (hidden == 2·intermediate).
+    public var fusedDefaultLayout: LinearWeight.Layout
+    public var shared: MLPNames?
+}
+
+/// Where the decoder's tensors live in a checkpoint.
+public struct ModelWeightNames: Sendable {
+    public var embed: String
+    public var finalNorm: String
+    public var lmHead: String
+    public var layer: @Sendable (Int, LayerSpec) -> LayerWeightNames
+    /// Tensors that may be present and are deliberately not used (e.g. a vision tower).
+    public var ignoredPrefixes: [String]
+}

@@ -1,0 +1,67 @@
+import MeshTensors
+
+/// The decoder forward pass, the same for every supported architecture:
+/// x = embed(tokens); per layer: x += attn(norm(x)); x += ffn(norm(x)); logits = lm_head(norm(x)).
+/// The feed-forward of a MoE layer routes on the coordinator and sends routed work to an
+/// `ExpertBackend`; the shared expert (if any) runs while that work is in flight.
+public final class Transformer<Backend: ExpertBackend> {
+    public let spec: ModelSpec
+    public let weights: DenseWeights
+    public let backend: Backend
+
+    public init(spec: ModelSpec, weights: DenseWeights, backend: Backend) {
+        self.spec = spec
+        self.weights = weights
+        self.backend = backend
+    }
+
+    /// Runs `tokens` at the cache's next positions and extends the cache.
+    /// Returns logits [T, vocab] for every token, or [1, vocab] for the last one only.
+    public func forward(_ tokens: [Int], cache: KVCache, allLogits: Bool) throws -> Matrix {
+        let (t, h) = (tokens.count, spec.hiddenSize)
+        let x = Matrix(rows: t, columns: h)                   // residual stream [T, H]
+        for (row, token) in tokens.enumerated() {
+            guard token >= 0, token < spec.vocabSize else {
+                throw ModelError("token id \(token) is outside the vocabulary (0..<\(spec.vocabSize))")
+            }
+            convertToFloat(weights.embedding.data + token * h * weights.embedding.dtype.byteSize,
+                           dtype: weights.embedding.dtype, count: h, into: x.row(row))
+        }
+        let normed = Matrix(rows: t, columns: h)
+        let branch = Matrix(rows: t, columns: h)
+        for (index, layer) in weights.layers.enumerated() {
+            let layerSpec = spec.layers[index]
+            rmsNorm(x.data, rows: t, width: h, weight: layer.inputNorm, eps: spec.rmsNormEps, into: normed.data)
+            Attention(spec: spec, layerSpec: layerSpec.attention, weights: layer.attention, layer: index)
+                .forward(normed, cache: cache, into: branch)
+            x.add(branch)
+            rmsNorm(x.data, rows: t, width: h, weight: layer.postAttentionNorm, eps: spec.rmsNormEps, into: normed.data)
+            try feedForward(index, layer, normed, into: branch)
+            x.add(branch)
+        }
+        cache.advance(by: t)
+        let rows = allLogits ? t : 1
+        let finalInput = Matrix(rows: rows, columns: h)
+        rmsNorm(x.row(t - rows), rows: rows, width: h, weight: weights.finalNorm, eps: spec.rmsNormEps, into: finalInput.data)
+        let logits = Matrix(rows: rows, columns: spec.vocabSize)
+        matmul(finalInput.data, rows: rows, weights.lmHead, into: logits.data)
+        return logits
+    }
+
+    /// out [T, H] = dense MLP, or shared expert + Σ routed experts.
+    private func feedForward(_ index: Int, _ layer: LayerWeights, _ x: Matrix, into out: Matrix) throws {
+        switch layer.feedForward {
+        case .dense(let mlp):
+            mlp.forward(x.data, rows: x.rows, into: out.data, accumulate: false)
+        case .moe(let router, let shared):
+            guard let moe = spec.layers[index].moe else { return }
+            let logits = Matrix(rows: x.rows, columns: moe.expertCount)   // [T, E]
+            matmul(x.data, rows: x.rows, router, into: logits.data)
+            let request = ExpertRequest(layer: index, input: x, routes: moe.route(logits: logits), placement: moe.weightPlacement)
+            let pending = try backend.dispatch(request)
+            out.zero()
+            shared?.forward(x.data, rows: x.rows, into: out.data, accumulate: false)
+            try backend.combine(pending, into: out)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import MeshTensors
+
+/// A model directory opened and checked: spec, dense weights, and access to the experts.
+public final class LoadedModel: @unchecked Sendable {
+    public let directory: URL
+    public let spec: ModelSpec
+    public let dense: DenseWeights
+    public let checkpoint: Checkpoint
+    let names: ModelWeightNames
+
+    /// Opens `directory`, decodes config.json and checks every dense tensor (presence, shape).
+    /// Experts are checked by `loadExperts`; call `unexpectedTensors` after loading them.
+    public init(directory: URL) throws {
+        self.directory = directory
+        let config = try ConfigReader(file: directory.appendingPathComponent("config.json"))
+        let (architecture, textConfig) = try ArchitectureRegistry.resolve(config)
+        var spec = try architecture.spec(textConfig)
+        let checkpoint = try Checkpoint(directory: directory)
+        self.checkpoint = checkpoint
+        // generation_config.json's eos list wins over config.json's (as in transformers' generate).
+        if let generation = try? ConfigReader(file: directory.appendingPathComponent("generation_config.json")) {
+            let eos = generation.intOrList("eos_token_id")
+            if !eos.isEmpty { spec.eosTokenIds = eos }
+        }
+        guard let layout = ArchitectureRegistry.layouts.first(where: { checkpoint.contains($0.decoder + "embed_tokens.weight") }) else {
+            throw ModelError("tensor 'model.embed_tokens.weight' is missing: no embedding table found in \(directory.lastPathComponent)")
+        }
+        var names = architecture.names(prefix: layout.decoder)
+        names.lmHead = layout.lmHead
+        self.names = names
+        self.spec = spec
+        dense = try DenseWeightLoader(spec: spec, names: names, checkpoint: checkpoint).load()
+    }
+
+    /// Loads the routed experts `keys` (memory-mapped: only their pages become resident when used).
+    public func loadExperts(_ keys: [ExpertKey]) throws -> [ExpertKey: MLPWeights] {
+        var result: [ExpertKey: MLPWeights] = [:]
+        var byLayer: [Int: [Int]] = [:]
+        for key in keys {
+            guard key.layer >= 0, key.layer < spec.layerCount, let moe = spec.layers[key.layer].moe,
+                  key.expert >= 0, key.expert < moe.expertCount else {
+                throw ModelError("\(key) does not exist in this \(spec.modelType) model")
+            }
+            byLayer[key.layer, default: []].append(key.expert)
+        }
+        for (layer, experts) in byLayer {
+            let loader = ExpertLoader(spec: spec, layer: layer, names: names, checkpoint: checkpoint)
+            for (expert, weights) in try loader.load(experts) { result[ExpertKey(layer: layer, expert: expert)] = weights }
+        }
+        return result
+    }
+
+    /// Every routed expert of the model.
+    public var allExpertKeys: [ExpertKey] {
+        spec.layers.indices.flatMap { l in (0..<(spec.layers[l].moe?.expertCount ?? 0)).map { ExpertKey(layer: l, expert: $0) } }
+    }
+
+    /// Tensors in the checkpoint that the model did not use (call after loading every expert).
+    public func unexpectedTensors() -> [String] {
+        checkpoint.unusedTensorNames.filter { name in
+            !names.ignoredPrefixes.contains(where: { name.hasPrefix($0) }) && !name.hasSuffix("rotary_emb.inv_freq")
+        }
+    }
+
+    /// Loads everything and fails on any tensor the model would not use.
+    public func loadAllExpertsChecked() throws -> [ExpertKey: MLPWeights] {
+        let experts = try loadExperts(allExpertKeys)
+        let extra = unexpectedTensors()
+        if !extra.isEmpty {
+            let shown = extra.prefix(5).joined(separator: ", ")
+            throw ModelError("unexpected tensor\(extra.count > 1 ? "s" : "") in checkpoint: \(shown)\(extra.count > 5 ? " (+\(extra.count - 5) more)" : ""): the weights do not match config.json")
+        }
+        return experts
+    }
+}
+
+/// Finds and shape-checks the non-expert tensors.
+struct DenseWeightLoader {
+    let spec: ModelSpec
+    let names: ModelWeightNames
+    let checkpoint: Checkpoint
+
+    func load() throws -> DenseWeights {
+        let (v, h) = (spec.vocabSize, spec.hiddenSize)
+        let embedding = try checkpoint.tensor(names.embed, shape: [v, h])
+        let lmHead = spec.tieWordEmbeddings && !checkpoint.contains(names.lmHead)
+            ? try LinearWeight(embedding) : try LinearWeight(checkpoint.tensor(names.lmHead, shape: [v, h]))
+        var layers: [LayerWeights] = []
+        for (index, layerSpec) in spec.layers.enumerated() {
+            layers.append(try layer(index, layerSpec))
+        }
+        return DenseWeights(embedding: embedding, finalNorm: try vector(names.finalNorm, h), lmHead: lmHead, layers: layers)
+    }
+
+    private func layer(_ index: Int, _ layerSpec: LayerSpec) throws -> LayerWeights {
+        let n = names.layer(index, layerSpec)
+        let (h, d) = (spec.hiddenSize, spec.headDim)
+        let attention = AttentionWeights(
+            q: try linear(n.q, spec.headCount * d, h), k: try linear(n.k, spec.kvHeadCount * d, h),
+            v: try linear(n.v, spec.kvHeadCount * d, h), o: try linear(n.o, h, spec.headCount * d),
+            qNorm: try n.qNorm.map { (name: String) throws -> [Float] in try vector(name, d) },
+            kNorm: try n.kNorm.map { (name: String) throws -> [Float] in try vector(name, d) })
+        let feedForward: FeedForwardWeights
+        switch (layerSpec.feedForward, n.feedForward) {
+        case (.dense(let size), .dense(let mlp)):
+            feedForward = .dense(try mlpWeights(mlp, intermediate: size))
+        case (.moe(let moe), .moe(let moeNames)):
+            let routerName = moeNames.router.first(where: checkpoint.contains) ?? moeNames.router[0]
+            feedForward = .moe(router: try linear(routerName, moe.expertCount, h),
+                               shared: try moeNames.shared.map { (shared: MLPNames) throws -> MLPWeights in
+                                   try mlpWeights(shared, intermediate: moe.sharedExpertIntermediateSize ?? moe.intermediateSize) })
+        default:
+            throw TensorError.io("internal: layer \(index) names do not match its spec")
+        }
+        return LayerWeights(inputNorm: try vector(n.inputNorm, h), postAttentionNorm: try vector(n.postAttentionNorm, h),
+                            attention: attention, feedForward: feedForward)
+    }
+
+    private func mlpWeights(_ n: MLPNames, intermediate: Int) throws -> MLPWeights {
+        let h = spec.hiddenSize
+        return MLPWeights(gate: try linear(n.gate, intermediate, h), up: try linear(n.up, intermediate, h),
+                          down: try linear(n.down, h, intermediate))
+    }
+
+    private func linear(_ name: String, _ out: Int, _ inner: Int) throws -> LinearWeight {
+        try LinearWeight(checkpoint.tensor(name, shape: [out, inner]))
+    }
+
+    private func vector(_ name: String, _ count: Int) throws -> [Float] {
+        try checkpoint.tensor(name, shape: [count]).toFloats()
+    }
+}
+
+/// Finds the routed experts of one layer in either checkpoint layout.
+struct ExpertLoader {
+    let spec: ModelSpec
+    let layer: Int
+    let names: ModelWeightNames
+    let checkpoint: Checkpoint
+
+    func load(_ experts: [Int]) throws -> [(Int, MLPWeights)] {
+        guard let moe = spec.layers[layer].moe, case .moe(let n) = names.layer(layer, spec.layers[layer]).feedForward else { return [] }
+        let (h, i, e) = (spec.hiddenSize, moe.intermediateSize, moe.expertCount)
+        if let gateUpName = n.fusedGateUp.first(where: checkpoint.contains) {
+            let downName = n.fusedDown.first(where: checkpoint.contains) ?? n.fusedDown[0]
+            let gateUp = try checkpoint.tensor(gateUpName)
+            let down = try checkpoint.tensor(downName)
+            // [E, 2I, H] is nn.Linear storage (Mixtral/Qwen in transformers 5); [E, H, 2I] is x @ W (Llama 4).
+            let outMajor: Bool
+            if gateUp.shape == [e, 2 * i, h], gateUp.shape == [e, h, 2 * i] {
+                outMajor = n.fusedDefaultLayout == .outMajor
+            } else if gateUp.shape == [e, 2 * i, h] {
+                outMajor = true
+            } else if gateUp.shape == [e, h, 2 * i] {
+                outMajor = false
+            } else {
+                throw TensorError.shapeMismatch(name: gateUpName, expected: n.fusedDefaultLayout == .outMajor ? [e, 2 * i, h] : [e, h, 2 * i], found: gateUp.shape)
+            }
+            try down.expect(shape: outMajor ? [e, h, i] : [e, i, h])
+            return try experts.map { (expert: Int) throws -> (Int, MLPWeights) in
+                let fused = outMajor ? try LinearWeight(gateUp.slice(expert)) : try LinearWeight(inMajor: gateUp.slice(expert))
+                let downWeight = outMajor ? try LinearWeight(down.slice(expert)) : try LinearWeight(inMajor: down.slice(expert))
+                // chunk(2, dim=-1): gate is the first half of the fused output features, up the second.
+                return (expert, MLPWeights(gate: fused.outputs(0..<i), up: fused.outputs(i..<(2 * i)), down: downWeight))
+            }
+        }
+        return try experts.map { (expert: Int) throws -> (Int, MLPWeights) in
+            let m = n.perExpert(expert)
+            return (expert, MLPWeights(gate: try LinearWeight(checkpoint.tensor(m.gate, shape: [i, h])),
+                                       up: try LinearWeight(checkpoint.tensor(m.up, shape: [i, h])),
+                                       down: try LinearWeight(checkpoint.tensor(m.down, shape: [h, i]))))
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import MeshTensors
+
+/// A gated MLP: down(silu(gate(x)) · up(x)). Dense layers, shared experts and routed experts.
+public struct MLPWeights: Sendable {
+    public var gate: LinearWeight
+    public var up: LinearWeight
+    public var down: LinearWeight
+
+    public var byteCount: Int { gate.byteCount + up.byteCount + down.byteCount }
+}
+
+public struct AttentionWeights: Sendable {
+    public var q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight
+    /// Qwen 3's per-head norm weights [headDim].
+    public var qNorm: [Float]?, kNorm: [Float]?
+}
+
+public enum FeedForwardWeights: Sendable {
+    case dense(MLPWeights)
+    /// Router [E, H]; the routed experts live in an `ExpertBackend`.
+    case moe(router: LinearWeight, shared: MLPWeights?)
+}
+
+public struct LayerWeights: Sendable {
+    public var inputNorm: [Float]
+    public var postAttentionNorm: [Float]
+    public var attention: AttentionWeights
+    public var feedForward: FeedForwardWeights
+}
+
+/// Everything but the routed experts: what the coordinator holds.
+public struct DenseWeights: Sendable {
+    /// [vocab, hidden], file dtype
+    public var embedding: TensorView
+    public var finalNorm: [Float]
+    /// [vocab, hidden]; the embedding itself when tied
+    public var lmHead: LinearWeight
+    public var layers: [LayerWeights]
+
+    /// Bytes read per token outside the routed experts (all dense weights but the embedding table).
+    public var bytesPerToken: Int {
+        var total = lmHead.byteCount
+        for layer in layers {
+            let a = layer.attention
+            total += a.q.byteCount + a.k.byteCount + a.v.byteCount + a.o.byteCount
+            switch layer.feedForward {
+            case .dense(let mlp): total += mlp.byteCount
+            case .moe(let router, let shared): total += router.byteCount + (shared?.byteCount ?? 0)
+            }
+        }
+        return total
+    }
+}
+
+/// The routed experts of some (layer, expert) pairs, each a gated MLP.
+public struct ExpertKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var layer: Int
+    public var expert: Int
+    public init(layer: Int, expert: Int) { self.layer = layer; self.expert = expert }
+    public static func < (a: ExpertKey, b: ExpertKey) -> Bool { (a.layer, a.expert) < (b.layer, b.expert) }
+    public var description: String { "layer \(layer) expert \(expert)" }
+}

@@ -1,0 +1,39 @@
+/// A view of tensor bytes that live elsewhere (a memory-mapped checkpoint or an owned buffer).
+/// `owner` keeps that memory alive for as long as the view exists.
+public struct TensorView: @unchecked Sendable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    public let data: UnsafeRawPointer
+    public let owner: AnyObject
+
+    public init(name: String, dtype: DType, shape: [Int], data: UnsafeRawPointer, owner: AnyObject) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.data = data
+        self.owner = owner
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var byteCount: Int { elementCount * dtype.byteSize }
+
+    /// The `index`-th slice along the first axis (e.g. one expert of a fused [E, out, in] tensor).
+    public func slice(_ index: Int) -> TensorView {
+        let inner = Array(shape.dropFirst())
+        let stride = inner.reduce(1, *) * dtype.byteSize
+        return TensorView(name: "\(name)[\(index)]", dtype: dtype, shape: inner, data: data + index * stride, owner: owner)
+    }
+
+    /// All elements widened to f32 (tests, small tensors such as norms).
+    public func toFloats() -> [Float] {
+        [Float](unsafeUninitializedCapacity: elementCount) { buffer, count in
+            convertToFloat(data, dtype: dtype, count: elementCount, into: buffer.baseAddress!)
+            count = elementCount
+        }
+    }
+
+    public func expect(shape expected: [Int]) throws {
+        guard shape == expected else { throw TensorError.shapeMismatch(name: name, expected: expected, found: shape) }
+    }
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+import MeshModels
+import MeshTensors
+import MeshTokenizers
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text with a model in this process.",
+        discussion: """
+        Examples:
+          expertmesh generate --model ./Tests/Fixtures/models/mixtral --prompt "The quick brown fox" --max-tokens 16
+          expertmesh generate --model DIR --tokens 5,17,42 --temperature 0.8 --top-p 0.9 --seed 7 --json
+          expertmesh generate --model DIR --prompt "Hi" --max-tokens 4 --logits-out logits.npy
+        """)
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "Prompt text (needs tokenizer.json in the model directory).")
+    var prompt: String?
+
+    @Option(help: "Prompt as comma-separated token ids, e.g. 5,17,42.")
+    var tokens: String?
+
+    @Option(help: "Number of tokens to generate.")
+    var maxTokens: Int = 32
+
+    @Option(help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0
+
+    @Option(help: "Sample only among the K most likely tokens.")
+    var topK: Int?
+
+    @Option(help: "Sample only among the most likely tokens whose probabilities add up to P.")
+    var topP: Float?
+
+    @Option(help: "Random seed; with a seed, sampling is reproducible.")
+    var seed: UInt64?
+
+    @Flag(help: "Keep generating after an end-of-sequence token.")
+    var ignoreEos = false
+
+    @Flag(help: "Print one JSON object: prompt_tokens, tokens, text, timings.")
+    var json = false
+
+    @Option(help: "Write the logits of every forward position to this .npy file: [prompt_len + generated - 1, vocab] f32.")
+    var logitsOut: String?
+
+    func validate() throws {
+        guard (prompt == nil) != (tokens == nil) else { throw ValidationError("give exactly one of --prompt TEXT or --tokens 5,17,42") }
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
+        if let problem = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed).validationError {
+            throw ValidationError(problem)
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let tokenizer = try modelOptions.tokenizer()
+            let promptTokens: [Int]
+            if let tokens {
+                promptTokens = try parseTokenList(tokens, option: "--tokens")
+            } else {
+                guard let tokenizer else {
+                    throw ModelError("\(modelOptions.model) has no tokenizer.json: pass the prompt as --tokens 5,17,42 instead")
+                }
+                promptTokens = tokenizer.encode(prompt ?? "")
+            }
+            let engine = try LocalEngine(directory: modelOptions.directory)
+            let request = GenerationRequest(
+                prompt: promptTokens, maxTokens: maxTokens,
+                sampling: SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed),
+                stopTokens: ignoreEos ? [] : Set(engine.spec.eosTokenIds), recordLogits: logitsOut != nil)
+            var stream = tokenizer.map { StreamingDecoder(tokenizer: $0) }
+            let result = try engine.generator.generate(request) { token in
+                guard !json, var decoder = stream else { return }
+                print(decoder.push(token), terminator: "")
+                fflush(stdout)
+                stream = decoder
+            }
+            if let logitsOut {
+                try Npy.encode(result.logits, shape: [result.logitRows, engine.spec.vocabSize])
+                    .write(to: URL(fileURLWithPath: logitsOut))
+            }
+            try printResult(result, promptTokens: promptTokens, tokenizer: tokenizer, stream: stream)
+        }
+    }
+
+    private func printResult(_ result: GenerationResult, promptTokens: [Int], tokenizer: Tokenizer?, stream: StreamingDecoder?) throws {
+        let prefillRate = Double(promptTokens.count) / max(result.prefillSeconds, 1e-9)
+        let decodeSteps = max(result.tokens.count - 1, 0)
+        let decodeRate = Double(decodeSteps) / max(result.decodeSeconds, 1e-9)
+        if json {
+            var object: [String: Any] = [
+                "prompt_tokens": promptTokens, "tokens": result.tokens, "finish_reason": result.finishReason,
+                "prefill_tokens_per_second": prefillRate, "decode_tokens_per_second": decodeRate,
+            ]
+            if let tokenizer { object["text"] = tokenizer.decode(result.tokens) }
+            print(jsonText(object))
+        } else if let stream {
+            print(stream.finish())
+            printError(String(format: "%d prompt tokens (%.1f tok/s), %d generated (%.1f tok/s decode), finish: %@",
+                              promptTokens.count, prefillRate, result.tokens.count, decodeRate, result.finishReason))
+        } else {
+            print(result.tokens.map(String.init).joined(separator: ","))
+        }
+    }
+}

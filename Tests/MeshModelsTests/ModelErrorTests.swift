@@ -1,0 +1,62 @@
+import Foundation
+import MeshModels
+import MeshTensors
+import XCTest
+
+/// Bad model directories give one precise message.
+final class ModelErrorTests: XCTestCase {
+    func editConfig(_ directory: URL, _ edit: (inout [String: Any]) -> Void) throws {
+        let url = directory.appendingPathComponent("config.json")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        edit(&config)
+        try JSONSerialization.data(withJSONObject: config).write(to: url)
+    }
+
+    func assertLoadFails(_ directory: URL, containing text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try LocalEngine(directory: directory), file: file, line: line) { error in
+            XCTAssertTrue("\(error)".contains(text), "message was: \(error)", file: file, line: line)
+        }
+    }
+
+    func testUnknownModelTypeListsSupportedOnes() throws {
+        let dir = try Fixtures.scratchCopy("mixtral")
+        try editConfig(dir) { $0["model_type"] = "gpt_oss" }
+        assertLoadFails(dir, containing: "unknown model_type 'gpt_oss'; supported: llama4, llama4_text, mixtral, qwen3_moe")
+    }
+
+    func testMissingConfigFieldIsNamed() throws {
+        let dir = try Fixtures.scratchCopy("mixtral")
+        try editConfig(dir) { $0.removeValue(forKey: "num_local_experts") }
+        assertLoadFails(dir, containing: "missing or invalid field 'num_local_experts'")
+    }
+
+    func testShapeMismatchSaysExpectedAndFound() throws {
+        let dir = try Fixtures.scratchCopy("mixtral")
+        try editConfig(dir) { $0["intermediate_size"] = (($0["intermediate_size"] as? Int) ?? 1) + 1 }
+        assertLoadFails(dir, containing: "expected [")
+    }
+
+    func testMissingTensorIsNamed() throws {
+        let dir = try Fixtures.scratchCopy("mixtral")
+        try editConfig(dir) { $0["num_hidden_layers"] = (($0["num_hidden_layers"] as? Int) ?? 1) + 1 }
+        assertLoadFails(dir, containing: "is missing")
+    }
+
+    func testExtraTensorIsNamed() throws {
+        let dir = try Fixtures.scratchCopy("mixtral")
+        try editConfig(dir) { $0["num_hidden_layers"] = (($0["num_hidden_layers"] as? Int) ?? 2) - 1 }
+        assertLoadFails(dir, containing: "unexpected tensors in checkpoint: model.layers.")
+    }
+
+    func testTruncatedWeightsFile() throws {
+        let dir = try Fixtures.scratchCopy("mixtral")
+        let url = dir.appendingPathComponent("model.safetensors")
+        let data = try Data(contentsOf: url)
+        try data.prefix(data.count / 2).write(to: url)
+        assertLoadFails(dir, containing: "truncated")
+    }
+
+    func testMissingDirectory() {
+        assertLoadFails(URL(fileURLWithPath: "/nonexistent/model"), containing: "cannot read /nonexistent/model/config.json")
+    }
+}

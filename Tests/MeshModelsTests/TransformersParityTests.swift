@@ -1,0 +1,36 @@
+import Foundation
+import MeshModels
+import MeshTensors
+import XCTest
+
+/// Logits and greedy tokens of every architecture against Hugging Face transformers.
+final class TransformersParityTests: XCTestCase {
+    func assertMatchesTransformers(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let expected = try Fixtures.expected(name)
+        let engine = try LocalEngine(directory: Fixtures.directory(name))
+        let result = try engine.generator.generate(GenerationRequest(
+            prompt: expected.promptTokens, maxTokens: expected.greedyTokens.count, recordLogits: true))
+        XCTAssertEqual(result.tokens, expected.greedyTokens, "\(name): greedy tokens differ from transformers", file: file, line: line)
+        XCTAssertEqual([result.logitRows, engine.spec.vocabSize], expected.logitsShape, "\(name): logits shape", file: file, line: line)
+        guard result.logits.count == expected.logits.count else { return }
+        let maxDiff = zip(result.logits, expected.logits).map { abs($0 - $1) }.max() ?? .infinity
+        print("\(name): max |logits - transformers| = \(maxDiff) over \(expected.logitsShape)")
+        XCTAssertLessThan(maxDiff, 1e-4, "\(name): logits differ from transformers", file: file, line: line)
+    }
+
+    func testMixtralPerExpertTensors() throws { try assertMatchesTransformers("mixtral") }
+    func testMixtralFusedExperts() throws { try assertMatchesTransformers("mixtral-fused") }
+    func testMixtralBF16Checkpoint() throws { try assertMatchesTransformers("mixtral-bf16") }
+    func testQwen3MoeShardedWithDenseLayer() throws { try assertMatchesTransformers("qwen3_moe") }
+    func testQwen3MoeNormalisedTopK() throws { try assertMatchesTransformers("qwen3_moe-norm") }
+    func testLlama4Text() throws { try assertMatchesTransformers("llama4_text") }
+    func testLlama4ConditionalGenerationTextPart() throws { try assertMatchesTransformers("llama4") }
+
+    func testBF16WeightsStayBF16InMemory() throws {
+        let model = try LoadedModel(directory: Fixtures.directory("mixtral-bf16"))
+        XCTAssertEqual(model.dense.lmHead.dtype, .bf16)
+        XCTAssertEqual(model.dense.layers[0].attention.q.dtype, .bf16)
+        let experts = try model.loadExperts([ExpertKey(layer: 0, expert: 0)])
+        XCTAssertEqual(experts.values.first?.gate.dtype, .bf16)
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything ExpertMesh needs on a bare Debian/Ubuntu machine, then builds in release mode.
+# Idempotent: packages already present are not reinstalled.
+# Usage: scripts/setup.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config iproute2 python3 python3-pip)
+missing=()
+for package in "${apt_packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Python packages used by the tests' reference clients (numpy checks, the protobuf/pyzmq wire client).
+python3 - <<'PY' || python3 -m pip install --quiet numpy
+import numpy
+PY
+
+if ! command -v swift >/dev/null; then
+    echo "setup: the Swift 6 toolchain is not on PATH; install it from swift.org (or add /opt/swift/usr/bin to PATH)" >&2
+    exit 1
+fi
+
+if [ "${1:-}" != "--no-build" ]; then
+    echo "setup: building in release mode"
+    swift build -c release
+    echo "setup: done; the binary is $(swift build -c release --show-bin-path)/expertmesh"
+fi
