@@ -14,7 +14,11 @@ struct Generate: ParsableCommand {
           expertmesh generate --model DIR --prompt "Hi" --max-tokens 4 --logits-out logits.npy
         """)
 
-    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Model directory (local generation).")
+    var model: String?
+
+    @Option(help: "Coordinator HTTP URL, e.g. http://127.0.0.1:8080 (generation on a cluster).")
+    var server: String?
 
     @Option(help: "Prompt text (needs tokenizer.json in the model directory).")
     var prompt: String?
@@ -47,6 +51,8 @@ struct Generate: ParsableCommand {
     var logitsOut: String?
 
     func validate() throws {
+        guard (model == nil) != (server == nil) else { throw ValidationError("give exactly one of --model DIR (local) or --server URL (cluster)") }
+        if server != nil, logitsOut != nil { throw ValidationError("--logits-out works with --model only (the API returns logprobs, not logits)") }
         guard (prompt == nil) != (tokens == nil) else { throw ValidationError("give exactly one of --prompt TEXT or --tokens 5,17,42") }
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
         if let problem = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed).validationError {
@@ -55,7 +61,11 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
+        if let server {
+            return try reportingErrors { try runRemote(server) }
+        }
         try reportingErrors {
+            let modelOptions = try ModelOptions.parse(["--model", model ?? "."])
             let tokenizer = try modelOptions.tokenizer()
             let promptTokens: [Int]
             if let tokens {
@@ -74,8 +84,8 @@ struct Generate: ParsableCommand {
             var stream = tokenizer.map { StreamingDecoder(tokenizer: $0) }
             let result = try engine.generator.generate(request) { token in
                 guard !json, var decoder = stream else { return }
-                print(decoder.push(token), terminator: "")
-                fflush(stdout)
+                // Unbuffered, so text appears as it is generated.
+                FileHandle.standardOutput.write(Data(decoder.push(token).utf8))
                 stream = decoder
             }
             if let logitsOut {
@@ -98,7 +108,7 @@ struct Generate: ParsableCommand {
             if let tokenizer { object["text"] = tokenizer.decode(result.tokens) }
             print(jsonText(object))
         } else if let stream {
-            print(stream.finish())
+            FileHandle.standardOutput.write(Data((stream.finish() + "\n").utf8))
             printError(String(format: "%d prompt tokens (%.1f tok/s), %d generated (%.1f tok/s decode), finish: %@",
                               promptTokens.count, prefillRate, result.tokens.count, decodeRate, result.finishReason))
         } else {

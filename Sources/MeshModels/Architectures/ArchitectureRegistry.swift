@@ -1,5 +1,5 @@
 /// One architecture: decodes its config and names its checkpoint tensors.
-protocol Architecture {
+protocol Architecture: Sendable {
     static var modelTypes: [String] { get }
     static func spec(_ config: ConfigReader) throws -> ModelSpec
     /// Names with the decoder under `prefix` (e.g. "model.").

@@ -21,18 +21,28 @@ enum HalfKernels {
     private static func streamingOutMajor(_ x: UnsafePointer<Float>, rows: Int, _ w: LinearWeight,
                                           into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let (out, inner) = (w.outFeatures, w.inFeatures)
+        if rows == 1 && w.dtype == .bf16 {
+            // Deinterleave x once so each weight row is widened with shifts and masks only.
+            let half = (inner + 1) / 2
+            let split = UnsafeMutablePointer<Float>.allocate(capacity: 2 * half)
+            defer { split.deallocate() }
+            for j in 0..<half {
+                split[j] = x[2 * j]
+                split[half + j] = 2 * j + 1 < inner ? x[2 * j + 1] : 0
+            }
+            Parallel.forRanges(out, minimumPerTask: 64) { range in
+                for o in range {
+                    let value = dotBF16(w.storedRow(o), even: split, odd: split + half, inner)
+                    y[o] = accumulate ? y[o] + value : value
+                }
+            }
+            return
+        }
         Parallel.forRanges(out, minimumPerTask: 64) { range in
             let widened = UnsafeMutablePointer<Float>.allocate(capacity: inner)
             defer { widened.deallocate() }
             for o in range {
-                let row = w.storedRow(o)
-                let dots: Float
-                if rows == 1 {
-                    dots = w.dtype == .bf16 ? dotBF16(row, x, inner) : { convertToFloat(row, dtype: .f16, count: inner, into: widened); return dot(widened, x, inner) }()
-                    y[o] = accumulate ? y[o] + dots : dots
-                    continue
-                }
-                convertToFloat(row, dtype: w.dtype, count: inner, into: widened)
+                convertToFloat(w.storedRow(o), dtype: w.dtype, count: inner, into: widened)
                 for t in 0..<rows {
                     let value = dot(widened, x + t * inner, inner)
                     y[t * out + o] = accumulate ? y[t * out + o] + value : value

@@ -1,10 +1,17 @@
+import COpenBLAS
 import Dispatch
 import Foundation
 
 /// Splits `0..<count` into one contiguous range per core and runs them concurrently.
 /// Callers run on dedicated threads (never Swift's cooperative pool): this blocks.
 public enum Parallel {
-    public static let coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Threads the kernels use; `setThreadCount` changes it (and OpenBLAS's) at start-up.
+    nonisolated(unsafe) public private(set) static var coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    public static func setThreadCount(_ count: Int) {
+        coreCount = max(1, count)
+        openblas_set_num_threads(Int32(coreCount))
+    }
 
     public static func forRanges(_ count: Int, minimumPerTask: Int = 1, _ body: (Range<Int>) -> Void) {
         let tasks = max(1, min(coreCount, count / max(1, minimumPerTask)))

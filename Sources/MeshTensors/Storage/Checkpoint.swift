@@ -59,6 +59,14 @@ public final class Checkpoint: @unchecked Sendable {
         return view
     }
 
+    /// A tensor's header entry (dtype, shape) without marking it used.
+    public func peek(_ name: String) throws -> SafetensorsFile.Entry {
+        guard let fileName = location[name], let entry = files[fileName]?.entries[name] else {
+            throw TensorError.missingTensor(name: name, file: directory.lastPathComponent)
+        }
+        return entry
+    }
+
     /// Tensors present in the files that no call to `tensor` asked for.
     public var unusedTensorNames: [String] {
         lock.lock(); defer { lock.unlock() }

@@ -52,15 +52,10 @@ public func convertToFloat(_ source: UnsafeRawPointer, dtype: DType, count: Int,
     case .f32:
         destination.update(from: source.assumingMemoryBound(to: Float.self), count: count)
     case .bf16:
+        // A plain loop: the compiler vectorises it (zero-extend, shift); generic SIMD
+        // conversions are not specialised and run far slower.
         let halfs = source.assumingMemoryBound(to: UInt16.self)
-        var i = 0
-        while i + 16 <= count {
-            let raw = UnsafeRawPointer(halfs + i).loadUnaligned(as: SIMD16<UInt16>.self)
-            let wide = SIMD16<UInt32>(truncatingIfNeeded: raw) &<< 16
-            UnsafeMutableRawPointer(destination + i).storeBytes(of: unsafeBitCast(wide, to: SIMD16<Float>.self), as: SIMD16<Float>.self)
-            i += 16
-        }
-        while i < count { destination[i] = bf16ToFloat(halfs[i]); i += 1 }
+        for i in 0..<count { destination[i] = Float(bitPattern: UInt32(halfs[i]) << 16) }
     case .f16:
         let halfs = source.assumingMemoryBound(to: Float16.self)
         for i in 0..<count { destination[i] = Float(halfs[i]) }

@@ -1,0 +1,140 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small blocking HTTP/1.1 server: one accept thread, one thread per connection, one
+/// request per connection (`Connection: close`). Enough for the API and health checks; a
+/// malformed request gets a 400 and never affects other connections.
+public final class HTTPServer: @unchecked Sendable {
+    public struct Request: Sendable {
+        public var method: String
+        public var path: String
+        public var headers: [String: String]
+        public var body: Data
+    }
+
+    public struct Response: Sendable {
+        public var status: Int
+        public var contentType = "application/json"
+        public var body: Data
+        public init(status: Int, contentType: String = "application/json", body: Data) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
+        public static func json(_ status: Int, _ object: Any) -> Response {
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+            return Response(status: status, body: data)
+        }
+        public static func error(_ status: Int, _ message: String, type: String = "invalid_request_error") -> Response {
+            .json(status, ["error": ["message": message, "type": type, "code": status]])
+        }
+    }
+
+    public static let maxBodyBytes = 16 << 20
+    private let listener: Int32
+    public let port: Int
+    private let handler: @Sendable (Request) -> Response
+
+    /// Binds `host:port` (port 0 picks a free one).
+    public init(host: String, port: Int, handler: @escaping @Sendable (Request) -> Response) throws {
+        self.handler = handler
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.listener = listener
+        guard listener >= 0 else { throw ClusterError("cannot create the HTTP socket: \(String(cString: strerror(errno)))") }
+        var yes: Int32 = 1
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &address.sin_addr) == 1 else {
+            close(listener)
+            throw ClusterError("--http: '\(host)' is not an IPv4 address; use e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(listener, 64) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(listener)
+            throw ClusterError("cannot listen for HTTP on \(host):\(port): \(reason)")
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        self.port = Int(UInt16(bigEndian: actual.sin_port))
+    }
+
+    public func start() {
+        let thread = Thread { [self] in
+            while true {
+                let client = accept(listener, nil, nil)
+                if client < 0 { if errno == EINTR { continue } else { return } }
+                let connection = Thread { [self] in serve(client) }
+                connection.start()
+            }
+        }
+        thread.name = "http-accept"
+        thread.start()
+    }
+
+    private func serve(_ client: Int32) {
+        defer { close(client) }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let response: Response
+        switch readRequest(client) {
+        case .success(let request): response = handler(request)
+        case .failure(let error): response = .error(400, error.description)
+        }
+        write(response, to: client)
+    }
+
+    private func readRequest(_ client: Int32) -> Result<Request, ClusterError> {
+        var buffer = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let separator = Data("\r\n\r\n".utf8)
+        while buffer.range(of: separator) == nil {
+            let n = recv(client, &chunk, chunk.count, 0)
+            guard n > 0 else { return .failure(ClusterError("connection closed before the request headers ended")) }
+            buffer.append(contentsOf: chunk[0..<n])
+            if buffer.count > 64 * 1024, buffer.range(of: separator) == nil { return .failure(ClusterError("request headers are larger than 64 KiB")) }
+        }
+        let headerEnd = buffer.range(of: separator)!
+        let headText = String(decoding: buffer[..<headerEnd.lowerBound], as: UTF8.self)
+        var lines = headText.components(separatedBy: "\r\n")
+        let requestLine = lines.removeFirst().split(separator: " ")
+        guard requestLine.count >= 2 else { return .failure(ClusterError("malformed request line")) }
+        var headers: [String: String] = [:]
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let length = Int(headers["content-length"] ?? "0") ?? -1
+        guard length >= 0, length <= Self.maxBodyBytes else {
+            return .failure(ClusterError("Content-Length must be a number up to \(Self.maxBodyBytes) bytes"))
+        }
+        var body = Data(buffer[headerEnd.upperBound...])
+        while body.count < length {
+            let n = recv(client, &chunk, min(chunk.count, length - body.count), 0)
+            guard n > 0 else { return .failure(ClusterError("connection closed after \(body.count) of \(length) body bytes")) }
+            body.append(contentsOf: chunk[0..<n])
+        }
+        return .success(Request(method: String(requestLine[0]), path: String(requestLine[1]), headers: headers, body: body.prefix(length)))
+    }
+
+    private func write(_ response: Response, to client: Int32) {
+        let reason = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"][response.status] ?? "Status"
+        var data = Data("HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\nContent-Length: \(response.body.count)\r\nConnection: close\r\n\r\n".utf8)
+        data.append(response.body)
+        data.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let n = send(client, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
+                if n <= 0 { return }
+                sent += n
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import MeshModels
+import MeshTensors
+import MeshWire
+
+/// The experts one worker holds, and the expert computation on them.
+public final class ExpertShard {
+    public let model: LoadedModel
+    public let experts: [ExpertKey: MLPWeights]
+    public let keys: [ExpertKey]
+    public private(set) var requestsServed: UInt64 = 0
+    public private(set) var tokensServed: UInt64 = 0
+    public private(set) var busySeconds: Double = 0
+
+    /// Loads `keys` from the worker's local model copy. Only the pages of these experts are read
+    /// (the checkpoint is memory-mapped); they are touched now so the first request is not slow.
+    public init(model: LoadedModel, keys: [ExpertKey]) throws {
+        self.model = model
+        self.keys = keys.sorted()
+        experts = try model.loadExperts(keys)
+        var sink: UInt64 = 0
+        for weights in experts.values {
+            for matrix in [weights.gate, weights.up, weights.down] {
+                let span = matrix.layout == .outMajor ? matrix.outFeatures : matrix.inFeatures
+                sink &+= ProcessMemory.prefault(matrix.data, byteCount: (span - 1) * matrix.leadingDimension * matrix.dtype.byteSize + 1)
+            }
+        }
+        if sink == 1 { print("", terminator: "") }   // keeps the page touches
+    }
+
+    public var expertBytes: UInt64 { UInt64(experts.values.reduce(0) { $0 + $1.byteCount }) }
+
+    /// Validates and computes one request; returns the reply message (an error reply if invalid).
+    public func serve(_ header: ExpertRequestHeader, tensors: [WireTensor], wireDType: DType) -> WireMessage {
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let activations = try header.validatedActivations(tensors, hiddenSize: model.spec.hiddenSize) { experts[$0] != nil }
+            let request = ExpertRequest(layer: Int(header.layer), input: activations, routes: header.routes, placement: header.placement)
+            let partial = try ExpertCompute.run(request) { experts[ExpertKey(layer: Int(header.layer), expert: $0)] }
+            let seconds = (clock.now - start).seconds
+            requestsServed += 1
+            tokensServed += UInt64(header.tokenCount)
+            busySeconds += seconds
+            return WireMessage(.expertReply(ExpertReplyHeader(requestId: header.requestId, layer: header.layer,
+                                                              tokenCount: header.tokenCount, computeSeconds: seconds)),
+                               tensors: [WireTensor(name: "partial", matrix: partial, dtype: wireDType)])
+        } catch let error as WireError {
+            return WireMessage(.error(WireFailure(requestId: header.requestId, code: error.code, message: error.description)))
+        } catch {
+            return WireMessage(.error(WireFailure(requestId: header.requestId, code: .internal, message: "\(error)")))
+        }
+    }
+}

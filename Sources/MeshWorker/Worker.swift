@@ -1,0 +1,148 @@
+import Foundation
+import MeshModels
+import MeshTensors
+import MeshTransport
+import MeshWire
+
+public struct WorkerOptions: Sendable {
+    public var coordinator: String
+    public var modelDirectory: URL
+    public var name: String
+    public var heartbeatInterval: Double
+    public init(coordinator: String, modelDirectory: URL, name: String, heartbeatInterval: Double = 1.0) {
+        self.coordinator = coordinator
+        self.modelDirectory = modelDirectory
+        self.name = name
+        self.heartbeatInterval = heartbeatInterval
+    }
+}
+
+/// An expert-shard worker: connects to the coordinator (DEALER, routing id = its name), says
+/// hello, loads its assignment, then serves expert requests. Keeps no per-request state. If the
+/// coordinator falls silent it reconnects with backoff and says hello again.
+public final class Worker {
+    public let options: WorkerOptions
+    private let log: (String) -> Void
+    private let model: LoadedModel
+    private let fingerprint: String
+    private var shard: ExpertShard?
+    private var wireDType: DType = .f32
+
+    public init(options: WorkerOptions, log: @escaping (String) -> Void) throws {
+        self.options = options
+        self.log = log
+        model = try LoadedModel(directory: options.modelDirectory)
+        fingerprint = ModelFingerprint.of(model)
+    }
+
+    /// Serves until `shouldStop` returns true (checked at least every heartbeat interval).
+    /// Throws only for problems a reconnect cannot fix (protocol or model mismatch).
+    public func run(shouldStop: () -> Bool) throws {
+        let context = ZMQContext()
+        var backoff = Backoff(initial: 0.1, maximum: 5)
+        while !shouldStop() {
+            let socket = try ZMQSocket(context: context, kind: .dealer)
+            try socket.setRoutingId(Array(options.name.utf8))
+            try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
+            try socket.connect(options.coordinator)
+            log("connecting to \(options.coordinator) as '\(options.name)'")
+            try send(socket, .hello(Hello(modelFingerprint: fingerprint, workerName: options.name,
+                                          threads: UInt32(Parallel.coreCount))))
+            let outcome = try session(socket, shouldStop: shouldStop, backoff: &backoff)
+            if outcome == .stopped {
+                try? send(socket, .goodbye(reason: "worker '\(options.name)' shutting down"))
+                socket.close()
+                return
+            }
+            socket.close()
+            let delay = backoff.next()
+            log("coordinator unreachable or gone; reconnecting in \(String(format: "%.1f", delay)) s")
+            Thread.sleep(forTimeInterval: delay)
+        }
+    }
+
+    private enum Outcome { case stopped, lostCoordinator }
+
+    private func session(_ socket: ZMQSocket, shouldStop: () -> Bool, backoff: inout Backoff) throws -> Outcome {
+        let interval = options.heartbeatInterval
+        var liveness = Liveness(interval: interval, maxLives: 3, now: now())
+        while !shouldStop() {
+            if let parts = try socket.receive(timeoutMilliseconds: Int(interval * 500)) {
+                liveness.heard(at: now())
+                backoff.reset()
+                do {
+                    let message = try WireCodec.decode(parts)
+                    if try handle(message, socket) == .lostCoordinator { return .lostCoordinator }
+                } catch let error as WireError {
+                    log("refused a malformed message: \(error)")
+                    try send(socket, .error(WireFailure(code: error.code, message: error.description)))
+                }
+            }
+            liveness.tick(at: now())
+            if !liveness.isAlive { return .lostCoordinator }
+            if liveness.shouldSendHeartbeat(at: now()) {
+                try send(socket, .heartbeat(sentUnixMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000)))
+            }
+        }
+        return .stopped
+    }
+
+    private func handle(_ message: WireMessage, _ socket: ZMQSocket) throws -> Outcome? {
+        switch message.body {
+        case .assignment(let assignment):
+            try accept(assignment, socket)
+        case .expertRequest(let header):
+            guard let shard else {
+                try send(socket, .error(WireFailure(requestId: header.requestId, code: .notReady, message: "worker '\(options.name)' has no assignment yet")))
+                return nil
+            }
+            try sendMessage(socket, shard.serve(header, tensors: message.tensors, wireDType: wireDType))
+        case .statusRequest:
+            try send(socket, .status(WorkerStatus(
+                workerName: options.name, experts: shard?.keys ?? [], requestsServed: shard?.requestsServed ?? 0,
+                tokensServed: shard?.tokensServed ?? 0, residentBytes: ProcessMemory.residentBytes, busySeconds: shard?.busySeconds ?? 0)))
+        case .error(let failure):
+            log("coordinator refused us: \(failure.message)")
+            if failure.code == .versionMismatch || failure.code == .modelMismatch { throw WireError(failure.code, failure.message) }
+        case .goodbye(let reason):
+            log("coordinator said goodbye: \(reason)")
+            return .lostCoordinator
+        case .heartbeat, .hello, .ready, .expertReply, .status:
+            break
+        }
+        return nil
+    }
+
+    private func accept(_ assignment: Assignment, _ socket: ZMQSocket) throws {
+        guard assignment.protocolVersion == wireProtocolVersion else {
+            let text = "protocol version mismatch: coordinator speaks \(assignment.protocolVersion), worker speaks \(wireProtocolVersion)"
+            try send(socket, .error(WireFailure(code: .versionMismatch, message: text)))
+            throw WireError(.versionMismatch, text)
+        }
+        wireDType = assignment.wireDType
+        if shard?.keys != assignment.experts.sorted() {
+            log("loading \(assignment.experts.count) experts …")
+            let start = Date()
+            do {
+                shard = try ExpertShard(model: model, keys: assignment.experts)
+            } catch {
+                try send(socket, .error(WireFailure(code: .loadFailed, message: "worker '\(options.name)' cannot load its experts: \(error)")))
+                return
+            }
+            log(String(format: "loaded %d experts (%.1f MB) in %.2f s; resident set %.1f MB", assignment.experts.count,
+                       Double(shard!.expertBytes) / 1e6, Date().timeIntervalSince(start), Double(ProcessMemory.residentBytes) / 1e6))
+        }
+        try send(socket, .ready(Ready(experts: shard!.keys, expertBytes: shard!.expertBytes,
+                                      residentBytes: ProcessMemory.residentBytes, loadSeconds: 0)))
+    }
+
+    private func send(_ socket: ZMQSocket, _ body: WireBody) throws {
+        try sendMessage(socket, WireMessage(body))
+    }
+
+    private func sendMessage(_ socket: ZMQSocket, _ message: WireMessage) throws {
+        try socket.send(WireCodec.encode(message))
+    }
+
+    private func now() -> Double { Date().timeIntervalSince1970 }
+}

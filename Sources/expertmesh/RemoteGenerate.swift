@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+extension Generate {
+    /// `generate --server URL`: the same request through the coordinator's /v1/completions,
+    /// printing the same output as local generation.
+    func runRemote(_ server: String) throws {
+        guard let url = URL(string: server.hasSuffix("/") ? server + "v1/completions" : server + "/v1/completions"),
+              url.scheme == "http" || url.scheme == "https" else {
+            throw ValidationError("--server must be an http URL such as http://127.0.0.1:8080")
+        }
+        var body: [String: Any] = ["max_tokens": maxTokens, "temperature": temperature, "return_token_ids": true, "ignore_eos": ignoreEos]
+        if let tokens { body["prompt"] = try parseTokenList(tokens, option: "--tokens") } else { body["prompt"] = prompt ?? "" }
+        if let topK { body["top_k"] = topK }
+        if let topP { body["top_p"] = topP }
+        if let seed { body["seed"] = seed }
+        var request = URLRequest(url: url)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = try JSONSerialization.data(withJSONObject: body)
+        request.timeoutInterval = 3600
+        let (data, status) = try HTTPClient.send(request)
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ValidationError("the server answered HTTP \(status) with a body that is not JSON")
+        }
+        guard status == 200, let choice = (object["choices"] as? [[String: Any]])?.first else {
+            let message = ((object["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(status)"
+            throw ValidationError("the server refused the request: \(message)")
+        }
+        let generated = choice["token_ids"] as? [Int] ?? []
+        let promptTokens = choice["prompt_token_ids"] as? [Int] ?? []
+        let text = choice["text"] as? String ?? ""
+        if json {
+            print(jsonText(["prompt_tokens": promptTokens, "tokens": generated, "text": text,
+                            "finish_reason": choice["finish_reason"] as? String ?? ""]))
+        } else {
+            print(text.isEmpty ? generated.map(String.init).joined(separator: ",") : text)
+        }
+    }
+}
+
+/// A blocking HTTP call (CLI use only).
+enum HTTPClient {
+    static func send(_ request: URLRequest) throws -> (Data, Int) {
+        final class Box: @unchecked Sendable { var result: Result<(Data, Int), Error> = .failure(URLError(.unknown)) }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            if let error {
+                box.result = .failure(ValidationError("cannot reach \(request.url?.absoluteString ?? ""): \(error.localizedDescription); is the coordinator running?"))
+            } else {
+                box.result = .success((data ?? Data(), (response as? HTTPURLResponse)?.statusCode ?? 0))
+            }
+            done.signal()
+        }.resume()
+        done.wait()
+        return try box.result.get()
+    }
+}
