@@ -44,5 +44,6 @@ let package = Package(
         .testTarget(name: "MeshTokenizersTests", dependencies: ["MeshTokenizers"]),
         .testTarget(name: "MeshModelsTests", dependencies: ["MeshModels", "MeshTokenizers"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshTransport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["MeshModels", "MeshWire", "MeshTransport"]),
     ]
 )

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config iproute2 python3 python3-pip)
+apt_packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev pkg-config iproute2 curl python3 python3-pip)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -18,10 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python packages used by the tests' reference clients (numpy checks, the protobuf/pyzmq wire client).
-python3 - <<'PY' || python3 -m pip install --quiet numpy
-import numpy
-PY
+# Python packages used by the tests' reference client (protobuf + pyzmq wire client, numpy checks).
+if ! python3 -c "import numpy, zmq, google.protobuf" 2>/dev/null; then
+    echo "setup: installing numpy pyzmq protobuf (pip)"
+    python3 -m pip install --quiet numpy pyzmq protobuf 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages numpy pyzmq protobuf
+fi
 
 if ! command -v swift >/dev/null; then
     echo "setup: the Swift 6 toolchain is not on PATH; install it from swift.org (or add /opt/swift/usr/bin to PATH)" >&2

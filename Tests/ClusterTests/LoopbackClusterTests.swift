@@ -1,0 +1,126 @@
+import Foundation
+import MeshModels
+import XCTest
+
+/// Coordinator + 3 workers as real processes on loopback: results equal the in-process engine.
+final class LoopbackClusterTests: XCTestCase {
+    static let architectures = ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4"]
+
+    func prompt(_ fixture: String) throws -> [Int] {
+        let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: Harness.fixture(fixture).appendingPathComponent("expected.json"))) as? [String: Any]
+        return try XCTUnwrap(expected?["prompt_tokens"] as? [Int])
+    }
+
+    func testClusterEqualsSingleProcessForEveryArchitecture() throws {
+        for fixture in Self.architectures {
+            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 3)
+            defer { cluster.stop() }
+            try cluster.waitHealthy()
+            let tokens = try prompt(fixture)
+            let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
+                "prompt": tokens, "max_tokens": 6, "temperature": 0, "logprobs": 3, "prompt_logprobs": 2,
+                "return_token_ids": true, "ignore_eos": true,
+            ])
+            XCTAssertEqual(status, 200, "\(fixture): \(body)\n\(cluster.coordinator.log)")
+            let choice = try XCTUnwrap((body["choices"] as? [[String: Any]])?.first, fixture)
+            let remoteTokens = try XCTUnwrap(choice["token_ids"] as? [Int])
+            let remoteLogprobs = try XCTUnwrap((choice["logprobs"] as? [String: Any])?["token_logprobs"] as? [Double])
+            let remotePrompt = try XCTUnwrap(choice["prompt_logprobs"] as? [Any])
+
+            let engine = try LocalEngine(directory: Harness.fixture(fixture))
+            let local = try engine.generator.generate(GenerationRequest(prompt: tokens, maxTokens: 6, logprobs: 3, promptLogprobs: 2))
+            XCTAssertEqual(remoteTokens, local.tokens, "\(fixture): greedy tokens differ between cluster and single process")
+            let tokenDiff = zip(remoteLogprobs, local.logprobs.map { Double($0.logprob) }).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThan(tokenDiff, 1e-4, "\(fixture): logprobs differ")
+            var promptDiff = 0.0
+            for (position, entry) in local.promptLogprobs.enumerated() {
+                let remote = try XCTUnwrap(remotePrompt[position + 1] as? [String: [String: Any]])
+                for top in entry.top {
+                    let value = try XCTUnwrap(remote[String(top.token)]?["logprob"] as? Double, "\(fixture): prompt position \(position + 1) lacks token \(top.token)")
+                    promptDiff = max(promptDiff, abs(value - Double(top.logprob)))
+                }
+            }
+            XCTAssertLessThan(promptDiff, 1e-4, "\(fixture): prompt logprobs differ")
+            print("\(fixture): cluster == single process; max logprob diff \(max(tokenDiff, promptDiff))")
+        }
+    }
+
+    func testHealthIs503UntilEveryExpertIsServed() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 1, minWorkers: 2)
+        defer { cluster.stop() }
+        Thread.sleep(forTimeInterval: 1.5)
+        let (status, body) = Harness.http("GET", cluster.httpURL + "/health")
+        XCTAssertEqual(status, 503)
+        XCTAssertTrue((body["reason"] as? String ?? "").contains("waiting for workers"), "\(body)")
+        let (refused, error) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: ["prompt": [1, 2], "max_tokens": 2])
+        XCTAssertEqual(refused, 503, "\(error)")
+        try cluster.addWorker(name: "late-worker")
+        try cluster.waitHealthy()
+    }
+
+    func testKilledWorkerTurnsHealthTo503AndRequestsFailCleanly() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2)
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        cluster.workers[0].kill(signal: SIGKILL)
+        let deadline = Date().addingTimeInterval(15)
+        var status = 200
+        while Date() < deadline, status == 200 {
+            _ = Harness.http("POST", cluster.httpURL + "/v1/completions", json: ["prompt": [1, 2, 3], "max_tokens": 2, "temperature": 0])
+            status = Harness.http("GET", cluster.httpURL + "/health").status
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        XCTAssertEqual(status, 503, "health should report the lost worker")
+        let (code, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: ["prompt": [1, 2, 3], "max_tokens": 2])
+        XCTAssertEqual(code, 503, "\(body)")
+        XCTAssertTrue(cluster.coordinator.process.isRunning, "the coordinator must stay up")
+        // The worker rejoins under the same name and the cluster serves again.
+        try cluster.addWorker(name: "worker-1")
+        try cluster.waitHealthy()
+        XCTAssertEqual(Harness.http("POST", cluster.httpURL + "/v1/completions", json: ["prompt": [1, 2, 3], "max_tokens": 2]).status, 200)
+    }
+
+    func testBadRequestsGetPreciseErrorsAndTheServerStaysUp() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 1)
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        let cases: [(Any, String)] = [
+            (["max_tokens": 2], "'prompt' is required"),
+            (["prompt": [1, 2], "max_tokens": 0], "'max_tokens' must be at least 1"),
+            (["prompt": [1, 99999]], "outside the vocabulary"),
+            (["prompt": [1], "top_p": 2], "top_p must be in (0, 1]"),
+            (["prompt": [1], "logprobs": 50], "'logprobs' must be between 0 and 20"),
+            (["prompt": [1], "n": 2], "'n' must be 1"),
+        ]
+        for (json, text) in cases {
+            let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: json)
+            XCTAssertEqual(status, 400, "\(json)")
+            let message = (body["error"] as? [String: Any])?["message"] as? String ?? ""
+            XCTAssertTrue(message.contains(text), "\(message)")
+        }
+        XCTAssertEqual(Harness.http("POST", cluster.httpURL + "/v1/completions", json: ["prompt": [1, 2], "max_tokens": 2]).status, 200)
+    }
+
+    func testGenerateClientPrintsTheSameJSONAsLocalMode() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2)
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        func run(_ arguments: [String]) throws -> [String: Any] {
+            let process = Process()
+            let pipe = Pipe()
+            process.executableURL = cluster.binary
+            process.arguments = arguments
+            process.standardOutput = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        }
+        let common = ["--prompt", "The quick brown fox", "--max-tokens", "5", "--temperature", "0", "--ignore-eos", "--json"]
+        let remote = try run(["generate", "--server", cluster.httpURL] + common)
+        let local = try run(["generate", "--model", cluster.model.path] + common)
+        XCTAssertEqual(remote["tokens"] as? [Int], local["tokens"] as? [Int])
+        XCTAssertEqual(remote["prompt_tokens"] as? [Int], local["prompt_tokens"] as? [Int])
+        XCTAssertEqual(remote["text"] as? String, local["text"] as? String)
+    }
+}

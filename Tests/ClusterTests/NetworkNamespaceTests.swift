@@ -1,0 +1,21 @@
+import Foundation
+import XCTest
+
+/// Coordinator, 3 workers and a client, each in its own network namespace (198.18.0.0/15),
+/// connected by veth pairs and a bridge: the cluster's output equals single-process output.
+final class NetworkNamespaceTests: XCTestCase {
+    func runScript(fixture: String) throws {
+        guard getuid() == 0 else { throw XCTSkip("network namespaces need root (CI runs as root)") }
+        let process = try ChildProcess(URL(fileURLWithPath: "/bin/bash"),
+                                       [Harness.root.appendingPathComponent("scripts/netns-cluster-test.sh").path,
+                                        "--model", Harness.fixture(fixture).path, "--workers", "3", "--binary", try Harness.binary().path],
+                                       name: "netns")
+        process.process.waitUntilExit()
+        print(process.log)
+        XCTAssertEqual(process.process.terminationStatus, 0, process.log)
+        XCTAssertTrue(process.log.contains("netns: MATCH"), process.log)
+    }
+
+    func testMixtralAcrossNamespaces() throws { try runScript(fixture: "mixtral") }
+    func testLlama4AcrossNamespaces() throws { try runScript(fixture: "llama4_text") }
+}
