@@ -9,7 +9,8 @@ enum Qwen3Moe: Architecture {
         let heads = try c.positiveInt("num_attention_heads")
         let headDim = c.optionalInt("head_dim") ?? hidden / heads
         let layerCount = try c.positiveInt("num_hidden_layers")
-        let expertCount = c.optionalInt("num_experts") ?? 0
+        // Hub checkpoints say num_experts; transformers 5 writes num_local_experts.
+        let expertCount = c.optionalInt("num_experts") ?? c.optionalInt("num_local_experts") ?? 0
         let sparseStep = c.optionalInt("decoder_sparse_step") ?? 1
         let denseOnly = Set(c.intList("mlp_only_layers") ?? [])
         let moe = expertCount > 0 ? try MoESpec(

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Create tiny random-weight MoE models with Hugging Face transformers and record its outputs.
+
+For each fixture the folder holds a normal model directory (config.json, *.safetensors, ...) plus
+  expected.json  prompt_tokens, greedy_tokens, versions, routing/logit margins
+  logits.npy     float32 [prompt_len + generated - 1, vocab]: every prompt position, then each
+                 decode step except after the last generated token.
+The Swift tests (Tests/MeshModelsTests, Tests/ClusterTests) compare against these.
+
+Random inits are widened (initializer_range) and seeds are searched so that router top-k choices
+and greedy logits are not near-ties (margins >= 1e-3), so f32 rounding cannot flip a choice.
+
+Needs: pip install -r scripts/requirements-fixtures.txt   (torch, transformers, tokenizers)
+Example: python3 scripts/make-fixtures.py --out Tests/Fixtures/models
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+import transformers
+from safetensors.torch import save_file
+from transformers import (Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration, Llama4TextConfig,
+                          MixtralConfig, MixtralForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
+
+GENERATED = 6
+VOCAB = 320
+
+
+def train_tokenizer(directory, vocab_size):
+    """A Mistral-style SentencePiece BPE (Metaspace, byte fallback) trained on inline text."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    corpus = [
+        "The quick brown fox jumps over the lazy dog.", "Mixture of experts models route each token to a few experts.",
+        "ExpertMesh splits one model over many hosts by expert parallelism.", "Hello world! How are you today?",
+        "def forward(x):\n    return x * 2", "Numbers 12345 and 3.14159 appear here.", "Café naïve résumé — ünïcödé.",
+    ] * 20
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"] + byte_tokens,
+                                  initial_alphabet=[], show_progress=False)
+    tokenizer.train_from_iterator(corpus, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    tokenizer.save(os.path.join(directory, "tokenizer.json"))
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
+                   "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=2)
+    return tokenizer
+
+
+def text_config(model):
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
+def router_margin(model, input_ids):
+    """Smallest gap between the k-th and (k+1)-th router score over MoE layers and tokens."""
+    margins = []
+    hooks = []
+    config = text_config(model)
+    k = config.num_experts_per_tok
+
+    def hook(_module, inputs, _output):
+        x = inputs[0].reshape(-1, inputs[0].shape[-1])
+        logits = torch.nn.functional.linear(x, _module.weight)
+        if config.model_type != "llama4_text":
+            logits = torch.softmax(logits.float(), dim=-1)
+        top = torch.topk(logits, k + 1, dim=-1).values
+        margins.append(float((top[:, k - 1] - top[:, k]).min()))
+
+    for name, module in model.named_modules():
+        if name.endswith(("block_sparse_moe.gate", "mlp.gate", "feed_forward.router")):
+            hooks.append(module.register_forward_hook(hook))
+    with torch.no_grad():
+        model(input_ids)
+    for h in hooks:
+        h.remove()
+    return min(margins) if margins else 1.0
+
+
+def run_reference(model, prompt):
+    """Greedy generation with a KV cache; returns (generated ids, logits rows, min top1-top2 gap)."""
+    model.eval()
+    rows, generated, gaps = [], [], []
+    with torch.no_grad():
+        out = model(torch.tensor([prompt]), use_cache=True)
+        logits = out.logits[0].float()
+        rows.extend(logits.numpy())
+        cache = out.past_key_values
+        last = logits[-1]
+        for step in range(GENERATED):
+            top = torch.topk(last, 2).values
+            gaps.append(float(top[0] - top[1]))
+            token = int(torch.argmax(last))
+            generated.append(token)
+            if step == GENERATED - 1:
+                break
+            out = model(torch.tensor([[token]]), cache=cache, use_cache=True)
+            cache = out.past_key_values
+            last = out.logits[0, -1].float()
+            rows.append(last.numpy())
+    return generated, np.stack(rows).astype("<f4"), min(gaps)
+
+
+def check_greedy_matches_generate(model, prompt, generated):
+    with torch.no_grad():
+        ids = model.generate(torch.tensor([prompt]), max_new_tokens=GENERATED, do_sample=False, min_new_tokens=GENERATED,
+                             pad_token_id=0)
+    assert ids[0, len(prompt):].tolist() == generated, (ids, generated)
+
+
+def write_fixture(directory, model, prompt, notes, extra=None, save=None, reload=None):
+    if os.path.exists(directory):
+        shutil.rmtree(directory)
+    os.makedirs(directory)
+    tokenizer_path = None
+    if extra and "tokenizer" in extra:
+        tokenizer_path = extra["tokenizer"]
+    (save or (lambda d: model.save_pretrained(d)))(directory)
+    reference = reload(directory) if reload else model
+    generated, logits, logit_margin = run_reference(reference, prompt)
+    check_greedy_matches_generate(reference, prompt, generated)
+    margin = router_margin(reference, torch.tensor([prompt + generated]))
+    np.save(os.path.join(directory, "logits.npy"), logits)
+    expected = {
+        "architecture": type(model).__name__, "model_type": model.config.model_type,
+        "prompt_tokens": prompt, "greedy_tokens": generated, "logits_file": "logits.npy",
+        "transformers_version": transformers.__version__, "torch_version": torch.__version__,
+        "min_router_margin": margin, "min_logit_margin": logit_margin, "notes": notes,
+    }
+    if extra:
+        expected.update({k: v for k, v in extra.items() if k != "tokenizer"})
+    with open(os.path.join(directory, "expected.json"), "w") as f:
+        json.dump(expected, f, indent=2)
+    return margin, logit_margin, generated
+
+
+def search(build, prompt_for, accept=1e-3, seeds=range(1, 200), view=lambda m: m):
+    """First seed whose model has router and logit margins >= accept and varied greedy tokens."""
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = build().eval()
+        prompt = prompt_for(model)
+        generated, _, logit_margin = run_reference(view(model), prompt)
+        margin = router_margin(view(model), torch.tensor([prompt + generated]))
+        if margin >= accept and logit_margin >= accept and len(set(generated)) >= 3:
+            return seed, model, prompt
+    raise SystemExit("no seed gave clear margins; widen initializer_range")
+
+
+def random_prompt(seed, vocab, length=10):
+    rng = np.random.default_rng(seed)
+    return [int(x) for x in rng.integers(3, vocab, size=length)]
+
+
+def llama4_text_view(model):
+    """The text half of a Llama4ForConditionalGeneration as a Llama4ForCausalLM with the same
+    weights (transformers 5.24's multimodal forward fails on text-only input)."""
+    return model.language_model.eval()
+
+
+def fused_mixtral_save(model):
+    """transformers 5 keeps Mixtral experts fused in memory but saves the classic per-expert
+    names; this writes the in-memory (fused) names instead: mlp.experts.gate_up_proj [E, 2I, H]."""
+    def save(directory):
+        model.config.save_pretrained(directory)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+    return save
+
+
+def mixtral_config(**overrides):
+    base = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, num_local_experts=8, num_experts_per_tok=2, rope_theta=1e6,
+                tie_word_embeddings=False, initializer_range=0.25, rms_norm_eps=1e-5, max_position_embeddings=256,
+                bos_token_id=1, eos_token_id=2)
+    base.update(overrides)
+    return MixtralConfig(**base)
+
+
+def llama4_text_config(**overrides):
+    base = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=48, intermediate_size_mlp=96, num_hidden_layers=4,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=1,
+                interleave_moe_layer_step=2, use_qk_norm=True, attention_chunk_size=4, attn_temperature_tuning=True,
+                floor_scale=2, attn_scale=0.1, rms_norm_eps=1e-5, initializer_range=0.25, tie_word_embeddings=False,
+                max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 16})
+    base.update(overrides)
+    return Llama4TextConfig(**base)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="Tests/Fixtures/models")
+    parser.add_argument("--only", nargs="*", help="fixture names to (re)make")
+    args = parser.parse_args()
+    torch.set_default_dtype(torch.float32)
+    wanted = lambda name: not args.only or name in args.only
+    report = {}
+
+    if wanted("mixtral"):
+        directory = os.path.join(args.out, "mixtral")
+        os.makedirs(directory, exist_ok=True)
+        tokenizer = train_tokenizer(directory, VOCAB)
+        text = "The quick brown fox jumps over the lazy dog"
+        prompt = tokenizer.encode(text).ids
+        shutil.copy(os.path.join(directory, "tokenizer.json"), "/tmp/em-tokenizer.json")
+        shutil.copy(os.path.join(directory, "tokenizer_config.json"), "/tmp/em-tokenizer_config.json")
+        seed, model, _ = search(lambda: MixtralForCausalLM(mixtral_config()), lambda m: prompt)
+        report["mixtral"] = write_fixture(directory, model, prompt, f"seed {seed}; per-expert classic layout (transformers 5 save_pretrained)",
+                                          extra={"prompt_text": text})
+        shutil.copy("/tmp/em-tokenizer.json", os.path.join(directory, "tokenizer.json"))
+        shutil.copy("/tmp/em-tokenizer_config.json", os.path.join(directory, "tokenizer_config.json"))
+
+    if wanted("mixtral-fused"):
+        seed, model, prompt = search(lambda: MixtralForCausalLM(mixtral_config(num_hidden_layers=2)), lambda m: random_prompt(5, VOCAB), seeds=range(300, 500))
+        report["mixtral-fused"] = write_fixture(
+            os.path.join(args.out, "mixtral-fused"), model, prompt,
+            f"seed {seed}; fused experts: mlp.experts.gate_up_proj [E, 2I, H] (gate rows first), mlp.experts.down_proj [E, H, I], router mlp.gate.weight",
+            save=fused_mixtral_save(model), reload=lambda d: MixtralForCausalLM.from_pretrained(d).eval())
+
+    if wanted("mixtral-bf16"):
+        def build():
+            model = MixtralForCausalLM(mixtral_config())
+            # round the weights to bf16 so the f32 reference runs on exactly the saved values
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(p.to(torch.bfloat16).to(torch.float32))
+            return model
+        seed, model, prompt = search(build, lambda m: random_prompt(7, VOCAB), seeds=range(500, 700))
+        report["mixtral-bf16"] = write_fixture(
+            os.path.join(args.out, "mixtral-bf16"), model, prompt, f"seed {seed}; weights saved as bf16, reference in f32 on the same bf16 values",
+            save=lambda d: model.to(torch.bfloat16).save_pretrained(d),
+            reload=lambda d: MixtralForCausalLM.from_pretrained(d, dtype=torch.bfloat16).to(torch.float32).eval())
+
+    qwen = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=80, moe_intermediate_size=32, num_hidden_layers=3,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=8, num_experts_per_tok=2,
+                rms_norm_eps=1e-6, initializer_range=0.25, rope_theta=1e6, max_position_embeddings=256,
+                bos_token_id=1, eos_token_id=2)
+    if wanted("qwen3_moe"):
+        seed, model, prompt = search(lambda: Qwen3MoeForCausalLM(Qwen3MoeConfig(**qwen, norm_topk_prob=False, decoder_sparse_step=1,
+                                                                                mlp_only_layers=[1], tie_word_embeddings=True)),
+                                     lambda m: random_prompt(11, VOCAB), seeds=range(700, 900))
+        report["qwen3_moe"] = write_fixture(os.path.join(args.out, "qwen3_moe"), model, prompt,
+                                            f"seed {seed}; layer 1 dense (mlp_only_layers); tied embeddings; sharded",
+                                            save=lambda d: model.save_pretrained(d, max_shard_size="300KB"))
+    if wanted("qwen3_moe-norm"):
+        seed, model, prompt = search(lambda: Qwen3MoeForCausalLM(Qwen3MoeConfig(**qwen, norm_topk_prob=True, tie_word_embeddings=False)),
+                                     lambda m: random_prompt(13, VOCAB), seeds=range(900, 1100))
+        report["qwen3_moe-norm"] = write_fixture(os.path.join(args.out, "qwen3_moe-norm"), model, prompt, f"seed {seed}; norm_topk_prob")
+
+    if wanted("llama4_text"):
+        seed, model, prompt = search(lambda: Llama4ForCausalLM._from_config(llama4_text_config(), attn_implementation="eager"),
+                                     lambda m: random_prompt(17, VOCAB, 9), seeds=range(1100, 1300))
+        report["llama4_text"] = write_fixture(
+            os.path.join(args.out, "llama4_text"), model, prompt,
+            f"seed {seed}; eager attention; layers 1,3 MoE; layer 3 NoPE with temperature tuning; chunk 4; llama3 rope scaling",
+            reload=lambda d: Llama4ForCausalLM.from_pretrained(d, attn_implementation="eager").eval())
+
+    if wanted("llama4"):
+        def build():
+            vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                          patch_size=14, vision_output_dim=16, projector_input_dim=16, projector_output_dim=16)
+            config = Llama4Config(text_config=llama4_text_config(num_hidden_layers=2, no_rope_layers=[1, 0]).to_dict(),
+                                  vision_config=vision)
+            return Llama4ForConditionalGeneration._from_config(config, attn_implementation="eager")
+        seed, model, prompt = search(build, lambda m: random_prompt(19, VOCAB, 9), seeds=range(1300, 1500), view=llama4_text_view)
+        report["llama4"] = write_fixture(
+            os.path.join(args.out, "llama4"), model, prompt,
+            f"seed {seed}; Llama4ForConditionalGeneration checkpoint (vision tower included); reference logits from its "
+            "language_model (a Llama4ForCausalLM) on the reloaded weights",
+            reload=lambda d: llama4_text_view(Llama4ForConditionalGeneration.from_pretrained(d, attn_implementation="eager").eval()))
+
+    for name, (router, logit, generated) in report.items():
+        print(f"{name:16s} router margin {router:.4f}  logit margin {logit:.4f}  greedy {generated}")
+
+
+if __name__ == "__main__":
+    main()
