@@ -107,7 +107,7 @@ struct Generate: ParsableCommand {
             ]
             if let tokenizer { object["text"] = tokenizer.decode(result.tokens) }
             print(jsonText(object))
-        } else if let stream {
+        } else if var stream {
             FileHandle.standardOutput.write(Data((stream.finish() + "\n").utf8))
             printError(String(format: "%d prompt tokens (%.1f tok/s), %d generated (%.1f tok/s decode), finish: %@",
                               promptTokens.count, prefillRate, result.tokens.count, decodeRate, result.finishReason))
