@@ -1,16 +1,25 @@
 import Foundation
 
+/// A string compared by its exact unicode scalars. Swift's String equality is canonical
+/// equivalence ("é" == "e\u{301}"), but token strings must match byte for byte.
+struct ExactString: Hashable {
+    let bytes: [UInt8]
+    init(_ text: String) { bytes = Array(text.utf8) }
+    init(bytes: [UInt8]) { self.bytes = bytes }
+}
+
 /// Byte-pair encoding as HF tokenizers' `BPE` model: start from characters, repeatedly merge
 /// the adjacent pair with the lowest merge rank; unknown characters become `<0xNN>` byte
 /// tokens (byte_fallback) or the unk token.
 final class BPEModel: @unchecked Sendable {
-    let vocab: [String: Int]
-    private let ranks: [String: [String: Int]]   // left -> right -> rank
+    let vocab: [ExactString: Int]
+    private let ranks: [Pair: Int]
+    private struct Pair: Hashable { let left: ExactString, right: ExactString }
     let unkToken: String?
     let byteFallback: Bool
     let fuseUnknown: Bool
     let ignoreMerges: Bool
-    private var cache: [String: [Int]] = [:]
+    private var cache: [ExactString: [Int]] = [:]
     private let lock = NSLock()
 
     init(_ json: JSONObject) throws {
@@ -19,8 +28,12 @@ final class BPEModel: @unchecked Sendable {
             throw TokenizerError("tokenizer.json: model type '\(type)' is not supported; supported: BPE")
         }
         let vocabJSON: [String: Any] = try json.require("vocab", "BPE model")
-        vocab = vocabJSON.compactMapValues { ($0 as? NSNumber)?.intValue }
-        var ranks: [String: [String: Int]] = [:]
+        var vocab: [ExactString: Int] = [:]
+        for (token, id) in vocabJSON {
+            if let id = (id as? NSNumber)?.intValue { vocab[ExactString(token)] = id }
+        }
+        self.vocab = vocab
+        var ranks: [Pair: Int] = [:]
         let merges = json["merges"] as? [Any] ?? []
         for (rank, merge) in merges.enumerated() {
             let pair: [String]
@@ -32,7 +45,8 @@ final class BPEModel: @unchecked Sendable {
                 throw TokenizerError("tokenizer.json: merge \(rank) is neither \"a b\" nor [\"a\", \"b\"]")
             }
             guard pair.count == 2 else { throw TokenizerError("tokenizer.json: merge \(rank) does not have two parts") }
-            if ranks[pair[0]]?[pair[1]] == nil { ranks[pair[0], default: [:]][pair[1]] = rank }
+            let key = Pair(left: ExactString(pair[0]), right: ExactString(pair[1]))
+            if ranks[key] == nil { ranks[key] = rank }
         }
         self.ranks = ranks
         unkToken = json.string("unk_token")
@@ -42,31 +56,33 @@ final class BPEModel: @unchecked Sendable {
     }
 
     func tokenize(_ word: String) -> [Int] {
+        let key = ExactString(word)
         lock.lock()
-        if let hit = cache[word] { lock.unlock(); return hit }
+        if let hit = cache[key] { lock.unlock(); return hit }
         lock.unlock()
-        let ids = merge(word)
+        let ids = merge(key)
         lock.lock()
         if cache.count > 100_000 { cache.removeAll() }
-        cache[word] = ids
+        cache[key] = ids
         lock.unlock()
         return ids
     }
 
-    private func merge(_ word: String) -> [Int] {
+    private func merge(_ word: ExactString) -> [Int] {
         if ignoreMerges, let id = vocab[word] { return [id] }
-        var symbols = word.unicodeScalars.map { String($0) }
+        // Symbols start as single unicode scalars (UTF-8 byte runs).
+        var symbols: [ExactString] = String(decoding: word.bytes, as: UTF8.self).unicodeScalars.map { ExactString(String($0)) }
         while symbols.count > 1 {
             var best: (rank: Int, index: Int)?
             for i in 0..<(symbols.count - 1) {
-                if let rank = ranks[symbols[i]]?[symbols[i + 1]], rank < (best?.rank ?? .max) { best = (rank, i) }
+                if let rank = ranks[Pair(left: symbols[i], right: symbols[i + 1])], rank < (best?.rank ?? .max) { best = (rank, i) }
             }
             guard let best else { break }
-            let merged = symbols[best.index] + symbols[best.index + 1]
-            // Merge every occurrence of this pair in one left-to-right pass (as HF does).
-            var next: [String] = []
-            var i = 0
             let (left, right) = (symbols[best.index], symbols[best.index + 1])
+            let merged = ExactString(bytes: left.bytes + right.bytes)
+            // Merge every occurrence of this pair in one left-to-right pass (as HF does).
+            var next: [ExactString] = []
+            var i = 0
             while i < symbols.count {
                 if i + 1 < symbols.count, symbols[i] == left, symbols[i + 1] == right {
                     next.append(merged)
@@ -84,13 +100,23 @@ final class BPEModel: @unchecked Sendable {
             if let id = vocab[symbol] {
                 ids.append(id)
                 lastWasUnknown = false
-            } else if byteFallback, symbol.utf8.allSatisfy({ vocab[String(format: "<0x%02X>", $0)] != nil }) {
-                ids += symbol.utf8.map { vocab[String(format: "<0x%02X>", $0)]! }
+            } else if byteFallback, let bytes = byteTokens(symbol) {
+                ids += bytes
                 lastWasUnknown = false
-            } else if let unk = unkToken, let unkId = vocab[unk] {
+            } else if let unk = unkToken, let unkId = vocab[ExactString(unk)] {
                 if !(fuseUnknown && lastWasUnknown) { ids.append(unkId) }
                 lastWasUnknown = true
             }
+        }
+        return ids
+    }
+
+    /// `<0xNN>` ids for every byte of the symbol, if the vocabulary has them all.
+    private func byteTokens(_ symbol: ExactString) -> [Int]? {
+        var ids: [Int] = []
+        for byte in symbol.bytes {
+            guard let id = vocab[ExactString(String(format: "<0x%02X>", byte))] else { return nil }
+            ids.append(id)
         }
         return ids
     }

@@ -39,10 +39,19 @@ indirect enum TokenDecoder {
             // Bytes of all tokens joined, then UTF-8 (invalid sequences become U+FFFD).
             return [String(decoding: tokens.flatMap { ByteLevel.decode($0) }, as: UTF8.self)]
         case .metaspace(let replacement, let scheme):
+            // As HF's Rust decoder: in the first token every replacement character is dropped
+            // (it stood for a prepended space); elsewhere each becomes a space.
+            let mark = replacement.unicodeScalars.first
             return tokens.enumerated().map { index, token in
-                var text = token.replacingOccurrences(of: replacement, with: " ", options: .literal)
-                if index == 0, scheme != "never", text.hasPrefix(" ") { text.removeFirst() }
-                return text
+                var view = String.UnicodeScalarView()
+                for scalar in token.unicodeScalars {
+                    if scalar == mark {
+                        if !(index == 0 && scheme != "never") { view.append(" ") }
+                    } else {
+                        view.append(scalar)
+                    }
+                }
+                return String(view)
             }
         case .replace(let pattern, let content):
             return tokens.map { replacing(pattern, in: $0, with: content) }

@@ -54,7 +54,7 @@ indirect enum PreTokenizer {
             let regex = useRegex ? try Pattern.regex(RegexPattern(PreTokenizer.gpt2Pattern)) : nil
             return pieces.flatMap { piece -> [Piece] in
                 var text = piece.text
-                if addPrefixSpace, piece.isFirst, !text.hasPrefix(" ") { text = " " + text }
+                if addPrefixSpace, piece.isFirst, text.unicodeScalars.first != " " { text = " " + text }
                 let words = regex.map { PreTokenizer.split(Piece(text: text, isFirst: piece.isFirst), matches: $0.matches(in: text), behavior: .isolated) }
                     ?? [Piece(text: text, isFirst: piece.isFirst)]
                 return words.map { Piece(text: ByteLevel.encode($0.text), isFirst: $0.isFirst) }
@@ -62,7 +62,7 @@ indirect enum PreTokenizer {
         case .metaspace(let replacement, let scheme, let split):
             return pieces.flatMap { piece -> [Piece] in
                 var text = piece.text.replacingOccurrences(of: " ", with: replacement, options: .literal)
-                if scheme == "always" || (scheme == "first" && piece.isFirst), !text.hasPrefix(replacement) {
+                if scheme == "always" || (scheme == "first" && piece.isFirst), text.unicodeScalars.first != replacement.unicodeScalars.first {
                     text = replacement + text
                 }
                 guard split else { return [Piece(text: text, isFirst: piece.isFirst)] }

@@ -51,18 +51,18 @@ public struct Tokenizer: @unchecked Sendable {
         decoder = try TokenDecoder.parse(json.object("decoder"))
         let added = try (json.objects("added_tokens") ?? []).map(AddedToken.init)
         splitter = AddedTokenSplitter(added)
-        var idToToken = Dictionary(model.vocab.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        var idToToken = Dictionary(model.vocab.map { ($1, String(decoding: $0.bytes, as: UTF8.self)) }, uniquingKeysWith: { a, _ in a })
         for token in added { idToToken[token.id] = token.content }
         self.idToToken = idToToken
         specialIds = Set(added.filter(\.special).map(\.id))
         (prefixIds, suffixIds) = try Tokenizer.template(json.object("post_processor"))
-        let tokenToId = Dictionary(idToToken.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        let tokenToId = Dictionary(idToToken.map { (ExactString($1), $0) }, uniquingKeysWith: { a, _ in a })
         func tokenName(_ key: String) -> String? {
             if let name = config?.string(key) { return name }
             return config?.object(key)?.string("content")
         }
-        bosTokenId = tokenName("bos_token").flatMap { tokenToId[$0] } ?? prefixIds.first
-        eosTokenIds = tokenName("eos_token").flatMap { tokenToId[$0] }.map { [$0] } ?? []
+        bosTokenId = tokenName("bos_token").flatMap { tokenToId[ExactString($0)] } ?? prefixIds.first
+        eosTokenIds = tokenName("eos_token").flatMap { tokenToId[ExactString($0)] }.map { [$0] } ?? []
     }
 
     /// The ids TemplateProcessing puts around a single sequence.
@@ -121,7 +121,9 @@ public struct Tokenizer: @unchecked Sendable {
     /// The token string of an id (as in tokenizer.json), nil if unknown.
     public func token(for id: Int) -> String? { idToToken[id] }
 
-    public func id(of token: String) -> Int? { model.vocab[token] ?? idToToken.first(where: { $0.value == token })?.key }
+    public func id(of token: String) -> Int? {
+        model.vocab[ExactString(token)] ?? idToToken.first(where: { ExactString($0.value) == ExactString(token) })?.key
+    }
 }
 
 /// Emits text as tokens arrive, holding back an incomplete UTF-8 sequence (a byte-level or
