@@ -56,7 +56,7 @@ public final class Cluster {
 
     /// Nil when every expert is served by a ready, live worker; otherwise why not.
     public var unservedReason: String? {
-        if placement.owner.isEmpty { return "waiting for workers: \(readyWorkers.count) ready, experts not assigned yet" }
+        if placement.owner.isEmpty { return "waiting for workers: \(workers.count) connected, experts not assigned yet" }
         let down = placement.workers.filter { workers[$0]?.ready != true || workers[$0]?.liveness.isAlive != true }
         if !down.isEmpty { return "experts unserved: worker(s) \(down.joined(separator: ", ")) not ready or not responding" }
         return nil
@@ -65,7 +65,9 @@ public final class Cluster {
     // MARK: start-up
 
     /// Waits until `minimum` workers said hello, assigns every expert, and waits for them to be ready.
-    public func start(minimumWorkers minimum: Int, timeout: Double, progress: (String) -> Void) throws {
+    /// `waiting` is told why the cluster cannot serve yet, on every turn of the wait.
+    public func start(minimumWorkers minimum: Int, timeout: Double, progress: (String) -> Void,
+                      waiting: (String) -> Void = { _ in }) throws {
         let deadline = Date().addingTimeInterval(timeout)
         var lastCount = -1
         while workers.count < minimum {
@@ -73,6 +75,7 @@ public final class Cluster {
                 progress("waiting for workers: \(workers.count)/\(minimum) connected")
                 lastCount = workers.count
             }
+            waiting("waiting for workers: \(workers.count)/\(minimum) connected")
             guard Date() < deadline else { throw ClusterError("only \(workers.count) of \(minimum) workers connected within \(Int(timeout)) s; start more workers with `expertmesh worker --coordinator \(endpoint) --model DIR`") }
             try pump(timeoutMilliseconds: 200)
         }
@@ -80,6 +83,7 @@ public final class Cluster {
         progress("placement:\n  " + placement.summary.joined(separator: "\n  "))
         for name in placement.workers { try assign(name) }
         while placement.workers.contains(where: { workers[$0]?.ready != true }) {
+            waiting(unservedReason ?? "loading experts")
             guard Date() < deadline else {
                 let pending = placement.workers.filter { workers[$0]?.ready != true }
                 throw ClusterError("worker(s) \(pending.joined(separator: ", ")) did not report ready within \(Int(timeout)) s")

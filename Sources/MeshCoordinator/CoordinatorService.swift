@@ -51,7 +51,8 @@ public final class CoordinatorService: @unchecked Sendable {
         let server = try HTTPServer(host: options.httpHost, port: options.httpPort) { api.handle($0) }
         server.start()
         log("HTTP API on http://\(options.httpHost):\(server.port) (GET /health, POST /v1/completions)")
-        try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log)
+        try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log,
+                          waiting: { [self] in setHealth($0) })
         let generator = Generator(Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster)))
         setHealth(cluster.unservedReason)
         while !shouldStop() {
