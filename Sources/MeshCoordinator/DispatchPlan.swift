@@ -4,55 +4,57 @@ import MeshWire
 
 /// The layout of one MoE layer's exchange (DeepEP's dispatch layout): for each worker that has
 /// work, which tokens go to it (once each, even with several of their experts there) and with
-/// which local experts and weights.
+/// which local experts and weights, already in the wire's CSR form.
 public struct DispatchPlan: Sendable {
     public struct Destination: Sendable {
         public var worker: String
-        /// Original token indices, in order.
+        /// Original token indices, ascending.
         public var tokens: [Int] = []
-        /// Per token: experts on this worker and their weights.
-        public var routes: [TokenRoute] = []
+        /// Token i uses expertIds[offsets[i] ..< offsets[i+1]] with the same slice of weights.
+        public var offsets: [UInt32] = [0]
+        public var expertIds: [UInt32] = []
+        public var weights: [Float] = []
     }
 
     public var destinations: [Destination]
 
     public init(routes: [TokenRoute], layer: Int, placement: Placement) throws {
-        var byWorker: [String: Destination] = [:]
+        let workers = placement.workers
+        var slot: [String: Int] = [:]
+        for (index, name) in workers.enumerated() { slot[name] = index }
+        // expert -> destination slot, looked up once per layer instead of once per token.
+        let expertCount = (routes.flatMap(\.experts).max() ?? -1) + 1
+        var owner = [Int](repeating: -1, count: expertCount)
+        for expert in 0..<expertCount {
+            if let name = placement.owner[ExpertKey(layer: layer, expert: expert)] { owner[expert] = slot[name]! }
+        }
+        var all = workers.map { Destination(worker: $0) }
         for (token, route) in routes.enumerated() {
-            var local: [String: TokenRoute] = [:]
             for (expert, weight) in zip(route.experts, route.weights) {
-                let key = ExpertKey(layer: layer, expert: expert)
-                guard let worker = placement.owner[key] else { throw ClusterError("\(key) is not assigned to any worker") }
-                local[worker, default: TokenRoute(experts: [], weights: [])].experts.append(expert)
-                local[worker]!.weights.append(weight)
-            }
-            for (worker, route) in local {
-                byWorker[worker, default: Destination(worker: worker)].tokens.append(token)
-                byWorker[worker]!.routes.append(route)
+                let d = owner[expert]
+                guard d >= 0 else { throw ClusterError("\(ExpertKey(layer: layer, expert: expert)) is not assigned to any worker") }
+                if all[d].tokens.last != token {
+                    all[d].tokens.append(token)
+                    all[d].offsets.append(all[d].offsets.last!)
+                }
+                all[d].expertIds.append(UInt32(expert))
+                all[d].weights.append(weight)
+                all[d].offsets[all[d].offsets.count - 1] += 1
             }
         }
-        destinations = byWorker.values.sorted { $0.worker < $1.worker }
+        destinations = all.filter { !$0.tokens.isEmpty }
     }
 
     /// The request message for one destination: header + "activations" [n, H] in the wire dtype.
     public static func message(for destination: Destination, requestId: UInt64, layer: Int, input: Matrix,
                                placement: RoutingWeightPlacement, wireDType: DType) -> WireMessage {
-        let n = destination.tokens.count
-        let gathered = Matrix(rows: n, columns: input.columns)      // [n, H]
-        for (row, token) in destination.tokens.enumerated() {
-            gathered.row(row).update(from: input.row(token), count: input.columns)
-        }
-        var offsets: [UInt32] = [0]
-        var ids: [UInt32] = []
-        var weights: [Float] = []
-        for route in destination.routes {
-            ids += route.experts.map { UInt32($0) }
-            weights += route.weights
-            offsets.append(UInt32(ids.count))
-        }
-        let header = ExpertRequestHeader(requestId: requestId, layer: UInt32(layer), tokenCount: UInt32(n),
+        let header = ExpertRequestHeader(requestId: requestId, layer: UInt32(layer), tokenCount: UInt32(destination.tokens.count),
                                          hiddenSize: UInt32(input.columns), placement: placement,
-                                         routeOffsets: offsets, expertIds: ids, weights: weights)
-        return WireMessage(.expertRequest(header), tensors: [WireTensor(name: "activations", matrix: gathered, dtype: wireDType)])
+                                         routeOffsets: destination.offsets, expertIds: destination.expertIds, weights: destination.weights)
+        // Gather the destination's token rows [n, H] and narrow them to the wire dtype in one pass.
+        let activations = WireTensor(name: "activations", rows: destination.tokens.count, columns: input.columns, dtype: wireDType) {
+            UnsafePointer(input.row(destination.tokens[$0]))
+        }
+        return WireMessage(.expertRequest(header), tensors: [activations])
     }
 }

@@ -11,8 +11,16 @@ public final class RemoteExpertBackend: ExpertBackend {
         var hidden: Int
     }
 
+    /// What the last exchange moved and how long the busiest worker computed.
+    public struct ExchangeStats: Sendable {
+        public var requestBytes: [Int] = []
+        public var replyBytes: [Int] = []
+        public var maxWorkerComputeSeconds: Double = 0
+    }
+
     let cluster: Cluster
     private var nextRequestId: UInt64 = 1
+    public private(set) var lastExchange = ExchangeStats()
 
     public init(cluster: Cluster) { self.cluster = cluster }
 
@@ -34,6 +42,7 @@ public final class RemoteExpertBackend: ExpertBackend {
 
     public func combine(_ handle: Handle, into output: Matrix) throws {
         let replies = try cluster.collect(handle.requests.mapValues(\.worker))
+        var stats = ExchangeStats()
         // Add in request-id order so the sum is the same on every run.
         for id in handle.requests.keys.sorted() {
             let destination = handle.requests[id]!
@@ -41,10 +50,16 @@ public final class RemoteExpertBackend: ExpertBackend {
                   reply.tensors[0].shape == [destination.tokens.count, handle.hidden] else {
                 throw ClusterError("worker '\(destination.worker)' sent a malformed reply to request \(id): expected one 'partial' frame [\(destination.tokens.count), \(handle.hidden)]")
             }
-            let partial = reply.tensors[0].matrix()
+            if case .expertReply(let header) = reply.body { stats.maxWorkerComputeSeconds = max(stats.maxWorkerComputeSeconds, header.computeSeconds) }
+            stats.replyBytes.append(reply.tensors[0].bytes.count)
+            stats.requestBytes.append(destination.tokens.count * handle.hidden * cluster.wireDType.byteSize)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: handle.hidden)
+            defer { scratch.deallocate() }
             for (row, token) in destination.tokens.enumerated() {
-                axpy(1, partial.row(row), output.row(token), handle.hidden)
+                reply.tensors[0].widenRow(row, into: scratch)
+                axpy(1, scratch, output.row(token), handle.hidden)
             }
         }
+        lastExchange = stats
     }
 }

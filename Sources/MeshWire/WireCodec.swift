@@ -32,7 +32,7 @@ public enum WireCodec {
         header.withUnsafeMutableBytes { raw in
             _ = expertmesh__v1__envelope__pack(&envelope, raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
-        return [header] + message.tensors.map { Data($0.bytes) }
+        return [header] + message.tensors.map(\.bytes)
     }
 
     private static func expertIds(_ keys: [ExpertKey], _ arena: CArena) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Expertmesh__V1__ExpertId>?>?) {

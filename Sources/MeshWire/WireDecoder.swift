@@ -35,7 +35,7 @@ extension WireCodec {
             guard !overflow, UInt64(actual) == frame.byte_length, elements * dtype.byteSize == actual else {
                 throw WireError(.malformed, "frame '\(name)': header says \(frame.byte_length) bytes of \(dtype.displayName) shape \(shape), frame has \(actual) bytes")
             }
-            tensors.append(WireTensor(name: name, dtype: dtype, shape: shape, bytes: [UInt8](parts[index + 1])))
+            tensors.append(WireTensor(name: name, dtype: dtype, shape: shape, bytes: parts[index + 1]))
         }
         return WireMessage(try body(envelope.pointee), tensors: tensors)
     }

@@ -1,3 +1,4 @@
+import Foundation
 import MeshModels
 import MeshTensors
 
@@ -137,13 +138,14 @@ public enum WireBody: Sendable, Equatable {
     case status(WorkerStatus)
 }
 
-/// A raw tensor frame and its description.
+/// A raw tensor frame and its description. `bytes` is the frame itself (received frames are
+/// not copied; see ZMQSocket.receive).
 public struct WireTensor: Sendable, Equatable {
     public var name: String
     public var dtype: DType
     public var shape: [Int]
-    public var bytes: [UInt8]
-    public init(name: String, dtype: DType, shape: [Int], bytes: [UInt8]) {
+    public var bytes: Data
+    public init(name: String, dtype: DType, shape: [Int], bytes: Data) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
@@ -152,9 +154,19 @@ public struct WireTensor: Sendable, Equatable {
 
     /// Narrows an f32 matrix to the wire dtype.
     public init(name: String, matrix: Matrix, dtype: DType) {
-        var bytes = [UInt8](repeating: 0, count: matrix.count * dtype.byteSize)
-        bytes.withUnsafeMutableBytes { convertFromFloat(matrix.data, count: matrix.count, to: dtype, into: $0.baseAddress!) }
-        self.init(name: name, dtype: dtype, shape: [matrix.rows, matrix.columns], bytes: bytes)
+        self.init(name: name, rows: matrix.rows, columns: matrix.columns, dtype: dtype) { UnsafePointer(matrix.row($0)) }
+    }
+
+    /// Narrows `rows` rows of `columns` f32 values (row r read from `row(r)`) straight into the
+    /// frame: a gather and a dtype conversion in one pass.
+    public init(name: String, rows: Int, columns: Int, dtype: DType, row: (Int) -> UnsafePointer<Float>) {
+        var bytes = Data(count: rows * columns * dtype.byteSize)
+        bytes.withUnsafeMutableBytes { raw in
+            for r in 0..<rows {
+                convertFromFloat(row(r), count: columns, to: dtype, into: raw.baseAddress! + r * columns * dtype.byteSize)
+            }
+        }
+        self.init(name: name, dtype: dtype, shape: [rows, columns], bytes: bytes)
     }
 
     /// Widens a 2-D frame to an f32 matrix.
@@ -162,6 +174,12 @@ public struct WireTensor: Sendable, Equatable {
         let result = Matrix(rows: shape[0], columns: shape.count > 1 ? shape[1] : 1)
         bytes.withUnsafeBytes { convertToFloat($0.baseAddress!, dtype: dtype, count: result.count, into: result.data) }
         return result
+    }
+
+    /// Row `r` of a 2-D frame widened into `destination`.
+    public func widenRow(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
+        let columns = shape.count > 1 ? shape[1] : 1
+        bytes.withUnsafeBytes { convertToFloat($0.baseAddress! + r * columns * dtype.byteSize, dtype: dtype, count: columns, into: destination) }
     }
 }
 

@@ -40,7 +40,7 @@ final class WireCodecTests: XCTestCase {
 
     func testMalformedFramesAreRefusedWithPreciseErrors() throws {
         let good = WireCodec.encode(WireMessage(.expertReply(ExpertReplyHeader(requestId: 1, layer: 0, tokenCount: 1, computeSeconds: 0)),
-                                                tensors: [WireTensor(name: "partial", dtype: .f32, shape: [1, 2], bytes: [UInt8](repeating: 0, count: 8))]))
+                                                tensors: [WireTensor(name: "partial", dtype: .f32, shape: [1, 2], bytes: Data(count: 8))]))
         func assertRefused(_ parts: [Data], _ text: String, line: UInt = #line) {
             XCTAssertThrowsError(try WireCodec.decode(parts), line: line) { error in
                 XCTAssertTrue("\(error)".contains(text), "\(error)", line: line)

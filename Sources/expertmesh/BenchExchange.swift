@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import MeshCoordinator
+import MeshModels
+import MeshTensors
+import MeshTransport
+
+struct BenchExchange: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-exchange",
+        abstract: "Measure the per-MoE-layer cluster exchange on loopback beside a raw ZeroMQ round trip of the same bytes.",
+        discussion: """
+        Starts --workers worker processes on loopback, then times dispatch + combine of one MoE layer for
+        each token count. Exchange overhead = total − the busiest worker's compute time (reported by the
+        worker); it is compared with a raw ROUTER/DEALER round trip moving the same request and reply
+        bytes to the same number of echo peers, measured in the same run. Finally it decodes with the
+        cluster and with the single-process engine on the same model.
+
+        Examples:
+          expertmesh bench-exchange --model bench-models/mixtral-1b-bf16
+          expertmesh bench-exchange --model DIR --workers 3 --tokens 1,256 --repeats 100 --wire-dtype bf16
+        """)
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "Worker processes to start.")
+    var workers = 2
+
+    @Option(help: "Comma-separated token counts per exchange.")
+    var tokens = "1,256"
+
+    @Option(help: "Compute threads per worker (default: cores ÷ workers, so workers do not oversubscribe this machine).")
+    var workerThreads: Int?
+
+    @Option(help: "Timed repetitions per measurement (the median is reported).")
+    var repeats = 50
+
+    @Option(help: "Activation dtype on the wire: f32, bf16 or f16.")
+    var wireDtype = "f32"
+
+    @Option(help: "Tokens to decode for the cluster vs single-process comparison (0 skips it).")
+    var decodeTokens = 32
+
+    func validate() throws {
+        guard workers >= 1, repeats >= 1, decodeTokens >= 0 else { throw ValidationError("--workers and --repeats must be ≥ 1, --decode-tokens ≥ 0") }
+        guard DType(name: wireDtype) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or f16") }
+        _ = try parseTokenList(tokens, option: "--tokens")
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let counts = try parseTokenList(tokens, option: "--tokens")
+            let model = try LoadedModel(directory: modelOptions.directory)
+            guard let layer = model.spec.moeLayerIndices.first, let moe = model.spec.layers[layer].moe else {
+                throw ValidationError("\(modelOptions.model) has no MoE layer")
+            }
+            let cluster = try Cluster(model: model, listen: "tcp://127.0.0.1:*", wireDType: DType(name: wireDtype)!, log: { printError("  \($0)") })
+            let binary = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+            var children: [Process] = []
+            defer { children.forEach { $0.terminate(); $0.waitUntilExit() } }
+            for index in 0..<workers {
+                let child = Process()
+                child.executableURL = binary
+                let threads = workerThreads ?? max(1, Parallel.coreCount / workers)
+                child.arguments = ["worker", "--coordinator", cluster.endpoint, "--model", modelOptions.model, "--name", "bench-\(index)",
+                                   "--threads", String(threads)]
+                child.standardError = FileHandle.nullDevice
+                try child.run()
+                children.append(child)
+            }
+            try cluster.start(minimumWorkers: workers, timeout: 300, progress: { printError("  \($0)") })
+            let backend = RemoteExpertBackend(cluster: cluster)
+            var random = SeededGenerator(seed: 3)
+            print("per-layer exchange, layer \(layer), \(workers) workers, wire \(wireDtype), median of \(repeats):")
+            print("tokens  total ms  (dispatch ms)  worker compute ms  exchange ms  raw zmq ms  exchange/raw")
+            for count in counts {
+                let input = Matrix(rows: count, columns: model.spec.hiddenSize,
+                                   values: (0..<(count * model.spec.hiddenSize)).map { _ in Float(random.next() % 2000) / 1000 - 1 })
+                let routes = (0..<count).map { _ -> TokenRoute in
+                    var experts: [Int] = []
+                    while experts.count < moe.topK {
+                        let e = Int(random.next() % UInt64(moe.expertCount))
+                        if !experts.contains(e) { experts.append(e) }
+                    }
+                    return TokenRoute(experts: experts, weights: experts.map { _ in 1 / Float(moe.topK) })
+                }
+                let request = ExpertRequest(layer: layer, input: input, routes: routes, placement: moe.weightPlacement)
+                let output = Matrix(rows: count, columns: model.spec.hiddenSize)
+                var totals: [Double] = [], computes: [Double] = [], dispatches: [Double] = []
+                for round in 0..<(repeats + 3) {
+                    let start = ContinuousClock.now
+                    let handle = try backend.dispatch(request)
+                    let sent = ContinuousClock.now
+                    try backend.combine(handle, into: output)
+                    if round >= 3 {
+                        totals.append((ContinuousClock.now - start).seconds)
+                        dispatches.append((sent - start).seconds)
+                        computes.append(backend.lastExchange.maxWorkerComputeSeconds)
+                    }
+                }
+                let raw = try RawRoundTrip.measure(requests: backend.lastExchange.requestBytes, replies: backend.lastExchange.replyBytes, repeats: repeats)
+                let total = median(totals), compute = median(computes)
+                let exchange = median(zip(totals, computes).map { $0 - $1 })
+                print(String(format: "%6ld  %8.3f  %13.3f  %17.3f  %11.3f  %10.3f  %12.2f", count, total * 1e3, median(dispatches) * 1e3,
+                             compute * 1e3, exchange * 1e3, raw * 1e3, exchange / raw))
+            }
+            if decodeTokens > 0 {
+                let prompt = (0..<8).map { _ in Int(random.next() % UInt64(model.spec.vocabSize)) }
+                let request = GenerationRequest(prompt: prompt, maxTokens: decodeTokens + 1)
+                let clusterResult = try Generator(Transformer(spec: model.spec, weights: model.dense, backend: backend)).generate(request)
+                let local = try LocalEngine(directory: modelOptions.directory).generator.generate(request)
+                let rate = { (r: GenerationResult) in Double(r.tokens.count - 1) / r.decodeSeconds }
+                print(String(format: "decode: cluster %.1f tok/s, single process %.1f tok/s (same tokens: %@)",
+                             rate(clusterResult), rate(local), clusterResult.tokens == local.tokens ? "yes" : "no"))
+            }
+        }
+    }
+
+    private func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+}
+
+/// The floor for an exchange: ROUTER → N echo DEALERs and back with the same byte counts,
+/// no protobuf and no compute.
+enum RawRoundTrip {
+    static func measure(requests: [Int], replies: [Int], repeats: Int) throws -> Double {
+        let context = ZMQContext()
+        let router = try ZMQSocket(context: context, kind: .router)
+        try router.bind("tcp://127.0.0.1:*")
+        let endpoint = router.lastEndpoint
+        let peers = requests.count
+        let done = DispatchGroup()
+        for index in 0..<peers {
+            let replySize = replies[index]
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                guard let dealer = try? ZMQSocket(context: context, kind: .dealer) else { return }
+                try? dealer.setRoutingId(Array("echo-\(index)".utf8))
+                try? dealer.connect(endpoint)
+                try? dealer.send([Data("hello".utf8)])
+                let payload = Data(count: replySize)
+                while let message = try? dealer.receive(timeoutMilliseconds: 5000), message.count > 1 {
+                    try? dealer.send([Data(count: 16), payload])
+                }
+                dealer.close()
+            }.start()
+        }
+        var identities: [Data] = []
+        while identities.count < peers {
+            guard let message = try router.receive(timeoutMilliseconds: 5000) else { throw ValidationError("echo peers did not connect") }
+            identities.append(message[0])
+        }
+        identities.sort { String(decoding: $0, as: UTF8.self) < String(decoding: $1, as: UTF8.self) }
+        let payloads = requests.map { Data(count: $0) }
+        var times: [Double] = []
+        for round in 0..<(repeats + 3) {
+            let start = ContinuousClock.now
+            for (identity, payload) in zip(identities, payloads) { try router.send([identity, Data(count: 64), payload]) }
+            for _ in 0..<peers { _ = try router.receive() }
+            if round >= 3 { times.append((ContinuousClock.now - start).seconds) }
+        }
+        for identity in identities { try router.send([identity, Data()]) }
+        done.wait()
+        router.close()
+        return times.sorted()[times.count / 2]
+    }
+}
