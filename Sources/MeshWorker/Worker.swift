@@ -45,7 +45,8 @@ public final class Worker {
             try socket.setRoutingId(Array(options.name.utf8))
             try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
             try socket.connect(options.coordinator)
-            log("connecting to \(options.coordinator) as '\(options.name)'")
+            log(String(format: "connecting to %@ as '%@' (resident set %.1f MB before loading experts)",
+                       options.coordinator, options.name, Double(ProcessMemory.residentBytes) / 1e6))
             try send(socket, .hello(Hello(modelFingerprint: fingerprint, workerName: options.name,
                                           threads: UInt32(Parallel.coreCount))))
             let outcome = try session(socket, shouldStop: shouldStop, backoff: &backoff)

@@ -45,6 +45,30 @@ final class LoopbackClusterTests: XCTestCase {
         }
     }
 
+    func testBF16AndF16WireStayCloseToF32() throws {
+        let tokens = try prompt("mixtral-fused")
+        let engine = try LocalEngine(directory: Harness.fixture("mixtral-fused"))
+        let local = try engine.generator.generate(GenerationRequest(prompt: tokens, maxTokens: 1, promptLogprobs: 1))
+        for dtype in ["bf16", "f16"] {
+            let cluster = try LoopbackCluster(model: Harness.fixture("mixtral-fused"), workers: 2, wireDType: dtype)
+            defer { cluster.stop() }
+            try cluster.waitHealthy()
+            let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
+                "prompt": tokens, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 1])
+            XCTAssertEqual(status, 200, "\(body)")
+            let remote = try XCTUnwrap(((body["choices"] as? [[String: Any]])?.first?["prompt_logprobs"]) as? [Any])
+            var maxDiff = 0.0
+            for (position, entry) in local.promptLogprobs.enumerated() {
+                let map = try XCTUnwrap(remote[position + 1] as? [String: [String: Any]])
+                let value = try XCTUnwrap(map[String(entry.token)]?["logprob"] as? Double)
+                maxDiff = max(maxDiff, abs(value - Double(entry.logprob)))
+            }
+            print("\(dtype) wire: max prompt logprob diff vs f32 single process \(maxDiff)")
+            XCTAssertGreaterThan(maxDiff, 0, "\(dtype) activations must actually be narrowed")
+            XCTAssertLessThan(maxDiff, dtype == "bf16" ? 0.1 : 0.02)
+        }
+    }
+
     func testHealthIs503UntilEveryExpertIsServed() throws {
         let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 1, minWorkers: 2)
         defer { cluster.stop() }

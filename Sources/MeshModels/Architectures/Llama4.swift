@@ -10,10 +10,8 @@ enum Llama4: Architecture {
     static let modelTypes = ["llama4_text"]
 
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
-        let hidden = try c.positiveInt("hidden_size")
-        let heads = try c.positiveInt("num_attention_heads")
-        let headDim = c.optionalInt("head_dim") ?? hidden / heads
-        let layerCount = try c.positiveInt("num_hidden_layers")
+        let basics = try DecoderBasics(c)
+        let layerCount = basics.layerCount
         let step = c.optionalInt("interleave_moe_layer_step") ?? 1
         guard step > 0 else { throw ModelError("\(c.context): 'interleave_moe_layer_step' must be positive") }
         let moeLayers = Set(c.intList("moe_layers") ?? Array(stride(from: step - 1, to: layerCount, by: step)))
@@ -44,12 +42,7 @@ enum Llama4: Architecture {
                 layers.append(LayerSpec(attention: attention, feedForward: .dense(intermediateSize: denseSize)))
             }
         }
-        return try ModelSpec(
-            modelType: "llama4_text", vocabSize: c.positiveInt("vocab_size"), hiddenSize: hidden, headCount: heads,
-            kvHeadCount: c.optionalInt("num_key_value_heads") ?? heads, headDim: headDim,
-            rmsNormEps: Float(c.double("rms_norm_eps")), rope: RopeConfig.read(c, headDim: headDim, pairing: .interleaved),
-            tieWordEmbeddings: c.bool("tie_word_embeddings", default: false), layers: layers,
-            bosTokenId: c.optionalInt("bos_token_id"), eosTokenIds: c.intOrList("eos_token_id"))
+        return try basics.spec(modelType: "llama4_text", layers: layers, pairing: .interleaved)
     }
 
     static func names(prefix p: String) -> ModelWeightNames {

@@ -4,21 +4,13 @@ enum Mixtral: Architecture {
     static let modelTypes = ["mixtral"]
 
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
-        let hidden = try c.positiveInt("hidden_size")
-        let heads = try c.positiveInt("num_attention_heads")
-        let headDim = c.optionalInt("head_dim") ?? hidden / heads
+        let basics = try DecoderBasics(c)
         let moe = try MoESpec(expertCount: c.positiveInt("num_local_experts"), topK: c.positiveInt("num_experts_per_tok"),
                               intermediateSize: c.positiveInt("intermediate_size"),
                               routing: .softmaxTopK(normalize: true), sharedExpertIntermediateSize: nil)
         let attention = AttentionSpec(usesRope: true, qkNorm: .none, chunkSize: nil, temperatureTuning: nil)
         let layer = LayerSpec(attention: attention, feedForward: .moe(moe))
-        return try ModelSpec(
-            modelType: "mixtral", vocabSize: c.positiveInt("vocab_size"), hiddenSize: hidden, headCount: heads,
-            kvHeadCount: c.optionalInt("num_key_value_heads") ?? heads, headDim: headDim,
-            rmsNormEps: Float(c.double("rms_norm_eps")), rope: RopeConfig.read(c, headDim: headDim, pairing: .halves),
-            tieWordEmbeddings: c.bool("tie_word_embeddings", default: false),
-            layers: Array(repeating: layer, count: c.positiveInt("num_hidden_layers")),
-            bosTokenId: c.optionalInt("bos_token_id"), eosTokenIds: c.intOrList("eos_token_id"))
+        return try basics.spec(modelType: "mixtral", layers: Array(repeating: layer, count: basics.layerCount), pairing: .halves)
     }
 
     static func names(prefix p: String) -> ModelWeightNames {

@@ -5,10 +5,7 @@ enum Qwen3Moe: Architecture {
     static let modelTypes = ["qwen3_moe"]
 
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
-        let hidden = try c.positiveInt("hidden_size")
-        let heads = try c.positiveInt("num_attention_heads")
-        let headDim = c.optionalInt("head_dim") ?? hidden / heads
-        let layerCount = try c.positiveInt("num_hidden_layers")
+        let basics = try DecoderBasics(c)
         // Hub checkpoints say num_experts; transformers 5 writes num_local_experts.
         let expertCount = c.optionalInt("num_experts") ?? c.optionalInt("num_local_experts") ?? 0
         let sparseStep = c.optionalInt("decoder_sparse_step") ?? 1
@@ -20,7 +17,7 @@ enum Qwen3Moe: Architecture {
         let denseSize = c.optionalInt("intermediate_size")
         let attention = AttentionSpec(usesRope: true, qkNorm: .rmsBeforeRope, chunkSize: nil, temperatureTuning: nil)
         var layers: [LayerSpec] = []
-        for index in 0..<layerCount {
+        for index in 0..<basics.layerCount {
             // transformers: MoE when not in mlp_only_layers and (index + 1) % decoder_sparse_step == 0.
             if let moe, !denseOnly.contains(index), sparseStep > 0, (index + 1) % sparseStep == 0 {
                 layers.append(LayerSpec(attention: attention, feedForward: .moe(moe)))
@@ -29,12 +26,7 @@ enum Qwen3Moe: Architecture {
                 layers.append(LayerSpec(attention: attention, feedForward: .dense(intermediateSize: denseSize)))
             }
         }
-        return try ModelSpec(
-            modelType: "qwen3_moe", vocabSize: c.positiveInt("vocab_size"), hiddenSize: hidden, headCount: heads,
-            kvHeadCount: c.optionalInt("num_key_value_heads") ?? heads, headDim: headDim,
-            rmsNormEps: Float(c.double("rms_norm_eps")), rope: RopeConfig.read(c, headDim: headDim, pairing: .halves),
-            tieWordEmbeddings: c.bool("tie_word_embeddings", default: false), layers: layers,
-            bosTokenId: c.optionalInt("bos_token_id"), eosTokenIds: c.intOrList("eos_token_id"))
+        return try basics.spec(modelType: "qwen3_moe", layers: layers, pairing: .halves)
     }
 
     static func names(prefix p: String) -> ModelWeightNames {

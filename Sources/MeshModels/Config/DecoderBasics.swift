@@ -1,0 +1,29 @@
+import MeshTensors
+
+/// The config fields every supported decoder shares (Llama family naming), read once so each
+/// architecture file only decodes what is particular to it.
+struct DecoderBasics {
+    let config: ConfigReader
+    let hiddenSize: Int
+    let headCount: Int
+    let headDim: Int
+    let layerCount: Int
+
+    init(_ c: ConfigReader) throws {
+        config = c
+        hiddenSize = try c.positiveInt("hidden_size")
+        headCount = try c.positiveInt("num_attention_heads")
+        headDim = c.optionalInt("head_dim") ?? hiddenSize / headCount
+        layerCount = try c.positiveInt("num_hidden_layers")
+    }
+
+    func spec(modelType: String, layers: [LayerSpec], pairing: RotaryEmbedding.Pairing) throws -> ModelSpec {
+        let c = config
+        return try ModelSpec(
+            modelType: modelType, vocabSize: c.positiveInt("vocab_size"), hiddenSize: hiddenSize, headCount: headCount,
+            kvHeadCount: c.optionalInt("num_key_value_heads") ?? headCount, headDim: headDim,
+            rmsNormEps: Float(c.double("rms_norm_eps")), rope: RopeConfig.read(c, headDim: headDim, pairing: pairing),
+            tieWordEmbeddings: c.bool("tie_word_embeddings", default: false), layers: layers,
+            bosTokenId: c.optionalInt("bos_token_id"), eosTokenIds: c.intOrList("eos_token_id"))
+    }
+}

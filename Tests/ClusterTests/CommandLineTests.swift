@@ -1,0 +1,92 @@
+import Foundation
+import MeshTensors
+import XCTest
+
+/// The expertmesh command line as a user runs it: outputs, files and error messages.
+final class CommandLineTests: XCTestCase {
+    struct Run {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    func run(_ arguments: [String]) throws -> Run {
+        let process = Process()
+        let out = Pipe(), err = Pipe()
+        process.executableURL = try Harness.binary()
+        process.arguments = arguments
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    func testLogitsOutWritesTransformersShapedNpy() throws {
+        let fixture = Harness.fixture("llama4_text")
+        let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: fixture.appendingPathComponent("expected.json"))) as? [String: Any])
+        let prompt = try XCTUnwrap(expected["prompt_tokens"] as? [Int])
+        let greedy = try XCTUnwrap(expected["greedy_tokens"] as? [Int])
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("logits-\(UUID().uuidString).npy")
+        let result = try run(["generate", "--model", fixture.path, "--tokens", prompt.map(String.init).joined(separator: ","),
+                              "--max-tokens", String(greedy.count), "--ignore-eos", "--json", "--logits-out", file.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["tokens"] as? [Int], greedy)
+        XCTAssertEqual(json["prompt_tokens"] as? [Int], prompt)
+        let ours = try Npy.decode(Data(contentsOf: file))
+        let reference = try Npy.decode(Data(contentsOf: fixture.appendingPathComponent("logits.npy")))
+        XCTAssertEqual(ours.shape, [prompt.count + greedy.count - 1, 320])
+        XCTAssertEqual(ours.shape, reference.shape)
+        XCTAssertLessThan(zip(ours.values, reference.values).map { abs($0 - $1) }.max() ?? 1, 1e-4)
+    }
+
+    func testSeededSamplingIsReproducibleAndTextRoundTrips() throws {
+        let model = Harness.fixture("mixtral").path
+        let arguments = ["generate", "--model", model, "--prompt", "Hello world", "--max-tokens", "8", "--temperature", "0.9",
+                         "--top-k", "50", "--top-p", "0.95", "--seed", "42", "--ignore-eos", "--json"]
+        let first = try run(arguments), second = try run(arguments)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let a = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
+        let b = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(a["tokens"] as? [Int], b["tokens"] as? [Int])
+        XCTAssertEqual((a["tokens"] as? [Int])?.count, 8)
+        let ids = (try run(["tokenize", "--model", model, "--text", "Hello world"])).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(a["prompt_tokens"] as? [Int], ids.split(separator: ",").compactMap { Int($0) })
+        let text = try run(["detokenize", "--model", model, "--ids", ids, "--skip-special"])
+        XCTAssertEqual(text.stdout, "Hello world\n")
+    }
+
+    func testBadInputGivesOneClearLineAndNonZeroExit() throws {
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: Harness.fixture("qwen3_moe"), to: broken)
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: broken.appendingPathComponent("config.json"))) as? [String: Any])
+        config["model_type"] = "bert"
+        try JSONSerialization.data(withJSONObject: config).write(to: broken.appendingPathComponent("config.json"))
+        let cases: [([String], String)] = [
+            (["generate", "--model", broken.path, "--tokens", "1,2"], "error: unknown model_type 'bert'; supported: llama4, llama4_text, mixtral, qwen3_moe"),
+            (["generate", "--model", "/nonexistent", "--tokens", "1,2"], "error: cannot read /nonexistent/config.json"),
+            (["generate", "--model", Harness.fixture("qwen3_moe").path, "--prompt", "hi"], "has no tokenizer.json: pass the prompt as --tokens"),
+            (["generate", "--model", Harness.fixture("qwen3_moe").path, "--tokens", "1,99999"], "token id 99999 is outside the vocabulary (0..<320)"),
+        ]
+        for (arguments, message) in cases {
+            let result = try run(arguments)
+            XCTAssertNotEqual(result.status, 0, "\(arguments)")
+            XCTAssertTrue(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line: \(result.stderr)")
+        }
+        let usage = try run(["generate", "--model", broken.path])
+        XCTAssertNotEqual(usage.status, 0)
+        XCTAssertTrue(usage.stderr.contains("give exactly one of --prompt TEXT or --tokens 5,17,42"), usage.stderr)
+    }
+
+    func testEveryCommandHasHelpWithExamples() throws {
+        for command in ["generate", "coordinator", "worker", "tokenize", "detokenize", "bench", "bench-exchange"] {
+            let help = try run([command, "--help"])
+            XCTAssertEqual(help.status, 0, command)
+            XCTAssertTrue(help.stdout.contains("Examples:"), "\(command) --help has no examples")
+        }
+    }
+}
