@@ -25,13 +25,18 @@ public final class Cluster {
     public let wireDType: DType
     public let fingerprint: String
     public let heartbeatInterval: Double
+    /// Longest silence accepted from a worker that is computing one of our requests.
+    static let busySilenceLimit: Double = 30
     public private(set) var workers: [String: WorkerEntry] = [:]
     public private(set) var placement = Placement(owner: [:])
     private let expertSizes: [(key: ExpertKey, bytes: Int)]
     private let socket: ZMQSocket
     private let context = ZMQContext()
     private let log: (String) -> Void
-    /// Replies that arrived for a request id (the exchange in progress collects them).
+    /// Requests sent and not yet answered: id → worker. A reply to any other id (late, after a
+    /// failure, or duplicated) is dropped.
+    private var pending: [UInt64: String] = [:]
+    /// Replies that arrived for a pending request id (the exchange in progress collects them).
     private var replies: [UInt64: Result<WireMessage, ClusterError>] = [:]
     private var lastHeartbeat = Date().timeIntervalSince1970
 
@@ -110,7 +115,7 @@ public final class Cluster {
             guard let worker = workers[request.worker], worker.ready else {
                 throw ClusterError("worker '\(request.worker)' is not ready; \(unservedReason ?? "")")
             }
-            replies[request.requestId] = nil
+            pending[request.requestId] = request.worker
             do {
                 try send(to: worker.routingId, request.message)
             } catch let error as TransportError where error.isUnreachablePeer {
@@ -121,6 +126,9 @@ public final class Cluster {
     }
 
     public func collect(_ ids: [UInt64: String], timeout: Double = 60) throws -> [UInt64: WireMessage] {
+        defer {
+            for id in ids.keys { pending[id] = nil; replies[id] = nil }
+        }
         let deadline = Date().addingTimeInterval(timeout)
         var result: [UInt64: WireMessage] = [:]
         while result.count < ids.count {
@@ -130,7 +138,7 @@ public final class Cluster {
                     case .success(let message): result[id] = message
                     case .failure(let error): throw error
                     }
-                } else if workers[worker]?.liveness.isAlive != true || workers[worker]?.ready != true {
+                } else if workers[worker]?.ready != true {
                     throw ClusterError("worker '\(worker)' stopped responding during request \(id)")
                 }
             }
@@ -154,7 +162,11 @@ public final class Cluster {
         let now = Date().timeIntervalSince1970
         for name in workers.keys {
             workers[name]?.liveness.tick(at: now)
-            if workers[name]?.liveness.isAlive == false, workers[name]?.ready == true { markLost(name, reason: "silent for \(3 * heartbeatInterval) s") }
+            guard let worker = workers[name], worker.ready, !worker.liveness.isAlive else { continue }
+            // A worker computing a large request sends no heartbeats: allow it a longer silence.
+            let busy = pending.values.contains(name)
+            let silence = worker.liveness.silence(at: now)
+            if !busy || silence > Self.busySilenceLimit { markLost(name, reason: String(format: "silent for %.1f s", silence)) }
         }
         if now - lastHeartbeat >= heartbeatInterval {
             lastHeartbeat = now
@@ -208,10 +220,10 @@ public final class Cluster {
             log(String(format: "worker '%@' ready: %d experts, %.1f MB of expert weights, resident set %.1f MB",
                        name, ready.experts.count, Double(ready.expertBytes) / 1e6, Double(ready.residentBytes) / 1e6))
         case .expertReply(let reply):
-            replies[reply.requestId] = .success(message)
+            if pending[reply.requestId] == name { replies[reply.requestId] = .success(message) }
         case .error(let failure):
             log("worker '\(name)' reported: \(failure.message)")
-            if failure.requestId != 0 { replies[failure.requestId] = .failure(ClusterError("worker '\(name)': \(failure.message)")) }
+            if pending[failure.requestId] == name { replies[failure.requestId] = .failure(ClusterError("worker '\(name)': \(failure.message)")) }
         case .goodbye(let reason):
             log("worker '\(name)' left: \(reason)")
             markLost(name, reason: "said goodbye")

@@ -30,6 +30,9 @@ public struct Liveness: Sendable {
 
     public var isAlive: Bool { lives > 0 }
 
+    /// Seconds since the peer was last heard.
+    public func silence(at now: Double) -> Double { now - lastHeard }
+
     /// True when we have been quiet for an interval and should send a heartbeat.
     public mutating func shouldSendHeartbeat(at now: Double) -> Bool {
         guard now - lastSent >= interval else { return false }

@@ -1,0 +1,100 @@
+import Foundation
+import MeshModels
+import MeshTensors
+import MeshTransport
+import MeshWire
+import XCTest
+
+/// Random and mutated input on every port that reads bytes from the network: the coordinator's
+/// ZeroMQ and HTTP ports and a worker's socket. Afterwards the cluster must still serve correctly.
+final class FuzzTests: XCTestCase {
+    var random = SeededGenerator(seed: 2026)
+
+    func randomBytes(_ count: Int) -> Data { Data((0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }) }
+
+    /// A valid message with some bytes flipped, frames dropped or duplicated.
+    func mutated(_ parts: [Data]) -> [Data] {
+        var parts = parts
+        switch random.next() % 4 {
+        case 0:
+            var header = parts[0]
+            for _ in 0..<(1 + Int(random.next() % 4)) where !header.isEmpty {
+                let index = Int(random.next() % UInt64(header.count))
+                header[index] ^= UInt8(truncatingIfNeeded: random.next() | 1)
+            }
+            parts[0] = header
+        case 1: if parts.count > 1 { parts.removeLast() }
+        case 2: parts.append(randomBytes(Int(random.next() % 64)))
+        default: parts[parts.count - 1] = randomBytes(Int(random.next() % 256))
+        }
+        return parts
+    }
+
+    func validRequest(hidden: Int) -> [Data] {
+        WireCodec.encode(WireMessage(.expertRequest(ExpertRequestHeader(
+            requestId: 9, layer: 0, tokenCount: 1, hiddenSize: UInt32(hidden), placement: .output,
+            routeOffsets: [0, 1], expertIds: [0], weights: [1])), tensors: [WireTensor(name: "activations", matrix: Matrix(rows: 1, columns: hidden), dtype: .f32)]))
+    }
+
+    func testCoordinatorSurvivesGarbageOnBothPorts() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2)
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        let context = ZMQContext()
+        let intruder = try ZMQSocket(context: context, kind: .dealer)
+        try intruder.setRoutingId(Array("intruder".utf8))
+        try intruder.connect(cluster.zmqEndpoint)
+        let hello = WireCodec.encode(WireMessage(.hello(Hello(modelFingerprint: "bogus", workerName: "intruder"))))
+        for round in 0..<300 {
+            let parts = round % 2 == 0 ? (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 128)) }
+                                       : mutated(round % 4 == 1 ? hello : validRequest(hidden: 48))
+            try intruder.send(parts)
+        }
+        for _ in 0..<50 {
+            let port = URL(string: cluster.httpURL)!.port!
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            let junk = random.next() % 2 == 0 ? randomBytes(Int(random.next() % 300)) : Data("POST /v1/completions HTTP/1.1\r\nContent-Length: \(random.next() % 50)\r\n\r\n{\"prompt\": [".utf8)
+            _ = junk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            close(fd)
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertTrue(cluster.coordinator.process.isRunning)
+        XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200)
+        let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: ["prompt": [1, 2, 3], "max_tokens": 3, "temperature": 0])
+        XCTAssertEqual(status, 200, "\(body)\n\(cluster.coordinator.log)")
+    }
+
+    func testWorkerSurvivesGarbageAndMutatedRequests() throws {
+        let context = ZMQContext()
+        let router = try ZMQSocket(context: context, kind: .router)
+        let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
+        try router.bind(endpoint)
+        let worker = try ChildProcess(try Harness.binary(), ["worker", "--coordinator", endpoint, "--model", Harness.fixture("mixtral").path, "--name", "fuzzed"], name: "fuzzed")
+        defer { worker.kill() }
+        guard let hello = try router.receive(timeoutMilliseconds: 20_000) else { return XCTFail("no hello: \(worker.log)") }
+        let identity = hello[0]
+        guard case .hello(let h) = try WireCodec.decode(Array(hello.dropFirst())).body else { return XCTFail("expected hello") }
+        try router.send([identity] + WireCodec.encode(WireMessage(.assignment(Assignment(
+            experts: [ExpertKey(layer: 0, expert: 0)], wireDType: .f32, modelFingerprint: h.modelFingerprint, heartbeatIntervalMilliseconds: 1000)))))
+        for round in 0..<400 {
+            let parts = round % 3 == 0 ? (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 200)) } : mutated(validRequest(hidden: 48))
+            try router.send([identity] + parts)
+        }
+        try router.send([identity] + validRequest(hidden: 48))
+        let deadline = Date().addingTimeInterval(20)
+        var answered = false
+        while Date() < deadline, !answered, let parts = try router.receive(timeoutMilliseconds: 2000) {
+            if let message = try? WireCodec.decode(Array(parts.dropFirst())), case .expertReply(let reply) = message.body, reply.requestId == 9,
+               message.tensors.first?.shape == [1, 48] {
+                answered = true
+            }
+        }
+        XCTAssertTrue(answered, "the worker must still answer a valid request; log:\n\(worker.log.suffix(2000))")
+        XCTAssertTrue(worker.process.isRunning)
+    }
+}
