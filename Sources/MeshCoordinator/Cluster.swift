@@ -25,8 +25,6 @@ public final class Cluster {
     public let wireDType: DType
     public let fingerprint: String
     public let heartbeatInterval: Double
-    /// Longest silence accepted from a worker that is computing one of our requests.
-    static let busySilenceLimit: Double = 30
     public private(set) var workers: [String: WorkerEntry] = [:]
     public private(set) var placement = Placement(owner: [:])
     private let expertSizes: [(key: ExpertKey, bytes: Int)]
@@ -162,11 +160,10 @@ public final class Cluster {
         let now = Date().timeIntervalSince1970
         for name in workers.keys {
             workers[name]?.liveness.tick(at: now)
+            // Workers heartbeat even while computing (their compute runs on its own thread), so
+            // silence means the worker or the network is gone.
             guard let worker = workers[name], worker.ready, !worker.liveness.isAlive else { continue }
-            // A worker computing a large request sends no heartbeats: allow it a longer silence.
-            let busy = pending.values.contains(name)
-            let silence = worker.liveness.silence(at: now)
-            if !busy || silence > Self.busySilenceLimit { markLost(name, reason: String(format: "silent for %.1f s", silence)) }
+            markLost(name, reason: String(format: "silent for %.1f s", worker.liveness.silence(at: now)))
         }
         if now - lastHeartbeat >= heartbeatInterval {
             lastHeartbeat = now

@@ -8,6 +8,7 @@ struct CompletionsAPI: @unchecked Sendable {
     let tokenizer: Tokenizer?
     let vocabSize: Int
     let eosTokenIds: [Int]
+    let maxPositions: Int?
     let jobs: JobQueue
     let health: @Sendable () -> String?
 
@@ -37,6 +38,9 @@ struct CompletionsAPI: @unchecked Sendable {
             guard let tokenizer else { return .error(400, "this model has no tokenizer.json: send 'prompt' as a list of token ids") }
             promptTokens = tokenizer.encode(text)
             guard !promptTokens.isEmpty else { return .error(400, "'prompt' is empty") }
+        }
+        if let limit = maxPositions, promptTokens.count + parsed.maxTokens > limit {
+            return .error(400, "prompt (\(promptTokens.count) tokens) + max_tokens (\(parsed.maxTokens)) exceeds the model's context length of \(limit) tokens")
         }
         if let reason = health() { return .error(503, "cluster not ready: \(reason)", type: "unavailable") }
         let job = Job(GenerationRequest(prompt: promptTokens, maxTokens: parsed.maxTokens, sampling: parsed.sampling,

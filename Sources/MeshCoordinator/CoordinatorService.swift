@@ -47,7 +47,7 @@ public final class CoordinatorService: @unchecked Sendable {
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType, log: log)
         log("listening for workers on \(cluster.endpoint) (wire dtype \(options.wireDType.displayName), model fingerprint \(cluster.fingerprint))")
         let api = CompletionsAPI(modelName: modelName, tokenizer: tokenizer, vocabSize: model.spec.vocabSize,
-                                 eosTokenIds: model.spec.eosTokenIds, jobs: jobs, health: { [self] in health() })
+                                 eosTokenIds: model.spec.eosTokenIds, maxPositions: model.spec.maxPositions, jobs: jobs, health: { [self] in health() })
         let server = try HTTPServer(host: options.httpHost, port: options.httpPort) { api.handle($0) }
         server.start()
         log("HTTP API on http://\(options.httpHost):\(server.port) (GET /health, POST /v1/completions)")

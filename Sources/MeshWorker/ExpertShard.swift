@@ -8,9 +8,19 @@ public final class ExpertShard {
     public let model: LoadedModel
     public let experts: [ExpertKey: MLPWeights]
     public let keys: [ExpertKey]
-    public private(set) var requestsServed: UInt64 = 0
-    public private(set) var tokensServed: UInt64 = 0
-    public private(set) var busySeconds: Double = 0
+    /// Counters written by the compute thread and read for status reports.
+    public struct Counters: Sendable {
+        public var requestsServed: UInt64 = 0
+        public var tokensServed: UInt64 = 0
+        public var busySeconds: Double = 0
+    }
+    private var counts = Counters()
+    private let lock = NSLock()
+
+    public var counters: Counters {
+        lock.lock(); defer { lock.unlock() }
+        return counts
+    }
 
     /// Loads `keys` from the worker's local model copy. Only the pages of these experts are read
     /// (the checkpoint is memory-mapped); they are touched now so the first request is not slow.
@@ -39,9 +49,11 @@ public final class ExpertShard {
             let request = ExpertRequest(layer: Int(header.layer), input: activations, routes: header.routes, placement: header.placement)
             let partial = try ExpertCompute.run(request) { experts[ExpertKey(layer: Int(header.layer), expert: $0)] }
             let seconds = (clock.now - start).seconds
-            requestsServed += 1
-            tokensServed += UInt64(header.tokenCount)
-            busySeconds += seconds
+            lock.lock()
+            counts.requestsServed += 1
+            counts.tokensServed += UInt64(header.tokenCount)
+            counts.busySeconds += seconds
+            lock.unlock()
             return WireMessage(.expertReply(ExpertReplyHeader(requestId: header.requestId, layer: header.layer,
                                                               tokenCount: header.tokenCount, computeSeconds: seconds)),
                                tensors: [WireTensor(name: "partial", matrix: partial, dtype: wireDType)])

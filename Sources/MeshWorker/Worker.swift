@@ -49,7 +49,7 @@ public final class Worker {
                        options.coordinator, options.name, Double(ProcessMemory.residentBytes) / 1e6))
             try send(socket, .hello(Hello(modelFingerprint: fingerprint, workerName: options.name,
                                           threads: UInt32(Parallel.coreCount))))
-            let outcome = try session(socket, shouldStop: shouldStop, backoff: &backoff)
+            let outcome = try session(socket, context: context, shouldStop: shouldStop, backoff: &backoff)
             if outcome == .stopped {
                 try? send(socket, .goodbye(reason: "worker '\(options.name)' shutting down"))
                 socket.close()
@@ -64,16 +64,23 @@ public final class Worker {
 
     private enum Outcome { case stopped, lostCoordinator }
 
-    private func session(_ socket: ZMQSocket, shouldStop: () -> Bool, backoff: inout Backoff) throws -> Outcome {
+    private func session(_ socket: ZMQSocket, context: ZMQContext, shouldStop: () -> Bool, backoff: inout Backoff) throws -> Outcome {
         let interval = options.heartbeatInterval
         var liveness = Liveness(interval: interval, maxLives: 3, now: now())
+        let lane = try ComputeLane(context: context)
+        defer { lane.stop() }
         while !shouldStop() {
-            if let parts = try socket.receive(timeoutMilliseconds: Int(interval * 500)) {
+            let ready = try ZMQPoller.readable([socket, lane.replies], timeoutMilliseconds: Int(interval * 500))
+            if ready[1], let reply = try lane.replies.receive(timeoutMilliseconds: 0) {
+                try socket.send(reply)
+                liveness.sent(at: now())
+            }
+            if ready[0], let parts = try socket.receive(timeoutMilliseconds: 0) {
                 liveness.heard(at: now())
                 backoff.reset()
                 do {
                     let message = try WireCodec.decode(parts)
-                    if try handle(message, socket) == .lostCoordinator { return .lostCoordinator }
+                    if try handle(message, socket, lane: lane) == .lostCoordinator { return .lostCoordinator }
                 } catch let error as WireError {
                     log("refused a malformed message: \(error)")
                     try send(socket, .error(WireFailure(code: error.code, message: error.description)))
@@ -88,7 +95,7 @@ public final class Worker {
         return .stopped
     }
 
-    private func handle(_ message: WireMessage, _ socket: ZMQSocket) throws -> Outcome? {
+    private func handle(_ message: WireMessage, _ socket: ZMQSocket, lane: ComputeLane) throws -> Outcome? {
         switch message.body {
         case .assignment(let assignment):
             try accept(assignment, socket)
@@ -97,11 +104,12 @@ public final class Worker {
                 try send(socket, .error(WireFailure(requestId: header.requestId, code: .notReady, message: "worker '\(options.name)' has no assignment yet")))
                 return nil
             }
-            try sendMessage(socket, shard.serve(header, tensors: message.tensors, wireDType: wireDType))
+            lane.submit(ComputeLane.Job(shard: shard, header: header, tensors: message.tensors, wireDType: wireDType))
         case .statusRequest:
+            let counters = shard?.counters ?? ExpertShard.Counters()
             try send(socket, .status(WorkerStatus(
-                workerName: options.name, experts: shard?.keys ?? [], requestsServed: shard?.requestsServed ?? 0,
-                tokensServed: shard?.tokensServed ?? 0, residentBytes: ProcessMemory.residentBytes, busySeconds: shard?.busySeconds ?? 0)))
+                workerName: options.name, experts: shard?.keys ?? [], requestsServed: counters.requestsServed,
+                tokensServed: counters.tokensServed, residentBytes: ProcessMemory.residentBytes, busySeconds: counters.busySeconds)))
         case .error(let failure):
             log("coordinator refused us: \(failure.message)")
             if failure.code == .versionMismatch || failure.code == .modelMismatch { throw WireError(failure.code, failure.message) }

@@ -82,6 +82,32 @@ final class LoopbackClusterTests: XCTestCase {
         try cluster.waitHealthy()
     }
 
+    func testWorkerKilledDuringGenerationFailsThatRequestWithin5Seconds() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2)
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        final class Box: @unchecked Sendable { var status = 0; var body: [String: Any] = [:] }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let url = cluster.httpURL
+        Thread {
+            // Requests back to back until one fails: the one in flight when the worker dies.
+            repeat {
+                (box.status, box.body) = Harness.http("POST", url + "/v1/completions", json: ["prompt": [1, 2, 3], "max_tokens": 200, "ignore_eos": true])
+            } while box.status == 200
+            done.signal()
+        }.start()
+        Thread.sleep(forTimeInterval: 0.5)
+        let killed = Date()
+        cluster.workers[1].kill(signal: SIGKILL)
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success, "the in-flight request must fail, not hang")
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 5)
+        XCTAssertEqual(box.status, 503, "\(box.body)")
+        let message = ((box.body["error"] as? [String: Any])?["message"] as? String) ?? ""
+        XCTAssertTrue(message.contains("worker-2"), message)
+        XCTAssertTrue(cluster.coordinator.process.isRunning)
+    }
+
     func testKilledWorkerTurnsHealthTo503AndRequestsFailCleanly() throws {
         let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2)
         defer { cluster.stop() }
@@ -115,6 +141,7 @@ final class LoopbackClusterTests: XCTestCase {
             (["prompt": [1], "top_p": 2], "top_p must be in (0, 1]"),
             (["prompt": [1], "logprobs": 50], "'logprobs' must be between 0 and 20"),
             (["prompt": [1], "n": 2], "'n' must be 1"),
+            (["prompt": [1, 2], "max_tokens": 255], "prompt (2 tokens) + max_tokens (255) exceeds the model's context length of 256 tokens"),
         ]
         for (json, text) in cases {
             let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: json)

@@ -24,6 +24,7 @@ struct DecoderBasics {
             kvHeadCount: c.optionalInt("num_key_value_heads") ?? headCount, headDim: headDim,
             rmsNormEps: Float(c.double("rms_norm_eps")), rope: RopeConfig.read(c, headDim: headDim, pairing: pairing),
             tieWordEmbeddings: c.bool("tie_word_embeddings", default: false), layers: layers,
-            bosTokenId: c.optionalInt("bos_token_id"), eosTokenIds: c.intOrList("eos_token_id"))
+            bosTokenId: c.optionalInt("bos_token_id"), eosTokenIds: c.intOrList("eos_token_id"),
+            maxPositions: c.optionalInt("max_position_embeddings"))
     }
 }

@@ -16,6 +16,8 @@ public struct ModelSpec: Sendable {
     public var layers: [LayerSpec]
     public var bosTokenId: Int?
     public var eosTokenIds: [Int]
+    /// `max_position_embeddings`: the longest sequence the model was built for (nil: unknown).
+    public var maxPositions: Int?
 
     public var layerCount: Int { layers.count }
     public var moeLayerIndices: [Int] { layers.indices.filter { layers[$0].moe != nil } }

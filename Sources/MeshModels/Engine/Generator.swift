@@ -69,6 +69,9 @@ public final class Generator<Backend: ExpertBackend> {
         guard !request.prompt.isEmpty else { throw ModelError("the prompt is empty: give at least one token") }
         if let problem = request.sampling.validationError { throw ModelError(problem) }
         let spec = transformer.spec
+        if let limit = spec.maxPositions, request.prompt.count + request.maxTokens > limit {
+            throw ModelError("prompt (\(request.prompt.count) tokens) + max tokens (\(request.maxTokens)) exceeds the model's context length of \(limit) tokens")
+        }
         let vocab = spec.vocabSize
         var result = GenerationResult()
         var sampler = Sampler(request.sampling)
