@@ -24,8 +24,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Tokens to decode for the decode measurement.")
     var decodeTokens = 32
 
-    @Option(help: "Repetitions; the best run is reported.")
-    var repeats = 3
+    @Option(help: "Runs; each measures bandwidth, prefill, decode and sgemm in turn; the median is reported.")
+    var repeats = 5
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -45,35 +45,39 @@ struct Bench: ParsableCommand {
             var random = SeededGenerator(seed: 1)
             let prompt = (0..<promptTokens).map { _ in Int(random.next() % UInt64(spec.vocabSize)) }
 
-            var bestPrefill = 0.0, bestDecode = 0.0
+            // Limits and speeds alternate within each run, so a drifting machine moves both together;
+            // ratios are per run and the median run is reported.
+            let gemmColumns = spec.moeLayerIndices.first.flatMap { spec.layers[$0].moe?.intermediateSize } ?? 4 * spec.hiddenSize
+            var runs: [(prefill: Double, decode: Double, gemm: Double, bandwidth: Double)] = []
             for run in 1...repeats {
-                printError("run \(run)/\(repeats): prefill \(promptTokens) tokens, decode \(decodeTokens) …")
+                printError("run \(run)/\(repeats): bandwidth, prefill \(promptTokens) tokens, decode \(decodeTokens), sgemm …")
+                let bandwidth = MachineLimits.readBandwidthGBps(seconds: 0.5)
                 let result = try engine.generator.generate(GenerationRequest(prompt: prompt, maxTokens: decodeTokens))
-                bestPrefill = max(bestPrefill, Double(promptTokens) / result.prefillSeconds)
-                bestDecode = max(bestDecode, Double(result.tokens.count - 1) / result.decodeSeconds)
+                let gemm = MachineLimits.gemmGigaflops(m: promptTokens, n: gemmColumns, k: spec.hiddenSize, seconds: 0.5)
+                runs.append((Double(promptTokens) / result.prefillSeconds, Double(result.tokens.count - 1) / result.decodeSeconds, gemm, bandwidth))
             }
-            printError("measuring sgemm throughput and memory bandwidth …")
-            let gemm = MachineLimits.gemmGigaflops(m: promptTokens, n: spec.moeLayerIndices.isEmpty ? spec.hiddenSize * 4 : spec.layers[spec.moeLayerIndices[0]].moe!.intermediateSize, k: spec.hiddenSize)
-            let bandwidth = MachineLimits.readBandwidthGBps()
-            let decodeBound = bandwidth * 1e9 / Double(budget.bytesPerDecodedToken)
-            let prefillGflops = bestPrefill * Double(budget.flopsPerToken) / 1e9
+            func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            let decodeFractions = runs.map { $0.decode / ($0.bandwidth * 1e9 / Double(budget.bytesPerDecodedToken)) }
+            let prefillFractions = runs.map { $0.prefill * Double(budget.flopsPerToken) / 1e9 / $0.gemm }
+            let (prefill, decode) = (median(runs.map(\.prefill)), median(runs.map(\.decode)))
+            let (gemm, bandwidth) = (median(runs.map(\.gemm)), median(runs.map(\.bandwidth)))
             let report: [String: Any] = [
-                "model": modelOptions.model, "dtype": budget.dtype,
+                "model": modelOptions.model, "dtype": budget.dtype, "runs": repeats,
                 "prompt_tokens": promptTokens, "decode_tokens": decodeTokens,
-                "prefill_tokens_per_second": bestPrefill, "decode_tokens_per_second": bestDecode,
+                "prefill_tokens_per_second": prefill, "decode_tokens_per_second": decode,
                 "sgemm_gflops": gemm, "read_bandwidth_gbps": bandwidth,
                 "bytes_per_decoded_token": budget.bytesPerDecodedToken, "flops_per_token": budget.flopsPerToken,
-                "decode_fraction_of_bandwidth_bound": bestDecode / decodeBound,
-                "prefill_fraction_of_gemm": prefillGflops / gemm,
+                "decode_fraction_of_bandwidth_bound": median(decodeFractions),
+                "prefill_fraction_of_gemm": median(prefillFractions),
             ]
             if json { print(jsonText(report)); return }
             print(String(format: """
-                model          %@ (%@, %.0f M weight bytes read per decoded token)
-                prefill        %.1f tok/s = %.1f GFLOP/s = %.0f%% of sgemm (%.1f GFLOP/s measured)
-                decode         %.1f tok/s = %.0f%% of the bandwidth bound %.1f tok/s (%.1f GB/s measured)
-                """, modelOptions.model, budget.dtype, Double(budget.bytesPerDecodedToken) / 1e6,
-                bestPrefill, prefillGflops, 100 * prefillGflops / gemm, gemm,
-                bestDecode, 100 * bestDecode / decodeBound, decodeBound, bandwidth))
+                model          %@ (%@, %.0f M weight bytes read per decoded token), median of %d runs
+                prefill        %.1f tok/s = %.0f%% of sgemm (%.1f GFLOP/s measured alongside)
+                decode         %.1f tok/s = %.0f%% of the bandwidth bound (%.1f GB/s measured alongside: bound %.1f tok/s)
+                """, modelOptions.model, budget.dtype, Double(budget.bytesPerDecodedToken) / 1e6, repeats,
+                prefill, 100 * median(prefillFractions), gemm,
+                decode, 100 * median(decodeFractions), bandwidth, bandwidth * 1e9 / Double(budget.bytesPerDecodedToken)))
         }
     }
 }

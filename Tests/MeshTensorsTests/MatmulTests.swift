@@ -62,6 +62,25 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    func testSeveralWeightsOnOneInputMatchSeparateProducts() {
+        let storages = (0..<3).map { Storage(SafetensorsWriter.bytes(randomValues(($0 + 1) * 40 * 96, seed: UInt64($0 + 11)), as: .bf16)) }
+        let weights = storages.enumerated().map { index, storage in
+            LinearWeight(data: storage.data, dtype: .bf16, outFeatures: (index + 1) * 40, inFeatures: 96, layout: .outMajor, leadingDimension: 96, owner: storage)
+        }
+        for rows in [1, 3] {
+            let x = randomValues(rows * 96, seed: 5)
+            let outputs = weights.map { UnsafeMutablePointer<Float>.allocate(capacity: rows * $0.outFeatures) }
+            defer { outputs.forEach { $0.deallocate() } }
+            matmul(x, rows: rows, Array(zip(weights, outputs)))
+            for (weight, output) in zip(weights, outputs) {
+                var reference = [Float](repeating: 0, count: rows * weight.outFeatures)
+                referenceMatmul(x, rows: rows, weight, into: &reference)
+                let diff = (0..<reference.count).map { abs(output[$0] - reference[$0]) }.max() ?? 1
+                XCTAssertLessThan(diff, 1e-3, "rows \(rows) out \(weight.outFeatures)")
+            }
+        }
+    }
+
     func testBlockedPathCrossesBlockBoundaries() {
         // More rows than one widening block holds (4 Mi elements / 2048 = 2048 rows per block).
         check(dtype: .bf16, layout: .outMajor, rows: 9, out: 2100, inner: 2048)

@@ -16,9 +16,7 @@ struct Attention {
         let q = Matrix(rows: t, columns: heads * d)        // [T, heads·D]
         let k = Matrix(rows: t, columns: kvHeads * d)      // [T, kvHeads·D]
         let v = Matrix(rows: t, columns: kvHeads * d)
-        matmul(x.data, rows: t, weights.q, into: q.data)
-        matmul(x.data, rows: t, weights.k, into: k.data)
-        matmul(x.data, rows: t, weights.v, into: v.data)
+        matmul(x.data, rows: t, [(weights.q, q.data), (weights.k, k.data), (weights.v, v.data)])
 
         for row in 0..<t {
             let position = p0 + row
@@ -47,7 +45,9 @@ struct Attention {
         let context = Matrix(rows: t, columns: heads * d)   // [T, heads·D]
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
-        Parallel.forRanges(t * heads, minimumPerTask: 4) { range in
+        // Threads only pay off once there is real work (scores and sums: ~ T · heads · span · D).
+        let work = t * heads * (p0 + t) * d
+        Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 20 ? 4 : t * heads) { range in
             var scores = [Float](repeating: 0, count: p0 + t)
             for task in range {
                 let (row, head) = (task / heads, task % heads)

@@ -7,8 +7,7 @@ extension MLPWeights {
         let gated = UnsafeMutablePointer<Float>.allocate(capacity: rows * intermediate)
         let upValues = UnsafeMutablePointer<Float>.allocate(capacity: rows * intermediate)
         defer { gated.deallocate(); upValues.deallocate() }
-        matmul(x, rows: rows, gate, into: gated)
-        matmul(x, rows: rows, up, into: upValues)
+        matmul(x, rows: rows, [(gate, gated), (up, upValues)])
         siluMultiply(gated, upValues, count: rows * intermediate)
         matmul(gated, rows: rows, down, into: out, accumulate: accumulate)
     }

@@ -22,20 +22,7 @@ enum HalfKernels {
                                           into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let (out, inner) = (w.outFeatures, w.inFeatures)
         if rows == 1 && w.dtype == .bf16 {
-            // Deinterleave x once so each weight row is widened with shifts and masks only.
-            let half = (inner + 1) / 2
-            let split = UnsafeMutablePointer<Float>.allocate(capacity: 2 * half)
-            defer { split.deallocate() }
-            for j in 0..<half {
-                split[j] = x[2 * j]
-                split[half + j] = 2 * j + 1 < inner ? x[2 * j + 1] : 0
-            }
-            Parallel.forRanges(out, minimumPerTask: 64) { range in
-                for o in range {
-                    let value = dotBF16(w.storedRow(o), even: split, odd: split + half, inner)
-                    y[o] = accumulate ? y[o] + value : value
-                }
-            }
+            singleRowBF16(x, [(w, y)], accumulate: accumulate)
             return
         }
         Parallel.forRanges(out, minimumPerTask: 64) { range in
@@ -47,6 +34,34 @@ enum HalfKernels {
                     let value = dot(widened, x + t * inner, inner)
                     y[t * out + o] = accumulate ? y[t * out + o] + value : value
                 }
+            }
+        }
+    }
+
+    /// One input row through several [out, in] bf16 weights (e.g. q, k and v) in one parallel
+    /// pass: one thread hand-off instead of one per weight, which matters at decode where each
+    /// product takes tens of microseconds.
+    static func singleRowBF16(_ x: UnsafePointer<Float>, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)], accumulate: Bool) {
+        let inner = products[0].0.inFeatures
+        // Deinterleave x once so each weight row is widened with shifts and masks only.
+        let half = (inner + 1) / 2
+        let split = UnsafeMutablePointer<Float>.allocate(capacity: 2 * half)
+        defer { split.deallocate() }
+        for j in 0..<half {
+            split[j] = x[2 * j]
+            split[half + j] = 2 * j + 1 < inner ? x[2 * j + 1] : 0
+        }
+        var starts: [Int] = []
+        var total = 0
+        for (w, _) in products { starts.append(total); total += w.outFeatures }
+        Parallel.forRanges(total, minimumPerTask: 64) { range in
+            var p = starts.lastIndex { $0 <= range.lowerBound }!
+            for index in range {
+                while p + 1 < products.count, index >= starts[p + 1] { p += 1 }
+                let (w, y) = products[p]
+                let o = index - starts[p]
+                let value = dotBF16(w.storedRow(o), even: split, odd: split + half, inner)
+                y[o] = accumulate ? y[o] + value : value
             }
         }
     }

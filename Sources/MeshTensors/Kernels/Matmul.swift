@@ -22,6 +22,19 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
     }
 }
 
+/// Several weights applied to the same input x [rows, in]: `products[i].1 = x · products[i].0ᵀ`.
+/// A single decode row through bf16 [out, in] weights runs as one parallel pass.
+public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)]) {
+    let fusable = rows == 1 && products.allSatisfy {
+        $0.0.dtype == .bf16 && $0.0.layout == .outMajor && $0.0.inFeatures == products[0].0.inFeatures
+    }
+    if fusable, !products.isEmpty {
+        HalfKernels.singleRowBF16(x, products, accumulate: false)
+    } else {
+        for (weight, y) in products { matmul(x, rows: rows, weight, into: y) }
+    }
+}
+
 /// The plain triple loop, the oracle the fast paths are tested against.
 public func referenceMatmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
                             into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
