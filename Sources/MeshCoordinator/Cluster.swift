@@ -57,6 +57,21 @@ public final class Cluster {
 
     public var readyWorkers: [String] { workers.values.filter(\.ready).map(\.name).sorted() }
 
+    /// One entry per known worker, for the health endpoint.
+    public var workerSummary: [[String: Any]] {
+        workers.values.sorted { $0.name < $1.name }.map { worker in
+            ["name": worker.name, "ready": worker.ready, "alive": worker.liveness.isAlive,
+             "experts": worker.experts.count, "resident_bytes": worker.residentBytes]
+        }
+    }
+
+    /// Tells every worker the coordinator is leaving (they reconnect with backoff).
+    public func sayGoodbye(_ reason: String) {
+        for worker in workers.values {
+            try? send(to: worker.routingId, WireMessage(.goodbye(reason: reason)))
+        }
+    }
+
     /// Nil when every expert is served by a ready, live worker; otherwise why not.
     public var unservedReason: String? {
         if placement.owner.isEmpty { return "waiting for workers: \(workers.count) connected, experts not assigned yet" }

@@ -10,13 +10,14 @@ struct CompletionsAPI: @unchecked Sendable {
     let eosTokenIds: [Int]
     let maxPositions: Int?
     let jobs: JobQueue
-    let health: @Sendable () -> String?
+    let health: @Sendable () -> (reason: String?, workers: [[String: Any]])
 
     func handle(_ request: HTTPServer.Request) -> HTTPServer.Response {
         switch (request.method, request.path.split(separator: "?").first.map(String.init) ?? request.path) {
         case ("GET", "/health"):
-            if let reason = health() { return .json(503, ["status": "unavailable", "reason": reason]) }
-            return .json(200, ["status": "ok"])
+            let (reason, workers) = health()
+            if let reason { return .json(503, ["status": "unavailable", "reason": reason, "workers": workers]) }
+            return .json(200, ["status": "ok", "workers": workers])
         case ("POST", "/v1/completions"):
             return completions(request.body)
         case (_, "/health"), (_, "/v1/completions"):
@@ -42,7 +43,7 @@ struct CompletionsAPI: @unchecked Sendable {
         if let limit = maxPositions, promptTokens.count + parsed.maxTokens > limit {
             return .error(400, "prompt (\(promptTokens.count) tokens) + max_tokens (\(parsed.maxTokens)) exceeds the model's context length of \(limit) tokens")
         }
-        if let reason = health() { return .error(503, "cluster not ready: \(reason)", type: "unavailable") }
+        if let reason = health().reason { return .error(503, "cluster not ready: \(reason)", type: "unavailable") }
         let job = Job(GenerationRequest(prompt: promptTokens, maxTokens: parsed.maxTokens, sampling: parsed.sampling,
                                         stopTokens: parsed.ignoreEos ? [] : Set(eosTokenIds),
                                         logprobs: parsed.logprobs, promptLogprobs: parsed.promptLogprobs))

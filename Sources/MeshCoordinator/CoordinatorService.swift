@@ -31,6 +31,7 @@ public final class CoordinatorService: @unchecked Sendable {
     private let jobs = JobQueue()
     private let healthLock = NSLock()
     private var unservedReason: String? = "starting"
+    private var workerSummary: [[String: Any]] = []
     private var modelName: String
 
     public init(options: CoordinatorOptions, log: @escaping @Sendable (String) -> Void) {
@@ -54,7 +55,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log,
                           waiting: { [self] in setHealth($0) })
         let generator = Generator(Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster)))
-        setHealth(cluster.unservedReason)
+        setHealth(cluster.unservedReason, workers: cluster.workerSummary)
         while !shouldStop() {
             if let job = jobs.take(timeout: 0.05) {
                 if let reason = cluster.unservedReason {
@@ -64,18 +65,24 @@ public final class CoordinatorService: @unchecked Sendable {
                 }
             }
             try cluster.pump(timeoutMilliseconds: 0)
-            setHealth(cluster.unservedReason)
+            setHealth(cluster.unservedReason, workers: cluster.workerSummary)
         }
         jobs.failAll(ClusterError("coordinator is shutting down"))
+        cluster.sayGoodbye("coordinator shutting down")
+        log("stopped")
     }
 
-    private func setHealth(_ reason: String?) {
-        healthLock.lock(); unservedReason = reason; healthLock.unlock()
+    private func setHealth(_ reason: String?, workers: [[String: Any]]? = nil) {
+        healthLock.lock()
+        unservedReason = reason
+        if let workers { workerSummary = workers }
+        healthLock.unlock()
     }
 
-    func health() -> String? {
+    /// Why the cluster cannot serve (nil: it can), and the worker table.
+    func health() -> (reason: String?, workers: [[String: Any]]) {
         healthLock.lock(); defer { healthLock.unlock() }
-        return unservedReason
+        return (unservedReason, workerSummary)
     }
 }
 

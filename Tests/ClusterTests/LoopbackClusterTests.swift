@@ -80,6 +80,9 @@ final class LoopbackClusterTests: XCTestCase {
         XCTAssertEqual(refused, 503, "\(error)")
         try cluster.addWorker(name: "late-worker")
         try cluster.waitHealthy()
+        let workers = Harness.http("GET", cluster.httpURL + "/health").body["workers"] as? [[String: Any]] ?? []
+        XCTAssertEqual(workers.compactMap { $0["name"] as? String }, ["late-worker", "worker-1"])
+        XCTAssertEqual(workers.compactMap { $0["experts"] as? Int }.reduce(0, +), 16, "2 layers x 8 experts, each on one worker")
     }
 
     func testWorkerKilledDuringGenerationFailsThatRequestWithin5Seconds() throws {
