@@ -64,6 +64,9 @@ public final class Worker {
 
     private enum Outcome { case stopped, lostCoordinator }
 
+    /// Requests with at most this many tokens are computed on the socket thread.
+    static let inlineTokenLimit: UInt32 = 16
+
     private func session(_ socket: ZMQSocket, context: ZMQContext, shouldStop: () -> Bool, backoff: inout Backoff) throws -> Outcome {
         let interval = options.heartbeatInterval
         var liveness = Liveness(interval: interval, maxLives: 3, now: now())
@@ -104,7 +107,13 @@ public final class Worker {
                 try send(socket, .error(WireFailure(requestId: header.requestId, code: .notReady, message: "worker '\(options.name)' has no assignment yet")))
                 return nil
             }
-            lane.submit(ComputeLane.Job(shard: shard, header: header, tensors: message.tensors, wireDType: wireDType))
+            if header.tokenCount <= Self.inlineTokenLimit {
+                // Decode-sized work takes well under a heartbeat interval: serve it here and save
+                // the two thread hand-offs of the compute lane (they dominate small exchanges).
+                try sendMessage(socket, shard.serve(header, tensors: message.tensors, wireDType: wireDType))
+            } else {
+                lane.submit(ComputeLane.Job(shard: shard, header: header, tensors: message.tensors, wireDType: wireDType))
+            }
         case .statusRequest:
             let counters = shard?.counters ?? ExpertShard.Counters()
             try send(socket, .status(WorkerStatus(
