@@ -44,6 +44,7 @@ let package = Package(
         .testTarget(name: "MeshTokenizersTests", dependencies: ["MeshTokenizers"]),
         .testTarget(name: "MeshModelsTests", dependencies: ["MeshModels", "MeshTokenizers"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshTransport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["MeshCoordinator", "MeshModels", "MeshWire"]),
         .testTarget(name: "ClusterTests", dependencies: ["MeshModels", "MeshWire", "MeshTransport"]),
     ]
 )

@@ -9,7 +9,8 @@ echo "test: running swift test -c release"
 log=$(mktemp)
 status=0
 # The tests are XCTest; Swift Testing would only add a "0 tests" summary line.
-swift test -c release --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
+# A hung test must not eat CI's 90 minutes: the whole run is bounded (the suite takes ~1 minute).
+timeout --signal=KILL 2400 swift test -c release --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
 passed=$(grep -cE "^Test Case .* passed" "$log" || true)
 failed=$(grep -cE "^Test Case .* failed" "$log" || true)
 skipped=$(grep -cE "^Test Case .* skipped" "$log" || true)

@@ -121,7 +121,7 @@ public final class Worker {
                 tokensServed: counters.tokensServed, residentBytes: ProcessMemory.residentBytes, busySeconds: counters.busySeconds)))
         case .error(let failure):
             log("coordinator refused us: \(failure.message)")
-            if failure.code == .versionMismatch || failure.code == .modelMismatch { throw WireError(failure.code, failure.message) }
+            if failure.code == .versionMismatch || failure.code == .modelMismatch { throw WorkerRefused(description: failure.message) }
         case .goodbye(let reason):
             log("coordinator said goodbye: \(reason)")
             return .lostCoordinator
@@ -135,7 +135,7 @@ public final class Worker {
         guard assignment.protocolVersion == wireProtocolVersion else {
             let text = "protocol version mismatch: coordinator speaks \(assignment.protocolVersion), worker speaks \(wireProtocolVersion)"
             try send(socket, .error(WireFailure(code: .versionMismatch, message: text)))
-            throw WireError(.versionMismatch, text)
+            throw WorkerRefused(description: text)
         }
         wireDType = assignment.wireDType
         if shard?.keys != assignment.experts.sorted() {
@@ -163,4 +163,10 @@ public final class Worker {
     }
 
     private func now() -> Double { Date().timeIntervalSince1970 }
+}
+
+/// The coordinator and this worker cannot work together (protocol version or model differ):
+/// reconnecting would not help, so the worker stops with this message.
+public struct WorkerRefused: Error, CustomStringConvertible {
+    public let description: String
 }

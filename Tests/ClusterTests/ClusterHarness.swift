@@ -75,6 +75,17 @@ final class ChildProcess {
 
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
+    /// Waits for the process to end; kills it (and fails the test) after `timeout` seconds.
+    func waitForExit(timeout: Double, file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning {
+            XCTFail("process did not exit within \(Int(timeout)) s; log:\n\(log.suffix(3000))", file: file, line: line)
+            kill()
+        }
+        process.waitUntilExit()
+    }
+
     func kill(signal: Int32 = SIGKILL) {
         if process.isRunning { Foundation.kill(process.processIdentifier, signal) }
         process.waitUntilExit()

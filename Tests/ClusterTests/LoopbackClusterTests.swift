@@ -69,6 +69,46 @@ final class LoopbackClusterTests: XCTestCase {
         }
     }
 
+    func testConcurrentRequestsAllSucceedWithTheSameGreedyResult() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("qwen3_moe"), workers: 2)
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var tokens: [[Int]] = []
+        }
+        let results = Results()
+        let group = DispatchGroup()
+        let url = cluster.httpURL
+        for _ in 0..<6 {
+            group.enter()
+            Thread {
+                let (status, body) = Harness.http("POST", url + "/v1/completions", json: [
+                    "prompt": [5, 6, 7, 8], "max_tokens": 8, "temperature": 0, "return_token_ids": true, "ignore_eos": true])
+                let ids = status == 200 ? ((body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int] ?? []) : []
+                results.lock.lock(); results.tokens.append(ids); results.lock.unlock()
+                group.leave()
+            }.start()
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(results.tokens.count, 6)
+        XCTAssertEqual(Set(results.tokens.map { $0.description }).count, 1, "\(results.tokens)")
+        XCTAssertEqual(results.tokens.first?.count, 8)
+    }
+
+    func testWorkerWithADifferentModelIsRefusedAndExits() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 1)
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        let stranger = try ChildProcess(cluster.binary, ["worker", "--coordinator", cluster.zmqEndpoint,
+                                                         "--model", Harness.fixture("mixtral-fused").path, "--name", "stranger"], name: "stranger")
+        stranger.waitForExit(timeout: 20)
+        XCTAssertEqual(stranger.process.terminationStatus, 1)
+        XCTAssertTrue(stranger.log.contains("model mismatch: worker 'stranger' has mixtral-"), stranger.log)
+        XCTAssertTrue(stranger.log.contains("give the worker a copy of the same model"), stranger.log)
+        XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200)
+    }
+
     func testHealthIs503UntilEveryExpertIsServed() throws {
         let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 1, minWorkers: 2)
         defer { cluster.stop() }

@@ -10,7 +10,7 @@ final class NetworkNamespaceTests: XCTestCase {
                                        [Harness.root.appendingPathComponent("scripts/netns-cluster-test.sh").path,
                                         "--model", Harness.fixture(fixture).path, "--workers", "3", "--binary", try Harness.binary().path],
                                        name: "netns")
-        process.process.waitUntilExit()
+        process.waitForExit(timeout: 240)
         print(process.log)
         XCTAssertEqual(process.process.terminationStatus, 0, process.log)
         XCTAssertTrue(process.log.contains("netns: MATCH"), process.log)

@@ -21,7 +21,7 @@ final class PythonClientTests: XCTestCase {
                                        "--model", Harness.fixture(fixture).path, "--endpoint", endpoint], name: "python-client")
         Thread.sleep(forTimeInterval: 0.5)
         let worker = try ChildProcess(binary, ["worker", "--coordinator", endpoint, "--model", Harness.fixture(fixture).path, "--name", "py-peer"], name: "worker")
-        client.process.waitUntilExit()
+        client.waitForExit(timeout: 120)
         worker.kill()
         XCTAssertEqual(client.process.terminationStatus, 0, "python client failed:\n\(client.log)\nworker:\n\(worker.log)")
         XCTAssertTrue(client.log.contains("OK"), client.log)

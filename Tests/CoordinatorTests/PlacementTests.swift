@@ -1,0 +1,68 @@
+import MeshCoordinator
+import MeshModels
+import MeshTensors
+import MeshWire
+import XCTest
+
+final class PlacementTests: XCTestCase {
+    let experts = (0..<4).flatMap { layer in (0..<8).map { (key: ExpertKey(layer: layer, expert: $0), bytes: 100) } }
+
+    func testEveryExpertOnExactlyOneWorkerBalancedByBytes() {
+        let placement = Placement.balanced(experts: experts, workers: ["c", "a", "b"])
+        XCTAssertEqual(placement.owner.count, 32)
+        let counts = Dictionary(grouping: placement.owner.values, by: { $0 }).mapValues(\.count)
+        XCTAssertEqual(counts.values.sorted(), [10, 11, 11])
+        XCTAssertEqual(Set(placement.workers), ["a", "b", "c"])
+        XCTAssertEqual(placement.experts(of: "a").count + placement.experts(of: "b").count + placement.experts(of: "c").count, 32)
+    }
+
+    func testDeterministicForTheSameWorkerNamesInAnyOrder() {
+        let first = Placement.balanced(experts: experts, workers: ["w1", "w2", "w3"])
+        let second = Placement.balanced(experts: experts.reversed(), workers: ["w3", "w1", "w2"])
+        XCTAssertEqual(first, second)
+    }
+
+    func testUnevenExpertSizesBalanceBytesNotCounts() {
+        let sized = [(key: ExpertKey(layer: 0, expert: 0), bytes: 300), (key: ExpertKey(layer: 0, expert: 1), bytes: 100),
+                     (key: ExpertKey(layer: 0, expert: 2), bytes: 100), (key: ExpertKey(layer: 0, expert: 3), bytes: 100)]
+        let placement = Placement.balanced(experts: sized, workers: ["a", "b"])
+        XCTAssertEqual(placement.experts(of: "a"), [ExpertKey(layer: 0, expert: 0)])
+        XCTAssertEqual(placement.experts(of: "b").count, 3)
+    }
+}
+
+final class DispatchPlanTests: XCTestCase {
+    func testATokenTravelsOnceToAWorkerAndIdleWorkersGetNothing() throws {
+        // Layer 2: experts 0-3 on "a", 4-7 on "b", 8-11 on "c".
+        var owner: [ExpertKey: String] = [:]
+        for e in 0..<12 { owner[ExpertKey(layer: 2, expert: e)] = ["a", "b", "c"][e / 4] }
+        let routes = [
+            TokenRoute(experts: [1, 3], weights: [0.6, 0.4]),   // both on a
+            TokenRoute(experts: [5, 0], weights: [0.7, 0.3]),   // b and a
+            TokenRoute(experts: [6, 7], weights: [0.5, 0.5]),   // both on b
+        ]
+        let plan = try DispatchPlan(routes: routes, layer: 2, placement: Placement(owner: owner))
+        XCTAssertEqual(plan.destinations.map(\.worker), ["a", "b"], "no message to c")
+        let a = plan.destinations[0], b = plan.destinations[1]
+        XCTAssertEqual(a.tokens, [0, 1])
+        XCTAssertEqual(a.offsets, [0, 2, 3])
+        XCTAssertEqual(a.expertIds, [1, 3, 0])
+        XCTAssertEqual(a.weights, [0.6, 0.4, 0.3])
+        XCTAssertEqual(b.tokens, [1, 2])
+        XCTAssertEqual(b.offsets, [0, 1, 3])
+        XCTAssertEqual(b.expertIds, [5, 6, 7])
+
+        let input = Matrix(rows: 3, columns: 2, values: [1, 2, 3, 4, 5, 6])
+        let message = DispatchPlan.message(for: b, requestId: 7, layer: 2, input: input, placement: .output, wireDType: .f32)
+        XCTAssertEqual(message.tensors[0].shape, [2, 2])
+        XCTAssertEqual(message.tensors[0].matrix().toArray(), [3, 4, 5, 6], "rows of tokens 1 and 2")
+        guard case .expertRequest(let header) = message.body else { return XCTFail("expected a request") }
+        XCTAssertEqual(header.routes, [TokenRoute(experts: [5], weights: [0.7]), TokenRoute(experts: [6, 7], weights: [0.5, 0.5])])
+    }
+
+    func testUnassignedExpertIsAnError() {
+        XCTAssertThrowsError(try DispatchPlan(routes: [TokenRoute(experts: [3], weights: [1])], layer: 0, placement: Placement(owner: [:]))) {
+            XCTAssertTrue("\($0)".contains("layer 0 expert 3 is not assigned to any worker"), "\($0)")
+        }
+    }
+}
