@@ -55,8 +55,6 @@ public final class Cluster {
 
     public var endpoint: String { socket.lastEndpoint }
 
-    public var readyWorkers: [String] { workers.values.filter(\.ready).map(\.name).sorted() }
-
     /// One entry per known worker, for the health endpoint.
     public var workerSummary: [[String: Any]] {
         workers.values.sorted { $0.name < $1.name }.map { worker in

@@ -14,8 +14,6 @@ public struct Tokenizer: @unchecked Sendable {
     /// TemplateProcessing (single sequence): ids added before and after the text.
     private let prefixIds: [Int]
     private let suffixIds: [Int]
-    public let bosTokenId: Int?
-    public let eosTokenIds: [Int]
 
     public var vocabSize: Int { (idToToken.keys.max() ?? -1) + 1 }
 
@@ -26,10 +24,10 @@ public struct Tokenizer: @unchecked Sendable {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? JSONObject else {
             throw TokenizerError("\(url.lastPathComponent) is not valid JSON: re-download or re-export the tokenizer")
         }
-        try self.init(json: json, config: nil)
+        try self.init(json: json)
     }
 
-    /// Loads `tokenizer.json` from a model directory, with `tokenizer_config.json` (bos/eos names) if present.
+    /// Loads `tokenizer.json` from a model directory.
     public init(directory: URL) throws {
         let file = directory.appendingPathComponent("tokenizer.json")
         guard let data = FileManager.default.contents(atPath: file.path) else {
@@ -38,12 +36,10 @@ public struct Tokenizer: @unchecked Sendable {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? JSONObject else {
             throw TokenizerError("\(file.path) is not valid JSON: re-download or re-export the tokenizer")
         }
-        let configData = FileManager.default.contents(atPath: directory.appendingPathComponent("tokenizer_config.json").path)
-        let config = configData.flatMap { try? JSONSerialization.jsonObject(with: $0) as? JSONObject }
-        try self.init(json: json, config: config)
+        try self.init(json: json)
     }
 
-    init(json: JSONObject, config: JSONObject?) throws {
+    init(json: JSONObject) throws {
         guard let modelJSON = json.object("model") else { throw TokenizerError("tokenizer.json has no 'model' object") }
         model = try BPEModel(modelJSON)
         normalizer = try Normalizer.parse(json.object("normalizer"))
@@ -56,13 +52,6 @@ public struct Tokenizer: @unchecked Sendable {
         self.idToToken = idToToken
         specialIds = Set(added.filter(\.special).map(\.id))
         (prefixIds, suffixIds) = try Tokenizer.template(json.object("post_processor"))
-        let tokenToId = Dictionary(idToToken.map { (ExactString($1), $0) }, uniquingKeysWith: { a, _ in a })
-        func tokenName(_ key: String) -> String? {
-            if let name = config?.string(key) { return name }
-            return config?.object(key)?.string("content")
-        }
-        bosTokenId = tokenName("bos_token").flatMap { tokenToId[ExactString($0)] } ?? prefixIds.first
-        eosTokenIds = tokenName("eos_token").flatMap { tokenToId[ExactString($0)] }.map { [$0] } ?? []
     }
 
     /// The ids TemplateProcessing puts around a single sequence.
@@ -121,9 +110,6 @@ public struct Tokenizer: @unchecked Sendable {
     /// The token string of an id (as in tokenizer.json), nil if unknown.
     public func token(for id: Int) -> String? { idToToken[id] }
 
-    public func id(of token: String) -> Int? {
-        model.vocab[ExactString(token)] ?? idToToken.first(where: { ExactString($0.value) == ExactString(token) })?.key
-    }
 }
 
 /// Emits text as tokens arrive, holding back an incomplete UTF-8 sequence (a byte-level or

@@ -11,7 +11,6 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
         return TransportError(code: code, message: "\(operation): \(String(cString: zmq_strerror(code)))")
     }
 
-    public var isTimeout: Bool { code == EAGAIN }
     /// Set when a ROUTER with router-mandatory sends to a peer that is not connected.
     public var isUnreachablePeer: Bool { code == EHOSTUNREACH }
 }

@@ -14,7 +14,7 @@ public final class ZMQContext: @unchecked Sendable {
 
 /// A ZeroMQ socket. Owned by one thread at a time (libzmq sockets are not thread-safe).
 public final class ZMQSocket: @unchecked Sendable {
-    public enum Kind { case router, dealer, pair, req, rep }
+    public enum Kind { case router, dealer, pair }
 
     let handle: UnsafeMutableRawPointer
     private let context: ZMQContext
@@ -26,8 +26,6 @@ public final class ZMQSocket: @unchecked Sendable {
         case .router: type = ZMQ_ROUTER
         case .dealer: type = ZMQ_DEALER
         case .pair: type = ZMQ_PAIR
-        case .req: type = ZMQ_REQ
-        case .rep: type = ZMQ_REP
         }
         guard let socket = zmq_socket(context.handle, type) else { throw TransportError.last("zmq_socket") }
         handle = socket
@@ -67,18 +65,6 @@ public final class ZMQSocket: @unchecked Sendable {
 
     /// Messages larger than this are refused by libzmq (the connection is dropped).
     public func setMaxMessageSize(_ bytes: Int64) throws { try setInt64(ZMQ_MAXMSGSIZE, bytes) }
-
-    public func setReconnectInterval(milliseconds: Int32, max: Int32) throws {
-        try setInt(ZMQ_RECONNECT_IVL, milliseconds)
-        try setInt(ZMQ_RECONNECT_IVL_MAX, max)
-    }
-
-    public func setSendTimeout(milliseconds: Int32) throws { try setInt(ZMQ_SNDTIMEO, milliseconds) }
-
-    public func setHighWaterMarks(_ messages: Int32) throws {
-        try setInt(ZMQ_SNDHWM, messages)
-        try setInt(ZMQ_RCVHWM, messages)
-    }
 
     // MARK: endpoints
 

@@ -29,18 +29,13 @@ enum Llama4: Architecture {
         let moe = try MoESpec(expertCount: c.positiveInt("num_local_experts"), topK: c.positiveInt("num_experts_per_tok"),
                               intermediateSize: c.positiveInt("intermediate_size"), routing: .topKSigmoid,
                               sharedExpertIntermediateSize: c.positiveInt("intermediate_size"))
-        let denseSize = c.optionalInt("intermediate_size_mlp")
         var layers: [LayerSpec] = []
         for index in 0..<layerCount {
             let rope = ropeLayers[index] != 0
             let attention = AttentionSpec(usesRope: rope, qkNorm: rope && useQKNorm ? .l2AfterRope : .none,
                                           chunkSize: rope ? chunkSize : nil, temperatureTuning: rope ? nil : tuning)
-            if moeLayers.contains(index) {
-                layers.append(LayerSpec(attention: attention, feedForward: .moe(moe)))
-            } else {
-                guard let denseSize else { throw ModelError("\(c.context): layer \(index) is dense but 'intermediate_size_mlp' is missing") }
-                layers.append(LayerSpec(attention: attention, feedForward: .dense(intermediateSize: denseSize)))
-            }
+            layers.append(try basics.layer(index, attention: attention, moe: moeLayers.contains(index) ? moe : nil,
+                                           denseSizeField: "intermediate_size_mlp"))
         }
         return try basics.spec(modelType: "llama4_text", layers: layers, pairing: .interleaved)
     }

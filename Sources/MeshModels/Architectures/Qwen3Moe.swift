@@ -14,17 +14,12 @@ enum Qwen3Moe: Architecture {
             expertCount: expertCount, topK: c.positiveInt("num_experts_per_tok"),
             intermediateSize: c.positiveInt("moe_intermediate_size"),
             routing: .softmaxTopK(normalize: c.bool("norm_topk_prob", default: false)), sharedExpertIntermediateSize: nil) : nil
-        let denseSize = c.optionalInt("intermediate_size")
         let attention = AttentionSpec(usesRope: true, qkNorm: .rmsBeforeRope, chunkSize: nil, temperatureTuning: nil)
         var layers: [LayerSpec] = []
         for index in 0..<basics.layerCount {
             // transformers: MoE when not in mlp_only_layers and (index + 1) % decoder_sparse_step == 0.
-            if let moe, !denseOnly.contains(index), sparseStep > 0, (index + 1) % sparseStep == 0 {
-                layers.append(LayerSpec(attention: attention, feedForward: .moe(moe)))
-            } else {
-                guard let denseSize else { throw ModelError("\(c.context): layer \(index) is dense but 'intermediate_size' is missing") }
-                layers.append(LayerSpec(attention: attention, feedForward: .dense(intermediateSize: denseSize)))
-            }
+            let sparse = !denseOnly.contains(index) && sparseStep > 0 && (index + 1) % sparseStep == 0
+            layers.append(try basics.layer(index, attention: attention, moe: sparse ? moe : nil, denseSizeField: "intermediate_size"))
         }
         return try basics.spec(modelType: "qwen3_moe", layers: layers, pairing: .halves)
     }

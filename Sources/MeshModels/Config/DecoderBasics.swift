@@ -17,6 +17,15 @@ struct DecoderBasics {
         layerCount = try c.positiveInt("num_hidden_layers")
     }
 
+    /// A MoE layer when `moe` is given, else a dense MLP whose size is config field `denseSizeField`.
+    func layer(_ index: Int, attention: AttentionSpec, moe: MoESpec?, denseSizeField: String) throws -> LayerSpec {
+        if let moe { return LayerSpec(attention: attention, feedForward: .moe(moe)) }
+        guard let size = config.optionalInt(denseSizeField) else {
+            throw ModelError("\(config.context): layer \(index) is dense but '\(denseSizeField)' is missing")
+        }
+        return LayerSpec(attention: attention, feedForward: .dense(intermediateSize: size))
+    }
+
     func spec(modelType: String, layers: [LayerSpec], pairing: RotaryEmbedding.Pairing) throws -> ModelSpec {
         let c = config
         return try ModelSpec(

@@ -34,8 +34,7 @@ public final class LocalExpertBackend: ExpertBackend {
     public func dispatch(_ request: ExpertRequest) throws -> ExpertRequest { request }
 
     public func combine(_ request: ExpertRequest, into output: Matrix) throws {
-        try ExpertCompute.run(request) { expert in self.experts[ExpertKey(layer: request.layer, expert: expert)] }
-            .accumulate(into: output)
+        output.add(try ExpertCompute.run(request) { expert in self.experts[ExpertKey(layer: request.layer, expert: expert)] })
     }
 }
 
@@ -74,8 +73,4 @@ public enum ExpertCompute {
         }
         return result
     }
-}
-
-extension Matrix {
-    func accumulate(into output: Matrix) { output.add(self) }
 }

@@ -72,10 +72,4 @@ public final class Checkpoint: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return location.keys.filter { !used.contains($0) }.sorted()
     }
-
-    /// The file and byte range holding a tensor (for loading only some experts).
-    public func byteRange(of name: String) -> (file: String, range: Range<Int>)? {
-        guard let fileName = location[name], let range = files[fileName]?.byteRange(of: name) else { return nil }
-        return (directory.appendingPathComponent(fileName).path, range)
-    }
 }

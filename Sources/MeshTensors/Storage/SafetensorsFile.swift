@@ -69,9 +69,4 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         return TensorView(name: name, dtype: dtype, shape: entry.shape, data: file.base + dataStart + entry.begin, owner: file)
     }
-
-    /// Where a tensor's bytes sit in the file: lets a worker read just the ranges it needs.
-    public func byteRange(of name: String) -> Range<Int>? {
-        entries[name].map { (dataStart + $0.begin)..<(dataStart + $0.end) }
-    }
 }
