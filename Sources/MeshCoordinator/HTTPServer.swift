@@ -111,11 +111,18 @@ public final class HTTPServer: @unchecked Sendable {
             guard let colon = line.firstIndex(of: ":") else { continue }
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
+        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+            return .failure(ClusterError("chunked request bodies are not supported: send Content-Length"))
+        }
         let length = Int(headers["content-length"] ?? "0") ?? -1
         guard length >= 0, length <= Self.maxBodyBytes else {
             return .failure(ClusterError("Content-Length must be a number up to \(Self.maxBodyBytes) bytes"))
         }
         var body = Data(buffer[headerEnd.upperBound...])
+        if headers["expect"]?.lowercased() == "100-continue", body.count < length {
+            // curl sends large bodies only after this (or after a 1 s pause).
+            _ = "HTTP/1.1 100 Continue\r\n\r\n".withCString { send(client, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        }
         while body.count < length {
             let n = recv(client, &chunk, min(chunk.count, length - body.count), 0)
             guard n > 0 else { return .failure(ClusterError("connection closed after \(body.count) of \(length) body bytes")) }
