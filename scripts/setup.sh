@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev pkg-config iproute2 curl python3 python3-pip)
+apt_packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev pkg-config iproute2 curl)
+# Python 3 with pip runs the tests' reference client; Debian's packages only if none is on PATH.
+command -v python3 >/dev/null || apt_packages+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -43,6 +43,9 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Runs until `shouldStop` returns true. Throws on start-up problems (bad model, port in use…).
     public func run(shouldStop: () -> Bool) throws {
         let model = try LoadedModel(directory: options.modelDirectory)
+        // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
+        // broken checkpoint fails now, not when a worker is assigned.
+        _ = try model.loadAllExpertsChecked()
         let tokenizer = FileManager.default.fileExists(atPath: options.modelDirectory.appendingPathComponent("tokenizer.json").path)
             ? try Tokenizer(directory: options.modelDirectory) : nil
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType, log: log)
