@@ -119,35 +119,26 @@ struct BenchExchange: ParsableCommand {
     private func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 }
 
-/// The floor for an exchange: ROUTER → N echo DEALERs and back with the same byte counts,
-/// no protobuf and no compute.
+/// The floor for an exchange: ROUTER → N echo peers (separate processes, like workers) and
+/// back with the same byte counts, no protobuf and no compute.
 enum RawRoundTrip {
     static func measure(requests: [Int], replies: [Int], repeats: Int) throws -> Double {
         let context = ZMQContext()
         let router = try ZMQSocket(context: context, kind: .router)
         try router.bind("tcp://127.0.0.1:*")
-        let endpoint = router.lastEndpoint
-        let peers = requests.count
-        let done = DispatchGroup()
-        for index in 0..<peers {
-            let replySize = replies[index]
-            done.enter()
-            Thread {
-                defer { done.leave() }
-                guard let dealer = try? ZMQSocket(context: context, kind: .dealer) else { return }
-                try? dealer.setRoutingId(Array("echo-\(index)".utf8))
-                try? dealer.connect(endpoint)
-                try? dealer.send([Data("hello".utf8)])
-                let payload = Data(count: replySize)
-                while let message = try? dealer.receive(timeoutMilliseconds: 5000), message.count > 1 {
-                    try? dealer.send([Data(count: 16), payload])
-                }
-                dealer.close()
-            }.start()
+        let binary = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        var peers: [Process] = []
+        defer { peers.forEach { $0.terminate(); $0.waitUntilExit() } }
+        for (index, replySize) in replies.enumerated() {
+            let peer = Process()
+            peer.executableURL = binary
+            peer.arguments = ["bench-echo", "--connect", router.lastEndpoint, "--name", "echo-\(index)", "--reply-bytes", String(replySize)]
+            try peer.run()
+            peers.append(peer)
         }
         var identities: [Data] = []
-        while identities.count < peers {
-            guard let message = try router.receive(timeoutMilliseconds: 5000) else { throw ValidationError("echo peers did not connect") }
+        while identities.count < replies.count {
+            guard let message = try router.receive(timeoutMilliseconds: 10_000) else { throw ValidationError("echo peers did not connect") }
             identities.append(message[0])
         }
         identities.sort { String(decoding: $0, as: UTF8.self) < String(decoding: $1, as: UTF8.self) }
@@ -156,12 +147,42 @@ enum RawRoundTrip {
         for round in 0..<(repeats + 3) {
             let start = ContinuousClock.now
             for (identity, payload) in zip(identities, payloads) { try router.send([identity, Data(count: 64), payload]) }
-            for _ in 0..<peers { _ = try router.receive() }
+            for _ in identities { _ = try router.receive() }
             if round >= 3 { times.append((ContinuousClock.now - start).seconds) }
         }
         for identity in identities { try router.send([identity, Data()]) }
-        done.wait()
         router.close()
         return times.sorted()[times.count / 2]
+    }
+}
+
+/// The echo peer of `bench-exchange`'s raw round trip (internal; not listed in --help).
+struct BenchEcho: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-echo", abstract: "Echo peer for bench-exchange's raw ZeroMQ round trip.",
+        discussion: "Examples:\n  expertmesh bench-echo --connect tcp://127.0.0.1:5555 --name echo-0 --reply-bytes 4096",
+        shouldDisplay: false)
+
+    @Option(help: "ROUTER endpoint to connect to.")
+    var connect: String
+
+    @Option(help: "Routing id.")
+    var name: String
+
+    @Option(help: "Bytes of each reply's payload frame.")
+    var replyBytes: Int
+
+    func run() throws {
+        let context = ZMQContext()
+        let dealer = try ZMQSocket(context: context, kind: .dealer)
+        try dealer.setRoutingId(Array(name.utf8))
+        try dealer.connect(connect)
+        try dealer.send([Data("hello".utf8)])
+        let payload = Data(count: max(0, replyBytes))
+        // A message of several frames is a request; a single empty frame ends the run.
+        while let message = try dealer.receive(timeoutMilliseconds: 30_000), message.count > 1 {
+            try dealer.send([Data(count: 16), payload])
+        }
+        dealer.close()
     }
 }
