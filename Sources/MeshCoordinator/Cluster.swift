@@ -37,6 +37,9 @@ public final class Cluster {
     /// Replies that arrived for a pending request id (the exchange in progress collects them).
     private var replies: [UInt64: Result<WireMessage, ClusterError>] = [:]
     private var lastHeartbeat = Date().timeIntervalSince1970
+    private var lastStatusRequest = Date().timeIntervalSince1970
+    /// How often ready workers are asked for a status report (resident bytes for /health).
+    static let statusInterval: Double = 10
 
     public init(model: LoadedModel, listen endpoint: String, wireDType: DType, heartbeatInterval: Double = 1.0,
                 log: @escaping (String) -> Void) throws {
@@ -177,6 +180,12 @@ public final class Cluster {
             // silence means the worker or the network is gone.
             guard let worker = workers[name], worker.ready, !worker.liveness.isAlive else { continue }
             markLost(name, reason: String(format: "silent for %.1f s", worker.liveness.silence(at: now)))
+        }
+        if now - lastStatusRequest >= Self.statusInterval {
+            lastStatusRequest = now
+            for worker in workers.values where worker.ready {
+                try? send(to: worker.routingId, WireMessage(.statusRequest))
+            }
         }
         if now - lastHeartbeat >= heartbeatInterval {
             lastHeartbeat = now

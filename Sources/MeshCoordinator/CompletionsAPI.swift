@@ -86,7 +86,7 @@ struct CompletionsAPI: @unchecked Sendable {
                     map[String(top.token)] = ["logprob": Double(top.logprob), "rank": rank + 1, "decoded_token": tokenText(top.token)]
                 }
                 if map[String(entry.token)] == nil {
-                    map[String(entry.token)] = ["logprob": Double(entry.logprob), "decoded_token": tokenText(entry.token)]
+                    map[String(entry.token)] = ["logprob": Double(entry.logprob), "rank": entry.rank, "decoded_token": tokenText(entry.token)]
                 }
                 return map
             }

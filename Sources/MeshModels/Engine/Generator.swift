@@ -4,10 +4,12 @@ import MeshTensors
 public struct TokenLogprobs: Sendable, Equatable {
     public var token: Int
     public var logprob: Float
+    /// 1 + the number of tokens more likely than `token` (vLLM's rank).
+    public var rank: Int
     public var top: [(token: Int, logprob: Float)]
 
     public static func == (a: TokenLogprobs, b: TokenLogprobs) -> Bool {
-        a.token == b.token && a.logprob == b.logprob && a.top.map(\.token) == b.top.map(\.token) && a.top.map(\.logprob) == b.top.map(\.logprob)
+        a.token == b.token && a.logprob == b.logprob && a.rank == b.rank && a.top.map(\.token) == b.top.map(\.token) && a.top.map(\.logprob) == b.top.map(\.logprob)
     }
 
     /// log_softmax of `logits` [vocab]; the chosen token's logprob and the `n` best.
@@ -17,6 +19,9 @@ public struct TokenLogprobs: Sendable, Equatable {
         logSoftmax(logits, count: count, into: logs)
         token = chosen
         logprob = logs[chosen]
+        var better = 0
+        for i in 0..<count where logs[i] > logs[chosen] { better += 1 }
+        rank = better + 1
         top = topK(logs, count: count, k: min(n, count)).map { ($0, logs[$0]) }
     }
 }
