@@ -1,3 +1,5 @@
+import Foundation
+
 /// One architecture: decodes its config and names its checkpoint tensors.
 protocol Architecture: Sendable {
     static var modelTypes: [String] { get }
@@ -48,5 +50,20 @@ public enum ArchitectureRegistry {
             throw ModelError("unknown model_type '\(modelType)'; supported: \(supportedModelTypes.joined(separator: ", "))")
         }
         return (architecture, textConfig)
+    }
+}
+
+extension ArchitectureRegistry {
+    /// The architecture of a `config.json` and the spec it describes.
+    static func decode(configFile: URL) throws -> (any Architecture.Type, ModelSpec) {
+        let (architecture, textConfig) = try resolve(ConfigReader(file: configFile))
+        return (architecture, try architecture.spec(textConfig))
+    }
+}
+
+extension ModelSpec {
+    /// Decodes a `config.json` of any supported architecture (no weights needed).
+    public static func decode(configFile: URL) throws -> ModelSpec {
+        try ArchitectureRegistry.decode(configFile: configFile).1
     }
 }

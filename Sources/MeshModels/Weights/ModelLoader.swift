@@ -13,9 +13,7 @@ public final class LoadedModel: @unchecked Sendable {
     /// Experts are checked by `loadExperts`; call `unexpectedTensors` after loading them.
     public init(directory: URL) throws {
         self.directory = directory
-        let config = try ConfigReader(file: directory.appendingPathComponent("config.json"))
-        let (architecture, textConfig) = try ArchitectureRegistry.resolve(config)
-        var spec = try architecture.spec(textConfig)
+        var (architecture, spec) = try ArchitectureRegistry.decode(configFile: directory.appendingPathComponent("config.json"))
         let checkpoint = try Checkpoint(directory: directory)
         self.checkpoint = checkpoint
         // generation_config.json's eos list wins over config.json's (as in transformers' generate).
