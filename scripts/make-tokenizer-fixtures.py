@@ -6,6 +6,8 @@ Writes Tests/Fixtures/tokenizers/<name>/tokenizer.json and cases.json (a list of
 {text, ids, ids_no_special, decoded, decoded_skip}) for:
   llama3-bytelevel         byte-level BPE, Llama 3 split regex, <|begin_of_text|> added, ignore_merges
   qwen-bytelevel           byte-level BPE, Qwen 2 regex (single digits), NFC normaliser, no BOS
+  llama4-bytelevel         byte-level BPE, Llama 4 (o200k-style, case-aware) regex
+  deepseek-bytelevel       byte-level BPE, DeepSeek V3's Sequence of Splits (digits, CJK runs, words)
   sentencepiece-bpe        Mistral style: Prepend/Replace normaliser, byte fallback, legacy decoder chain
   sentencepiece-metaspace  the newer form: Metaspace pre-tokeniser (prepend_scheme first) and decoder
 
@@ -19,6 +21,14 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 QWEN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+# Llama 4 (o200k-style: case-aware words, contractions attached, "/" kept with newlines).
+LLAMA4 = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+          r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+          r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# DeepSeek V3: a Sequence of Splits (digits, CJK runs, then a GPT-4-style pattern) before ByteLevel.
+DEEPSEEK = [r"\p{N}{1,3}", r"[一-龥぀-ゟ゠-ヿ]+",
+            r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"]
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog. I'm sure we'll see they've gone.",
@@ -37,6 +47,7 @@ TEXTS = [
     "def f(x):\n    return x * 2\n", "for i in range(3):\n\tprint(i)",
     "Caf\u00e9", "Cafe\u0301", "naïve résumé", "你好，世界", "日本語のテキスト", "😀 🎉", "👩‍💻 🇫🇷", "rare: ☃ ⚛ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "\u0000\u0001 control",
     "The quick brown fox jumps over the lazy dog.", "mixed CASE Words", "lots\n\nof\n\n\nnewlines",
+    "HTTPServer's JSONDecoder isn't camelCase", "path/to/file\n/next", "日本語とEnglish混在テキスト123456",
 ]
 
 
@@ -44,10 +55,10 @@ def byte_level(name, pattern, specials, bos, nfc, extra_added):
     tokenizer = Tokenizer(models.BPE(ignore_merges=True))
     if nfc:
         tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    patterns = pattern if isinstance(pattern, list) else [pattern]
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(p), behavior="isolated", invert=False) for p in patterns]
+        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
@@ -102,6 +113,8 @@ def main():
     args = parser.parse_args()
     write(args.out, "llama3-bytelevel", *byte_level("llama3", LLAMA3, ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"], "<|begin_of_text|>", False, ["<tool>"]))
     write(args.out, "qwen-bytelevel", *byte_level("qwen", QWEN, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, True, []))
+    write(args.out, "llama4-bytelevel", *byte_level("llama4", LLAMA4, ["<|begin_of_text|>", "<|end_of_text|>", "<|eot|>"], "<|begin_of_text|>", False, []))
+    write(args.out, "deepseek-bytelevel", *byte_level("deepseek", DEEPSEEK, ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<|EOT|>"], "<｜begin▁of▁sentence｜>", False, []))
     write(args.out, "sentencepiece-bpe", *sentencepiece(False))
     write(args.out, "sentencepiece-metaspace", *sentencepiece(True))
 

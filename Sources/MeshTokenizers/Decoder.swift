@@ -36,8 +36,10 @@ indirect enum TokenDecoder {
         case .sequence(let items):
             return items.reduce(tokens) { $1.decode($0) }
         case .byteLevel:
-            // Bytes of all tokens joined, then UTF-8 (invalid sequences become U+FFFD).
-            return [String(decoding: tokens.flatMap { ByteLevel.decode($0) }, as: UTF8.self)]
+            // Bytes of all tokens joined, then UTF-8 (invalid sequences become U+FFFD). A token with a
+            // character outside the byte alphabet (e.g. "<｜begin▁of▁sentence｜>") is taken as its own
+            // UTF-8, as HF does.
+            return [String(decoding: tokens.flatMap { ByteLevel.decode($0) ?? Array($0.utf8) }, as: UTF8.self)]
         case .metaspace(let replacement, let scheme):
             // As HF's Rust decoder: in the first token every replacement character is dropped
             // (it stood for a prepended space); elsewhere each becomes a space.

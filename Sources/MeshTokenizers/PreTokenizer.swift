@@ -148,7 +148,13 @@ enum ByteLevel {
         String(text.utf8.map { byteToChar[Int($0)] })
     }
 
-    static func decode(_ text: String) -> [UInt8] {
-        text.unicodeScalars.compactMap { charToByte[Character($0)] }
+    /// The bytes behind a byte-level token; nil if a character is outside the byte alphabet.
+    static func decode(_ text: String) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        for scalar in text.unicodeScalars {
+            guard let byte = charToByte[Character(scalar)] else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
     }
 }

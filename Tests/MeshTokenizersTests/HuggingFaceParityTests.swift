@@ -33,6 +33,8 @@ final class HuggingFaceParityTests: XCTestCase {
 
     func testLlama3ByteLevel() throws { try check("llama3-bytelevel") }
     func testQwenByteLevelWithNFC() throws { try check("qwen-bytelevel") }
+    func testLlama4ByteLevel() throws { try check("llama4-bytelevel") }
+    func testDeepSeekSequenceOfSplits() throws { try check("deepseek-bytelevel") }
     func testSentencePieceBPEWithByteFallback() throws { try check("sentencepiece-bpe") }
     func testSentencePieceMetaspace() throws { try check("sentencepiece-metaspace") }
 
