@@ -48,6 +48,8 @@ TEXTS = [
     "Caf\u00e9", "Cafe\u0301", "naïve résumé", "你好，世界", "日本語のテキスト", "😀 🎉", "👩‍💻 🇫🇷", "rare: ☃ ⚛ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "\u0000\u0001 control",
     "The quick brown fox jumps over the lazy dog.", "mixed CASE Words", "lots\n\nof\n\n\nnewlines",
     "HTTPServer's JSONDecoder isn't camelCase", "path/to/file\n/next", "日本語とEnglish混在テキスト123456",
+    # one long text: a SentencePiece-style tokenizer has no pre-tokeniser, so this is a single BPE word
+    " ".join(CORPUS[:8]) * 3,
 ]
 
 

@@ -26,11 +26,25 @@ enum Segment {
 }
 
 struct AddedTokenSplitter {
-    /// Sorted longest first so that the longest token wins at a position.
-    let tokens: [AddedToken]
+    /// Sorted longest first so that the longest token wins at a position; with their scalars.
+    let tokens: [(token: AddedToken, scalars: [Unicode.Scalar])]
+
+    /// First scalar → indices into `tokens` (longest first): only these can match there.
+    private let byFirstScalar: [Unicode.Scalar: [Int]]
 
     init(_ tokens: [AddedToken]) {
-        self.tokens = tokens.filter { !$0.content.isEmpty }.sorted { $0.content.unicodeScalars.count > $1.content.unicodeScalars.count }
+        self.tokens = tokens.filter { !$0.content.isEmpty }.map { ($0, Array($0.content.unicodeScalars)) }
+            .sorted { $0.scalars.count > $1.scalars.count }
+        var index: [Unicode.Scalar: [Int]] = [:]
+        for (position, entry) in self.tokens.enumerated() { index[entry.scalars[0], default: []].append(position) }
+        byFirstScalar = index
+    }
+
+    /// True when `needle` occurs in `scalars` at `start`.
+    private static func matches(_ needle: [Unicode.Scalar], in scalars: [Unicode.Scalar], at start: Int) -> Bool {
+        guard start + needle.count <= scalars.count else { return false }
+        for k in 0..<needle.count where scalars[start + k] != needle[k] { return false }
+        return true
     }
 
     func split(_ text: String) -> [Segment] {
@@ -49,9 +63,9 @@ struct AddedTokenSplitter {
             pending = []
         }
         outer: while i < scalars.count {
-            for token in tokens {
-                let needle = Array(token.content.unicodeScalars)
-                guard i + needle.count <= scalars.count, Array(scalars[i..<(i + needle.count)]) == needle else { continue }
+            for candidate in byFirstScalar[scalars[i]] ?? [] {
+                let (token, needle) = tokens[candidate]
+                guard Self.matches(needle, in: scalars, at: i) else { continue }
                 if token.singleWord {
                     let before = i > 0 ? scalars[i - 1].properties.isAlphabetic || scalars[i - 1].properties.numericType != nil : false
                     let afterIndex = i + needle.count

@@ -70,29 +70,38 @@ final class BPEModel: @unchecked Sendable {
 
     private func merge(_ word: ExactString) -> [Int] {
         if ignoreMerges, let id = vocab[word] { return [id] }
-        // Symbols start as single unicode scalars (UTF-8 byte runs).
-        var symbols: [ExactString] = String(decoding: word.bytes, as: UTF8.self).unicodeScalars.map { ExactString(String($0)) }
-        while symbols.count > 1 {
-            var best: (rank: Int, index: Int)?
-            for i in 0..<(symbols.count - 1) {
-                if let rank = ranks[Pair(left: symbols[i], right: symbols[i + 1])], rank < (best?.rank ?? .max) { best = (rank, i) }
+        // Symbols start as single unicode scalars. Merges are applied lowest rank first, leftmost
+        // first among equal ranks (HF's order), using a heap of candidate pairs over a linked list
+        // of symbols, so a long word (SentencePiece-style text has no pre-tokeniser) stays fast.
+        var text = String(decoding: word.bytes, as: UTF8.self).unicodeScalars.map { ExactString(String($0)) }
+        let count = text.count
+        var next = Array(1...max(count, 1)).map { $0 < count ? $0 : -1 }
+        var previous = Array(-1..<max(count - 1, 0))
+        var alive = [Bool](repeating: true, count: count)
+        var heap = PairHeap()
+        for i in 0..<max(count - 1, 0) {
+            if let rank = ranks[Pair(left: text[i], right: text[i + 1])] { heap.push(rank: rank, position: i) }
+        }
+        while let (rank, position) = heap.pop() {
+            let right = next[position]
+            // Skip candidates made stale by an earlier merge.
+            guard alive[position], right >= 0, ranks[Pair(left: text[position], right: text[right])] == rank else { continue }
+            text[position] = ExactString(bytes: text[position].bytes + text[right].bytes)
+            alive[right] = false
+            next[position] = next[right]
+            if next[right] >= 0 { previous[next[right]] = position }
+            if previous[position] >= 0, let r = ranks[Pair(left: text[previous[position]], right: text[position])] {
+                heap.push(rank: r, position: previous[position])
             }
-            guard let best else { break }
-            let (left, right) = (symbols[best.index], symbols[best.index + 1])
-            let merged = ExactString(bytes: left.bytes + right.bytes)
-            // Merge every occurrence of this pair in one left-to-right pass (as HF does).
-            var next: [ExactString] = []
-            var i = 0
-            while i < symbols.count {
-                if i + 1 < symbols.count, symbols[i] == left, symbols[i + 1] == right {
-                    next.append(merged)
-                    i += 2
-                } else {
-                    next.append(symbols[i])
-                    i += 1
-                }
+            if next[position] >= 0, let r = ranks[Pair(left: text[position], right: text[next[position]])] {
+                heap.push(rank: r, position: position)
             }
-            symbols = next
+        }
+        var symbols: [ExactString] = []
+        var cursor = count > 0 ? 0 : -1
+        while cursor >= 0 {
+            symbols.append(text[cursor])
+            cursor = next[cursor]
         }
         var ids: [Int] = []
         var lastWasUnknown = false
@@ -119,5 +128,45 @@ final class BPEModel: @unchecked Sendable {
             ids.append(id)
         }
         return ids
+    }
+}
+
+/// A binary min-heap of (rank, position): lowest rank first, then leftmost.
+struct PairHeap {
+    private var items: [(rank: Int, position: Int)] = []
+
+    private static func less(_ a: (rank: Int, position: Int), _ b: (rank: Int, position: Int)) -> Bool {
+        a.rank < b.rank || (a.rank == b.rank && a.position < b.position)
+    }
+
+    mutating func push(rank: Int, position: Int) {
+        items.append((rank, position))
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard Self.less(items[child], items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> (Int, Int)? {
+        guard !items.isEmpty else { return nil }
+        let top = items[0]
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var parent = 0
+            while true {
+                let (left, right) = (2 * parent + 1, 2 * parent + 2)
+                var smallest = parent
+                if left < items.count, Self.less(items[left], items[smallest]) { smallest = left }
+                if right < items.count, Self.less(items[right], items[smallest]) { smallest = right }
+                if smallest == parent { break }
+                items.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return (top.rank, top.position)
     }
 }

@@ -32,12 +32,28 @@ enum Pattern {
     func matches(in text: String) -> [Range<String.Index>] {
         switch self {
         case .literal(let literal):
-            guard !literal.isEmpty else { return [] }
+            // A scalar-by-scalar scan: exact (no canonical equivalence) and linear in the text,
+            // unlike Foundation's range(of:) in a loop, which bridges the string on every call.
+            let needle = Array(literal.unicodeScalars)
+            guard let first = needle.first else { return [] }
+            let scalars = text.unicodeScalars
             var result: [Range<String.Index>] = []
-            var start = text.startIndex
-            while let range = text.range(of: literal, options: .literal, range: start..<text.endIndex) {
-                result.append(range)
-                start = range.upperBound
+            var index = scalars.startIndex
+            while index < scalars.endIndex {
+                if scalars[index] == first {
+                    var end = scalars.index(after: index)
+                    var matched = 1
+                    while matched < needle.count, end < scalars.endIndex, scalars[end] == needle[matched] {
+                        end = scalars.index(after: end)
+                        matched += 1
+                    }
+                    if matched == needle.count {
+                        result.append(index..<end)
+                        index = end
+                        continue
+                    }
+                }
+                index = scalars.index(after: index)
             }
             return result
         case .regex(let regex):

@@ -61,7 +61,7 @@ indirect enum PreTokenizer {
             }
         case .metaspace(let replacement, let scheme, let split):
             return pieces.flatMap { piece -> [Piece] in
-                var text = piece.text.replacingOccurrences(of: " ", with: replacement, options: .literal)
+                var text = replacing(.literal(" "), in: piece.text, with: replacement)
                 if scheme == "always" || (scheme == "first" && piece.isFirst), text.unicodeScalars.first != replacement.unicodeScalars.first {
                     text = replacement + text
                 }

@@ -27,12 +27,27 @@ struct Tokenize: ParsableCommand {
         Examples:
           expertmesh tokenize --model ./Tests/Fixtures/models/mixtral --text "Hello world"
           expertmesh tokenize --tokenizer tokenizer.json --text "Hello" --no-special --json
+          expertmesh tokenize --model DIR --file book.txt
         """)
 
     @OptionGroup var source: TokenizerOptions
 
     @Option(help: "Text to tokenize.")
-    var text: String
+    var text: String?
+
+    @Option(help: "Read the text from this file ('-' for standard input).")
+    var file: String?
+
+    func validate() throws {
+        guard (text == nil) != (file == nil) else { throw ValidationError("give exactly one of --text TEXT or --file PATH") }
+    }
+
+    private func input() throws -> String {
+        if let text { return text }
+        let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: file ?? "")
+        guard let data else { throw ValidationError("cannot read \(file ?? ""): check the path") }
+        return String(decoding: data, as: UTF8.self)
+    }
 
     @Flag(help: "Do not add special tokens such as BOS.")
     var noSpecial = false
@@ -43,7 +58,7 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let tokenizer = try source.load()
-            let ids = tokenizer.encode(text, addSpecialTokens: !noSpecial)
+            let ids = tokenizer.encode(try input(), addSpecialTokens: !noSpecial)
             if json {
                 print(jsonText(["ids": ids, "tokens": ids.map { tokenizer.token(for: $0) ?? "" }]))
             } else {
