@@ -82,8 +82,20 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(usage.stderr.contains("give exactly one of --prompt TEXT or --tokens 5,17,42"), usage.stderr)
     }
 
+    func testPlanSizesAClusterFromConfigAlone() throws {
+        let config = Harness.root.appendingPathComponent("Tests/Fixtures/configs/mixtral-8x7b.json").path
+        let result = try run(["plan", "--config", config, "--workers", "4", "--worker-memory-gb", "24", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["total_parameters"] as? Int, 46_702_792_704)
+        let expertBytes = try XCTUnwrap(report["expert_bytes"] as? Double)
+        XCTAssertEqual(expertBytes, Double(32 * 8 * 3 * 4096 * 14336 * 2))
+        XCTAssertEqual(report["workers_needed"] as? Int, 4, "90.2 GB of experts at 24 GB per worker")
+        XCTAssertEqual(try XCTUnwrap(report["bytes_per_worker"] as? Double), expertBytes / 4, accuracy: 1)
+    }
+
     func testEveryCommandHasHelpWithExamples() throws {
-        for command in ["generate", "coordinator", "worker", "tokenize", "detokenize", "bench", "bench-exchange"] {
+        for command in ["generate", "coordinator", "worker", "tokenize", "detokenize", "bench", "bench-exchange", "plan"] {
             let help = try run([command, "--help"])
             XCTAssertEqual(help.status, 0, command)
             XCTAssertTrue(help.stdout.contains("Examples:"), "\(command) --help has no examples")
