@@ -56,7 +56,7 @@ public final class CoordinatorService: @unchecked Sendable {
         server.start()
         log("HTTP API on http://\(options.httpHost):\(server.port) (GET /health, POST /v1/completions)")
         try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log,
-                          waiting: { [self] in setHealth($0) })
+                          waiting: { [self] in setHealth($0, workers: cluster.workerSummary) })
         let generator = Generator(Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster)))
         setHealth(cluster.unservedReason, workers: cluster.workerSummary)
         while !shouldStop() {

@@ -52,7 +52,7 @@ struct BenchExchange: ParsableCommand {
             let counts = try parseTokenList(tokens, option: "--tokens")
             let model = try LoadedModel(directory: modelOptions.directory)
             guard let layer = model.spec.moeLayerIndices.first, let moe = model.spec.layers[layer].moe else {
-                throw ValidationError("\(modelOptions.model) has no MoE layer")
+                throw CommandError("\(modelOptions.model) has no MoE layer: bench-exchange needs a MoE model")
             }
             let cluster = try Cluster(model: model, listen: "tcp://127.0.0.1:*", wireDType: DType(name: wireDtype)!, log: { printError("  \($0)") })
             let binary = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
@@ -138,7 +138,7 @@ enum RawRoundTrip {
         }
         var identities: [Data] = []
         while identities.count < replies.count {
-            guard let message = try router.receive(timeoutMilliseconds: 10_000) else { throw ValidationError("echo peers did not connect") }
+            guard let message = try router.receive(timeoutMilliseconds: 10_000) else { throw CommandError("echo peers did not connect within 10 s") }
             identities.append(message[0])
         }
         identities.sort { String(decoding: $0, as: UTF8.self) < String(decoding: $1, as: UTF8.self) }

@@ -1,6 +1,12 @@
 import ArgumentParser
 import Foundation
 
+/// A failure at run time (not a usage mistake): printed as one `error:` line, exit status 1.
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// Runs `body`; any error becomes one line on stderr and exit status 1 (no stack trace).
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {

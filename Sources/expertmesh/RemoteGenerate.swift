@@ -24,11 +24,11 @@ extension Generate {
         request.timeoutInterval = 3600
         let (data, status) = try HTTPClient.send(request)
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ValidationError("the server answered HTTP \(status) with a body that is not JSON")
+            throw CommandError("the server answered HTTP \(status) with a body that is not JSON: is --server an ExpertMesh coordinator?")
         }
         guard status == 200, let choice = (object["choices"] as? [[String: Any]])?.first else {
             let message = ((object["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(status)"
-            throw ValidationError("the server refused the request: \(message)")
+            throw CommandError("the server refused the request: \(message)")
         }
         let generated = choice["token_ids"] as? [Int] ?? []
         let promptTokens = choice["prompt_token_ids"] as? [Int] ?? []
@@ -50,7 +50,7 @@ enum HTTPClient {
         let done = DispatchSemaphore(value: 0)
         URLSession.shared.dataTask(with: request) { data, response, error in
             if let error {
-                box.result = .failure(ValidationError("cannot reach \(request.url?.absoluteString ?? ""): \(error.localizedDescription); is the coordinator running?"))
+                box.result = .failure(CommandError("cannot reach \(request.url?.absoluteString ?? ""): \(error.localizedDescription); is the coordinator running?"))
             } else {
                 box.result = .success((data ?? Data(), (response as? HTTPURLResponse)?.statusCode ?? 0))
             }

@@ -45,7 +45,7 @@ struct Tokenize: ParsableCommand {
     private func input() throws -> String {
         if let text { return text }
         let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: file ?? "")
-        guard let data else { throw ValidationError("cannot read \(file ?? ""): check the path") }
+        guard let data else { throw CommandError("cannot read \(file ?? ""): check the path") }
         return String(decoding: data, as: UTF8.self)
     }
 

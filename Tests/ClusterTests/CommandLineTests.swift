@@ -95,7 +95,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testEveryCommandHasHelpWithExamples() throws {
-        for command in ["generate", "coordinator", "worker", "tokenize", "detokenize", "bench", "bench-exchange", "plan"] {
+        for command in ["generate", "coordinator", "worker", "tokenize", "detokenize", "bench", "bench-exchange", "plan", "status"] {
             let help = try run([command, "--help"])
             XCTAssertEqual(help.status, 0, command)
             XCTAssertTrue(help.stdout.contains("Examples:"), "\(command) --help has no examples")
