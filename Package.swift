@@ -7,8 +7,10 @@ import PackageDescription
 // later; every machine this project runs on), so the SIMD kernels use 256-bit fused multiply-adds.
 #if arch(x86_64)
 let cpuFlags = ["-target-cpu", "haswell"]
+let cKernelFlags = ["-march=haswell"]
 #else
 let cpuFlags: [String] = []
+let cKernelFlags: [String] = []
 #endif
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags, .when(configuration: .release))]
 
@@ -25,7 +27,8 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .target(name: "ExpertMeshProtoC", linkerSettings: [.linkedLibrary("protobuf-c")]),
-        .target(name: "MeshTensors", dependencies: ["COpenBLAS"], swiftSettings: release),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"] + cKernelFlags)]),
+        .target(name: "MeshTensors", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: release),
         .target(name: "MeshTokenizers", swiftSettings: release),
         .target(name: "MeshModels", dependencies: ["MeshTensors"], swiftSettings: release),
         .target(name: "MeshWire", dependencies: ["ExpertMeshProtoC", "MeshTensors", "MeshModels"], swiftSettings: release),

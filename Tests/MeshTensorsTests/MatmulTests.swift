@@ -81,8 +81,37 @@ final class MatmulTests: XCTestCase {
         }
     }
 
-    func testBlockedPathCrossesBlockBoundaries() {
-        // More rows than one widening block holds (4 Mi elements / 2048 = 2048 rows per block).
-        check(dtype: .bf16, layout: .outMajor, rows: 9, out: 2100, inner: 2048)
+    func testLongRowsCrossChunkBoundaries() {
+        // More rows than one chunk of x holds (512 KiB / (4 · 2048) = 64 rows), an odd output count.
+        check(dtype: .bf16, layout: .outMajor, rows: 70, out: 2101, inner: 2048)
+    }
+
+    /// Each row's result must be bit-identical whatever else is in the batch and however the
+    /// outputs are split over threads: batching must never change a greedy token.
+    func testRowsAreBitIdenticalAloneAndInABatch() {
+        for dtype in DType.allCases {
+            for layout in [LinearWeight.Layout.outMajor, .inMajor] {
+                let (out, inner, rows) = (77, 133, 37)
+                let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 9), as: dtype))
+                let weight = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner, layout: layout,
+                                          leadingDimension: layout == .outMajor ? inner : out, owner: storage)
+                let x = randomValues(rows * inner, seed: 4)
+                var batch = [Float](repeating: 0, count: rows * out)
+                matmul(x, rows: rows, weight, into: &batch)
+                let threads = Parallel.coreCount
+                for (index, threadCount) in [1, 2, 3].enumerated() {
+                    Parallel.setThreadCount(threadCount)
+                    let row = index * 11 + 5
+                    var alone = [Float](repeating: 0, count: out)
+                    x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: 1, weight, into: &alone) }
+                    XCTAssertEqual(alone, Array(batch[(row * out)..<((row + 1) * out)]),
+                                   "\(dtype) \(layout): row \(row) alone on \(threadCount) threads differs from the batch")
+                    var pair = [Float](repeating: 0, count: 3 * out)
+                    x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: 3, weight, into: &pair) }
+                    XCTAssertEqual(Array(pair[0..<out]), alone, "\(dtype) \(layout): row \(row) in a batch of 3")
+                }
+                Parallel.setThreadCount(threads)
+            }
+        }
     }
 }

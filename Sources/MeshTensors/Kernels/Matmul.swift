@@ -1,37 +1,50 @@
-import COpenBLAS
+import CKernels
 
 /// `y[T, out] = x[T, in] · Wᵀ` (+ `y` when `accumulate`), x and y f32, row-major.
 ///
-/// f32 weights go straight to BLAS. Half-precision weights (bf16, f16) stay half in memory:
-/// for a few tokens (decode) a SIMD kernel widens each weight row as it streams it, reading
-/// W once; for larger batches (prefill, expert batches) W is widened block by block into a
-/// scratch buffer and multiplied with sgemm, so the arithmetic runs at BLAS speed.
+/// Weights stay in their file dtype (f32, bf16, f16) and are widened as they are read. Every
+/// output element comes out of the same operations whatever T is, how the rows are tiled and
+/// how the outputs are split over threads (`mesh_matmul`), so a token's activations never
+/// depend on the other tokens of its step: batching cannot change a greedy token.
 public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
                    into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-    guard rows > 0, weight.outFeatures > 0 else { return }
-    switch weight.dtype {
-    case .f32:
-        blasMatmul(x, rows: rows, weight.data.assumingMemoryBound(to: Float.self), weight: weight,
-                   leadingDimension: weight.leadingDimension, into: y, ldc: weight.outFeatures, accumulate: accumulate)
-    case .bf16, .f16:
-        if rows <= HalfKernels.streamingRowLimit {
-            HalfKernels.streamingMatmul(x, rows: rows, weight, into: y, accumulate: accumulate)
-        } else {
-            HalfKernels.blockedMatmul(x, rows: rows, weight, into: y, accumulate: accumulate)
+    matmul(x, rows: rows, [(weight, y)], accumulate: accumulate)
+}
+
+/// Several weights applied to the same input x [rows, in]: `products[i].1 = x · products[i].0ᵀ`,
+/// as one parallel pass over all their outputs (one thread hand-off instead of one per weight,
+/// which matters at decode where each product takes tens of microseconds).
+public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
+                   accumulate: Bool = false) {
+    guard rows > 0, !products.isEmpty else { return }
+    var starts: [Int] = []
+    var total = 0
+    for (weight, _) in products { starts.append(total); total += weight.outFeatures }
+    // Enough outputs per thread that a hand-off pays: a few thousand multiply-adds at least.
+    let work = rows * products[0].0.inFeatures
+    Parallel.forRanges(total, minimumPerTask: max(16, min(256, (1 << 18) / max(1, work)))) { range in
+        var p = starts.lastIndex { $0 <= range.lowerBound }!
+        var index = range.lowerBound
+        while index < range.upperBound {
+            while p + 1 < products.count, index >= starts[p + 1] { p += 1 }
+            let (weight, y) = products[p]
+            let o0 = index - starts[p]
+            let o1 = min(weight.outFeatures, range.upperBound - starts[p])
+            mesh_matmul(x, rows, weight.inFeatures, weight.data, weight.dtype.kernelCode,
+                        weight.layout == .inMajor ? 1 : 0, weight.inFeatures, weight.leadingDimension,
+                        y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+            index = starts[p] + o1
         }
     }
 }
 
-/// Several weights applied to the same input x [rows, in]: `products[i].1 = x · products[i].0ᵀ`.
-/// A single decode row through bf16 [out, in] weights runs as one parallel pass.
-public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)]) {
-    let fusable = rows == 1 && products.allSatisfy {
-        $0.0.dtype == .bf16 && $0.0.layout == .outMajor && $0.0.inFeatures == products[0].0.inFeatures
-    }
-    if fusable, !products.isEmpty {
-        HalfKernels.singleRowBF16(x, products, accumulate: false)
-    } else {
-        for (weight, y) in products { matmul(x, rows: rows, weight, into: y) }
+extension DType {
+    var kernelCode: Int32 {
+        switch self {
+        case .f32: return Int32(MESH_F32)
+        case .bf16: return Int32(MESH_BF16)
+        case .f16: return Int32(MESH_F16)
+        }
     }
 }
 
@@ -45,23 +58,4 @@ public func referenceMatmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: Line
             y[t * weight.outFeatures + o] = Float(sum) + (accumulate ? y[t * weight.outFeatures + o] : 0)
         }
     }
-}
-
-/// sgemm/sgemv on an f32 weight block whose layout and leading dimension come from `weight`.
-func blasMatmul(_ x: UnsafePointer<Float>, rows: Int, _ w: UnsafePointer<Float>, weight: LinearWeight,
-                leadingDimension: Int, into y: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-    let (out, inner) = (Int32(weight.outFeatures), Int32(weight.inFeatures))
-    let beta: Float = accumulate ? 1 : 0
-    if rows == 1 {
-        // y = W x for [out, in] storage; y = Wᵀ x for [in, out] storage.
-        if weight.layout == .outMajor {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, out, inner, 1, w, Int32(leadingDimension), x, 1, beta, y, 1)
-        } else {
-            cblas_sgemv(CblasRowMajor, CblasTrans, inner, out, 1, w, Int32(leadingDimension), x, 1, beta, y, 1)
-        }
-        return
-    }
-    let transB = weight.layout == .outMajor ? CblasTrans : CblasNoTrans
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transB, Int32(rows), out, inner, 1,
-                x, inner, w, Int32(leadingDimension), beta, y, Int32(ldc))
 }
