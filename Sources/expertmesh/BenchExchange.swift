@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MeshCoordinator
+import MeshEngine
 import MeshModels
 import MeshTensors
 import MeshTransport

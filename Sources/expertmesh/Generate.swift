@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeshEngine
 import MeshModels
 import MeshTensors
 import MeshTokenizers

@@ -1,4 +1,5 @@
 import Foundation
+import MeshEngine
 import MeshModels
 import MeshTensors
 import XCTest

@@ -2,8 +2,10 @@ import MeshTensors
 
 /// The decoder forward pass, the same for every supported architecture:
 /// x = embed(tokens); per layer: x += attn(norm(x)); x += ffn(norm(x)); logits = lm_head(norm(x)).
-/// The feed-forward of a MoE layer routes on the coordinator and sends routed work to an
-/// `ExpertBackend`; the shared expert (if any) runs while that work is in flight.
+/// One pass runs every token of a step, whichever sequences they belong to: the dense parts on
+/// [T, H] at once, attention per sequence against its own cache blocks, and one expert exchange
+/// per MoE layer for all T tokens. The feed-forward of a MoE layer routes here and sends routed
+/// work to an `ExpertBackend`; the shared expert (if any) runs while that work is in flight.
 public final class Transformer<Backend: ExpertBackend> {
     public let spec: ModelSpec
     public let weights: DenseWeights
@@ -15,35 +17,37 @@ public final class Transformer<Backend: ExpertBackend> {
         self.backend = backend
     }
 
-    /// Runs `tokens` at the cache's next positions and extends the cache.
-    /// Returns logits [T, vocab] for every token, or [1, vocab] for the last one only.
-    public func forward(_ tokens: [Int], cache: KVCache, allLogits: Bool) throws -> Matrix {
-        let (t, h) = (tokens.count, spec.hiddenSize)
+    /// Runs the batch's tokens at their positions, writing their keys and values to `cache`.
+    /// Returns logits [batch.logitRows.count, vocab], one row per requested row, in that order.
+    public func forward(_ batch: ForwardBatch, cache: PagedKVCache) throws -> Matrix {
+        let (t, h) = (batch.tokens.count, spec.hiddenSize)
         let x = Matrix(rows: t, columns: h)                   // residual stream [T, H]
-        for (row, token) in tokens.enumerated() {
+        for (row, token) in batch.tokens.enumerated() {
             guard token >= 0, token < spec.vocabSize else {
                 throw ModelError("token id \(token) is outside the vocabulary (0..<\(spec.vocabSize))")
             }
             convertToFloat(weights.embedding.data + token * h * weights.embedding.dtype.byteSize,
                            dtype: weights.embedding.dtype, count: h, into: x.row(row))
         }
+        let layout = batch.rowLayout()
         let normed = Matrix(rows: t, columns: h)
         let branch = Matrix(rows: t, columns: h)
         for (index, layer) in weights.layers.enumerated() {
             let layerSpec = spec.layers[index]
             rmsNorm(x.data, rows: t, width: h, weight: layer.inputNorm, eps: spec.rmsNormEps, into: normed.data)
             Attention(spec: spec, layerSpec: layerSpec.attention, weights: layer.attention, layer: index)
-                .forward(normed, cache: cache, into: branch)
+                .forward(normed, batch: batch, layout: layout, cache: cache, into: branch)
             x.add(branch)
             rmsNorm(x.data, rows: t, width: h, weight: layer.postAttentionNorm, eps: spec.rmsNormEps, into: normed.data)
             try feedForward(index, layer, normed, into: branch)
             x.add(branch)
         }
-        cache.advance(by: t)
-        let rows = allLogits ? t : 1
-        let finalInput = Matrix(rows: rows, columns: h)
-        rmsNorm(x.row(t - rows), rows: rows, width: h, weight: weights.finalNorm, eps: spec.rmsNormEps, into: finalInput.data)
-        let logits = Matrix(rows: rows, columns: spec.vocabSize)
+        let rows = batch.logitRows.count
+        let finalInput = Matrix(rows: rows, columns: h)       // [rows, H]
+        for (index, row) in batch.logitRows.enumerated() {
+            rmsNorm(x.row(row), rows: 1, width: h, weight: weights.finalNorm, eps: spec.rmsNormEps, into: finalInput.row(index))
+        }
+        let logits = Matrix(rows: rows, columns: spec.vocabSize)   // [rows, vocab]
         matmul(finalInput.data, rows: rows, weights.lmHead, into: logits.data)
         return logits
     }

@@ -1,25 +1,27 @@
 import Foundation
 import MeshTensors
 
-/// Self-attention for T new tokens at positions p0 ..< p0+T, reading and extending the KV cache.
+/// Self-attention for the T tokens of a step, each sequence against its own cached positions.
 struct Attention {
     let spec: ModelSpec
     let layerSpec: AttentionSpec
     let weights: AttentionWeights
     let layer: Int
 
-    /// x [T, H] (normalised) → out [T, H] (o_proj output).
-    func forward(_ x: Matrix, cache: KVCache, into out: Matrix) {
+    /// x [T, H] (normalised) → out [T, H] (o_proj output). Writes each row's key and value to
+    /// its slot, then attends each row to positions ≤ its own of its sequence. Every row is
+    /// computed alone (the same operations whatever else is in the step).
+    func forward(_ x: Matrix, batch: ForwardBatch, layout: (positions: [Int], slots: [Int], segment: [Int]),
+                 cache: PagedKVCache, into out: Matrix) {
         let (t, d) = (x.rows, spec.headDim)
         let (heads, kvHeads) = (spec.headCount, spec.kvHeadCount)
-        let p0 = cache.length
         let q = Matrix(rows: t, columns: heads * d)        // [T, heads·D]
         let k = Matrix(rows: t, columns: kvHeads * d)      // [T, kvHeads·D]
         let v = Matrix(rows: t, columns: kvHeads * d)
         matmul(x.data, rows: t, [(weights.q, q.data), (weights.k, k.data), (weights.v, v.data)])
 
         for row in 0..<t {
-            let position = p0 + row
+            let position = layout.positions[row]
             if layerSpec.qkNorm == .rmsBeforeRope {
                 rmsNorm(q.row(row), rows: heads, width: d, weight: weights.qNorm, eps: spec.rmsNormEps, into: q.row(row))
                 rmsNorm(k.row(row), rows: kvHeads, width: d, weight: weights.kNorm, eps: spec.rmsNormEps, into: k.row(row))
@@ -38,30 +40,38 @@ struct Attention {
                 let qRow = q.row(row)
                 for j in 0..<(heads * d) { qRow[j] *= scale }
             }
+            cache.key(layer: layer, slot: layout.slots[row]).update(from: k.row(row), count: kvHeads * d)
+            cache.value(layer: layer, slot: layout.slots[row]).update(from: v.row(row), count: kvHeads * d)
         }
-        cache.append(layer: layer, keys: k, values: v)
-        let keys = cache.keys[layer], values = cache.values[layer]
 
         let context = Matrix(rows: t, columns: heads * d)   // [T, heads·D]
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
-        // Threads only pay off once there is real work (scores and sums: ~ T · heads · span · D).
-        let work = t * heads * (p0 + t) * d
+        // Threads only pay off once there is real work (scores and sums: ~ Σ heads · span · D).
+        let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * d
+        let longest = (layout.positions.max() ?? 0) + 1
         Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 20 ? 4 : t * heads) { range in
-            var scores = [Float](repeating: 0, count: p0 + t)
+            var scores = [Float](repeating: 0, count: longest)
+            var slots = [Int](repeating: 0, count: longest)
+            var previousRow = -1
             for task in range {
                 let (row, head) = (task / heads, task % heads)
-                let position = p0 + row
+                let position = layout.positions[row]
+                let segment = batch.segments[layout.segment[row]]
                 // Causal; with chunking only keys in the query's chunk of positions.
                 let first = layerSpec.chunkSize.map { (position / $0) * $0 } ?? 0
+                let span = position - first + 1
+                if row != previousRow {
+                    for j in 0..<span { slots[j] = segment.slot(first + j) }
+                    previousRow = row
+                }
                 let query = q.row(row) + head * d
                 let kvOffset = (head / group) * d
-                let span = position - first + 1
                 scores.withUnsafeMutableBufferPointer { s in
-                    for j in 0..<span { s[j] = dot(query, keys.row(first + j) + kvOffset, d) * scale }
+                    for j in 0..<span { s[j] = dot(query, cache.key(layer: layer, slot: slots[j]) + kvOffset, d) * scale }
                     softmax(s.baseAddress!, count: span)
                     let target = context.row(row) + head * d
-                    for j in 0..<span { axpy(s[j], values.row(first + j) + kvOffset, target, d) }
+                    for j in 0..<span { axpy(s[j], cache.value(layer: layer, slot: slots[j]) + kvOffset, target, d) }
                 }
             }
         }

@@ -15,8 +15,7 @@ public enum MachineLimits {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w, Int32(k), 0, &y, Int32(n))
             runs += 1
         } while (clock.now - start) < .seconds(seconds)
-        let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let seconds = (clock.now - start).seconds
         return 2.0 * Double(m * n * k) * Double(runs) / seconds / 1e9
     }
 
@@ -44,8 +43,7 @@ public enum MachineLimits {
             }
             passes += 1
         } while (clock.now - start) < .seconds(seconds)
-        let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let seconds = (clock.now - start).seconds
         if sink == -1 { print("") }   // keeps the reads from being optimised away
         return Double(count * 4) * Double(passes) / seconds / 1e9
     }

@@ -1,4 +1,5 @@
 import Foundation
+import MeshModels
 
 /// A whole model in one process: dense weights and every expert, checked against config.json.
 public final class LocalEngine {

@@ -1,0 +1,118 @@
+import MeshModels
+
+/// Which KV cache blocks are free, which belong to sequences, and which hold a cached prefix.
+///
+/// Prefix sharing (a simple form of SGLang's RadixAttention): a full block is registered under
+/// its exact content, (parent block, parent generation, its 16 tokens), so a block matches only
+/// when every token before it matches too. Blocks are reference-counted; a registered block no
+/// sequence uses stays cached and is evicted least recently used first when blocks run out.
+/// A block's generation changes whenever it is reused, so a stale child entry never matches.
+struct BlockManager {
+    struct PrefixKey: Hashable {
+        var parent: Int
+        var parentGeneration: Int
+        var tokens: [Int]
+    }
+
+    let blockCount: Int
+    private var references: [Int]
+    private var generation: [Int]
+    private var keyOfBlock: [PrefixKey?]
+    private var cached: [PrefixKey: Int] = [:]
+    private var free: [Int]
+    /// Unreferenced registered blocks, least recently used at the head (an intrusive list).
+    private var lruPrevious: [Int]
+    private var lruNext: [Int]
+    private var lruHead = -1, lruTail = -1
+    private(set) var evictableCount = 0
+
+    init(blockCount: Int) {
+        self.blockCount = blockCount
+        references = Array(repeating: 0, count: blockCount)
+        generation = Array(repeating: 0, count: blockCount)
+        keyOfBlock = Array(repeating: nil, count: blockCount)
+        free = Array((0..<blockCount).reversed())
+        lruPrevious = Array(repeating: -1, count: blockCount)
+        lruNext = Array(repeating: -1, count: blockCount)
+    }
+
+    /// Blocks that can be handed out now (free or evictable).
+    var availableCount: Int { free.count + evictableCount }
+    /// Blocks held by at least one sequence.
+    var usedCount: Int { blockCount - free.count - evictableCount }
+    /// Registered blocks no sequence holds (the prefix cache's idle part).
+    var cachedIdleCount: Int { evictableCount }
+
+    /// A block for a sequence's exclusive use, or nil when none is free or evictable.
+    mutating func allocate() -> Int? {
+        let block: Int
+        if let next = free.popLast() {
+            block = next
+        } else if lruHead >= 0 {
+            block = lruHead
+            unlinkLRU(block)
+            if let key = keyOfBlock[block] { cached[key] = nil }
+            keyOfBlock[block] = nil
+        } else {
+            return nil
+        }
+        generation[block] += 1
+        references[block] = 1
+        return block
+    }
+
+    /// The longest run of cached blocks matching `tokens` block by block (full blocks only);
+    /// each returned block gains a reference.
+    mutating func match(_ tokens: ArraySlice<Int>, maximumBlocks: Int) -> [Int] {
+        var blocks: [Int] = []
+        var parent = -1
+        let size = PagedKVCache.blockSize
+        var start = tokens.startIndex
+        while blocks.count < maximumBlocks, start + size <= tokens.endIndex {
+            let key = PrefixKey(parent: parent, parentGeneration: parent >= 0 ? generation[parent] : 0,
+                                tokens: Array(tokens[start ..< start + size]))
+            guard let block = cached[key] else { break }
+            if references[block] == 0 { unlinkLRU(block) }
+            references[block] += 1
+            blocks.append(block)
+            parent = block
+            start += size
+        }
+        return blocks
+    }
+
+    /// Registers a full, computed block under its content (no-op if that content is cached).
+    mutating func register(_ block: Int, parent: Int, tokens: ArraySlice<Int>) {
+        guard keyOfBlock[block] == nil else { return }
+        let key = PrefixKey(parent: parent, parentGeneration: parent >= 0 ? generation[parent] : 0, tokens: Array(tokens))
+        guard cached[key] == nil else { return }
+        cached[key] = block
+        keyOfBlock[block] = key
+    }
+
+    /// Drops one reference to each block; unreferenced blocks become free or, if registered, cached.
+    mutating func release(_ blocks: [Int]) {
+        for block in blocks.reversed() {
+            references[block] -= 1
+            guard references[block] == 0 else { continue }
+            if keyOfBlock[block] != nil { appendLRU(block) } else { free.append(block) }
+        }
+    }
+
+    private mutating func appendLRU(_ block: Int) {
+        lruPrevious[block] = lruTail
+        lruNext[block] = -1
+        if lruTail >= 0 { lruNext[lruTail] = block } else { lruHead = block }
+        lruTail = block
+        evictableCount += 1
+    }
+
+    private mutating func unlinkLRU(_ block: Int) {
+        let (previous, next) = (lruPrevious[block], lruNext[block])
+        if previous >= 0 { lruNext[previous] = next } else { lruHead = next }
+        if next >= 0 { lruPrevious[next] = previous } else { lruTail = previous }
+        lruPrevious[block] = -1
+        lruNext[block] = -1
+        evictableCount -= 1
+    }
+}

@@ -1,0 +1,324 @@
+import Foundation
+import MeshModels
+import MeshTensors
+
+/// Limits of the scheduler and the size of the KV cache pool.
+public struct EngineConfiguration: Sendable {
+    /// Tokens in one forward pass: every running decode token plus prefill chunks.
+    public var maxBatchTokens: Int
+    /// Sequences admitted at once (each holds KV cache blocks).
+    public var maxRunning: Int
+    /// Requests allowed to wait for admission; more are refused as busy.
+    public var maxWaiting: Int
+    /// KV cache blocks of `PagedKVCache.blockSize` positions in the pool.
+    public var kvCacheBlocks: Int
+
+    public init(maxBatchTokens: Int = 512, maxRunning: Int = 64, maxWaiting: Int = 256, kvCacheBlocks: Int) {
+        self.maxBatchTokens = maxBatchTokens
+        self.maxRunning = maxRunning
+        self.maxWaiting = maxWaiting
+        self.kvCacheBlocks = kvCacheBlocks
+    }
+
+    /// Blocks that fit in `bytes` of KV cache for this model.
+    public static func blocks(forBytes bytes: Int, spec: ModelSpec) -> Int {
+        max(1, bytes / PagedKVCache.bytesPerBlock(spec))
+    }
+}
+
+/// What the engine is doing, for logs, `/health` and tests.
+public struct EngineStats: Sendable, Equatable {
+    public var running = 0
+    public var waiting = 0
+    public var blocksTotal = 0
+    /// Blocks held by sequences.
+    public var blocksUsed = 0
+    /// Cached prefix blocks no sequence holds (reusable, evicted when blocks run out).
+    public var blocksCached = 0
+    public var steps = 0
+    public var promptTokens = 0
+    public var generatedTokens = 0
+    /// Prompt tokens looked up in the prefix cache, and those found there.
+    public var prefixQueryTokens = 0
+    public var prefixHitTokens = 0
+    public var preemptions = 0
+
+    public var prefixHitRate: Double { prefixQueryTokens == 0 ? 0 : Double(prefixHitTokens) / Double(prefixQueryTokens) }
+}
+
+/// Continuous batching (in the spirit of vLLM and SGLang) over one model and one KV cache pool.
+///
+/// Each `step()` takes the next token of every decoding sequence plus prefill chunks of the
+/// others (shortest remaining prompt first), up to `maxBatchTokens`, and runs ONE forward pass
+/// over all of them. Requests are admitted in arrival order when the blocks for their tokens can
+/// be had; when the pool runs dry during decode the newest sequence is preempted (its blocks
+/// freed, its tokens kept) and recomputed later. Full blocks are shared between sequences with
+/// the same prefix. Not thread-safe: one thread (the engine thread) makes every call.
+public final class InferenceEngine<Backend: ExpertBackend> {
+    public let transformer: Transformer<Backend>
+    public let configuration: EngineConfiguration
+    public let cache: PagedKVCache
+    private var blocks: BlockManager
+    private var waiting: [Sequence] = []
+    private var running: [Sequence] = []
+    private var nextId = 1
+    private var counters = EngineStats()
+
+    public var spec: ModelSpec { transformer.spec }
+
+    public init(transformer: Transformer<Backend>, configuration: EngineConfiguration) throws {
+        guard configuration.maxBatchTokens >= 1, configuration.maxRunning >= 1, configuration.maxWaiting >= 0 else {
+            throw EngineError(.badRequest, "max batch tokens and max running must be at least 1, max waiting at least 0")
+        }
+        self.transformer = transformer
+        self.configuration = configuration
+        cache = try PagedKVCache(spec: transformer.spec, blockCount: configuration.kvCacheBlocks)
+        blocks = BlockManager(blockCount: configuration.kvCacheBlocks)
+    }
+
+    public var stats: EngineStats {
+        var stats = counters
+        stats.running = running.count
+        stats.waiting = waiting.count
+        stats.blocksTotal = blocks.blockCount
+        stats.blocksUsed = blocks.usedCount
+        stats.blocksCached = blocks.cachedIdleCount
+        return stats
+    }
+
+    public var hasWork: Bool { !running.isEmpty || !waiting.isEmpty }
+
+    /// Queues a request; events go to `emit` on this thread. Throws `.badRequest` for a request
+    /// that can never run and `.busy` when the waiting queue is full.
+    public func add(_ request: GenerationRequest, isCancelled: @escaping () -> Bool = { false },
+                    emit: @escaping (SequenceEvent) -> Void) throws {
+        try validate(request)
+        guard waiting.count < configuration.maxWaiting else {
+            throw EngineError(.busy, "the server is busy: \(waiting.count) requests are already waiting; retry shortly")
+        }
+        waiting.append(Sequence(id: nextId, request: request, emit: emit, isCancelled: isCancelled))
+        nextId += 1
+    }
+
+    /// The checks that do not depend on the engine's state, in one place.
+    public func validate(_ request: GenerationRequest) throws {
+        guard !request.prompt.isEmpty else { throw EngineError(.badRequest, "the prompt is empty: give at least one token") }
+        guard request.maxTokens >= 1 else { throw EngineError(.badRequest, "max tokens must be at least 1") }
+        if let problem = request.sampling.validationError { throw EngineError(.badRequest, problem) }
+        if let bad = request.prompt.first(where: { $0 < 0 || $0 >= spec.vocabSize }) {
+            throw EngineError(.badRequest, "prompt token \(bad) is outside the vocabulary (0..<\(spec.vocabSize))")
+        }
+        if let limit = spec.maxPositions, request.prompt.count + request.maxTokens > limit {
+            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max tokens (\(request.maxTokens)) exceeds the model's context length of \(limit) tokens")
+        }
+        let needed = (request.prompt.count + request.maxTokens + PagedKVCache.blockSize - 1) / PagedKVCache.blockSize
+        guard needed <= blocks.blockCount else {
+            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max tokens (\(request.maxTokens)) needs \(needed) KV cache blocks of \(PagedKVCache.blockSize) positions but the whole pool has \(blocks.blockCount); lower max_tokens or start the server with a larger --kv-cache-memory")
+        }
+    }
+
+    /// Fails every request (running and waiting) with `error`, freeing their blocks.
+    public func failAll(_ error: EngineError) {
+        for sequence in running + waiting {
+            blocks.release(sequence.blocks)
+            sequence.blocks = []
+            sequence.emit(.failed(error))
+        }
+        running = []
+        waiting = []
+    }
+
+    // MARK: one step
+
+    /// Schedules and runs one forward pass. Returns false when there was nothing to run.
+    /// A failing forward pass fails the sequences of that step (others are untouched) and throws.
+    @discardableResult
+    public func step() throws -> Bool {
+        dropCancelled()
+        admitWaiting()
+        var batch = ForwardBatch()
+        var scheduled: [(sequence: Sequence, rows: Range<Int>, logitPositions: [Int])] = []
+        var budget = configuration.maxBatchTokens
+
+        // Decode tokens first, oldest sequence first, so running sequences never stall.
+        var index = 0
+        while index < running.count, budget > 0 {
+            let sequence = running[index]
+            index += 1
+            guard sequence.pending == 1 else { continue }
+            guard ensureSlot(for: sequence) else { continue }
+            schedule(sequence, count: 1, into: &batch, &scheduled)
+            budget -= 1
+        }
+        // Prefill chunks: shortest remaining prompt first, so a short prompt's first token does
+        // not wait behind a long one (which still advances every step it gets budget).
+        let prefilling = running.filter { $0.pending > 1 }.sorted { ($0.pending, $0.id) < ($1.pending, $1.id) }
+        for sequence in prefilling where budget > 0 {
+            let count = min(sequence.pending, budget)
+            schedule(sequence, count: count, into: &batch, &scheduled)
+            budget -= count
+        }
+        guard !batch.isEmpty else { return false }
+
+        let now = ContinuousClock.now
+        for entry in scheduled where entry.sequence.firstScheduled == nil {
+            entry.sequence.firstScheduled = now
+            entry.sequence.timings.queueSeconds = (now - entry.sequence.arrival).seconds
+        }
+        let logits: Matrix
+        do {
+            logits = try transformer.forward(batch, cache: cache)
+        } catch {
+            let failure = error as? EngineError ?? EngineError(.unavailable, "\(error)")
+            for entry in scheduled { finish(entry.sequence, failure: failure) }
+            throw failure
+        }
+        counters.steps += 1
+        var logitRow = 0
+        for entry in scheduled {
+            let rows = entry.logitPositions.count
+            advance(entry.sequence, by: entry.rows.count, logits: logits, firstRow: logitRow, positions: entry.logitPositions)
+            logitRow += rows
+        }
+        return true
+    }
+
+    private func schedule(_ sequence: Sequence, count: Int, into batch: inout ForwardBatch,
+                          _ scheduled: inout [(sequence: Sequence, rows: Range<Int>, logitPositions: [Int])]) {
+        let start = sequence.computed
+        let rows = batch.append(sequence.tokens[start ..< start + count], start: start, blockTable: sequence.blocks)
+        let positions = sequence.logitPositions(start ..< start + count)
+        batch.logitRows += positions.map { rows.lowerBound + $0 - start }
+        scheduled.append((sequence, rows, positions))
+    }
+
+    /// After a step: the sequence's new positions are cached; full blocks join the prefix cache;
+    /// logits become prompt logprobs, recorded rows and, at the end, the next token.
+    private func advance(_ sequence: Sequence, by count: Int, logits: Matrix, firstRow: Int, positions: [Int]) {
+        let size = PagedKVCache.blockSize
+        let before = sequence.computed
+        sequence.computed += count
+        for block in (before / size) ..< (sequence.computed / size) {
+            blocks.register(sequence.blocks[block], parent: block > 0 ? sequence.blocks[block - 1] : -1,
+                            tokens: sequence.tokens[block * size ..< (block + 1) * size])
+        }
+        let vocab = spec.vocabSize
+        var recorded: [Float] = []
+        for (offset, position) in positions.enumerated() {
+            let row = logits.row(firstRow + offset)
+            if let n = sequence.request.promptLogprobs, position + 1 < sequence.promptCount,
+               position == sequence.promptLogprobs.count {
+                sequence.promptLogprobs.append(TokenLogprobs(logits: row, count: vocab, chosen: sequence.tokens[position + 1], n: n))
+            }
+            if sequence.request.recordLogits, position >= sequence.recordedLogitRows {
+                recorded += UnsafeBufferPointer(start: row, count: vocab)
+                sequence.recordedLogitRows = position + 1
+            }
+        }
+        guard sequence.computed == sequence.tokens.count else {
+            if !recorded.isEmpty { sequence.emit(.logits(recorded, rows: recorded.count / vocab)) }
+            return
+        }
+        if sequence.request.promptLogprobs != nil, sequence.generatedCount == 0 {
+            sequence.emit(.promptLogprobs(sequence.promptLogprobs))
+        }
+        if sequence.generatedCount == 0 { counters.promptTokens += sequence.promptCount }
+        // The last cached position's logits give the next token.
+        let last = logits.row(firstRow + positions.count - 1)
+        let token = sequence.sampler.sample(last, count: vocab)
+        let entry = sequence.request.logprobs.map { TokenLogprobs(logits: last, count: vocab, chosen: token, n: $0) }
+        sequence.append(token)
+        counters.generatedTokens += 1
+        let now = ContinuousClock.now
+        if sequence.firstToken == nil {
+            sequence.firstToken = now
+            sequence.timings.prefillSeconds = (now - (sequence.firstScheduled ?? now)).seconds
+        }
+        let reason: FinishReason? = sequence.request.stopTokens.contains(token) ? .stop
+            : sequence.generatedCount >= sequence.request.maxTokens ? .length : nil
+        if !recorded.isEmpty { sequence.emit(.logits(recorded, rows: recorded.count / vocab)) }
+        sequence.emit(.token(token, logprobs: entry))
+        if let reason { finish(sequence, reason: reason) }
+    }
+
+    // MARK: admission, blocks, preemption
+
+    private func admitWaiting() {
+        while let sequence = waiting.first, running.count < configuration.maxRunning {
+            guard admit(sequence) else { return }
+            waiting.removeFirst()
+            running.append(sequence)
+        }
+    }
+
+    /// Gives the sequence blocks for all its tokens, reusing cached prefix blocks; false if the
+    /// pool cannot hold it now (keeping one block of headroom per running sequence for decode).
+    private func admit(_ sequence: Sequence) -> Bool {
+        let size = PagedKVCache.blockSize
+        let tokens = sequence.tokens[...]
+        let reusable = sequence.needsEveryPromptRow ? 0 : (tokens.count - 1) / size
+        let shared = blocks.match(tokens, maximumBlocks: reusable)
+        let needed = (tokens.count + size - 1) / size - shared.count
+        let headroom = running.isEmpty ? 0 : running.count
+        guard needed + headroom <= blocks.availableCount else {
+            blocks.release(shared)
+            return false
+        }
+        var owned = shared
+        for _ in 0..<needed { owned.append(blocks.allocate()!) }
+        sequence.blocks = owned
+        sequence.computed = shared.count * size
+        if sequence.generatedCount == 0 {
+            counters.prefixQueryTokens += tokens.count
+            counters.prefixHitTokens += sequence.computed
+            sequence.timings.cachedPromptTokens = sequence.computed
+        }
+        return true
+    }
+
+    /// Makes sure the next position of a decoding sequence has a slot, preempting the newest
+    /// running sequences if the pool is dry. False if the sequence itself was preempted.
+    private func ensureSlot(for sequence: Sequence) -> Bool {
+        while sequence.computed >= sequence.blocks.count * PagedKVCache.blockSize {
+            if let block = blocks.allocate() {
+                sequence.blocks.append(block)
+                continue
+            }
+            guard let victim = running.last else { return false }
+            preempt(victim)
+            if victim === sequence { return false }
+        }
+        return true
+    }
+
+    /// Frees the sequence's blocks and puts it first in line; it keeps its tokens and is
+    /// recomputed (mostly from the prefix cache) when admitted again.
+    private func preempt(_ sequence: Sequence) {
+        running.removeAll { $0 === sequence }
+        blocks.release(sequence.blocks)
+        sequence.blocks = []
+        sequence.computed = 0
+        sequence.timings.preemptions += 1
+        counters.preemptions += 1
+        waiting.insert(sequence, at: 0)
+    }
+
+    private func dropCancelled() {
+        for sequence in running + waiting where sequence.isCancelled() {
+            finish(sequence, reason: .cancelled)
+        }
+    }
+
+    private func finish(_ sequence: Sequence, reason: FinishReason? = nil, failure: EngineError? = nil) {
+        running.removeAll { $0 === sequence }
+        waiting.removeAll { $0 === sequence }
+        blocks.release(sequence.blocks)
+        sequence.blocks = []
+        if let failure {
+            sequence.emit(.failed(failure))
+            return
+        }
+        if let first = sequence.firstToken { sequence.timings.decodeSeconds = (ContinuousClock.now - first).seconds }
+        sequence.emit(.finished(reason ?? .length, sequence.timings))
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import MeshEngine
+import MeshModels
+import XCTest
+
+/// Continuous batching must never change a result: every request gives the same tokens and
+/// logprobs alone, among 63 others, after a prefix-cache hit and after preemption.
+final class BatchingTests: XCTestCase {
+    static let architectures = ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4"]
+
+    static func fixture(_ name: String) -> URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/models/\(name)").standardizedFileURL
+    }
+
+    /// 64 requests of mixed prompt and output lengths: a third share a 40-token prefix, some sample with
+    /// a seed, some ask for prompt logprobs, one stops on a stop token.
+    static func mixedRequests(vocab: Int, count: Int = 64) -> [GenerationRequest] {
+        var random = SeededGenerator(seed: 42)
+        func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(random.next() % UInt64(vocab)) } }
+        let shared = tokens(40)
+        return (0..<count).map { index in
+            let length = 1 + Int(random.next() % 90)
+            let prompt = index % 3 == 0 ? shared + tokens(length % 20 + 1) : tokens(length)
+            let maxTokens = 1 + Int(random.next() % 24)
+            let sampling = index % 5 == 1 ? SamplingParameters(temperature: 0.9, topK: 40, topP: 0.95, seed: UInt64(index)) : .init()
+            return GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: sampling,
+                                     stopTokens: index % 7 == 3 ? [Int(random.next() % UInt64(vocab))] : [],
+                                     logprobs: 3, promptLogprobs: index % 8 == 5 ? 2 : nil)
+        }
+    }
+
+    /// Runs every request through one engine; returns the results in request order and the stats.
+    /// Requests from `lateFrom` on arrive after 40 steps, when the earlier prompts are read and cached.
+    static func runTogether(_ requests: [GenerationRequest], engine: InferenceEngine<LocalExpertBackend>,
+                            lateFrom: Int? = nil, cancelAfterTokens: [Int: Int] = [:]) throws -> ([GenerationResult?], EngineStats) {
+        var results = [GenerationResult?](repeating: nil, count: requests.count)
+        var partial = [GenerationResult](repeating: GenerationResult(), count: requests.count)
+        var failures: [String] = []
+        func add(_ index: Int) throws {
+            let request = requests[index]
+            try engine.add(request, isCancelled: { cancelAfterTokens[index].map { partial[index].tokens.count >= $0 } ?? false }) { event in
+                do {
+                    if try partial[index].absorb(event) { results[index] = partial[index] }
+                } catch {
+                    failures.append("request \(index): \(error)")
+                }
+            }
+        }
+        let late = lateFrom ?? requests.count
+        for index in 0..<late { try add(index) }
+        var steps = 0
+        while try engine.step() || steps < 40 {
+            steps += 1
+            if steps == 40 { for index in late..<requests.count { try add(index) } }
+            if steps > 100_000 { XCTFail("the engine never finished"); break }
+        }
+        XCTAssertEqual(failures, [])
+        return (results, engine.stats)
+    }
+
+    func engine(_ local: LocalEngine, batchTokens: Int, blocks: Int, running: Int = 64) throws -> InferenceEngine<LocalExpertBackend> {
+        try InferenceEngine(transformer: local.generator.transformer, configuration: EngineConfiguration(
+            maxBatchTokens: batchTokens, maxRunning: running, maxWaiting: 1000, kvCacheBlocks: blocks))
+    }
+
+    func assertSame(_ batched: GenerationResult?, _ alone: GenerationResult, _ label: String,
+                    file: StaticString = #filePath, line: UInt = #line) {
+        guard let batched else { return XCTFail("\(label): never finished", file: file, line: line) }
+        XCTAssertEqual(batched.tokens, alone.tokens, "\(label): tokens differ", file: file, line: line)
+        XCTAssertEqual(batched.finishReason, alone.finishReason, "\(label)", file: file, line: line)
+        let pairs = zip(batched.logprobs, alone.logprobs).map { abs($0.logprob - $1.logprob) }
+            + zip(batched.promptLogprobs, alone.promptLogprobs).map { abs($0.logprob - $1.logprob) }
+        XCTAssertEqual(batched.logprobs.count, alone.logprobs.count, "\(label)", file: file, line: line)
+        XCTAssertEqual(batched.promptLogprobs.count, alone.promptLogprobs.count, "\(label)", file: file, line: line)
+        XCTAssertLessThanOrEqual(pairs.max() ?? 0, 1e-4, "\(label): logprobs differ", file: file, line: line)
+    }
+
+    func testMixedBatchEqualsEachRequestAloneOnEveryArchitecture() throws {
+        for name in Self.architectures {
+            let local = try LocalEngine(directory: Self.fixture(name))
+            let requests = Self.mixedRequests(vocab: local.spec.vocabSize)
+            let alone = try requests.map { try local.generator.generate($0) }
+            // Ample pool, small token budget: chunked prefill, shared prefixes, one pass per step.
+            let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 48, blocks: 1024), lateFrom: 32)
+            for index in requests.indices { assertSame(together[index], alone[index], "\(name) request \(index)") }
+            XCTAssertGreaterThan(stats.prefixHitTokens, 0, "\(name): the shared prefix was never reused")
+            XCTAssertEqual(stats.running, 0)
+            XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked")
+            print("\(name): 64 requests in \(stats.steps) steps, prefix hit rate \(stats.prefixHitRate)")
+        }
+    }
+
+    func testPreemptedRequestsAreRecomputedWithTheSameResult() throws {
+        for name in ["mixtral", "llama4"] {
+            let local = try LocalEngine(directory: Self.fixture(name))
+            // Short prompts, long outputs: admitted together, they outgrow the pool while decoding.
+            var random = SeededGenerator(seed: 7)
+            let requests = (0..<16).map { index in
+                GenerationRequest(prompt: (0..<(5 + index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
+                                  maxTokens: 60 + 2 * index, sampling: index % 4 == 1 ? .init(temperature: 0.8, seed: 3) : .init(),
+                                  logprobs: 2)
+            }
+            let alone = try requests.map { try local.generator.generate($0) }
+            // The largest request needs (20 + 90) / 16 → 7 blocks; together they need over 100.
+            let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 24))
+            XCTAssertGreaterThan(stats.preemptions, 0, "\(name): the pool never ran dry")
+            for index in requests.indices { assertSame(together[index], alone[index], "\(name) request \(index)") }
+            XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked")
+            print("\(name): \(stats.preemptions) preemptions, all 16 requests correct")
+        }
+    }
+
+    func testSecondRequestWithTheSamePrefixSkipsItsPrefill() throws {
+        let local = try LocalEngine(directory: Self.fixture("qwen3_moe"))
+        let prompt = (0..<70).map { ($0 * 37 + 11) % local.spec.vocabSize }
+        let request = GenerationRequest(prompt: prompt, maxTokens: 8, logprobs: 2)
+        let alone = try local.generator.generate(request)
+        let engine = try engine(local, batchTokens: 512, blocks: 64)
+        let (first, _) = try Self.runTogether([request], engine: engine)
+        let (second, stats) = try Self.runTogether([request], engine: engine)
+        assertSame(first[0], alone, "first")
+        assertSame(second[0], alone, "after a prefix-cache hit")
+        // (70 - 1) / 16 = 4 full blocks can be reused; the last prompt token is always computed.
+        XCTAssertEqual(second[0]?.timings.cachedPromptTokens, 64)
+        XCTAssertEqual(stats.prefixHitTokens, 64)
+        XCTAssertGreaterThan(stats.blocksCached, 0, "finished sequences' full blocks stay cached")
+        XCTAssertEqual(stats.blocksUsed, 0)
+    }
+
+    func testShortPromptGetsItsFirstTokenWhileALongOneIsStillPrefilling() throws {
+        let local = try LocalEngine(directory: Self.fixture("mixtral"))
+        let engine = try engine(local, batchTokens: 32, blocks: 64)
+        var firstTokenStep: [String: Int] = [:]
+        var step = 0
+        for (label, length) in [("long", 200), ("short", 5)] {
+            try engine.add(GenerationRequest(prompt: Array(repeating: 7, count: length), maxTokens: 2)) { event in
+                if case .token = event, firstTokenStep[label] == nil { firstTokenStep[label] = step }
+            }
+        }
+        while try engine.step() { step += 1 }
+        let short = try XCTUnwrap(firstTokenStep["short"]), long = try XCTUnwrap(firstTokenStep["long"])
+        XCTAssertEqual(short, 0, "the short prompt must be read in the first step")
+        XCTAssertGreaterThanOrEqual(long, 200 / 32, "the long prompt takes several chunks")
+    }
+
+    func testCancelledSequenceStopsAndFreesItsBlocks() throws {
+        let local = try LocalEngine(directory: Self.fixture("mixtral"))
+        let requests = (0..<4).map { GenerationRequest(prompt: Array(repeating: $0 + 1, count: 30), maxTokens: 40) }
+        let (results, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 64),
+                                                    cancelAfterTokens: [1: 3, 2: 0])
+        XCTAssertEqual(results[1]?.finishReason, "cancelled")
+        XCTAssertLessThanOrEqual(results[1]?.tokens.count ?? 99, 4)
+        XCTAssertEqual(results[2]?.tokens.count, 0)
+        XCTAssertEqual(results[0]?.tokens.count, 40)
+        XCTAssertEqual(results[0]?.tokens, try local.generator.generate(requests[0]).tokens)
+        XCTAssertEqual(stats.blocksUsed, 0)
+        XCTAssertEqual(stats.running + stats.waiting, 0)
+    }
+
+    func testFullQueueIsBusyAndImpossibleRequestsAreRefusedAtOnce() throws {
+        let local = try LocalEngine(directory: Self.fixture("mixtral"))
+        let engine = try InferenceEngine(transformer: local.generator.transformer, configuration: EngineConfiguration(
+            maxBatchTokens: 64, maxRunning: 4, maxWaiting: 2, kvCacheBlocks: 8))
+        let request = GenerationRequest(prompt: [1, 2, 3], maxTokens: 4)
+        try engine.add(request) { _ in }
+        try engine.add(request) { _ in }
+        XCTAssertThrowsError(try engine.add(request) { _ in }) { error in
+            XCTAssertEqual((error as? EngineError)?.kind, .busy, "\(error)")
+        }
+        // 8 blocks hold 128 positions.
+        XCTAssertThrowsError(try engine.validate(GenerationRequest(prompt: Array(repeating: 1, count: 100), maxTokens: 40))) { error in
+            XCTAssertEqual((error as? EngineError)?.kind, .badRequest)
+            XCTAssertTrue("\(error)".contains("--kv-cache-memory"), "\(error)")
+        }
+        XCTAssertThrowsError(try engine.validate(GenerationRequest(prompt: [1], maxTokens: 300))) { error in
+            XCTAssertTrue("\(error)".contains("context length of 256"), "\(error)")
+        }
+        XCTAssertThrowsError(try engine.validate(GenerationRequest(prompt: [local.spec.vocabSize], maxTokens: 1))) { error in
+            XCTAssertTrue("\(error)".contains("outside the vocabulary"), "\(error)")
+        }
+        while try engine.step() {}
+        XCTAssertEqual(engine.stats.blocksUsed, 0)
+    }
+}
