@@ -156,10 +156,21 @@ static void dot_rows(const float *x, ptrdiff_t t0, ptrdiff_t t1, ptrdiff_t ldx, 
     if (t < t1) dot_tile_any(1, columns, dtype, x + t * ldx, ldx, w, ldw, in, y + t * ldy, ldy, accumulate);
 }
 
-// Up to this many rows, stream each weight row once from memory (one row at a time: several
-// rows streamed side by side measured half the bandwidth); above it, widen pairs of weight rows
-// into scratch and reuse them across chunks of rows.
-enum { STREAMING_ROWS = 4 };
+// Widens weight row `row` (in elements) into f32 scratch with vector loads.
+static void widen_row(const void *row, int dtype, ptrdiff_t in, float *scratch) {
+    ptrdiff_t k = 0;
+    switch (dtype) {
+    case MESH_BF16: for (; k + 8 <= in; k += 8) vstore(scratch + k, vload(row, k, MESH_BF16)); break;
+    case MESH_F16: for (; k + 8 <= in; k += 8) vstore(scratch + k, vload(row, k, MESH_F16)); break;
+    default: for (; k + 8 <= in; k += 8) vstore(scratch + k, vload(row, k, MESH_F32)); break;
+    }
+    for (; k < in; k++) scratch[k] = widen1(row, k, dtype);
+}
+
+// Up to STREAMING_ROWS rows, stream each weight row straight from memory, one weight row at a
+// time (several streamed side by side, or widened first, measured half the bandwidth here). More
+// rows: each pair of weight rows is widened into scratch, which stays in L1 while x goes by.
+enum { STREAMING_ROWS = 32 };
 
 static void out_major(const float *x, ptrdiff_t rows, ptrdiff_t ldx, const void *w, int dtype, ptrdiff_t in,
                       ptrdiff_t ldw, float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
@@ -170,18 +181,17 @@ static void out_major(const float *x, ptrdiff_t rows, ptrdiff_t ldx, const void 
                      y + o, ldy, accumulate);
         return;
     }
+    const int pair = 2;
     float *scratch = malloc(sizeof(float) * 2 * (size_t)in);
     // Rows per chunk: keep the chunk of x within about 512 KiB (L2) while the weights go by.
     ptrdiff_t chunk = (ptrdiff_t)((512 << 10) / (sizeof(float) * (size_t)(in > 0 ? in : 1)));
     if (chunk < 8) chunk = 8;
     for (ptrdiff_t t0 = 0; t0 < rows; t0 += chunk) {
         ptrdiff_t t1 = t0 + chunk < rows ? t0 + chunk : rows;
-        for (ptrdiff_t o = o0; o < o1; o += 2) {
-            int columns = o1 - o < 2 ? 1 : 2;
+        for (ptrdiff_t o = o0; o < o1; o += pair) {
+            int columns = o1 - o < pair ? 1 : pair;
             const char *block = (const char *)w + (size_t)o * (size_t)ldw * esize;
-            for (int c = 0; c < columns; c++)
-                for (ptrdiff_t k = 0; k < in; k++)
-                    scratch[c * in + k] = widen1(block + (size_t)c * (size_t)ldw * esize, k, dtype);
+            for (int c = 0; c < columns; c++) widen_row(block + (size_t)c * (size_t)ldw * esize, dtype, in, scratch + c * in);
             dot_rows(x, t0, t1, ldx, scratch, MESH_F32, in, in, columns, y + o, ldy, accumulate);
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import MeshEngine
 import MeshModels
+import MeshServer
 import MeshTensors
 import MeshTokenizers
 import MeshWire
@@ -13,7 +14,9 @@ public struct CoordinatorOptions: Sendable {
     public var minimumWorkers: Int
     public var wireDType: DType
     public var startTimeout: Double
-    public init(modelDirectory: URL, listen: String, httpHost: String, httpPort: Int, minimumWorkers: Int, wireDType: DType, startTimeout: Double) {
+    public var serving: ServingOptions
+    public init(modelDirectory: URL, listen: String, httpHost: String, httpPort: Int, minimumWorkers: Int, wireDType: DType,
+                startTimeout: Double, serving: ServingOptions) {
         self.modelDirectory = modelDirectory
         self.listen = listen
         self.httpHost = httpHost
@@ -21,24 +24,21 @@ public struct CoordinatorOptions: Sendable {
         self.minimumWorkers = minimumWorkers
         self.wireDType = wireDType
         self.startTimeout = startTimeout
+        self.serving = serving
     }
 }
 
 /// The coordinator process: the cluster (ZeroMQ), the engine thread and the HTTP API.
-/// The engine thread owns the socket and the model; HTTP threads hand it jobs through a queue.
-public final class CoordinatorService: @unchecked Sendable {
+/// The engine thread (the caller of `run`) owns the socket and the model; HTTP threads hand it
+/// requests through the engine runner and wait on their own event queues.
+public final class CoordinatorService: Sendable {
     public let options: CoordinatorOptions
     private let log: @Sendable (String) -> Void
-    private let jobs = JobQueue()
-    private let healthLock = NSLock()
-    private var unservedReason: String? = "starting"
-    private var workerSummary: [[String: Any]] = []
-    private var modelName: String
+    private let workerTable = WorkerTable()
 
     public init(options: CoordinatorOptions, log: @escaping @Sendable (String) -> Void) {
         self.options = options
         self.log = log
-        modelName = options.modelDirectory.lastPathComponent
     }
 
     /// Runs until `shouldStop` returns true. Throws on start-up problems (bad model, port in use…).
@@ -47,86 +47,40 @@ public final class CoordinatorService: @unchecked Sendable {
         // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
         // broken checkpoint fails now, not when a worker is assigned.
         _ = try model.loadAllExpertsChecked()
-        let tokenizer = FileManager.default.fileExists(atPath: options.modelDirectory.appendingPathComponent("tokenizer.json").path)
-            ? try Tokenizer(directory: options.modelDirectory) : nil
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType, log: log)
         log("listening for workers on \(cluster.endpoint) (wire dtype \(options.wireDType.displayName), model fingerprint \(cluster.fingerprint))")
-        let api = CompletionsAPI(modelName: modelName, tokenizer: tokenizer, vocabSize: model.spec.vocabSize,
-                                 eosTokenIds: model.spec.eosTokenIds, maxPositions: model.spec.maxPositions, jobs: jobs, health: { [self] in health() })
+        let (configuration, description) = options.serving.configuration(for: model.spec)
+        let transformer = Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster))
+        let runner = EngineRunner(engine: try InferenceEngine(transformer: transformer, configuration: configuration), log: log)
+        log(description)
+        let api = CompletionsAPI(modelName: options.modelDirectory.lastPathComponent,
+                                 tokenizer: try Tokenizer.inDirectory(options.modelDirectory),
+                                 eosTokenIds: model.spec.eosTokenIds, service: runner,
+                                 healthDetails: { [workerTable] in ["workers": workerTable.value] })
         let server = try HTTPServer(host: options.httpHost, port: options.httpPort) { api.handle($0) }
         server.start()
         log("HTTP API on http://\(options.httpHost):\(server.port) (GET /health, POST /v1/completions)")
         try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log,
-                          waiting: { [self] in setHealth($0, workers: cluster.workerSummary) })
-        let generator = Generator(Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster)))
-        setHealth(cluster.unservedReason, workers: cluster.workerSummary)
-        while !shouldStop() {
-            if let job = jobs.take(timeout: 0.05) {
-                if let reason = cluster.unservedReason {
-                    job.finish(.failure(ClusterError("cluster not ready: \(reason)")))
-                } else {
-                    job.finish(Result { try generator.generate(job.request) })
-                }
-            }
+                          waiting: { [workerTable] reason in
+                              workerTable.value = cluster.workerSummary
+                              runner.setUnservedReason(reason)
+                          })
+        try runner.run(shouldStop: shouldStop, unservedReason: { cluster.unservedReason }, betweenSteps: { [workerTable] in
             try cluster.pump(timeoutMilliseconds: 0)
-            setHealth(cluster.unservedReason, workers: cluster.workerSummary)
-        }
-        jobs.failAll(ClusterError("coordinator is shutting down"))
+            workerTable.value = cluster.workerSummary
+        })
         cluster.sayGoodbye("coordinator shutting down")
         log("stopped")
     }
-
-    private func setHealth(_ reason: String?, workers: [[String: Any]]? = nil) {
-        healthLock.lock()
-        unservedReason = reason
-        if let workers { workerSummary = workers }
-        healthLock.unlock()
-    }
-
-    /// Why the cluster cannot serve (nil: it can), and the worker table.
-    func health() -> (reason: String?, workers: [[String: Any]]) {
-        healthLock.lock(); defer { healthLock.unlock() }
-        return (unservedReason, workerSummary)
-    }
 }
 
-/// One generation handed from an HTTP thread to the engine thread.
-final class Job: @unchecked Sendable {
-    let request: GenerationRequest
-    private let done = DispatchSemaphore(value: 0)
-    private(set) var result: Result<GenerationResult, Error> = .failure(ClusterError("not run"))
-
-    init(_ request: GenerationRequest) { self.request = request }
-
-    func finish(_ result: Result<GenerationResult, Error>) {
-        self.result = result
-        done.signal()
-    }
-
-    func wait() -> Result<GenerationResult, Error> {
-        done.wait()
-        return result
-    }
-}
-
-final class JobQueue: @unchecked Sendable {
-    private var pending: [Job] = []
+/// The worker table as last seen by the engine thread, for `/health` on HTTP threads.
+final class WorkerTable: @unchecked Sendable {
     private let lock = NSLock()
-    private let available = DispatchSemaphore(value: 0)
+    private var table: [[String: Any]] = []
 
-    func submit(_ job: Job) {
-        lock.lock(); pending.append(job); lock.unlock()
-        available.signal()
-    }
-
-    func take(timeout: Double) -> Job? {
-        guard available.wait(timeout: .now() + timeout) == .success else { return nil }
-        lock.lock(); defer { lock.unlock() }
-        return pending.isEmpty ? nil : pending.removeFirst()
-    }
-
-    func failAll(_ error: Error) {
-        lock.lock(); let all = pending; pending = []; lock.unlock()
-        all.forEach { $0.finish(.failure(error)) }
+    var value: [[String: Any]] {
+        get { lock.lock(); defer { lock.unlock() }; return table }
+        set { lock.lock(); table = newValue; lock.unlock() }
     }
 }

@@ -28,6 +28,7 @@ public struct EngineConfiguration: Sendable {
 
 /// What the engine is doing, for logs, `/health` and tests.
 public struct EngineStats: Sendable, Equatable {
+    public init() {}
     public var running = 0
     public var waiting = 0
     public var blocksTotal = 0
@@ -103,17 +104,17 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     /// The checks that do not depend on the engine's state, in one place.
     public func validate(_ request: GenerationRequest) throws {
         guard !request.prompt.isEmpty else { throw EngineError(.badRequest, "the prompt is empty: give at least one token") }
-        guard request.maxTokens >= 1 else { throw EngineError(.badRequest, "max tokens must be at least 1") }
+        guard request.maxTokens >= 1 else { throw EngineError(.badRequest, "max_tokens must be at least 1") }
         if let problem = request.sampling.validationError { throw EngineError(.badRequest, problem) }
         if let bad = request.prompt.first(where: { $0 < 0 || $0 >= spec.vocabSize }) {
             throw EngineError(.badRequest, "prompt token \(bad) is outside the vocabulary (0..<\(spec.vocabSize))")
         }
         if let limit = spec.maxPositions, request.prompt.count + request.maxTokens > limit {
-            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max tokens (\(request.maxTokens)) exceeds the model's context length of \(limit) tokens")
+            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max_tokens (\(request.maxTokens)) exceeds the model's context length of \(limit) tokens")
         }
         let needed = (request.prompt.count + request.maxTokens + PagedKVCache.blockSize - 1) / PagedKVCache.blockSize
-        guard needed <= blocks.blockCount else {
-            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max tokens (\(request.maxTokens)) needs \(needed) KV cache blocks of \(PagedKVCache.blockSize) positions but the whole pool has \(blocks.blockCount); lower max_tokens or start the server with a larger --kv-cache-memory")
+        guard needed <= configuration.kvCacheBlocks else {
+            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max_tokens (\(request.maxTokens)) needs \(needed) KV cache blocks of \(PagedKVCache.blockSize) positions but the whole pool has \(configuration.kvCacheBlocks); lower max_tokens or start the server with a larger --kv-cache-memory")
         }
     }
 

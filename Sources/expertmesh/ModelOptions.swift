@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MeshModels
+import MeshServer
 import MeshTokenizers
 
 /// `--model DIR`, shared by the commands that open a model.
@@ -11,9 +12,5 @@ struct ModelOptions: ParsableArguments {
     var directory: URL { URL(fileURLWithPath: model) }
 
     /// The tokenizer of the model directory, or nil if it has none.
-    func tokenizer() throws -> Tokenizer? {
-        let file = directory.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: file.path) else { return nil }
-        return try Tokenizer(directory: directory)
-    }
+    func tokenizer() throws -> Tokenizer? { try Tokenizer.inDirectory(directory) }
 }

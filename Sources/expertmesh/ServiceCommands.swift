@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MeshCoordinator
+import MeshServer
 import MeshTensors
 import MeshWorker
 
@@ -9,14 +10,18 @@ struct Coordinator: ParsableCommand {
         abstract: "Run the coordinator: embeddings, attention, router and LM head here; experts on workers.",
         discussion: """
         Waits until --min-workers workers are connected, assigns every expert to exactly one of them
-        (balanced by bytes, printed at start), then serves the HTTP API.
+        (balanced by bytes, printed at start), then serves the HTTP API with continuous batching:
+        every step carries all running requests' tokens, one exchange per worker per MoE layer.
 
         Examples:
           expertmesh coordinator --model DIR --listen tcp://0.0.0.0:5555 --http 0.0.0.0:8080 --min-workers 3
           expertmesh coordinator --model DIR --listen tcp://127.0.0.1:5555 --http 127.0.0.1:8080 --wire-dtype bf16
+          expertmesh coordinator --model DIR --min-workers 2 --max-running 32 --kv-cache-memory 4GiB
         """)
 
     @OptionGroup var modelOptions: ModelOptions
+
+    @OptionGroup var serving: ServingArguments
 
     @Option(help: "ZeroMQ endpoint workers connect to.")
     var listen = "tcp://0.0.0.0:5555"
@@ -36,21 +41,67 @@ struct Coordinator: ParsableCommand {
     func validate() throws {
         guard minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
         guard DType(name: wireDtype) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or f16, got '\(wireDtype)'") }
-        guard http.split(separator: ":").count == 2, Int(http.split(separator: ":")[1]) != nil else {
-            throw ValidationError("--http must be HOST:PORT, e.g. 127.0.0.1:8080")
-        }
+        _ = try parseHostPort(http, option: "--http")
     }
 
     func run() throws {
-        let parts = http.split(separator: ":")
+        let (host, port) = try parseHostPort(http, option: "--http")
         let options = CoordinatorOptions(
-            modelDirectory: modelOptions.directory, listen: listen, httpHost: String(parts[0]), httpPort: Int(parts[1])!,
-            minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!, startTimeout: startTimeout)
+            modelDirectory: modelOptions.directory, listen: listen, httpHost: host, httpPort: port,
+            minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!, startTimeout: startTimeout, serving: serving.options)
         let stop = StopSignal()
         try reportingErrors {
             try CoordinatorService(options: options, log: logLine("coordinator")).run { stop.isStopped }
         }
     }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the HTTP API from this process alone, with every expert local.",
+        discussion: """
+        The same engine as the coordinator (continuous batching, paged KV cache, prefix sharing),
+        for one machine that holds the whole model, and the baseline a cluster is measured against.
+
+        Examples:
+          expertmesh serve --model DIR --http 127.0.0.1:8080
+          expertmesh serve --model DIR --http 0.0.0.0:8080 --max-batch-tokens 1024 --kv-cache-memory 8GiB
+          curl -s localhost:8080/v1/completions -d '{"prompt": "Hello", "max_tokens": 16}'
+        """)
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @OptionGroup var serving: ServingArguments
+
+    @Option(help: "HOST:PORT of the HTTP API.")
+    var http = "127.0.0.1:8080"
+
+    @Option(help: "Compute threads. Default: all cores.")
+    var threads: Int?
+
+    func validate() throws {
+        _ = try parseHostPort(http, option: "--http")
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        if let threads { Parallel.setThreadCount(threads) }
+        let (host, port) = try parseHostPort(http, option: "--http")
+        let stop = StopSignal()
+        try reportingErrors {
+            try ServeService(modelDirectory: modelOptions.directory, httpHost: host, httpPort: port, serving: serving.options,
+                             log: logLine("serve")).run { stop.isStopped }
+        }
+    }
+}
+
+/// "HOST:PORT" → (host, port), or a message naming the option.
+func parseHostPort(_ text: String, option: String) throws -> (String, Int) {
+    let parts = text.split(separator: ":")
+    guard parts.count == 2, let port = Int(parts[1]), (0...65535).contains(port) else {
+        throw ValidationError("\(option) must be HOST:PORT, e.g. 127.0.0.1:8080, got '\(text)'")
+    }
+    return (String(parts[0]), port)
 }
 
 struct WorkerCommand: ParsableCommand {

@@ -1,5 +1,8 @@
 import Foundation
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -103,14 +106,15 @@ final class LoopbackCluster {
     let binary: URL
     let model: URL
 
-    init(model: URL, workers count: Int, minWorkers: Int? = nil, wireDType: String = "f32") throws {
+    init(model: URL, workers count: Int, minWorkers: Int? = nil, wireDType: String = "f32", coordinatorArguments: [String] = []) throws {
         binary = try Harness.binary()
         self.model = model
         let http = Harness.freePort()
         zmqEndpoint = "tcp://127.0.0.1:\(Harness.freePort())"
         httpURL = "http://127.0.0.1:\(http)"
         coordinator = try ChildProcess(binary, ["coordinator", "--model", model.path, "--listen", zmqEndpoint, "--http", "127.0.0.1:\(http)",
-                                                "--min-workers", String(minWorkers ?? count), "--wire-dtype", wireDType, "--start-timeout", "60"],
+                                                "--min-workers", String(minWorkers ?? count), "--wire-dtype", wireDType, "--start-timeout", "60"]
+                                                + coordinatorArguments,
                                        name: "coordinator")
         for index in 0..<count { try addWorker(name: "worker-\(index + 1)") }
     }
@@ -133,5 +137,67 @@ final class LoopbackCluster {
     func stop() {
         workers.forEach { $0.kill(signal: SIGTERM) }
         coordinator.kill(signal: SIGTERM)
+    }
+}
+
+/// A raw HTTP/1.1 client on a socket: many at once (URLSession limits connections per host),
+/// and able to hang up mid-request the way a client that goes away does.
+enum RawHTTP {
+    struct Answer {
+        var status: Int
+        var headers: String
+        var body: Data
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+    }
+
+    static func connect(_ url: String) -> Int32 {
+        let port = Int(url.split(separator: ":").last!)!
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return fd
+    }
+
+    static func send(_ fd: Int32, path: String, json: Any) {
+        let body = (try? JSONSerialization.data(withJSONObject: json)) ?? Data()
+        var request = Data("POST \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        request.append(body)
+        _ = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// POSTs `json` and reads the whole answer (the server closes the connection after it).
+    static func post(_ url: String, _ path: String = "/v1/completions", json: Any) -> Answer {
+        let fd = connect(url)
+        defer { close(fd) }
+        send(fd, path: path, json: json)
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
+        guard let end = data.range(of: Data("\r\n\r\n".utf8)) else { return Answer(status: 0, headers: "", body: data) }
+        let headers = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+        let status = Int(headers.split(separator: " ").dropFirst().first ?? "") ?? 0
+        return Answer(status: status, headers: headers, body: Data(data[end.upperBound...]))
+    }
+
+    /// POSTs `json`, reads `bytes` bytes of the answer (0: none), then hangs up.
+    static func postAndHangUp(_ url: String, json: Any, after seconds: Double, bytes: Int = 0) {
+        let fd = connect(url)
+        send(fd, path: "/v1/completions", json: json)
+        var received = 0
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while received < bytes {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 { break }
+            received += n
+        }
+        Thread.sleep(forTimeInterval: seconds)
+        close(fd)
     }
 }

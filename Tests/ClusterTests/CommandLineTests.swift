@@ -69,7 +69,7 @@ final class CommandLineTests: XCTestCase {
             (["generate", "--model", broken.path, "--tokens", "1,2"], "error: unknown model_type 'bert'; supported: llama4, llama4_text, mixtral, qwen3_moe"),
             (["generate", "--model", "/nonexistent", "--tokens", "1,2"], "error: cannot read /nonexistent/config.json"),
             (["generate", "--model", Harness.fixture("qwen3_moe").path, "--prompt", "hi"], "has no tokenizer.json: pass the prompt as --tokens"),
-            (["generate", "--model", Harness.fixture("qwen3_moe").path, "--tokens", "1,99999"], "token id 99999 is outside the vocabulary (0..<320)"),
+            (["generate", "--model", Harness.fixture("qwen3_moe").path, "--tokens", "1,99999"], "prompt token 99999 is outside the vocabulary (0..<320)"),
         ]
         for (arguments, message) in cases {
             let result = try run(arguments)
