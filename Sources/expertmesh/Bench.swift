@@ -9,12 +9,15 @@ struct Bench: ParsableCommand {
         abstract: "Measure prefill and decode speed beside this machine's GEMM throughput and memory bandwidth.",
         discussion: """
         Decode is reported as a fraction of the bandwidth bound (weight bytes read per token ÷ measured
-        read bandwidth); prefill as a fraction of measured sgemm throughput. Limits are measured in the
+        read bandwidth); prefill as a fraction of measured sgemm throughput. A batched decode step
+        (--batch sequences decoding together through the serving engine) is compared with
+        max(weight bytes it touches ÷ bandwidth, its FLOPs ÷ sgemm rate). Limits are measured in the
         same run, so the ratios hold on a noisy machine.
 
         Examples:
           python3 scripts/make-bench-model.py --out bench-models/mixtral-1b-bf16
           expertmesh bench --model bench-models/mixtral-1b-bf16 --prompt-tokens 128 --decode-tokens 64
+          expertmesh bench --model bench-models/mixtral-640m-bf16 --batch 16 --repeats 3
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -28,13 +31,37 @@ struct Bench: ParsableCommand {
     @Option(help: "Runs; each measures bandwidth, prefill, decode and sgemm in turn; the median is reported.")
     var repeats = 5
 
+    @Option(help: "Sequences decoding together in the batched-decode measurement (1 skips it).")
+    var batch = 16
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
-        guard promptTokens >= 1, decodeTokens >= 2, repeats >= 1 else {
-            throw ValidationError("--prompt-tokens ≥ 1, --decode-tokens ≥ 2 and --repeats ≥ 1 are required")
+        guard promptTokens >= 1, decodeTokens >= 2, repeats >= 1, batch >= 1 else {
+            throw ValidationError("--prompt-tokens ≥ 1, --decode-tokens ≥ 2, --repeats ≥ 1 and --batch ≥ 1 are required")
         }
+    }
+
+    /// Seconds per decode step with `batch` sequences decoding together (median over the steps
+    /// after every prompt is read).
+    func batchedStepSeconds(_ engine: LocalEngine, random: inout SeededGenerator) throws -> Double {
+        let spec = engine.spec
+        let blocksEach = (16 + decodeTokens) / PagedKVCache.blockSize + 2
+        let serving = try InferenceEngine(transformer: engine.generator.transformer, configuration: EngineConfiguration(
+            maxBatchTokens: max(512, batch), maxRunning: batch, maxWaiting: batch, kvCacheBlocks: batch * blocksEach))
+        for _ in 0..<batch {
+            let prompt = (0..<16).map { _ in Int(random.next() % UInt64(spec.vocabSize)) }
+            try serving.add(GenerationRequest(prompt: prompt, maxTokens: decodeTokens)) { _ in }
+        }
+        var steps: [Double] = []
+        while true {
+            let decoding = serving.stats.generatedTokens >= batch    // every prompt read
+            let start = ContinuousClock.now
+            guard try serving.step() else { break }
+            if decoding, serving.stats.running == batch { steps.append((ContinuousClock.now - start).seconds) }
+        }
+        return steps.sorted()[steps.count / 2]
     }
 
     func run() throws {
@@ -49,19 +76,28 @@ struct Bench: ParsableCommand {
             // Limits and speeds alternate within each run, so a drifting machine moves both together;
             // ratios are per run and the median run is reported.
             let gemmColumns = spec.moeLayerIndices.first.flatMap { spec.layers[$0].moe?.intermediateSize } ?? 4 * spec.hiddenSize
-            var runs: [(prefill: Double, decode: Double, gemm: Double, bandwidth: Double)] = []
+            var runs: [(prefill: Double, decode: Double, gemm: Double, bandwidth: Double, step: Double)] = []
             for run in 1...repeats {
-                printError("run \(run)/\(repeats): bandwidth, prefill \(promptTokens) tokens, decode \(decodeTokens), sgemm …")
+                printError("run \(run)/\(repeats): bandwidth, prefill \(promptTokens) tokens, decode \(decodeTokens), sgemm, batch of \(batch) …")
                 let bandwidth = MachineLimits.readBandwidthGBps(seconds: 0.5)
                 let result = try engine.generator.generate(GenerationRequest(prompt: prompt, maxTokens: decodeTokens))
                 let gemm = MachineLimits.gemmGigaflops(m: promptTokens, n: gemmColumns, k: spec.hiddenSize, seconds: 0.5)
-                runs.append((Double(promptTokens) / result.prefillSeconds, Double(result.tokens.count - 1) / result.decodeSeconds, gemm, bandwidth))
+                let step = batch > 1 ? try batchedStepSeconds(engine, random: &random) : 0
+                runs.append((Double(promptTokens) / result.prefillSeconds, Double(result.tokens.count - 1) / result.decodeSeconds,
+                             gemm, bandwidth, step))
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             let decodeFractions = runs.map { $0.decode / ($0.bandwidth * 1e9 / Double(budget.bytesPerDecodedToken)) }
             let prefillFractions = runs.map { $0.prefill * Double(budget.flopsPerToken) / 1e9 / $0.gemm }
             let (prefill, decode) = (median(runs.map(\.prefill)), median(runs.map(\.decode)))
             let (gemm, bandwidth) = (median(runs.map(\.gemm)), median(runs.map(\.bandwidth)))
+            // A batched step reads the dense weights once and each expert the batch routes to
+            // (expected distinct experts: E·(1 − (1 − k/E)^batch)), and does batch × the FLOPs.
+            let stepBounds = runs.map { run in
+                max(Double(budget.bytesForBatch(batch)) / (run.bandwidth * 1e9), Double(batch * budget.flopsPerToken) / (run.gemm * 1e9))
+            }
+            let stepRatios = zip(runs, stepBounds).map { $0.step / $1 }
+            let step = median(runs.map(\.step))
             let report: [String: Any] = [
                 "model": modelOptions.model, "dtype": budget.dtype, "runs": repeats,
                 "prompt_tokens": promptTokens, "decode_tokens": decodeTokens,
@@ -70,15 +106,24 @@ struct Bench: ParsableCommand {
                 "bytes_per_decoded_token": budget.bytesPerDecodedToken, "flops_per_token": budget.flopsPerToken,
                 "decode_fraction_of_bandwidth_bound": median(decodeFractions),
                 "prefill_fraction_of_gemm": median(prefillFractions),
+                "matmul_kernels": MatmulKernels.current.name,
+                "batch": batch, "batched_step_seconds": step, "batched_step_bound_seconds": median(stepBounds),
+                "batched_step_over_bound": median(stepRatios),
+                "batched_decode_tokens_per_second": step > 0 ? Double(batch) / step : 0,
             ]
             if json { print(jsonText(report)); return }
             print(String(format: """
-                model          %@ (%@, %.0f M weight bytes read per decoded token), median of %d runs
+                model          %@ (%@, %.0f M weight bytes read per decoded token), median of %d runs; kernels %@
                 prefill        %.1f tok/s = %.0f%% of sgemm (%.1f GFLOP/s measured alongside)
                 decode         %.1f tok/s = %.0f%% of the bandwidth bound (%.1f GB/s measured alongside: bound %.1f tok/s)
-                """, modelOptions.model, budget.dtype, Double(budget.bytesPerDecodedToken) / 1e6, repeats,
+                """, modelOptions.model, budget.dtype, Double(budget.bytesPerDecodedToken) / 1e6, repeats, MatmulKernels.current.name,
                 prefill, 100 * median(prefillFractions), gemm,
                 decode, 100 * median(decodeFractions), bandwidth, bandwidth * 1e9 / Double(budget.bytesPerDecodedToken)))
+            if batch > 1 {
+                print(String(format: "batch of %d     %.1f ms per decode step = %.1f tok/s (%.1f× one sequence); %.2f× the bound of %.1f ms (max of weight bytes ÷ bandwidth, FLOPs ÷ sgemm)",
+                             batch, step * 1000, Double(batch) / step, Double(batch) / step / decode,
+                             median(stepRatios), median(stepBounds) * 1000))
+            }
         }
     }
 }
@@ -103,5 +148,24 @@ struct WeightBudget {
         let denseElements = model.dense.bytesPerToken / elementSize
         flopsPerToken = 2 * (denseElements + expertElements)
         dtype = model.dense.lmHead.dtype.displayName
+        denseBytes = model.dense.bytesPerToken
+        var experts: [(count: Int, topK: Int, bytes: Int)] = []
+        for layer in spec.layers {
+            guard let moe = layer.moe else { continue }
+            experts.append((moe.expertCount, moe.topK, 3 * moe.intermediateSize * spec.hiddenSize * elementSize))
+        }
+        expertLayers = experts
+    }
+
+    let denseBytes: Int
+    let expertLayers: [(count: Int, topK: Int, bytes: Int)]
+
+    /// Weight bytes one decode step of `batch` tokens reads: the dense weights once, and the
+    /// expected number of distinct experts `batch` tokens route to, per layer.
+    func bytesForBatch(_ batch: Int) -> Int {
+        denseBytes + expertLayers.reduce(0) { total, layer in
+            let distinct = Double(layer.count) * (1 - pow(1 - Double(layer.topK) / Double(layer.count), Double(batch)))
+            return total + Int(distinct * Double(layer.bytes))
+        }
     }
 }

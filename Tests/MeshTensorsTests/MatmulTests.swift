@@ -40,17 +40,36 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// Runs `body` once per kernel variant this CPU has (AVX2, AVX-512).
+    func forEachVariant(_ body: () -> Void) {
+        let saved = MatmulKernels.current
+        for variant in MatmulKernels.supported {
+            MatmulKernels.use(variant)
+            body()
+        }
+        MatmulKernels.use(saved)
+    }
+
     func testAllPathsMatchReference() {
+        forEachVariant(allPathsMatchReference)
+    }
+
+    func allPathsMatchReference() {
         for dtype in DType.allCases {
             for layout in [LinearWeight.Layout.outMajor, .inMajor] {
-                for rows in [1, 3, 37] {
+                for rows in [1, 3, 5, 9, 37] {
                     check(dtype: dtype, layout: layout, rows: rows, out: 70, inner: 131)
+                    check(dtype: dtype, layout: layout, rows: rows, out: 9, inner: 64)
                 }
             }
         }
     }
 
     func testSlicedFusedViewsMatchReference() {
+        forEachVariant(slicedFusedViewsMatchReference)
+    }
+
+    func slicedFusedViewsMatchReference() {
         // The gate half and the up half of a fused [gate | up] tensor, in both storages.
         for dtype in DType.allCases {
             for layout in [LinearWeight.Layout.outMajor, .inMajor] {
@@ -83,12 +102,18 @@ final class MatmulTests: XCTestCase {
 
     func testLongRowsCrossChunkBoundaries() {
         // More rows than one chunk of x holds (512 KiB / (4 · 2048) = 64 rows), an odd output count.
-        check(dtype: .bf16, layout: .outMajor, rows: 70, out: 2101, inner: 2048)
+        forEachVariant { check(dtype: .bf16, layout: .outMajor, rows: 70, out: 2101, inner: 2048) }
     }
 
     /// Each row's result must be bit-identical whatever else is in the batch and however the
     /// outputs are split over threads: batching must never change a greedy token.
     func testRowsAreBitIdenticalAloneAndInABatch() {
+        XCTAssertTrue(MatmulKernels.supported.contains(.avx2))
+        print("matmul kernel variants on this CPU: \(MatmulKernels.supported.map(\.name))")
+        forEachVariant(rowsAreBitIdenticalAloneAndInABatch)
+    }
+
+    func rowsAreBitIdenticalAloneAndInABatch() {
         for dtype in DType.allCases {
             for layout in [LinearWeight.Layout.outMajor, .inMajor] {
                 let (out, inner, rows) = (77, 133, 37)
@@ -102,13 +127,16 @@ final class MatmulTests: XCTestCase {
                 for (index, threadCount) in [1, 2, 3].enumerated() {
                     Parallel.setThreadCount(threadCount)
                     let row = index * 11 + 5
+                    let variant = MatmulKernels.current.name
                     var alone = [Float](repeating: 0, count: out)
                     x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: 1, weight, into: &alone) }
                     XCTAssertEqual(alone, Array(batch[(row * out)..<((row + 1) * out)]),
-                                   "\(dtype) \(layout): row \(row) alone on \(threadCount) threads differs from the batch")
-                    var pair = [Float](repeating: 0, count: 3 * out)
-                    x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: 3, weight, into: &pair) }
-                    XCTAssertEqual(Array(pair[0..<out]), alone, "\(dtype) \(layout): row \(row) in a batch of 3")
+                                   "\(variant) \(dtype) \(layout): row \(row) alone on \(threadCount) threads differs from the batch")
+                    for size in [3, 5, 9] {
+                        var some = [Float](repeating: 0, count: size * out)
+                        x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: size, weight, into: &some) }
+                        XCTAssertEqual(Array(some[0..<out]), alone, "\(variant) \(dtype) \(layout): row \(row) in a batch of \(size)")
+                    }
                 }
                 Parallel.setThreadCount(threads)
             }

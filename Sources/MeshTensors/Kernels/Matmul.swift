@@ -38,6 +38,28 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
     }
 }
 
+/// The matmul kernel variants (vector widths); the best one the CPU has is used unless set.
+public enum MatmulKernels {
+    public enum Variant: Int32, CaseIterable, Sendable {
+        case avx2 = 0
+        case avx512 = 1
+        public var name: String { String(cString: mesh_matmul_variant_name(rawValue)) }
+    }
+
+    public static var current: Variant { Variant(rawValue: mesh_matmul_variant()) ?? .avx2 }
+
+    /// Switches the variant (tests run each one); false if this CPU lacks it.
+    @discardableResult
+    public static func use(_ variant: Variant) -> Bool { mesh_set_matmul_variant(variant.rawValue) == 1 }
+
+    /// The variants this CPU can run.
+    public static var supported: [Variant] {
+        let saved = current
+        defer { use(saved) }
+        return Variant.allCases.filter { use($0) }
+    }
+}
+
 extension DType {
     var kernelCode: Int32 {
         switch self {
