@@ -51,11 +51,15 @@ ALWAYS_INLINE void dot_tile(const int R, const int C, const int dtype, const flo
 }
 
 #define DOT_TILE_CASE(R, C, D) dot_tile(R, C, D, x, ldx, w, ldw, in, y, ldy, accumulate)
-#define DOT_TILE_ROWS(D)                                                              \
-    if (rows == MAXR) {                                                               \
-        if (columns == MAXC) DOT_TILE_CASE(MAXR, MAXC, D); else DOT_TILE_CASE(MAXR, 1, D); \
-    } else {                                                                          \
-        if (columns == MAXC) DOT_TILE_CASE(1, MAXC, D); else DOT_TILE_CASE(1, 1, D);   \
+#define DOT_TILE_COLUMNS(R, D) \
+    if (columns == MAXC) DOT_TILE_CASE(R, MAXC, D); else DOT_TILE_CASE(R, 1, D);
+// A tile of up to MAXR rows (fewer at the end of x: same operations per element, fewer chains idle).
+#define DOT_TILE_ROWS(D)                                      \
+    switch (rows) {                                           \
+    case 1: DOT_TILE_COLUMNS(1, D) break;                     \
+    case 2: DOT_TILE_COLUMNS((MAXR >= 2 ? 2 : 1), D) break;   \
+    case 3: DOT_TILE_COLUMNS((MAXR >= 3 ? 3 : 1), D) break;   \
+    default: DOT_TILE_COLUMNS(MAXR, D) break;                 \
     }
 
 static void dot_tile_any(int rows, int columns, int dtype, const float *x, ptrdiff_t ldx, const void *w,
@@ -71,9 +75,11 @@ static void dot_tile_any(int rows, int columns, int dtype, const float *x, ptrdi
 static void dot_rows(const float *x, ptrdiff_t t0, ptrdiff_t t1, ptrdiff_t ldx, const void *w, int dtype,
                      ptrdiff_t ldw, ptrdiff_t in, int columns, float *y, ptrdiff_t ldy, int accumulate) {
     ptrdiff_t t = t0;
-    for (; t + MAXR <= t1; t += MAXR)
-        dot_tile_any(MAXR, columns, dtype, x + t * ldx, ldx, w, ldw, in, y + t * ldy, ldy, accumulate);
-    for (; t < t1; t++) dot_tile_any(1, columns, dtype, x + t * ldx, ldx, w, ldw, in, y + t * ldy, ldy, accumulate);
+    while (t < t1) {
+        const int tile = t1 - t < MAXR ? (int)(t1 - t) : MAXR;
+        dot_tile_any(tile, columns, dtype, x + t * ldx, ldx, w, ldw, in, y + t * ldy, ldy, accumulate);
+        t += tile;
+    }
 }
 
 // Widens weight row `row` (in elements) into f32 scratch with vector loads.
@@ -112,6 +118,10 @@ static void out_major(const float *x, ptrdiff_t rows, ptrdiff_t ldx, const void 
             columns = o1 - o < pair ? 1 : pair;
             const char *block = (const char *)w + (size_t)o * (size_t)ldw * esize;
             for (int c = 0; c < columns; c++) widen_row(block + (size_t)c * (size_t)ldw * esize, dtype, in, scratch + c * in);
+            // Ask for the next weight rows now, so memory streams in while this tile computes.
+            if (o + 2 * pair <= o1)
+                for (size_t b = 0; b < (size_t)pair * (size_t)ldw * esize; b += 64)
+                    __builtin_prefetch(block + (size_t)pair * (size_t)ldw * esize + b);
             dot_rows(x, t0, t1, ldx, scratch, MESH_F32, in, in, columns, y + o, ldy, accumulate);
         }
     }
