@@ -34,10 +34,14 @@ struct Bench: ParsableCommand {
     @Option(help: "Sequences decoding together in the batched-decode measurement (1 skips it).")
     var batch = 16
 
+    @Option(help: "Compute threads. Default: all cores.")
+    var threads: Int?
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard promptTokens >= 1, decodeTokens >= 2, repeats >= 1, batch >= 1 else {
             throw ValidationError("--prompt-tokens ≥ 1, --decode-tokens ≥ 2, --repeats ≥ 1 and --batch ≥ 1 are required")
         }
@@ -66,6 +70,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            if let threads { Parallel.setThreadCount(threads) }
             printError("loading \(modelOptions.model) …")
             let engine = try LocalEngine(directory: modelOptions.directory)
             let spec = engine.spec
