@@ -42,6 +42,9 @@ struct BenchServe: ParsableCommand {
     @Option(help: "Prompt token ids are drawn from 1 ..< this (keep it within the model's vocabulary).")
     var vocab = 300
 
+    @Option(help: "Seed of the random prompts. Default: a new one each run, so a server's prefix cache holds none of them.")
+    var seed: UInt64?
+
     @Flag(help: "Print one JSON object per level.")
     var json = false
 
@@ -64,7 +67,7 @@ struct BenchServe: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let client = try StreamingHTTPClient(url: server)
-            var random = SeededGenerator(seed: 1)
+            var random = SeededGenerator(seed: seed ?? UInt64.random(in: 0...UInt64.max))
             let prefix = (0..<sharedPrefix).map { _ in 1 + Int(random.next() % UInt64(vocab - 1)) }
             // Warm-up: pages the weights in and checks the server answers.
             _ = try runLevel(client, concurrency: 1, count: 1, prefix: prefix, random: &random)
