@@ -22,6 +22,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -30,9 +34,19 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"] + cKernelFlags)]),
         .target(name: "MeshTensors", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: release),
         .target(name: "MeshTokenizers", swiftSettings: release),
+        .target(name: "MeshChat", swiftSettings: release),
         .target(name: "MeshModels", dependencies: ["MeshTensors"], swiftSettings: release),
         .target(name: "MeshEngine", dependencies: ["MeshModels", "MeshTensors"], swiftSettings: release),
-        .target(name: "MeshServer", dependencies: ["MeshEngine", "MeshModels", "MeshTokenizers"], swiftSettings: release),
+        .target(name: "MeshServer",
+                dependencies: [
+                    "MeshEngine", "MeshModels", "MeshTokenizers", "MeshChat",
+                    .product(name: "Hummingbird", package: "hummingbird"),
+                    .product(name: "HummingbirdCore", package: "hummingbird"),
+                    .product(name: "NIOCore", package: "swift-nio"),
+                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                    .product(name: "Logging", package: "swift-log"),
+                ],
+                swiftSettings: release),
         .target(name: "MeshWire", dependencies: ["ExpertMeshProtoC", "MeshTensors", "MeshModels"], swiftSettings: release),
         .target(name: "MeshTransport", dependencies: ["CZeroMQ"], swiftSettings: release),
         .target(name: "MeshWorker", dependencies: ["MeshModels", "MeshWire", "MeshTransport"], swiftSettings: release),
@@ -42,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "expertmesh",
             dependencies: [
-                "MeshTensors", "MeshTokenizers", "MeshModels", "MeshEngine", "MeshServer", "MeshWire", "MeshTransport", "MeshWorker", "MeshCoordinator",
+                "MeshTensors", "MeshTokenizers", "MeshChat", "MeshModels", "MeshEngine", "MeshServer", "MeshWire", "MeshTransport", "MeshWorker", "MeshCoordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: release),
@@ -50,6 +64,7 @@ let package = Package(
         .testTarget(name: "MeshTokenizersTests", dependencies: ["MeshTokenizers"]),
         .testTarget(name: "MeshModelsTests", dependencies: ["MeshModels", "MeshEngine", "MeshTokenizers"]),
         .testTarget(name: "MeshEngineTests", dependencies: ["MeshEngine", "MeshModels"]),
+        .testTarget(name: "MeshServerTests", dependencies: ["MeshServer", "MeshTokenizers"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshTransport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["MeshCoordinator", "MeshModels", "MeshWire"]),
         .testTarget(name: "ClusterTests", dependencies: ["MeshModels", "MeshEngine", "MeshWire", "MeshTransport"]),

@@ -21,11 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python packages used by the tests' reference client (protobuf + pyzmq wire client, numpy checks).
-if ! python3 -c "import numpy, zmq, google.protobuf" 2>/dev/null; then
-    echo "setup: installing numpy pyzmq protobuf (pip)"
-    python3 -m pip install --quiet numpy pyzmq protobuf 2>/dev/null \
-        || python3 -m pip install --quiet --break-system-packages numpy pyzmq protobuf
+# Python packages the tests use as references: the protobuf + pyzmq wire client, numpy checks,
+# jinja2 (chat templates as transformers renders them) and the official openai client.
+if ! python3 -c "import numpy, zmq, google.protobuf, jinja2, openai" 2>/dev/null; then
+    echo "setup: installing numpy pyzmq protobuf jinja2 openai (pip)"
+    python3 -m pip install --quiet numpy pyzmq protobuf jinja2 openai 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages numpy pyzmq protobuf jinja2 openai
 fi
 
 if ! command -v swift >/dev/null; then

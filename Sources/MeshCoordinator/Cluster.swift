@@ -86,7 +86,7 @@ public final class Cluster {
     /// Waits until `minimum` workers said hello, assigns every expert, and waits for them to be ready.
     /// `waiting` is told why the cluster cannot serve yet, on every turn of the wait.
     public func start(minimumWorkers minimum: Int, timeout: Double, progress: (String) -> Void,
-                      waiting: (String) -> Void = { _ in }) throws {
+                      waiting: (String) throws -> Void = { _ in }) throws {
         let deadline = Date().addingTimeInterval(timeout)
         var lastCount = -1
         while workers.count < minimum {
@@ -94,7 +94,7 @@ public final class Cluster {
                 progress("waiting for workers: \(workers.count)/\(minimum) connected")
                 lastCount = workers.count
             }
-            waiting("waiting for workers: \(workers.count)/\(minimum) connected")
+            try waiting("waiting for workers: \(workers.count)/\(minimum) connected")
             guard Date() < deadline else { throw ClusterError("only \(workers.count) of \(minimum) workers connected within \(Int(timeout)) s; start more workers with `expertmesh worker --coordinator \(endpoint) --model DIR`") }
             try pump(timeoutMilliseconds: 200)
         }
@@ -102,7 +102,7 @@ public final class Cluster {
         progress("placement:\n  " + placement.summary.joined(separator: "\n  "))
         for name in placement.workers { try assign(name) }
         while placement.workers.contains(where: { workers[$0]?.ready != true }) {
-            waiting(unservedReason ?? "loading experts")
+            try waiting(unservedReason ?? "loading experts")
             guard Date() < deadline else {
                 let pending = placement.workers.filter { workers[$0]?.ready != true }
                 throw ClusterError("worker(s) \(pending.joined(separator: ", ")) did not report ready within \(Int(timeout)) s")

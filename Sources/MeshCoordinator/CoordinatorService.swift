@@ -9,18 +9,16 @@ import MeshWire
 public struct CoordinatorOptions: Sendable {
     public var modelDirectory: URL
     public var listen: String
-    public var httpHost: String
-    public var httpPort: Int
+    public var api: APIOptions
     public var minimumWorkers: Int
     public var wireDType: DType
     public var startTimeout: Double
     public var serving: ServingOptions
-    public init(modelDirectory: URL, listen: String, httpHost: String, httpPort: Int, minimumWorkers: Int, wireDType: DType,
+    public init(modelDirectory: URL, listen: String, api: APIOptions, minimumWorkers: Int, wireDType: DType,
                 startTimeout: Double, serving: ServingOptions) {
         self.modelDirectory = modelDirectory
         self.listen = listen
-        self.httpHost = httpHost
-        self.httpPort = httpPort
+        self.api = api
         self.minimumWorkers = minimumWorkers
         self.wireDType = wireDType
         self.startTimeout = startTimeout
@@ -41,31 +39,42 @@ public final class CoordinatorService: Sendable {
         self.log = log
     }
 
-    /// Runs until `shouldStop` returns true. Throws on start-up problems (bad model, port in use…).
-    public func run(shouldStop: () -> Bool) throws {
+    /// Runs until SIGTERM/SIGINT. Throws on start-up problems (bad model, port in use, too few workers…).
+    public func run() throws {
         let model = try LoadedModel(directory: options.modelDirectory)
         // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
         // broken checkpoint fails now, not when a worker is assigned.
         _ = try model.loadAllExpertsChecked()
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType, log: log)
-        log("listening for workers on \(cluster.endpoint) (wire dtype \(options.wireDType.displayName), model fingerprint \(cluster.fingerprint))")
+        log("listening for workers on \(cluster.endpoint) (wire dtype \(options.wireDType.displayName), "
+            + "model fingerprint \(cluster.fingerprint))")
         let (configuration, description) = options.serving.configuration(for: model.spec)
         let transformer = Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster))
         let runner = EngineRunner(engine: try InferenceEngine(transformer: transformer, configuration: configuration), log: log)
         log(description)
-        let api = CompletionsAPI(modelName: options.modelDirectory.lastPathComponent,
-                                 tokenizer: try Tokenizer.inDirectory(options.modelDirectory),
-                                 eosTokenIds: model.spec.eosTokenIds, service: runner,
-                                 healthDetails: { [workerTable] in ["workers": workerTable.value] })
-        let server = try HTTPServer(host: options.httpHost, port: options.httpPort) { api.handle($0) }
-        server.start()
-        log("HTTP API on http://\(options.httpHost):\(server.port) (GET /health, POST /v1/completions)")
-        try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log,
-                          waiting: { [workerTable] reason in
-                              workerTable.value = cluster.workerSummary
-                              runner.setUnservedReason(reason)
-                          })
-        try runner.run(shouldStop: shouldStop, unservedReason: { cluster.unservedReason }, betweenSteps: { [workerTable] in
+        let served = try ServedModel(directory: options.modelDirectory, spec: model.spec, name: options.api.servedModelName,
+                                     chatTemplateFile: options.api.chatTemplateFile)
+        let api = OpenAIAPI(model: served, service: runner, limits: options.api.limits, apiKey: options.api.apiKey,
+                            healthDetails: { [workerTable] in ["workers": workerTable.value] })
+        let frontEnd = HTTPFrontEnd(api: api, host: options.api.host, port: options.api.port,
+                                    drainTimeout: options.api.drainTimeout)
+        let port = try frontEnd.start()
+        log("HTTP API on \(options.api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(served.name)'"
+            + (served.chatTemplate == nil ? ", no chat template" : ""))
+        do {
+            try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log,
+                              waiting: { [workerTable] reason in
+                                  workerTable.value = cluster.workerSummary
+                                  runner.setUnservedReason(reason)
+                                  if frontEnd.drainRequested { throw StoppedWhileStarting() }
+                              })
+        } catch is StoppedWhileStarting {
+            frontEnd.drained()
+            cluster.sayGoodbye("coordinator shutting down")
+            log("stopped before the cluster was complete")
+            return
+        }
+        try runner.run(until: frontEnd, unservedReason: { cluster.unservedReason }, betweenSteps: { [workerTable] in
             try cluster.pump(timeoutMilliseconds: 0)
             workerTable.value = cluster.workerSummary
         })
@@ -73,6 +82,8 @@ public final class CoordinatorService: Sendable {
         log("stopped")
     }
 }
+
+private struct StoppedWhileStarting: Error {}
 
 /// The worker table as last seen by the engine thread, for `/health` on HTTP threads.
 final class WorkerTable: @unchecked Sendable {

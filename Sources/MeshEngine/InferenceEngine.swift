@@ -226,7 +226,8 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         if sequence.generatedCount == 0 { counters.promptTokens += sequence.promptCount }
         // The last cached position's logits give the next token.
         let last = logits.row(firstRow + positions.count - 1)
-        let token = sequence.sampler.sample(last, count: vocab)
+        let token = sequence.sampler.sample(last, count: vocab, history: sequence.tokens[...],
+                                            promptCount: sequence.promptCount)
         let entry = sequence.request.logprobs.map { TokenLogprobs(logits: last, count: vocab, chosen: token, n: $0) }
         sequence.append(token)
         counters.generatedTokens += 1

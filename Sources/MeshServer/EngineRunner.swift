@@ -45,7 +45,8 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
         defer { lock.unlock() }
         if let reason = publishedReason { throw EngineError(.unavailable, "not serving: \(reason)") }
         guard inbox.count + published.waiting < engine.configuration.maxWaiting else {
-            throw EngineError(.busy, "the server is busy: \(engine.configuration.maxWaiting) requests are already waiting; retry shortly")
+            throw EngineError(.busy, "the server is busy: \(engine.configuration.maxWaiting) requests are already "
+                              + "waiting; retry shortly")
         }
         inbox.append(Submission(request: request, isCancelled: isCancelled, events: events))
         wake.signal()
@@ -57,20 +58,30 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
         return (published, publishedReason)
     }
 
-    /// The engine loop, on the calling thread, until `shouldStop`. `unservedReason` says why the
-    /// engine cannot serve now (nil: it can); `betweenSteps` runs after every step and idle turn.
-    public func run(shouldStop: () -> Bool, unservedReason: () -> String? = { nil },
+    /// The engine loop, on the calling thread, until the HTTP front end has stopped.
+    /// `unservedReason` says why the engine cannot serve now (nil: it can; otherwise running
+    /// requests fail with it); `betweenSteps` runs after every step and idle turn. Once shutdown
+    /// begins, new requests are refused and running ones finish, or fail after the drain timeout.
+    public func run(until frontEnd: HTTPFrontEnd, unservedReason: () -> String? = { nil },
                     betweenSteps: () throws -> Void = {}) throws {
         var lastLog = ContinuousClock.now
-        while !shouldStop() {
-            let reason = unservedReason()
+        var drainStart: ContinuousClock.Instant?
+        while !frontEnd.isStopped {
+            let clusterReason = unservedReason()
+            if drainStart == nil, frontEnd.drainRequested {
+                drainStart = .now
+                log("shutting down: finishing \(engine.stats.running + engine.stats.waiting) request(s), "
+                    + "at most \(Int(frontEnd.drainTimeout)) s")
+            }
+            // Requests taken before shutdown began are finished; `submit` refuses new ones.
+            let reason = drainStart != nil ? "the server is shutting down" : clusterReason
             lock.lock()
             let arrived = inbox
             inbox = []
             lock.unlock()
             for submission in arrived {
-                if let reason {
-                    submission.events(.failed(EngineError(.unavailable, "not serving: \(reason)")))
+                if let clusterReason {
+                    submission.events(.failed(EngineError(.unavailable, "not serving: \(clusterReason)")))
                     continue
                 }
                 do {
@@ -79,8 +90,11 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
                     submission.events(.failed(error as? EngineError ?? EngineError(.internalError, "\(error)")))
                 }
             }
-            if let reason, engine.hasWork {
-                engine.failAll(EngineError(.unavailable, "not serving: \(reason)"))
+            if let clusterReason, engine.hasWork {
+                engine.failAll(EngineError(.unavailable, "not serving: \(clusterReason)"))
+            }
+            if let drainStart, engine.hasWork, (ContinuousClock.now - drainStart).seconds > frontEnd.drainTimeout {
+                engine.failAll(EngineError(.unavailable, "the server shut down before this request finished"))
             }
             if engine.hasWork {
                 do {
@@ -89,6 +103,7 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
                     log("step failed, its requests were failed: \(error)")
                 }
             } else {
+                if drainStart != nil { frontEnd.drained() }
                 _ = wake.wait(timeout: .now() + 0.05)
             }
             try betweenSteps()
@@ -121,7 +136,8 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
 
     /// One log line about the pool and the queue.
     public static func describe(_ stats: EngineStats) -> String {
-        String(format: "engine: %d running, %d waiting; KV blocks %d/%d used (%.0f%%), %d cached; prefix hit rate %.1f%%; %d preemptions; %d tokens generated",
+        String(format: "engine: %d running, %d waiting; KV blocks %d/%d used (%.0f%%), %d cached; "
+               + "prefix hit rate %.1f%%; %d preemptions; %d tokens generated",
                stats.running, stats.waiting, stats.blocksUsed, stats.blocksTotal,
                100 * Double(stats.blocksUsed) / Double(max(1, stats.blocksTotal)), stats.blocksCached,
                100 * stats.prefixHitRate, stats.preemptions, stats.generatedTokens)

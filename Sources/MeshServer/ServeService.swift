@@ -1,49 +1,64 @@
 import Foundation
 import MeshEngine
 import MeshModels
-import MeshTokenizers
+
+/// How the API is offered: where, to whom, under what name and template.
+public struct APIOptions: Sendable {
+    public var host: String
+    public var port: Int
+    /// The model id clients use; default: the model directory's name.
+    public var servedModelName: String?
+    /// Overrides the model's own chat template.
+    public var chatTemplateFile: URL?
+    public var apiKey: String?
+    public var limits = APILimits()
+    /// Seconds running requests get to finish after SIGTERM.
+    public var drainTimeout = 30.0
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// The URL as clients write it (IPv6 hosts in brackets).
+    public func url(port: Int) -> String {
+        host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
+    }
+}
 
 /// `expertmesh serve`: the whole model in this process (every expert local) behind the same
 /// HTTP API and engine as the coordinator. For one big machine, and the baseline a cluster is
 /// compared against.
 public final class ServeService: Sendable {
     let modelDirectory: URL
-    let httpHost: String
-    let httpPort: Int
+    let api: APIOptions
     let serving: ServingOptions
     let log: @Sendable (String) -> Void
 
-    public init(modelDirectory: URL, httpHost: String, httpPort: Int, serving: ServingOptions,
+    public init(modelDirectory: URL, api: APIOptions, serving: ServingOptions,
                 log: @escaping @Sendable (String) -> Void) {
         self.modelDirectory = modelDirectory
-        self.httpHost = httpHost
-        self.httpPort = httpPort
+        self.api = api
         self.serving = serving
         self.log = log
     }
 
-    /// Loads the model, serves until `shouldStop` returns true. Throws on start-up problems.
-    public func run(shouldStop: () -> Bool) throws {
+    /// Loads the model and serves until SIGTERM/SIGINT. Throws on start-up problems.
+    public func run() throws {
         log("loading \(modelDirectory.path) …")
         let local = try LocalEngine(directory: modelDirectory)
         let (configuration, description) = serving.configuration(for: local.spec)
         let engine = try InferenceEngine(transformer: local.generator.transformer, configuration: configuration)
         log(description)
         let runner = EngineRunner(engine: engine, log: log)
-        let api = CompletionsAPI(modelName: modelDirectory.lastPathComponent, tokenizer: try Tokenizer.inDirectory(modelDirectory),
-                                 eosTokenIds: local.spec.eosTokenIds, service: runner)
-        let server = try HTTPServer(host: httpHost, port: httpPort) { api.handle($0) }
-        server.start()
-        log("HTTP API on http://\(httpHost):\(server.port) (GET /health, POST /v1/completions)")
-        try runner.run(shouldStop: shouldStop)
+        let model = try ServedModel(directory: modelDirectory, spec: local.spec, name: api.servedModelName,
+                                    chatTemplateFile: api.chatTemplateFile)
+        let routes = OpenAIAPI(model: model, service: runner, limits: api.limits, apiKey: api.apiKey)
+        let frontEnd = HTTPFrontEnd(api: routes, host: api.host, port: api.port, drainTimeout: api.drainTimeout)
+        let port = try frontEnd.start()
+        log("HTTP API on \(api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(model.name)'"
+            + (model.chatTemplate == nil ? ", no chat template" : ""))
+        try runner.run(until: frontEnd)
         log("stopped")
-    }
-}
-
-extension Tokenizer {
-    /// The directory's tokenizer.json, or nil if it has none.
-    public static func inDirectory(_ directory: URL) throws -> Tokenizer? {
-        FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
-            ? try Tokenizer(directory: directory) : nil
     }
 }

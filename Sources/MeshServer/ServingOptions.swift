@@ -26,7 +26,8 @@ public struct ServingOptions: Sendable {
         let configuration = EngineConfiguration(maxBatchTokens: maxBatchTokens, maxRunning: maxRunning,
                                                 maxWaiting: maxWaiting, kvCacheBlocks: blocks)
         let size = Double(blocks * PagedKVCache.bytesPerBlock(spec)) / Double(1 << 20)
-        let line = String(format: "KV cache: %d blocks of %d positions = %d tokens, %.0f MiB%@; batches of up to %d tokens, %d running, %d waiting",
+        let line = String(format: "KV cache: %d blocks of %d positions = %d tokens, %.0f MiB%@; "
+                          + "batches of up to %d tokens, %d running, %d waiting",
                           blocks, PagedKVCache.blockSize, blocks * PagedKVCache.blockSize, size,
                           kvCacheBytes == nil ? " (default; --kv-cache-memory sets it)" : "",
                           maxBatchTokens, maxRunning, maxWaiting)

@@ -117,14 +117,18 @@ public struct Tokenizer: @unchecked Sendable {
 /// to `decode(all ids)`.
 public struct StreamingDecoder: Sendable {
     private let tokenizer: Tokenizer
+    private let skipSpecialTokens: Bool
     private var ids: [Int] = []
     private var emitted = ""
 
-    public init(tokenizer: Tokenizer) { self.tokenizer = tokenizer }
+    public init(tokenizer: Tokenizer, skipSpecialTokens: Bool = false) {
+        self.tokenizer = tokenizer
+        self.skipSpecialTokens = skipSpecialTokens
+    }
 
     public mutating func push(_ id: Int) -> String {
         ids.append(id)
-        var text = Array(tokenizer.decode(ids).unicodeScalars)
+        var text = Array(tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens).unicodeScalars)
         // Hold back a trailing replacement character: it may be half of a multi-byte character.
         while text.last == "\u{FFFD}" { text.removeLast() }
         return emit(text)
@@ -132,7 +136,7 @@ public struct StreamingDecoder: Sendable {
 
     /// Whatever is still held back (e.g. a genuinely invalid byte sequence at the end).
     public mutating func finish() -> String {
-        emit(Array(tokenizer.decode(ids).unicodeScalars))
+        emit(Array(tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens).unicodeScalars))
     }
 
     /// Compares unicode scalars, not characters: a new scalar may join the previous grapheme.

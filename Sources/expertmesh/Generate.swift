@@ -13,6 +13,7 @@ struct Generate: ParsableCommand {
           expertmesh generate --model ./Tests/Fixtures/models/mixtral --prompt "The quick brown fox" --max-tokens 16
           expertmesh generate --model DIR --tokens 5,17,42 --temperature 0.8 --top-p 0.9 --seed 7 --json
           expertmesh generate --model DIR --prompt "Hi" --max-tokens 4 --logits-out logits.npy
+          expertmesh generate --server http://127.0.0.1:8080 --prompt "Once upon a time" --max-tokens 64 --stream
         """)
 
     @Option(help: "Model directory (local generation).")
@@ -48,11 +49,15 @@ struct Generate: ParsableCommand {
     @Flag(help: "Print one JSON object: prompt_tokens, tokens, text, timings.")
     var json = false
 
+    @Flag(help: "With --server: print the text as the server streams it (server-sent events).")
+    var stream = false
+
     @Option(help: "Write the logits of every forward position to this .npy file: [prompt_len + generated - 1, vocab] f32.")
     var logitsOut: String?
 
     func validate() throws {
         guard (model == nil) != (server == nil) else { throw ValidationError("give exactly one of --model DIR (local) or --server URL (cluster)") }
+        if stream, server == nil || json { throw ValidationError("--stream works with --server and without --json") }
         if server != nil, logitsOut != nil { throw ValidationError("--logits-out works with --model only (the API returns logprobs, not logits)") }
         guard (prompt == nil) != (tokens == nil) else { throw ValidationError("give exactly one of --prompt TEXT or --tokens 5,17,42") }
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }

@@ -12,11 +12,13 @@ extension Generate {
               url.scheme == "http" || url.scheme == "https" else {
             throw ValidationError("--server must be an http URL such as http://127.0.0.1:8080")
         }
-        var body: [String: Any] = ["max_tokens": maxTokens, "temperature": temperature, "return_token_ids": true, "ignore_eos": ignoreEos]
+        var body: [String: Any] = ["max_tokens": maxTokens, "temperature": temperature, "return_token_ids": true,
+                                    "ignore_eos": ignoreEos, "skip_special_tokens": false]
         if let tokens { body["prompt"] = try parseTokenList(tokens, option: "--tokens") } else { body["prompt"] = prompt ?? "" }
         if let topK { body["top_k"] = topK }
         if let topP { body["top_p"] = topP }
         if let seed { body["seed"] = seed }
+        if stream { return try streamRemote(server, body: body) }
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -39,6 +41,27 @@ extension Generate {
         } else {
             print(text.isEmpty ? generated.map(String.init).joined(separator: ",") : text)
         }
+    }
+
+    /// `--stream`: prints each chunk's text as it arrives.
+    private func streamRemote(_ server: String, body: [String: Any]) throws {
+        var body = body
+        body["stream"] = true
+        body["return_token_ids"] = false
+        var failure: String?
+        let status = try StreamingHTTPClient(url: server).post("/v1/completions", body: JSONSerialization.data(withJSONObject: body)) { event, _ in
+            guard event != "[DONE]" else { return }
+            let object = (try? JSONSerialization.jsonObject(with: Data(event.utf8))) as? [String: Any]
+            if let error = object?["error"] as? [String: Any] {
+                failure = error["message"] as? String ?? event
+            } else if let text = ((object?["choices"] as? [[String: Any]])?.first)?["text"] as? String {
+                FileHandle.standardOutput.write(Data(text.utf8))
+            } else if object == nil {
+                failure = event
+            }
+        }
+        if let failure { throw CommandError("the server refused the request (HTTP \(status)): \(failure)") }
+        print()
     }
 }
 

@@ -23,11 +23,10 @@ struct Coordinator: ParsableCommand {
 
     @OptionGroup var serving: ServingArguments
 
+    @OptionGroup var api: APIArguments
+
     @Option(help: "ZeroMQ endpoint workers connect to.")
     var listen = "tcp://0.0.0.0:5555"
-
-    @Option(help: "HOST:PORT of the HTTP API.")
-    var http = "127.0.0.1:8080"
 
     @Option(help: "Workers to wait for before assigning experts.")
     var minWorkers = 1
@@ -41,17 +40,14 @@ struct Coordinator: ParsableCommand {
     func validate() throws {
         guard minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
         guard DType(name: wireDtype) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or f16, got '\(wireDtype)'") }
-        _ = try parseHostPort(http, option: "--http")
     }
 
     func run() throws {
-        let (host, port) = try parseHostPort(http, option: "--http")
         let options = CoordinatorOptions(
-            modelDirectory: modelOptions.directory, listen: listen, httpHost: host, httpPort: port,
+            modelDirectory: modelOptions.directory, listen: listen, api: try api.options(),
             minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!, startTimeout: startTimeout, serving: serving.options)
-        let stop = StopSignal()
         try reportingErrors {
-            try CoordinatorService(options: options, log: logLine("coordinator")).run { stop.isStopped }
+            try CoordinatorService(options: options, log: logLine("coordinator")).run()
         }
     }
 }
@@ -66,42 +62,32 @@ struct Serve: ParsableCommand {
         Examples:
           expertmesh serve --model DIR --http 127.0.0.1:8080
           expertmesh serve --model DIR --http 0.0.0.0:8080 --max-batch-tokens 1024 --kv-cache-memory 8GiB
+          expertmesh serve --model DIR --http [::]:8080 --api-key "$KEY" --served-model-name mixtral
           curl -s localhost:8080/v1/completions -d '{"prompt": "Hello", "max_tokens": 16}'
+          curl -s localhost:8080/v1/chat/completions -d '{"messages": [{"role": "user", "content": "Hi"}]}'
         """)
 
     @OptionGroup var modelOptions: ModelOptions
 
     @OptionGroup var serving: ServingArguments
 
-    @Option(help: "HOST:PORT of the HTTP API.")
-    var http = "127.0.0.1:8080"
+    @OptionGroup var api: APIArguments
 
     @Option(help: "Compute threads. Default: all cores.")
     var threads: Int?
 
     func validate() throws {
-        _ = try parseHostPort(http, option: "--http")
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         if let threads { Parallel.setThreadCount(threads) }
-        let (host, port) = try parseHostPort(http, option: "--http")
-        let stop = StopSignal()
+        let options = try api.options()
         try reportingErrors {
-            try ServeService(modelDirectory: modelOptions.directory, httpHost: host, httpPort: port, serving: serving.options,
-                             log: logLine("serve")).run { stop.isStopped }
+            try ServeService(modelDirectory: modelOptions.directory, api: options, serving: serving.options,
+                             log: logLine("serve")).run()
         }
     }
-}
-
-/// "HOST:PORT" → (host, port), or a message naming the option.
-func parseHostPort(_ text: String, option: String) throws -> (String, Int) {
-    let parts = text.split(separator: ":")
-    guard parts.count == 2, let port = Int(parts[1]), (0...65535).contains(port) else {
-        throw ValidationError("\(option) must be HOST:PORT, e.g. 127.0.0.1:8080, got '\(text)'")
-    }
-    return (String(parts[0]), port)
 }
 
 struct WorkerCommand: ParsableCommand {

@@ -150,20 +150,32 @@ enum RawHTTP {
         var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
     }
 
+    /// A socket connected to the URL's host and port (IPv4, or IPv6 in brackets).
     static func connect(_ url: String) -> Int32 {
-        let port = Int(url.split(separator: ":").last!)!
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let components = URLComponents(string: url)!
+        let host = components.host!.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICHOST
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(components.port!), &hints, &list) == 0, let address = list else { return -1 }
+        defer { freeaddrinfo(list) }
+        let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+        _ = Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen)
         return fd
+    }
+
+    /// GET `path`; the answer, or nil if the server cannot be reached.
+    static func get(_ url: String, _ path: String) -> Answer? {
+        let fd = connect(url)
+        defer { close(fd) }
+        write(fd, "GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return readResponse(fd, timeout: 2)
     }
 
     static func send(_ fd: Int32, path: String, json: Any) {
         let body = (try? JSONSerialization.data(withJSONObject: json)) ?? Data()
-        var request = Data("POST \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        var request = Data("POST \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
         request.append(body)
         _ = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
@@ -199,5 +211,74 @@ enum RawHTTP {
         }
         Thread.sleep(forTimeInterval: seconds)
         close(fd)
+    }
+}
+
+/// `expertmesh serve` on a free loopback port, answering /health before the test goes on.
+final class ServeProcess {
+    let child: ChildProcess
+    let url: String
+    let port: Int
+
+    init(model: URL, arguments: [String] = [], host: String = "127.0.0.1") throws {
+        port = Harness.freePort()
+        let hostPort = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        url = "http://\(hostPort)"
+        child = try ChildProcess(try Harness.binary(), ["serve", "--model", model.path, "--http", hostPort] + arguments,
+                                 name: "serve")
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, child.process.isRunning {
+            if RawHTTP.get(url, "/health")?.status == 200 { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTFail("serve never became healthy; log:\n\(child.log)")
+        throw XCTSkip("serve not healthy")
+    }
+
+    deinit { child.kill(signal: SIGTERM) }
+}
+
+/// Runs a Python script of Tests/PythonClient with `arguments`; returns its exit status and output.
+func runPython(_ script: String, _ arguments: [String], timeout: Double = 300) throws -> (status: Int32, output: String) {
+    let child = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"),
+                                 ["python3", Harness.root.appendingPathComponent("Tests/PythonClient/\(script)").path]
+                                 + arguments, name: script)
+    child.waitForExit(timeout: timeout)
+    return (child.process.terminationStatus, child.log)
+}
+
+extension RawHTTP {
+    /// Writes raw bytes (nothing added).
+    static func write(_ fd: Int32, _ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Reads one response with a Content-Length (keep-alive), or up to the close; nil on a
+    /// closed connection with nothing to read or after `timeout` seconds.
+    static func readResponse(_ fd: Int32, timeout: Double = 30) -> Answer? {
+        var timeval = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeval, socklen_t(MemoryLayout<timeval>.size))
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let end = data.range(of: Data("\r\n\r\n".utf8)) {
+                let headers = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+                let length = headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+                if let length, data.count - end.upperBound >= length {
+                    let status = Int(headers.split(separator: " ").dropFirst().first ?? "") ?? 0
+                    return Answer(status: status, headers: headers,
+                                  body: Data(data[end.upperBound ..< end.upperBound + length]))
+                }
+            }
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
+        guard let end = data.range(of: Data("\r\n\r\n".utf8)) else { return nil }
+        let headers = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+        return Answer(status: Int(headers.split(separator: " ").dropFirst().first ?? "") ?? 0, headers: headers,
+                      body: Data(data[end.upperBound...]))
     }
 }

@@ -39,4 +39,30 @@ final class SamplingTests: XCTestCase {
         XCTAssertEqual(SamplingParameters(temperature: 1, topK: 0).validationError, "top_k must be ≥ 1, got 0")
         XCTAssertEqual(SamplingParameters(temperature: 1, topP: 1.5).validationError, "top_p must be in (0, 1], got 1.5")
     }
+
+    func testMinPKeepsTokensNearTheMostLikely() {
+        // p1 / p0 = e^-1 ≈ 0.37: below min_p 0.5, so only token 0 survives.
+        let logits: [Float] = [2, 1, 0, -5]
+        var minP = Sampler(SamplingParameters(temperature: 1, minP: 0.5, seed: 3))
+        XCTAssertTrue((0..<200).map { _ in minP.sample(logits, count: 4) }.allSatisfy { $0 == 0 })
+        var loose = Sampler(SamplingParameters(temperature: 1, minP: 0.3, seed: 3))
+        XCTAssertEqual(Set((0..<400).map { _ in loose.sample(logits, count: 4) }), [0, 1])
+    }
+
+    /// vLLM's rules: repetition over prompt and output (divide positive logits, multiply negative
+    /// ones); frequency per output occurrence and presence once, output only.
+    func testPenaltiesFollowVLLM() {
+        func greedy(_ logits: [Float], _ parameters: SamplingParameters, history: [Int], promptCount: Int) -> Int {
+            var sampler = Sampler(parameters)
+            return sampler.sample(logits, count: logits.count, history: history[...], promptCount: promptCount)
+        }
+        XCTAssertEqual(greedy([2, 1.9, 0], .init(repetitionPenalty: 2), history: [0], promptCount: 1), 1)
+        XCTAssertEqual(greedy([-1, -1.5], .init(repetitionPenalty: 2), history: [0], promptCount: 1), 1)
+        XCTAssertEqual(greedy([2, 1.5], .init(frequencyPenalty: 0.3), history: [0, 0], promptCount: 0), 1)
+        XCTAssertEqual(greedy([2, 1.5], .init(frequencyPenalty: 0.3), history: [0, 0], promptCount: 2), 0,
+                       "prompt tokens carry no frequency penalty")
+        XCTAssertEqual(greedy([2, 1.5], .init(presencePenalty: 0.6), history: [0, 0], promptCount: 0), 1)
+        XCTAssertEqual(greedy([2, 1.5], .init(presencePenalty: 0.4), history: [0, 0], promptCount: 0), 0)
+        XCTAssertEqual(SamplingParameters(presencePenalty: 3).validationError, "presence_penalty must be in [-2, 2], got 3.0")
+    }
 }

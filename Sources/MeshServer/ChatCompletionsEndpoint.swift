@@ -1,0 +1,144 @@
+import Foundation
+import Hummingbird
+import MeshChat
+import MeshEngine
+
+/// `POST /v1/chat/completions`: the conversation rendered with the model's own chat template
+/// (as transformers' `apply_chat_template` renders it), then generated like a completion.
+/// Extensions as vLLM has them: `chat_template_kwargs` (extra template variables, e.g.
+/// `enable_thinking`), `add_generation_prompt`.
+struct ChatCompletionsEndpoint: Sendable {
+    let model: ServedModel
+    let service: GenerationService
+
+    func respond(body: Data, peer: PeerCloseWatcher) async throws -> Response {
+        let fields = try RequestFields(json: body)
+        try model.checkName(try fields.string("model"))
+        let shared = try SamplingFields(fields, maxTokensKeys: ["max_completion_tokens", "max_tokens"])
+        let wantsLogprobs = try fields.bool("logprobs") ?? false
+        let topLogprobs = try SamplingFields.logprobCount(fields, "top_logprobs")
+        if topLogprobs != nil, !wantsLogprobs {
+            throw APIError.badRequest("'top_logprobs' needs 'logprobs': true", param: "top_logprobs")
+        }
+        try model.checkTextFeatures(stop: shared.stop)
+        let promptText = try ChatPrompt.render(fields, model: model)
+        let promptTokens = try model.encode(promptText, addSpecialTokens: false)
+        let generation = try model.generationRequest(prompt: promptTokens, shared, defaultMaxTokens: nil,
+                                                     logprobs: wantsLogprobs ? (topLogprobs ?? 0) : nil,
+                                                     promptLogprobs: shared.promptLogprobs, service: service)
+        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer, stop: shared.stop,
+                                            skipSpecialTokens: shared.skipSpecialTokens)
+        let renderer = ChatRenderer(model: model, promptTokens: promptTokens, logprobs: wantsLogprobs,
+                                    sendPromptLogprobs: shared.promptLogprobs != nil,
+                                    returnTokenIds: shared.returnTokenIds)
+        return try await ResponseDriver.respond(peer: peer, session: session, renderer: renderer,
+                                                promptTokens: promptTokens.count, stream: shared.stream,
+                                                includeUsage: shared.includeUsage)
+    }
+}
+
+/// OpenAI's `chat.completion` objects and `chat.completion.chunk` stream chunks.
+struct ChatRenderer: ResponseRenderer {
+    let model: ServedModel
+    let promptTokens: [Int]
+    let logprobs: Bool
+    let sendPromptLogprobs: Bool
+    let returnTokenIds: Bool
+    let id = "chatcmpl-\(UUID().uuidString.lowercased())"
+    let created = Int(Date().timeIntervalSince1970)
+    private var content = ""
+    private var tokens: [Int] = []
+    private var entries: [TokenLogprobs] = []
+    private var promptEntries: [TokenLogprobs] = []
+    private var finishReason = "length"
+    private var stopString: String?
+    private var roleSent = false
+
+    init(model: ServedModel, promptTokens: [Int], logprobs: Bool, sendPromptLogprobs: Bool, returnTokenIds: Bool) {
+        self.model = model
+        self.promptTokens = promptTokens
+        self.logprobs = logprobs
+        self.sendPromptLogprobs = sendPromptLogprobs
+        self.returnTokenIds = returnTokenIds
+    }
+
+    private func envelope(_ object: String, _ choices: [[String: Any]]) -> [String: Any] {
+        ["id": id, "object": object, "created": created, "model": model.name, "choices": choices]
+    }
+
+    /// One position of chat logprobs: the token, its logprob, its UTF-8 bytes, and the top N alike.
+    private func logprobEntry(_ entry: TokenLogprobs) -> [String: Any] {
+        func item(_ token: Int, _ logprob: Float) -> [String: Any] {
+            let text = model.tokenText(token)
+            return ["token": text, "logprob": Double(logprob), "bytes": Array(text.utf8).map(Int.init)]
+        }
+        var object = item(entry.token, entry.logprob)
+        object["top_logprobs"] = entry.top.map { item($0.token, $0.logprob) }
+        return object
+    }
+
+    mutating func chunks(for piece: ResponsePiece) -> [[String: Any]] {
+        var result: [[String: Any]] = []
+        if !roleSent {
+            roleSent = true
+            result.append(envelope("chat.completion.chunk", [["index": 0, "delta": ["role": "assistant", "content": ""],
+                                                              "logprobs": NSNull(), "finish_reason": NSNull()]]))
+        }
+        var choice: [String: Any] = ["index": 0, "delta": [String: Any](), "logprobs": NSNull(),
+                                     "finish_reason": NSNull()]
+        switch piece {
+        case .promptLogprobs(let entries):
+            guard sendPromptLogprobs else { return result }
+            var chunk = envelope("chat.completion.chunk", [])
+            chunk["prompt_logprobs"] = model.promptLogprobsObject(entries)
+            result.append(chunk)
+            return result
+        case .token(let token, let text, let entry):
+            guard !text.isEmpty || (logprobs && entry != nil) || returnTokenIds else { return result }
+            choice["delta"] = ["content": text]
+            if let entry, logprobs { choice["logprobs"] = ["content": [logprobEntry(entry)]] }
+            if returnTokenIds { choice["token_ids"] = [token] }
+        case .finished(let reason, let stop, let text):
+            if !text.isEmpty { choice["delta"] = ["content": text] }
+            choice["finish_reason"] = reason
+            choice["stop_reason"] = stop ?? NSNull()
+        }
+        result.append(envelope("chat.completion.chunk", [choice]))
+        return result
+    }
+
+    func usageChunk(_ usage: [String: Any]) -> [String: Any] {
+        var chunk = envelope("chat.completion.chunk", [])
+        chunk["usage"] = usage
+        return chunk
+    }
+
+    mutating func absorb(_ piece: ResponsePiece) {
+        switch piece {
+        case .promptLogprobs(let entries):
+            promptEntries = entries
+        case .token(let token, let text, let entry):
+            tokens.append(token)
+            content += text
+            if let entry { entries.append(entry) }
+        case .finished(let reason, let stop, let text):
+            content += text
+            finishReason = reason
+            stopString = stop
+        }
+    }
+
+    func body(usage: [String: Any]) -> [String: Any] {
+        var choice: [String: Any] = [
+            "index": 0, "message": ["role": "assistant", "content": content], "finish_reason": finishReason,
+            "stop_reason": stopString ?? NSNull(),
+            "logprobs": logprobs ? ["content": entries.map(logprobEntry)] : NSNull(),
+        ]
+        if returnTokenIds { choice["token_ids"] = tokens }
+        var object = envelope("chat.completion", [choice])
+        if returnTokenIds { object["prompt_token_ids"] = promptTokens }
+        if sendPromptLogprobs { object["prompt_logprobs"] = model.promptLogprobsObject(promptEntries) }
+        object["usage"] = usage
+        return object
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import Hummingbird
+import MeshEngine
+import MeshTokenizers
+
+/// `POST /v1/completions`: OpenAI's legacy completions, with `echo`, `logprobs` (top-N per token,
+/// up to 20), streaming, and vLLM's extensions (`prompt_logprobs`, `return_token_ids`, …).
+struct CompletionsEndpoint: Sendable {
+    let model: ServedModel
+    let service: GenerationService
+
+    func respond(body: Data, peer: PeerCloseWatcher) async throws -> Response {
+        let fields = try RequestFields(json: body)
+        try model.checkName(try fields.string("model"))
+        let shared = try SamplingFields(fields, maxTokensKeys: ["max_tokens"])
+        let logprobs = try SamplingFields.logprobCount(fields, "logprobs")
+        let echo = try fields.bool("echo") ?? false
+        let promptTokens: [Int]
+        let promptText: String
+        if case .string(let text)? = fields.value("prompt") {
+            promptTokens = try model.encode(text, addSpecialTokens: try fields.bool("add_special_tokens") ?? true)
+            promptText = text
+        } else if let ids = try? fields.tokenIds("prompt"), !ids.isEmpty {
+            promptTokens = ids
+            promptText = model.tokenizer?.decode(ids, skipSpecialTokens: shared.skipSpecialTokens) ?? ""
+        } else if fields.value("prompt") == nil {
+            throw APIError.badRequest("'prompt' is required: a string or a list of token ids", param: "prompt")
+        } else {
+            throw APIError.badRequest("'prompt' must be a string or a non-empty list of token ids "
+                                      + "(one prompt per request)", param: "prompt")
+        }
+        try model.checkTextFeatures(stop: shared.stop)
+        // Echoed logprobs need the prompt's, at the same depth.
+        var promptLogprobs = shared.promptLogprobs
+        if echo, let logprobs { promptLogprobs = max(promptLogprobs ?? 0, logprobs) }
+        let generation = try model.generationRequest(prompt: promptTokens, shared, defaultMaxTokens: 16,
+                                                     logprobs: logprobs, promptLogprobs: promptLogprobs,
+                                                     service: service)
+        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer, stop: shared.stop,
+                                            skipSpecialTokens: shared.skipSpecialTokens)
+        let renderer = CompletionRenderer(
+            model: model, promptTokens: promptTokens, echoText: echo ? promptText : nil, logprobs: logprobs,
+            sendPromptLogprobs: shared.promptLogprobs != nil, returnTokenIds: shared.returnTokenIds)
+        return try await ResponseDriver.respond(peer: peer, session: session, renderer: renderer,
+                                                promptTokens: promptTokens.count, stream: shared.stream,
+                                                includeUsage: shared.includeUsage)
+    }
+}
+
+/// OpenAI's `text_completion` objects (and their stream chunks).
+struct CompletionRenderer: ResponseRenderer {
+    let model: ServedModel
+    let promptTokens: [Int]
+    let echoText: String?
+    let logprobs: Int?
+    let sendPromptLogprobs: Bool
+    let returnTokenIds: Bool
+    let id = "cmpl-\(UUID().uuidString.lowercased())"
+    let created = Int(Date().timeIntervalSince1970)
+    private var text = ""
+    private var tokens: [Int] = []
+    private var entries: [TokenLogprobs] = []
+    private var promptEntries: [TokenLogprobs] = []
+    private var finishReason = "length"
+    private var stopString: String?
+    private var echoSent = false
+
+    init(model: ServedModel, promptTokens: [Int], echoText: String?, logprobs: Int?, sendPromptLogprobs: Bool,
+         returnTokenIds: Bool) {
+        self.model = model
+        self.promptTokens = promptTokens
+        self.echoText = echoText
+        self.logprobs = logprobs
+        self.sendPromptLogprobs = sendPromptLogprobs
+        self.returnTokenIds = returnTokenIds
+    }
+
+    private func envelope(_ choices: [[String: Any]]) -> [String: Any] {
+        ["id": id, "object": "text_completion", "created": created, "model": model.name, "choices": choices]
+    }
+
+    /// OpenAI's completion logprobs: parallel lists, `null` for the first prompt token (when echoed).
+    private func logprobsObject(tokens: [Int], entries: [TokenLogprobs?], textOffset: Int) -> [String: Any] {
+        var offsets: [Int] = []
+        var offset = textOffset
+        for token in tokens {
+            offsets.append(offset)
+            offset += model.tokenText(token).count
+        }
+        return [
+            "tokens": tokens.map(model.tokenText),
+            "token_logprobs": entries.map { $0.map { Double($0.logprob) } ?? NSNull() as Any },
+            "top_logprobs": entries.map { entry -> Any in
+                guard let entry else { return NSNull() }
+                return Dictionary(entry.top.map { (model.tokenText($0.token), Double($0.logprob)) },
+                                  uniquingKeysWith: { first, _ in first })
+            },
+            "text_offset": offsets,
+        ]
+    }
+
+    mutating func chunks(for piece: ResponsePiece) -> [[String: Any]] {
+        var result: [[String: Any]] = []
+        if let echoText, !echoSent {
+            echoSent = true
+            result.append(envelope([["index": 0, "text": echoText, "logprobs": NSNull(), "finish_reason": NSNull()]]))
+        }
+        var choice: [String: Any] = ["index": 0, "text": "", "logprobs": NSNull(), "finish_reason": NSNull()]
+        switch piece {
+        case .promptLogprobs(let entries):
+            guard sendPromptLogprobs else { return result }
+            choice["prompt_logprobs"] = model.promptLogprobsObject(entries)
+            if returnTokenIds { choice["prompt_token_ids"] = promptTokens }
+        case .token(let token, let text, let entry):
+            choice["text"] = text
+            if let entry, logprobs != nil {
+                choice["logprobs"] = logprobsObject(tokens: [token], entries: [entry], textOffset: self.text.count)
+            }
+            if returnTokenIds { choice["token_ids"] = [token] }
+            self.text += text
+        case .finished(let reason, let stop, let text):
+            choice["text"] = text
+            choice["finish_reason"] = reason
+            choice["stop_reason"] = stop ?? NSNull()
+        }
+        result.append(envelope([choice]))
+        return result
+    }
+
+    func usageChunk(_ usage: [String: Any]) -> [String: Any] {
+        var chunk = envelope([])
+        chunk["usage"] = usage
+        return chunk
+    }
+
+    mutating func absorb(_ piece: ResponsePiece) {
+        switch piece {
+        case .promptLogprobs(let entries):
+            promptEntries = entries
+        case .token(let token, let text, let entry):
+            tokens.append(token)
+            self.text += text
+            if let entry { entries.append(entry) }
+        case .finished(let reason, let stop, let text):
+            self.text += text
+            finishReason = reason
+            stopString = stop
+        }
+    }
+
+    func body(usage: [String: Any]) -> [String: Any] {
+        var choice: [String: Any] = [
+            "index": 0, "text": (echoText ?? "") + text, "finish_reason": finishReason,
+            "stop_reason": stopString ?? NSNull(), "logprobs": NSNull(),
+        ]
+        if logprobs != nil {
+            if echoText != nil {
+                let promptPart: [TokenLogprobs?] = [nil] + promptEntries.map { Optional($0) }
+                choice["logprobs"] = logprobsObject(tokens: promptTokens + tokens,
+                                                    entries: promptPart + entries.map { Optional($0) }, textOffset: 0)
+            } else {
+                choice["logprobs"] = logprobsObject(tokens: tokens, entries: entries, textOffset: 0)
+            }
+        }
+        if returnTokenIds {
+            choice["token_ids"] = tokens
+            choice["prompt_token_ids"] = promptTokens
+        }
+        if sendPromptLogprobs { choice["prompt_logprobs"] = model.promptLogprobsObject(promptEntries) }
+        var object = envelope([choice])
+        object["usage"] = usage
+        return object
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import XCTest
+
+/// The official `openai` Python package against `serve` and against a coordinator with workers:
+/// completions and chat, streaming and not, stop strings, logprobs, seeds, errors as the
+/// client's own exception types (Tests/PythonClient/openai_client_checks.py).
+final class OpenAIClientTests: XCTestCase {
+    static let mixtralTemplate = Harness.root.appendingPathComponent("Tests/MeshChatTests/Templates/mixtral-8x7b-instruct-v0.1.jinja")
+
+    func assertChecksPass(_ url: String, model: String, _ extra: [String] = []) throws {
+        let (status, output) = try runPython("openai_client_checks.py", [url, model] + extra)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("all checks passed"), output)
+    }
+
+    func testOfficialClientAgainstServe() throws {
+        let serve = try ServeProcess(model: Harness.fixture("mixtral"), arguments: ["--served-model-name", "tiny-mixtral"])
+        try assertChecksPass(serve.url, model: "tiny-mixtral")
+    }
+
+    func testOfficialClientChatsThroughACluster() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2,
+                                          coordinatorArguments: ["--chat-template", Self.mixtralTemplate.path])
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        try assertChecksPass(cluster.httpURL, model: "mixtral", ["--chat"])
+    }
+
+    func testAPIKeyIsRequiredOnV1RoutesOnly() throws {
+        let serve = try ServeProcess(model: Harness.fixture("mixtral"), arguments: ["--api-key", "s3cret"])
+        XCTAssertEqual(Harness.http("GET", serve.url + "/health").status, 200)
+        let refused = Harness.http("GET", serve.url + "/v1/models")
+        XCTAssertEqual(refused.status, 401)
+        XCTAssertEqual((refused.body["error"] as? [String: Any])?["type"] as? String, "authentication_error")
+        let (status, output) = try runPython("openai_client_checks.py", [serve.url, "mixtral", "--api-key", "wrong"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("AuthenticationError") || output.contains("401"), output)
+        try assertChecksPass(serve.url, model: "mixtral", ["--api-key", "s3cret"])
+    }
+
+    func testGenerateStreamPrintsWhatTheWholeAnswerHas() throws {
+        let serve = try ServeProcess(model: Harness.fixture("mixtral"))
+        func generate(_ extra: [String]) throws -> String {
+            let process = Process()
+            let pipe = Pipe()
+            process.executableURL = try Harness.binary()
+            process.arguments = ["generate", "--server", serve.url, "--prompt", "The quick brown fox", "--max-tokens", "24",
+                                 "--temperature", "0", "--ignore-eos"] + extra
+            process.standardOutput = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+            return String(decoding: data, as: UTF8.self)
+        }
+        let whole = try generate([])
+        XCTAssertFalse(whole.isEmpty)
+        XCTAssertEqual(try generate(["--stream"]), whole)
+    }
+}
