@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "MeshModelsTests", dependencies: ["MeshModels", "MeshEngine", "MeshTokenizers"]),
         .testTarget(name: "MeshEngineTests", dependencies: ["MeshEngine", "MeshModels"]),
         .testTarget(name: "MeshServerTests", dependencies: ["MeshServer", "MeshTokenizers"]),
+        .testTarget(name: "MeshChatTests", dependencies: ["MeshChat"], exclude: ["Templates", "Conversations"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshTransport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["MeshCoordinator", "MeshModels", "MeshWire"]),
         .testTarget(name: "ClusterTests", dependencies: ["MeshModels", "MeshEngine", "MeshWire", "MeshTransport"]),

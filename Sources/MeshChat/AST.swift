@@ -90,6 +90,8 @@ struct ForLoop: Sendable {
     let condition: Expression?
     let body: [Statement]
     let otherwise: [Statement]
+    /// Whether the body mentions `loop` (jinja2 then wraps the iterable in a LoopContext that may read ahead).
+    let usesLoopVariable: Bool
 }
 
 struct MacroDefinition: Sendable {

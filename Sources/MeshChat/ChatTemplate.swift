@@ -21,10 +21,11 @@ public struct ChatTemplate: Sendable {
     /// `[{"name": ..., "template": ...}]` from which the `"default"` template is used. `bosToken`/`eosToken` come
     /// from `tokenizer_config.json`'s `"bos_token"`/`"eos_token"` (a string or an AddedToken object with
     /// `"content"`); null or absent gives nil, and the template then sees the variable as undefined.
-    /// Returns nil when the directory has no chat template.
+    /// The special tokens are read even when the directory has no template (`template` is then nil), since a
+    /// template given from elsewhere is rendered with them.
     public static func load(
         modelDirectory: URL
-    ) throws -> (template: ChatTemplate, bosToken: String?, eosToken: String?)? {
+    ) throws -> (template: ChatTemplate?, bosToken: String?, eosToken: String?) {
         let configURL = modelDirectory.appendingPathComponent("tokenizer_config.json")
         var config = JinjaDict()
         if FileManager.default.fileExists(atPath: configURL.path) {
@@ -40,6 +41,8 @@ public struct ChatTemplate: Sendable {
             }
             config = dict
         }
+        let bosToken = try token(config["bos_token"], "bos_token", configURL)
+        let eosToken = try token(config["eos_token"], "eos_token", configURL)
         let fileURL = modelDirectory.appendingPathComponent("chat_template.jinja")
         let source: String
         let origin: String
@@ -51,7 +54,7 @@ public struct ChatTemplate: Sendable {
         } else if let text = try templateText(config["chat_template"], in: configURL) {
             (source, origin) = (text, configURL.path + " chat_template")
         } else {
-            return nil
+            return (nil, bosToken, eosToken)
         }
         let template: ChatTemplate
         do {
@@ -59,8 +62,7 @@ public struct ChatTemplate: Sendable {
         } catch let error as JinjaError {
             throw JinjaError(error.kind, "\(origin): \(error.message)", line: error.line)
         }
-        return (template, try token(config["bos_token"], "bos_token", configURL),
-                try token(config["eos_token"], "eos_token", configURL))
+        return (template, bosToken, eosToken)
     }
 
     private static func read(_ url: URL) throws -> Data {
@@ -116,7 +118,9 @@ public struct ChatTemplate: Sendable {
     ///     reasoning under both `thinking` and `reasoning_content`.
     ///   - tools: JSON-schema tool definitions (a list of dicts), or nil, which the template sees as `none`.
     ///   - bosToken, eosToken: passed only when non-nil; a nil token is undefined in the template.
-    ///   - extra: further template variables (e.g. `enable_thinking`, `date_string`); they override the others.
+    ///   - extra: further template variables (e.g. `enable_thinking`, `date_string`); they may override
+    ///     `bos_token`/`eos_token` but not `messages`, `tools`, `documents` or `add_generation_prompt` (transformers
+    ///     rejects those too).
     /// - Throws: ``JinjaError``: `.raised` when the template rejects the conversation via `raise_exception`.
     public func render(messages: JinjaValue, tools: JinjaValue? = nil, addGenerationPrompt: Bool,
                        bosToken: String?, eosToken: String?, extra: [String: JinjaValue] = [:]) throws -> String {
@@ -124,8 +128,8 @@ public struct ChatTemplate: Sendable {
                    eosToken: eosToken, extra: extra, now: Date())
     }
 
-    /// `render` with the clock that `strftime_now` reads, for reproducible tests.
-    func render(messages: JinjaValue, tools: JinjaValue?, addGenerationPrompt: Bool, bosToken: String?,
+    /// `render` with the clock that `strftime_now` reads, for reproducible prompts and tests.
+    public func render(messages: JinjaValue, tools: JinjaValue?, addGenerationPrompt: Bool, bosToken: String?,
                 eosToken: String?, extra: [String: JinjaValue], now: Date) throws -> String {
         var context: [String: JinjaValue] = [
             "messages": try Self.normalized(messages),
@@ -135,6 +139,9 @@ public struct ChatTemplate: Sendable {
         ]
         if let bosToken { context["bos_token"] = .string(bosToken) }
         if let eosToken { context["eos_token"] = .string(eosToken) }
+        for name in ["messages", "tools", "documents", "add_generation_prompt"] where extra[name] != nil {
+            throw JinjaError.input("extra variable '\(name)' clashes with a render argument")
+        }
         context.merge(extra) { _, new in new }
         return try Renderer(context: context, now: now).render(body)
     }

@@ -221,6 +221,11 @@ extension Renderer {
             if let found = (try? dict.value(for: key)) ?? nil { return found }
         case .list(let items), .tuple(let items):
             if let index = Self.integer(key) { return Self.element(items, index) ?? .undefined }
+        case .view(let view):
+            // A range can be indexed; a dict view cannot (jinja2 turns Python's TypeError into undefined).
+            if case .range = view.kind, let index = Self.integer(key) {
+                return Self.element(view.items, index) ?? .undefined
+            }
         case .string(let text), .markup(let text):
             if let index = Self.integer(key) {
                 guard let scalar = Self.element(Array(text.unicodeScalars), index) else { return .undefined }
@@ -281,6 +286,9 @@ extension Renderer {
         switch object {
         case .list(let items): return .list(indices(items.count).map { items[$0] })
         case .tuple(let items): return .tuple(indices(items.count).map { items[$0] })
+        case .view(let view):
+            if case .range = view.kind { throw JinjaError.unsupported("slicing a range") }
+            throw JinjaError.type("'\(object.typeName)' object is not subscriptable")
         case .string(let text), .markup(let text):
             let scalars = Array(text.unicodeScalars)
             let result = PythonString.string(indices(scalars.count).map { scalars[$0] })

@@ -64,7 +64,7 @@ extension Renderer {
             }
             return .iterator(JinjaIterator(rows))
         case "capitalize", "lower", "upper", "trim", "center":
-            let text = try softString(value)
+            let text = try value.stringValue ?? Python.str(value)
             let transform: (String) -> String
             switch name {
             case "capitalize":
@@ -84,7 +84,7 @@ extension Renderer {
                 let width = try Self.intArgument(try bind([("width", .int(80))])[0])
                 transform = { PythonString.center($0, width: width) }
             }
-            return Self.sameKind(as: text, transform(text.stringValue!))
+            return Self.sameKind(as: value, transform(text))
         case "count", "length":
             _ = try bind([])
             return .int(try length(of: value))
@@ -111,7 +111,7 @@ extension Renderer {
             return .markup(PythonString.htmlEscape(try value.stringValue ?? Python.str(value)))
         case "first":
             _ = try bind([])
-            if case .iterator(let iterator) = value { return iterator.next() ?? .undefined }
+            if case .iterator(let iterator) = value { return try iterator.next() ?? .undefined }
             return try iterate(value).first ?? .undefined
         case "last":
             _ = try bind([])
@@ -178,8 +178,9 @@ extension Renderer {
             switch value {
             case .string(let text): return .string(PythonString.string(text.unicodeScalars.reversed()))
             case .markup(let text): return .markup(PythonString.string(text.unicodeScalars.reversed()))
-            case .list, .tuple, .dict, .undefined: return .iterator(JinjaIterator(try iterate(value).reversed()))
-            case .iterator(let iterator): return .list(iterator.drain().reversed())
+            case .list, .tuple, .dict, .view, .undefined:
+                return .iterator(JinjaIterator(try iterate(value).reversed()))
+            case .iterator(let iterator): return .list(try iterator.drain().reversed())
             default: throw JinjaError.type("argument must be iterable")
             }
         case "round":
@@ -272,6 +273,7 @@ extension Renderer {
         switch value {
         case .string(let text), .markup(let text): return text.unicodeScalars.count
         case .list(let items), .tuple(let items): return items.count
+        case .view(let view): return view.items.count
         case .dict(let dict): return dict.count
         case .undefined: return 0
         default: throw JinjaError.type("object of type '\(value.typeName)' has no len()")

@@ -45,7 +45,8 @@ extension Renderer {
         guard values.count <= Self.maximumRange else {
             throw JinjaError.security("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).")
         }
-        return .list(values.map { .int($0) })
+        let kind = JinjaView.Kind.range(start: start, stop: stop, step: step)
+        return .view(JinjaView(kind: kind, items: values.map { .int($0) }))
     }
 
     /// Python's `dict(mapping_or_pairs, **kwargs)`.

@@ -121,53 +121,56 @@ private struct JSONParser {
 
     private mutating func parseString() throws -> String {
         position += 1
-        var scalars = String.UnicodeScalarView()
-        var runStart = position
-        func flushRun(_ parser: JSONParser, upTo end: Int) throws {
-            guard runStart < end else { return }
-            guard let text = String(bytes: parser.bytes[runStart..<end], encoding: .utf8) else {
-                throw parser.fail("invalid UTF-8 in a string")
-            }
-            scalars.append(contentsOf: text.unicodeScalars)
-        }
+        // Collect UTF-8 bytes (escapes re-encoded) and make the String once: long contents stay fast.
+        var buffer: [UInt8] = []
         while true {
+            let runStart = position
+            while position < bytes.count, bytes[position] != UInt8(ascii: "\""), bytes[position] != UInt8(ascii: "\\"),
+                  bytes[position] >= 0x20 {
+                position += 1
+            }
+            buffer.append(contentsOf: bytes[runStart..<position])
             guard position < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[position]
-            if byte == UInt8(ascii: "\"") {
-                try flushRun(self, upTo: position)
-                position += 1
-                return String(scalars)
-            }
-            if byte < 0x20 { throw fail("control character in a string") }
-            if byte != UInt8(ascii: "\\") {
-                position += 1
-                continue
-            }
-            try flushRun(self, upTo: position)
             position += 1
+            if byte == UInt8(ascii: "\"") { break }
+            if byte < 0x20 { throw fail("control character in a string") }
             guard position < bytes.count else { throw fail("unterminated escape") }
             let escape = bytes[position]
             position += 1
             switch escape {
-            case UInt8(ascii: "\""): scalars.append("\"")
-            case UInt8(ascii: "\\"): scalars.append("\\")
-            case UInt8(ascii: "/"): scalars.append("/")
-            case UInt8(ascii: "b"): scalars.append("\u{08}")
-            case UInt8(ascii: "f"): scalars.append("\u{0C}")
-            case UInt8(ascii: "n"): scalars.append("\n")
-            case UInt8(ascii: "r"): scalars.append("\r")
-            case UInt8(ascii: "t"): scalars.append("\t")
-            case UInt8(ascii: "u"): scalars.append(try parseUnicodeEscape())
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): buffer.append(escape)
+            case UInt8(ascii: "b"): buffer.append(0x08)
+            case UInt8(ascii: "f"): buffer.append(0x0C)
+            case UInt8(ascii: "n"): buffer.append(0x0A)
+            case UInt8(ascii: "r"): buffer.append(0x0D)
+            case UInt8(ascii: "t"): buffer.append(0x09)
+            case UInt8(ascii: "u"): buffer.append(contentsOf: String(try parseUnicodeEscape()).utf8)
             default: throw fail("invalid escape")
             }
-            runStart = position
         }
+        guard let text = Self.validUTF8(buffer) else { throw fail("invalid UTF-8 in a string") }
+        return text
+    }
+
+    private static func validUTF8(_ buffer: [UInt8]) -> String? {
+        if #available(macOS 15, iOS 18, tvOS 18, watchOS 11, *) { return String(validating: buffer, as: UTF8.self) }
+        return String(bytes: buffer, encoding: .utf8)
     }
 
     private mutating func parseHex4() throws -> UInt32 {
-        guard position + 4 <= bytes.count,
-              let text = String(bytes: bytes[position..<position + 4], encoding: .ascii),
-              let value = UInt32(text, radix: 16) else { throw fail("invalid \\u escape") }
+        guard position + 4 <= bytes.count else { throw fail("invalid \\u escape") }
+        var value: UInt32 = 0
+        for byte in bytes[position..<position + 4] {
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: throw fail("invalid \\u escape")
+            }
+            value = value << 4 | UInt32(digit)
+        }
         position += 4
         return value
     }
@@ -179,7 +182,10 @@ private struct JSONParser {
             position += 2
             let second = try parseHex4()
             guard (0xDC00..<0xE000).contains(second) else { throw fail("unpaired surrogate escape") }
-            return Unicode.Scalar(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))!
+            guard let scalar = Unicode.Scalar(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)) else {
+                throw fail("invalid surrogate pair")
+            }
+            return scalar
         }
         guard let scalar = Unicode.Scalar(first) else { throw fail("unpaired surrogate escape") }
         return scalar

@@ -34,6 +34,9 @@ public indirect enum JinjaValue: Sendable {
     case function(JinjaFunction)
     /// The `loop` variable of a `{% for %}`.
     case loop(JinjaLoop)
+    /// `dict.keys()`/`.values()`/`.items()` or `range(...)`: iterable any number of times, with a length, but
+    /// printed and indexed the way Python does those objects (`dict_items([...])`, `range(0, 3)`).
+    case view(JinjaView)
 }
 
 /// jinja2's `namespace()`: the one mutable object a template can make, shared by reference.
@@ -57,12 +60,22 @@ public final class JinjaIterator: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [JinjaValue]
     private var position = 0
+    /// Set when a loop left the generator in a state this engine cannot reproduce (see `Renderer.runLoop`).
+    private var unreproducible = false
 
     init(_ items: [JinjaValue]) { self.items = items }
 
+    private func checkUsable() throws {
+        if unreproducible {
+            throw JinjaError.unsupported("using a generator again after a loop over it ended early with `loop` "
+                                         + "lookahead (jinja2 would have consumed part of it)")
+        }
+    }
+
     /// Takes everything not yet yielded.
-    func drain() -> [JinjaValue] {
-        lock.withLock {
+    func drain() throws -> [JinjaValue] {
+        try lock.withLock {
+            try checkUsable()
             let rest = Array(items[position...])
             position = items.count
             return rest
@@ -70,11 +83,25 @@ public final class JinjaIterator: @unchecked Sendable {
     }
 
     /// Takes the next item, or nil when exhausted.
-    func next() -> JinjaValue? {
-        lock.withLock {
+    func next() throws -> JinjaValue? {
+        try lock.withLock {
+            try checkUsable()
             guard position < items.count else { return nil }
             position += 1
             return items[position - 1]
+        }
+    }
+
+    /// After a loop that drained the generator stopped early: Python would still hold the items the loop did not
+    /// reach, unless the loop peeked ahead (`loop.last`, `loop.length` ...), which consumes an unknown number.
+    func loopStopped(leaving rest: [JinjaValue], mayHavePeeked: Bool) {
+        lock.withLock {
+            if mayHavePeeked {
+                unreproducible = true
+            } else {
+                items = rest
+                position = 0
+            }
         }
     }
 }
@@ -97,6 +124,16 @@ public struct JinjaFunction: Sendable {
         case method(JinjaValue, String)
     }
     let kind: Kind
+}
+
+/// A Python dict view or range object.
+public struct JinjaView: Sendable {
+    enum Kind: Sendable {
+        case keys, values, items
+        case range(start: Int, stop: Int, step: Int)
+    }
+    let kind: Kind
+    let items: [JinjaValue]
 }
 
 /// The `loop` variable inside `{% for %}`.
@@ -137,6 +174,13 @@ extension JinjaValue {
         case .macro: "Macro"
         case .function: "function"
         case .loop: "LoopContext"
+        case .view(let view):
+            switch view.kind {
+            case .keys: "dict_keys"
+            case .values: "dict_values"
+            case .items: "dict_items"
+            case .range: "range"
+            }
         }
     }
 
@@ -149,6 +193,7 @@ extension JinjaValue {
         case .double(let value): value != 0
         case .string(let value), .markup(let value): !value.isEmpty
         case .list(let items), .tuple(let items): !items.isEmpty
+        case .view(let view): !view.items.isEmpty
         case .dict(let dict): !dict.isEmpty
         case .namespace, .iterator, .macro, .function, .loop: true
         }

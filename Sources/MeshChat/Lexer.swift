@@ -17,8 +17,8 @@ struct Token: Sendable {
 
 /// Splits template source into tokens exactly as jinja2's lexer does with `trim_blocks=True, lstrip_blocks=True`:
 /// - `{%-`/`{{-`/`{#-` strip all whitespace before the tag; `-%}`/`-}}`/`-#}` strip all whitespace after it;
-/// - lstrip_blocks: spaces and tabs from the start of a line up to a `{%` or `{#` tag are removed (not for `{{`,
-///   and not for `{%+`);
+/// - lstrip_blocks: whitespace from the start of a line up to a `{%` or `{#` tag is removed (not for `{{`, and not
+///   for `{%+`);
 /// - trim_blocks: the first newline after `%}` or `#}` is removed (not after `}}`, and not after `+%}`);
 /// - one trailing newline of the template is dropped and `\r\n`/`\r` become `\n`.
 struct Lexer {

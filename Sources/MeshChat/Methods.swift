@@ -66,13 +66,13 @@ extension Renderer {
             return try dict.value(for: values[0]) ?? values[1]
         case "items":
             _ = try arguments.bind(name, [])
-            return .list(dict.entries.map { .tuple([$0.key, $0.value]) })
+            return .view(JinjaView(kind: .items, items: dict.entries.map { .tuple([$0.key, $0.value]) }))
         case "keys":
             _ = try arguments.bind(name, [])
-            return .list(dict.entries.map(\.key))
+            return .view(JinjaView(kind: .keys, items: dict.entries.map(\.key)))
         case "values":
             _ = try arguments.bind(name, [])
-            return .list(dict.entries.map(\.value))
+            return .view(JinjaView(kind: .values, items: dict.entries.map(\.value)))
         default:
             _ = try arguments.bind(name, [])
             return .dict(dict)
@@ -165,11 +165,7 @@ extension Renderer {
             case "lower": return wrap(PythonString.lower(text))
             case "title": return wrap(PythonString.title(text))
             case "capitalize": return wrap(PythonString.capitalize(text))
-            default:
-                return wrap(scalars.map { scalar in
-                    scalar.properties.isUppercase ? scalar.properties.lowercaseMapping
-                        : scalar.properties.isLowercase ? scalar.properties.uppercaseMapping : String(scalar)
-                }.joined())
+            default: return wrap(PythonString.swapcase(text))
             }
         case "replace":
             let values = try bind([("old", nil), ("new", nil), ("count", .int(-1))])

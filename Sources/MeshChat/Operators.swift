@@ -178,6 +178,16 @@ enum Operators {
                 ((try? b.value(for: entry.key)) ?? nil).map { equal(entry.value, $0) } ?? false
             }
         case (.namespace(let a), .namespace(let b)): return a === b
+        case (.view(let a), .view(let b)):
+            // Ranges compare as sequences; key and item views as sets; value views never compare equal.
+            switch (a.kind, b.kind) {
+            case (.range, .range):
+                return a.items.count == b.items.count && zip(a.items, b.items).allSatisfy { equal($0, $1) }
+            case (.keys, .keys), (.items, .items):
+                return a.items.count == b.items.count && a.items.allSatisfy { x in b.items.contains { equal(x, $0) } }
+            default:
+                return false
+            }
         case (.iterator(let a), .iterator(let b)): return a === b
         case (.macro(let a), .macro(let b)): return a === b
         default: return false
@@ -224,10 +234,11 @@ enum Operators {
             }
             return PythonString.contains(text, needle)
         case .list(let items), .tuple(let items): return items.contains { equal($0, item) }
+        case .view(let view): return view.items.contains { equal($0, item) }
         case .dict(let dict): return try dict.value(for: item) != nil
         case .undefined: return false
         case .iterator(let iterator):
-            while let next = iterator.next() {
+            while let next = try iterator.next() {
                 if equal(next, item) { return true }
             }
             return false

@@ -198,12 +198,14 @@ struct Parser {
         let condition = skipName("if") ? try parseExpression() : nil
         if isName("recursive") { throw JinjaError.unsupported("recursive loops", line: current.line) }
         loopDepth += 1
+        let bodyStart = index
         let body = try parseBody(until: ["endfor", "else"])
+        let usesLoopVariable = tokens[bodyStart..<index].contains { $0.kind == .name("loop") }
         loopDepth -= 1
         var otherwise: [Statement] = []
         if isName("else", advance()) { otherwise = try parseBody(until: ["endfor"], dropEndTag: true) }
         return .forLoop(ForLoop(target: target, iterable: iterable, condition: condition, body: body,
-                                otherwise: otherwise))
+                                otherwise: otherwise, usesLoopVariable: usesLoopVariable))
     }
 
     private mutating func parseSet() throws -> StatementKind {
@@ -401,9 +403,10 @@ struct Parser {
 
     private mutating func parseMath2() throws -> Expression {
         var left = try parsePow()
-        while case .op(let op) = current.kind, ["*", "/", "//", "%"].contains(op) {
+        while case .op(let op) = current.kind, let binary = BinaryOperator(rawValue: op),
+              [.multiply, .divide, .floorDivide, .modulo].contains(binary) {
             let line = advance().line
-            left = Expression(kind: .binary(BinaryOperator(rawValue: op)!, left, try parsePow()), line: line)
+            left = Expression(kind: .binary(binary, left, try parsePow()), line: line)
         }
         return left
     }

@@ -39,6 +39,11 @@ enum Python {
             return "<Namespace \(try repr(.dict(namespace.attributes), depth: depth + 1))>"
         case .macro(let macro): return "<Macro \(stringRepr(macro.definition.name))>"
         case .loop(let loop): return "<LoopContext \(loop.index0 + 1)/\(loop.length)>"
+        case .view(let view):
+            if case .range(let start, let stop, let step) = view.kind {
+                return step == 1 ? "range(\(start), \(stop))" : "range(\(start), \(stop), \(step))"
+            }
+            return "\(value.typeName)([" + (try items(view.items)).joined(separator: ", ") + "])"
         case .iterator, .function:
             throw JinjaError.unsupported("printing a \(value.typeName) (Python prints its memory address)")
         }

@@ -27,7 +27,7 @@ struct PythonJSON {
             var entries = dict.entries
             if sortKeys { try entries.sort { try Operators.order(.less, $0.key, $1.key) } }
             try encodeObject(entries.map { (try Self.keyText($0.key), $0.value) }, level: level, into: &output)
-        case .undefined, .namespace, .iterator, .macro, .function, .loop:
+        case .undefined, .namespace, .iterator, .macro, .function, .loop, .view:
             throw JinjaError.type("Object of type \(value.typeName) is not JSON serializable")
         }
     }
@@ -91,6 +91,29 @@ struct PythonJSON {
     }
 
     private func quoted(_ text: String) -> String {
+        if ensureASCII { return quotedASCII(text) }
+        // Everything that needs escaping is ASCII, so work on UTF-8 bytes and copy the runs between escapes.
+        var result: [UInt8] = [UInt8(ascii: "\"")]
+        result.reserveCapacity(text.utf8.count + 2)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): result += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+            case UInt8(ascii: "\\"): result += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case 0x0A: result += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case 0x0D: result += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            case 0x09: result += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 0x08: result += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
+            case 0x0C: result += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
+            case ..<0x20: result += Self.unicodeEscape(Unicode.Scalar(byte)).utf8
+            default: result.append(byte)
+            }
+        }
+        result.append(UInt8(ascii: "\""))
+        return String(decoding: result, as: UTF8.self)
+    }
+
+    /// `ensure_ascii=True`: every non-ASCII character as `\uXXXX`.
+    private func quotedASCII(_ text: String) -> String {
         var result = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
@@ -102,7 +125,7 @@ struct PythonJSON {
             case "\u{08}": result += "\\b"
             case "\u{0C}": result += "\\f"
             default:
-                if scalar.value < 0x20 || (ensureASCII && scalar.value > 0x7E) {
+                if scalar.value < 0x20 || scalar.value > 0x7E {
                     result += Self.unicodeEscape(scalar)
                 } else {
                     result.unicodeScalars.append(scalar)

@@ -50,9 +50,18 @@ extension Renderer {
                 previousWasDigit = false
                 continue
             }
-            guard character.isASCII, let digit = character.hexDigitValue ?? Int(String(character), radix: 36),
-                  digit < base else { return nil }
-            result.append(character)
+            // Python also takes any Unicode decimal digit ('٣' is 3).
+            let digit: Int?
+            if character.isASCII {
+                digit = Int(String(character), radix: 36)
+            } else if character.unicodeScalars.count == 1,
+                      character.unicodeScalars.first?.properties.numericType == .decimal {
+                digit = character.wholeNumberValue
+            } else {
+                digit = nil
+            }
+            guard let digit, digit < base else { return nil }
+            result += String(digit, radix: 36)
             previousWasDigit = true
         }
         return previousWasDigit && !result.isEmpty ? result : nil

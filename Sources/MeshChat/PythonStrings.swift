@@ -30,7 +30,7 @@ enum PythonString {
     }
 
     static func strip(_ text: String, chars: String?, leading: Bool = true, trailing: Bool = true) -> String {
-        let scalars = Scalars(text.unicodeScalars)
+        let scalars = text.unicodeScalars
         let strippable: (Unicode.Scalar) -> Bool
         if let chars {
             let set = Set(chars.unicodeScalars)
@@ -38,11 +38,13 @@ enum PythonString {
         } else {
             strippable = isSpace
         }
-        var start = 0
-        var end = scalars.count
-        if leading { while start < end, strippable(scalars[start]) { start += 1 } }
-        if trailing { while end > start, strippable(scalars[end - 1]) { end -= 1 } }
-        return string(scalars[start..<end])
+        var start = scalars.startIndex
+        var end = scalars.endIndex
+        if leading { while start < end, strippable(scalars[start]) { start = scalars.index(after: start) } }
+        if trailing {
+            while end > start, strippable(scalars[scalars.index(before: end)]) { end = scalars.index(before: end) }
+        }
+        return String(scalars[start..<end])
     }
 
     static func string(_ scalars: some Sequence<Unicode.Scalar>) -> String {
@@ -204,28 +206,54 @@ enum PythonString {
         return total
     }
 
-    static func upper(_ text: String) -> String { text.uppercased() }
-    static func lower(_ text: String) -> String { text.lowercased() }
+    static func upper(_ text: String) -> String {
+        text.unicodeScalars.map(\.properties.uppercaseMapping).joined()
+    }
+
+    static func lower(_ text: String) -> String {
+        let scalars = Scalars(text.unicodeScalars)
+        return scalars.indices.map { lowered(scalars, at: $0) }.joined()
+    }
+
+    /// Python's full lower-case mapping of one character, including the Final_Sigma rule that Swift's
+    /// `lowercased()` lacks: "ΟΔΟΣ" becomes "οδος", with a final ς.
+    private static func lowered(_ scalars: Scalars, at index: Int) -> String {
+        guard scalars[index] == "\u{3A3}" else { return scalars[index].properties.lowercaseMapping }
+        let before = scalars[..<index].last { !$0.properties.isCaseIgnorable }
+        let after = scalars[(index + 1)...].first { !$0.properties.isCaseIgnorable }
+        let isFinal = before?.properties.isCased == true && after?.properties.isCased != true
+        return isFinal ? "\u{3C2}" : "\u{3C3}"
+    }
 
     /// `str.capitalize`: the first character in title case, the rest lower case.
     static func capitalize(_ text: String) -> String {
-        var scalars = text.unicodeScalars.makeIterator()
-        guard let first = scalars.next() else { return "" }
-        var rest = String.UnicodeScalarView()
-        while let scalar = scalars.next() { rest.append(scalar) }
-        return first.properties.titlecaseMapping + String(rest).lowercased()
+        let scalars = Scalars(text.unicodeScalars)
+        guard let first = scalars.first else { return "" }
+        return first.properties.titlecaseMapping + scalars.indices.dropFirst().map { lowered(scalars, at: $0) }.joined()
     }
 
     /// `str.title`: title-case a character that follows an uncased one, lower-case the others ("they're" becomes
     /// "They'Re", as in Python).
     static func title(_ text: String) -> String {
+        let scalars = Scalars(text.unicodeScalars)
         var result = ""
         var previousCased = false
-        for scalar in text.unicodeScalars {
-            result += previousCased ? scalar.properties.lowercaseMapping : scalar.properties.titlecaseMapping
-            previousCased = scalar.properties.isCased
+        for index in scalars.indices {
+            result += previousCased ? lowered(scalars, at: index) : scalars[index].properties.titlecaseMapping
+            previousCased = scalars[index].properties.isCased
         }
         return result
+    }
+
+    /// `str.swapcase`.
+    static func swapcase(_ text: String) -> String {
+        let scalars = Scalars(text.unicodeScalars)
+        return scalars.indices.map { index in
+            let properties = scalars[index].properties
+            if properties.isUppercase { return lowered(scalars, at: index) }
+            if properties.isLowercase { return properties.uppercaseMapping }
+            return String(scalars[index])
+        }.joined()
     }
 
     /// jinja2's `title` filter (not `str.title`): words start after `-`, whitespace or an opening bracket, and
@@ -236,7 +264,7 @@ enum PythonString {
         var inDelimiters = false
         func flushWord() {
             guard let first = word.first else { return }
-            result += String(first).uppercased() + String(String.UnicodeScalarView(word.dropFirst())).lowercased()
+            result += upper(String(first)) + lower(String(String.UnicodeScalarView(word.dropFirst())))
             word = String.UnicodeScalarView()
         }
         for scalar in text.unicodeScalars {

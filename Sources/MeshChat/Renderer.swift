@@ -119,7 +119,8 @@ final class Renderer {
     }
 
     private func runLoop(_ loop: ForLoop, in scope: Scope) throws -> Flow {
-        var items = try iterate(try evaluate(loop.iterable, in: scope))
+        let iterable = try evaluate(loop.iterable, in: scope)
+        var items = try iterate(iterable)
         if let condition = loop.condition {
             items = try items.filter { item in
                 let probe = Scope(parent: scope)
@@ -139,7 +140,14 @@ final class Renderer {
             try assign(loop.target, item, in: iteration)
             let flow = try execute(loop.body, in: iteration)
             if flow == .normal { completedAnIteration = true }
-            if flow == .breakLoop { break }
+            if flow == .breakLoop {
+                // A generator keeps what the loop did not reach (jinja2 iterates it lazily).
+                if case .iterator(let iterator) = iterable {
+                    iterator.loopStopped(leaving: Array(items[(index + 1)...]),
+                                         mayHavePeeked: loop.usesLoopVariable || loop.condition != nil)
+                }
+                break
+            }
         }
         if !completedAnIteration { return try execute(loop.otherwise, in: Scope(parent: scope)) }
         return .normal
@@ -149,10 +157,11 @@ final class Renderer {
     func iterate(_ value: JinjaValue) throws -> [JinjaValue] {
         switch value {
         case .list(let items), .tuple(let items): return items
+        case .view(let view): return view.items
         case .dict(let dict): return dict.entries.map(\.key)
         case .string(let text), .markup(let text): return text.unicodeScalars.map { .string(String($0)) }
         case .undefined: return []
-        case .iterator(let iterator): return iterator.drain()
+        case .iterator(let iterator): return try iterator.drain()
         default: throw JinjaError.type("'\(value.typeName)' object is not iterable")
         }
     }

@@ -40,7 +40,8 @@ enum PythonEscapes {
                     index += 1
                     digits += 1
                 }
-                result.append(Unicode.Scalar(value)!)
+                // At most 0o777, always a valid scalar.
+                result.append(Unicode.Scalar(value) ?? "\u{FFFD}")
             case "x", "u", "U":
                 let width = escape == "x" ? 2 : escape == "u" ? 4 : 8
                 guard index + width <= scalars.endIndex,

@@ -56,13 +56,16 @@ extension Renderer {
         case "iterable":
             try noArguments()
             switch value {
-            case .string, .markup, .list, .tuple, .dict, .undefined, .iterator, .loop: return true
+            case .string, .markup, .list, .tuple, .dict, .undefined, .iterator, .loop, .view: return true
             default: return false
             }
         case "sequence":
             try noArguments()
             switch value {
             case .string, .markup, .list, .tuple, .dict, .undefined: return true
+            case .view(let view):
+                if case .range = view.kind { return true }
+                return false
             default: return false
             }
         case "callable":

@@ -4,6 +4,12 @@ import MeshChat
 /// The prompt of a chat request: its `messages` (and `tools`) rendered by the model's chat
 /// template as transformers renders it, key order kept as the client sent it.
 enum ChatPrompt {
+    /// Whether a template walks a message's content parts itself (`{% for part in message['content'] %}`,
+    /// as Llama 4's does): vLLM's test for passing content lists through unchanged.
+    static func readsContentParts(_ template: ChatTemplate) -> Bool {
+        template.source.contains(#/for\s+\w+\s+in\s+\w+(\[\s*['"]content['"]\s*\]|\.content)/#)
+    }
+
     static func render(_ fields: RequestFields, model: ServedModel) throws -> String {
         guard let template = model.chatTemplate else {
             throw APIError.badRequest("this model has no chat template (no 'chat_template' in "
@@ -35,7 +41,8 @@ enum ChatPrompt {
             extra[key] = value
         }
         do {
-            return try template.render(messages: flattenTextParts(messages), tools: tools,
+            let messages = model.chatTemplateReadsContentParts ? JinjaValue.list(messages) : flattenTextParts(messages)
+            return try template.render(messages: messages, tools: tools,
                                        addGenerationPrompt: addGenerationPrompt, bosToken: model.bosToken,
                                        eosToken: model.eosToken, extra: extra)
         } catch let error as JinjaError {
@@ -44,8 +51,8 @@ enum ChatPrompt {
         }
     }
 
-    /// Content given as a list of text parts becomes one string (the parts joined by newlines),
-    /// as vLLM does for templates that expect strings.
+    /// Content given as a list of text parts becomes one string (the parts joined by newlines) for
+    /// templates that print `content` as a string, as vLLM does; transformers would print the list.
     private static func flattenTextParts(_ messages: [JinjaValue]) -> JinjaValue {
         .list(messages.map { message in
             guard case .dict(var fields) = message, case .list(let parts)? = fields["content"] else { return message }

@@ -14,6 +14,8 @@ public struct ServedModel: Sendable {
     /// nil when config.json does not say.
     public let contextLength: Int?
     public let chatTemplate: ChatTemplate?
+    /// The template takes message content as a list of parts (else text parts are joined first).
+    let chatTemplateReadsContentParts: Bool
     public let bosToken: String?
     public let eosToken: String?
     public let created = Int(Date().timeIntervalSince1970)
@@ -26,8 +28,8 @@ public struct ServedModel: Sendable {
         eosTokenIds = spec.eosTokenIds
         contextLength = spec.maxPositions
         let loaded = try ChatTemplate.load(modelDirectory: directory)
-        bosToken = loaded?.bosToken
-        eosToken = loaded?.eosToken
+        bosToken = loaded.bosToken
+        eosToken = loaded.eosToken
         if let chatTemplateFile {
             let source: String
             do {
@@ -38,8 +40,9 @@ public struct ServedModel: Sendable {
             }
             chatTemplate = try ChatTemplate(source: source)
         } else {
-            chatTemplate = loaded?.template
+            chatTemplate = loaded.template
         }
+        chatTemplateReadsContentParts = chatTemplate.map(ChatPrompt.readsContentParts) ?? false
     }
 
     /// Chat prompts carry their special tokens in the template's text, so they add none.

@@ -54,12 +54,13 @@ struct ChatTemplateCommand: ParsableCommand {
             if let template {
                 chatTemplate = try ChatTemplate(source: try readText(template, option: "--template"))
             } else {
-                guard let loaded = try ChatTemplate.load(modelDirectory: URL(fileURLWithPath: model ?? ".")) else {
+                let loaded = try ChatTemplate.load(modelDirectory: URL(fileURLWithPath: model ?? "."))
+                guard let template = loaded.template else {
                     throw CommandError("\(model ?? ".") has no chat template (no 'chat_template' in "
                                        + "tokenizer_config.json, no chat_template.jinja); "
                                        + "pass one with --template FILE")
                 }
-                chatTemplate = loaded.template
+                chatTemplate = template
                 bosToken = bos ?? loaded.bosToken
                 eosToken = eos ?? loaded.eosToken
             }

@@ -5,7 +5,8 @@ import XCTest
 /// completions and chat, streaming and not, stop strings, logprobs, seeds, errors as the
 /// client's own exception types (Tests/PythonClient/openai_client_checks.py).
 final class OpenAIClientTests: XCTestCase {
-    static let mixtralTemplate = Harness.root.appendingPathComponent("Tests/MeshChatTests/Templates/mixtral-8x7b-instruct-v0.1.jinja")
+    static let mixtralTemplate = Harness.root
+        .appendingPathComponent("Tests/MeshChatTests/Templates/mixtral-8x7b-instruct-v0.1.jinja")
 
     func assertChecksPass(_ url: String, model: String, _ extra: [String] = []) throws {
         let (status, output) = try runPython("openai_client_checks.py", [url, model] + extra)
@@ -14,7 +15,8 @@ final class OpenAIClientTests: XCTestCase {
     }
 
     func testOfficialClientAgainstServe() throws {
-        let serve = try ServeProcess(model: Harness.fixture("mixtral"), arguments: ["--served-model-name", "tiny-mixtral"])
+        let serve = try ServeProcess(model: Harness.fixture("mixtral"),
+                                     arguments: ["--served-model-name", "tiny-mixtral"])
         try assertChecksPass(serve.url, model: "tiny-mixtral")
     }
 
@@ -23,7 +25,9 @@ final class OpenAIClientTests: XCTestCase {
                                           coordinatorArguments: ["--chat-template", Self.mixtralTemplate.path])
         defer { cluster.stop() }
         try cluster.waitHealthy()
-        try assertChecksPass(cluster.httpURL, model: "mixtral", ["--chat"])
+        // The fixture's tokenizer_config.json gives bos "<s>" and eos "</s>".
+        try assertChecksPass(cluster.httpURL, model: "mixtral",
+                             ["--chat", "--chat-template-file", Self.mixtralTemplate.path, "--bos", "<s>", "--eos", "</s>"])
     }
 
     func testAPIKeyIsRequiredOnV1RoutesOnly() throws {
@@ -36,6 +40,14 @@ final class OpenAIClientTests: XCTestCase {
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(output.contains("AuthenticationError") || output.contains("401"), output)
         try assertChecksPass(serve.url, model: "mixtral", ["--api-key", "s3cret"])
+    }
+
+    /// `expertmesh chat-template` prints exactly what jinja2 renders, or fails with one error line
+    /// where jinja2 fails (Tests/PythonClient/chat_template_cli_checks.py).
+    func testChatTemplateCommandMatchesJinja2() throws {
+        let (status, output) = try runPython("chat_template_cli_checks.py", [try Harness.binary().path])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("all cases agree"), output)
     }
 
     func testGenerateStreamPrintsWhatTheWholeAnswerHas() throws {

@@ -4,7 +4,9 @@ Usage: python3 openai_client_checks.py BASE_URL MODEL [--api-key KEY] [--chat]
 Prints one line per check; exits non-zero with the failing assertion on the first failure.
 """
 import argparse
+import importlib.util
 import json
+import pathlib
 import sys
 
 import urllib.error
@@ -17,7 +19,10 @@ parser.add_argument("base_url")
 parser.add_argument("model")
 parser.add_argument("--api-key", default="none")
 parser.add_argument("--chat", action="store_true", help="the server has a chat template")
-parser.add_argument("--chat-prompt-file", help="JSON: {messages, rendered}: the conversation and jinja2's rendering")
+parser.add_argument("--chat-template-file", help="the server's chat template: a chat must equal a completion of "
+                    "jinja2's rendering (scripts/render-chat-template.py) of the same conversation")
+parser.add_argument("--bos", help="the bos_token the server renders with")
+parser.add_argument("--eos", help="the eos_token the server renders with")
 args = parser.parse_args()
 
 client = openai.OpenAI(base_url=args.base_url + "/v1", api_key=args.api_key, max_retries=0, timeout=120)
@@ -129,12 +134,19 @@ if args.chat:
     entries = chat_lp.choices[0].logprobs.content
     check("chat logprobs", len(entries) == 3 and all(len(e.top_logprobs) == 2 for e in entries)
           and all(e.bytes == list(e.token.encode()) for e in entries), f"{entries}")
-    if args.chat_prompt_file:
-        reference = json.load(open(args.chat_prompt_file))
-        chat = client.chat.completions.create(model=args.model, messages=reference["messages"], max_tokens=8,
-                                              **GREEDY)
-        plain = client.completions.create(model=args.model, prompt=reference["rendered"], max_tokens=8,
-                                          extra_body={"ignore_eos": True, "add_special_tokens": False}, temperature=0)
+    if args.chat_template_file:
+        spec = importlib.util.spec_from_file_location(
+            "reference", pathlib.Path(__file__).resolve().parents[2] / "scripts" / "render-chat-template.py")
+        reference = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(reference)
+        conversation = [{"role": "system", "content": "Be brief. Ünïcödé ✓"}, {"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "{{ not jinja }}"}]
+        rendered = reference.render(reference.make_environment(), {}, {
+            "template": pathlib.Path(args.chat_template_file).read_text(), "messages": conversation,
+            "add_generation_prompt": True, "bos_token": args.bos, "eos_token": args.eos})
+        chat = client.chat.completions.create(model=args.model, messages=conversation, max_tokens=8, **GREEDY)
+        plain = client.completions.create(model=args.model, prompt=rendered, max_tokens=8, temperature=0,
+                                          extra_body={"ignore_eos": True, "add_special_tokens": False})
         check("chat equals a completion of jinja2's rendering", chat.usage.prompt_tokens == plain.usage.prompt_tokens
               and chat.choices[0].message.content == plain.choices[0].text,
               f"{chat.usage} {plain.usage} {chat.choices[0].message.content!r} {plain.choices[0].text!r}")
