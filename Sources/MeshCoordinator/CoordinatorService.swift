@@ -49,11 +49,13 @@ public final class CoordinatorService: Sendable {
         log("listening for workers on \(cluster.endpoint) (wire dtype \(options.wireDType.displayName), "
             + "model fingerprint \(cluster.fingerprint))")
         let (configuration, description) = options.serving.configuration(for: model.spec)
-        let transformer = Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster))
-        let runner = EngineRunner(engine: try InferenceEngine(transformer: transformer, configuration: configuration), log: log)
+        let transformer = Transformer(spec: model.spec, weights: model.dense,
+                                      backend: RemoteExpertBackend(cluster: cluster))
+        let engine = try InferenceEngine(transformer: transformer, configuration: configuration)
+        let runner = EngineRunner(engine: engine, log: log)
         log(description)
-        let served = try ServedModel(directory: options.modelDirectory, spec: model.spec, name: options.api.servedModelName,
-                                     chatTemplateFile: options.api.chatTemplateFile)
+        let served = try ServedModel(directory: options.modelDirectory, spec: model.spec,
+                                     name: options.api.servedModelName, chatTemplateFile: options.api.chatTemplateFile)
         let api = OpenAIAPI(model: served, service: runner, limits: options.api.limits, apiKey: options.api.apiKey,
                             healthDetails: { [workerTable] in ["workers": workerTable.value] })
         let frontEnd = HTTPFrontEnd(api: api, host: options.api.host, port: options.api.port,
@@ -61,6 +63,8 @@ public final class CoordinatorService: Sendable {
         let port = try frontEnd.start()
         log("HTTP API on \(options.api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(served.name)'"
             + (served.chatTemplate == nil ? ", no chat template" : ""))
+        // Whatever ends the run, workers hear that the coordinator is going.
+        defer { cluster.sayGoodbye("coordinator shutting down") }
         do {
             try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log,
                               waiting: { [workerTable] reason in
@@ -70,7 +74,6 @@ public final class CoordinatorService: Sendable {
                               })
         } catch is StoppedWhileStarting {
             frontEnd.drained()
-            cluster.sayGoodbye("coordinator shutting down")
             log("stopped before the cluster was complete")
             return
         }
@@ -78,7 +81,6 @@ public final class CoordinatorService: Sendable {
             try cluster.pump(timeoutMilliseconds: 0)
             workerTable.value = cluster.workerSummary
         })
-        cluster.sayGoodbye("coordinator shutting down")
         log("stopped")
     }
 }

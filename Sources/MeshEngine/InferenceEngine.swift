@@ -109,12 +109,17 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         if let bad = request.prompt.first(where: { $0 < 0 || $0 >= spec.vocabSize }) {
             throw EngineError(.badRequest, "prompt token \(bad) is outside the vocabulary (0..<\(spec.vocabSize))")
         }
-        if let limit = spec.maxPositions, request.prompt.count + request.maxTokens > limit {
-            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max_tokens (\(request.maxTokens)) exceeds the model's context length of \(limit) tokens")
+        // Compared by subtraction: a huge max_tokens must not overflow.
+        if let limit = spec.maxPositions, request.maxTokens > limit - request.prompt.count {
+            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max_tokens (\(request.maxTokens)) "
+                              + "exceeds the model's context length of \(limit) tokens")
         }
-        let needed = (request.prompt.count + request.maxTokens + PagedKVCache.blockSize - 1) / PagedKVCache.blockSize
-        guard needed <= configuration.kvCacheBlocks else {
-            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max_tokens (\(request.maxTokens)) needs \(needed) KV cache blocks of \(PagedKVCache.blockSize) positions but the whole pool has \(configuration.kvCacheBlocks); lower max_tokens or start the server with a larger --kv-cache-memory")
+        let poolPositions = configuration.kvCacheBlocks * PagedKVCache.blockSize
+        guard request.maxTokens <= poolPositions - request.prompt.count else {
+            throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max_tokens (\(request.maxTokens)) "
+                              + "is more than the whole KV cache pool holds (\(configuration.kvCacheBlocks) blocks of "
+                              + "\(PagedKVCache.blockSize) = \(poolPositions) positions); lower max_tokens or start the "
+                              + "server with a larger --kv-cache-memory")
         }
     }
 

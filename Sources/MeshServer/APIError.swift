@@ -77,10 +77,9 @@ public struct APIError: Error, CustomStringConvertible, HTTPResponseError, Senda
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers: HTTPFields = [.contentType: "application/json"]
+        var headers: HTTPFields = [:]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return Response(status: status, headers: headers,
-                        body: .init(byteBuffer: ByteBuffer(bytes: JSON.data(jsonObject))))
+        return JSON.response(jsonObject, status: status, headers: headers)
     }
 }
 
@@ -88,6 +87,17 @@ public struct APIError: Error, CustomStringConvertible, HTTPResponseError, Senda
 enum JSON {
     static func data(_ object: Any) -> Data {
         (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
-            ?? Data("{}".utf8)
+            ?? Data((#"{"error": {"message": "internal error: the answer could not be encoded as JSON", "#
+                     + #""type": "server_error", "param": null, "code": "internal_error"}}"#).utf8)
+    }
+
+    /// JSON has no infinities: an impossible token's -inf logprob is sent as -9999, as vLLM does.
+    static func logprob(_ value: Float) -> Double { value.isFinite ? Double(value) : -9999 }
+
+    /// A JSON response.
+    static func response(_ object: Any, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data(object))))
     }
 }

@@ -26,7 +26,8 @@ struct ChatCompletionsEndpoint: Sendable {
         let generation = try model.generationRequest(prompt: promptTokens, shared, defaultMaxTokens: nil,
                                                      logprobs: wantsLogprobs ? (topLogprobs ?? 0) : nil,
                                                      promptLogprobs: shared.promptLogprobs, service: service)
-        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer, stop: shared.stop,
+        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer,
+                                            stop: shared.stop, stopTokenIds: shared.stopTokenIds,
                                             skipSpecialTokens: shared.skipSpecialTokens)
         let renderer = ChatRenderer(model: model, promptTokens: promptTokens, logprobs: wantsLogprobs,
                                     sendPromptLogprobs: shared.promptLogprobs != nil,
@@ -46,12 +47,6 @@ struct ChatRenderer: ResponseRenderer {
     let returnTokenIds: Bool
     let id = "chatcmpl-\(UUID().uuidString.lowercased())"
     let created = Int(Date().timeIntervalSince1970)
-    private var content = ""
-    private var tokens: [Int] = []
-    private var entries: [TokenLogprobs] = []
-    private var promptEntries: [TokenLogprobs] = []
-    private var finishReason = "length"
-    private var stopString: String?
     private var roleSent = false
 
     init(model: ServedModel, promptTokens: [Int], logprobs: Bool, sendPromptLogprobs: Bool, returnTokenIds: Bool) {
@@ -70,7 +65,7 @@ struct ChatRenderer: ResponseRenderer {
     private func logprobEntry(_ entry: TokenLogprobs) -> [String: Any] {
         func item(_ token: Int, _ logprob: Float) -> [String: Any] {
             let text = model.tokenText(token)
-            return ["token": text, "logprob": Double(logprob), "bytes": Array(text.utf8).map(Int.init)]
+            return ["token": text, "logprob": JSON.logprob(logprob), "bytes": Array(text.utf8).map(Int.init)]
         }
         var object = item(entry.token, entry.logprob)
         object["top_logprobs"] = entry.top.map { item($0.token, $0.logprob) }
@@ -101,7 +96,7 @@ struct ChatRenderer: ResponseRenderer {
         case .finished(let reason, let stop, let text):
             if !text.isEmpty { choice["delta"] = ["content": text] }
             choice["finish_reason"] = reason
-            choice["stop_reason"] = stop ?? NSNull()
+            choice["stop_reason"] = stop?.json ?? NSNull()
         }
         result.append(envelope("chat.completion.chunk", [choice]))
         return result
@@ -113,31 +108,16 @@ struct ChatRenderer: ResponseRenderer {
         return chunk
     }
 
-    mutating func absorb(_ piece: ResponsePiece) {
-        switch piece {
-        case .promptLogprobs(let entries):
-            promptEntries = entries
-        case .token(let token, let text, let entry):
-            tokens.append(token)
-            content += text
-            if let entry { entries.append(entry) }
-        case .finished(let reason, let stop, let text):
-            content += text
-            finishReason = reason
-            stopString = stop
-        }
-    }
-
-    func body(usage: [String: Any]) -> [String: Any] {
+    func body(_ response: CollectedResponse, usage: [String: Any]) -> [String: Any] {
         var choice: [String: Any] = [
-            "index": 0, "message": ["role": "assistant", "content": content], "finish_reason": finishReason,
-            "stop_reason": stopString ?? NSNull(),
-            "logprobs": logprobs ? ["content": entries.map(logprobEntry)] : NSNull(),
+            "index": 0, "message": ["role": "assistant", "content": response.text],
+            "finish_reason": response.finishReason, "stop_reason": response.stopReason?.json ?? NSNull(),
+            "logprobs": logprobs ? ["content": response.logprobs.map(logprobEntry)] : NSNull(),
         ]
-        if returnTokenIds { choice["token_ids"] = tokens }
+        if returnTokenIds { choice["token_ids"] = response.tokens }
         var object = envelope("chat.completion", [choice])
         if returnTokenIds { object["prompt_token_ids"] = promptTokens }
-        if sendPromptLogprobs { object["prompt_logprobs"] = model.promptLogprobsObject(promptEntries) }
+        if sendPromptLogprobs { object["prompt_logprobs"] = model.promptLogprobsObject(response.promptLogprobs) }
         object["usage"] = usage
         return object
     }

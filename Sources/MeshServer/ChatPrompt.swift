@@ -4,12 +4,6 @@ import MeshChat
 /// The prompt of a chat request: its `messages` (and `tools`) rendered by the model's chat
 /// template as transformers renders it, key order kept as the client sent it.
 enum ChatPrompt {
-    /// Whether a template walks a message's content parts itself (`{% for part in message['content'] %}`,
-    /// as Llama 4's does): vLLM's test for passing content lists through unchanged.
-    static func readsContentParts(_ template: ChatTemplate) -> Bool {
-        template.source.contains(#/for\s+\w+\s+in\s+\w+(\[\s*['"]content['"]\s*\]|\.content)/#)
-    }
-
     static func render(_ fields: RequestFields, model: ServedModel) throws -> String {
         guard let template = model.chatTemplate else {
             throw APIError.badRequest("this model has no chat template (no 'chat_template' in "
@@ -41,27 +35,12 @@ enum ChatPrompt {
             extra[key] = value
         }
         do {
-            let messages = model.chatTemplateReadsContentParts ? JinjaValue.list(messages) : flattenTextParts(messages)
-            return try template.render(messages: messages, tools: tools,
+            return try template.render(messages: template.preparedMessages(messages), tools: tools,
                                        addGenerationPrompt: addGenerationPrompt, bosToken: model.bosToken,
                                        eosToken: model.eosToken, extra: extra)
         } catch let error as JinjaError {
             throw APIError.badRequest("the model's chat template rejected the conversation: \(error)",
                                       param: "messages")
         }
-    }
-
-    /// Content given as a list of text parts becomes one string (the parts joined by newlines) for
-    /// templates that print `content` as a string, as vLLM does; transformers would print the list.
-    private static func flattenTextParts(_ messages: [JinjaValue]) -> JinjaValue {
-        .list(messages.map { message in
-            guard case .dict(var fields) = message, case .list(let parts)? = fields["content"] else { return message }
-            let texts = parts.compactMap { part -> String? in
-                guard case .dict(let part) = part, case .string(let text)? = part["text"] else { return nil }
-                return text
-            }
-            fields["content"] = .string(texts.joined(separator: "\n"))
-            return .dict(fields)
-        })
     }
 }

@@ -36,7 +36,8 @@ struct CompletionsEndpoint: Sendable {
         let generation = try model.generationRequest(prompt: promptTokens, shared, defaultMaxTokens: 16,
                                                      logprobs: logprobs, promptLogprobs: promptLogprobs,
                                                      service: service)
-        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer, stop: shared.stop,
+        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer,
+                                            stop: shared.stop, stopTokenIds: shared.stopTokenIds,
                                             skipSpecialTokens: shared.skipSpecialTokens)
         let renderer = CompletionRenderer(
             model: model, promptTokens: promptTokens, echoText: echo ? promptText : nil, logprobs: logprobs,
@@ -57,12 +58,8 @@ struct CompletionRenderer: ResponseRenderer {
     let returnTokenIds: Bool
     let id = "cmpl-\(UUID().uuidString.lowercased())"
     let created = Int(Date().timeIntervalSince1970)
-    private var text = ""
-    private var tokens: [Int] = []
-    private var entries: [TokenLogprobs] = []
-    private var promptEntries: [TokenLogprobs] = []
-    private var finishReason = "length"
-    private var stopString: String?
+    /// Text streamed so far (for `text_offset`).
+    private var streamedText = ""
     private var echoSent = false
 
     init(model: ServedModel, promptTokens: [Int], echoText: String?, logprobs: Int?, sendPromptLogprobs: Bool,
@@ -89,10 +86,10 @@ struct CompletionRenderer: ResponseRenderer {
         }
         return [
             "tokens": tokens.map(model.tokenText),
-            "token_logprobs": entries.map { $0.map { Double($0.logprob) } ?? NSNull() as Any },
+            "token_logprobs": entries.map { $0.map { JSON.logprob($0.logprob) } ?? NSNull() as Any },
             "top_logprobs": entries.map { entry -> Any in
                 guard let entry else { return NSNull() }
-                return Dictionary(entry.top.map { (model.tokenText($0.token), Double($0.logprob)) },
+                return Dictionary(entry.top.map { (model.tokenText($0.token), JSON.logprob($0.logprob)) },
                                   uniquingKeysWith: { first, _ in first })
             },
             "text_offset": offsets,
@@ -114,14 +111,14 @@ struct CompletionRenderer: ResponseRenderer {
         case .token(let token, let text, let entry):
             choice["text"] = text
             if let entry, logprobs != nil {
-                choice["logprobs"] = logprobsObject(tokens: [token], entries: [entry], textOffset: self.text.count)
+                choice["logprobs"] = logprobsObject(tokens: [token], entries: [entry], textOffset: streamedText.count)
             }
             if returnTokenIds { choice["token_ids"] = [token] }
-            self.text += text
+            streamedText += text
         case .finished(let reason, let stop, let text):
             choice["text"] = text
             choice["finish_reason"] = reason
-            choice["stop_reason"] = stop ?? NSNull()
+            choice["stop_reason"] = stop?.json ?? NSNull()
         }
         result.append(envelope([choice]))
         return result
@@ -133,40 +130,27 @@ struct CompletionRenderer: ResponseRenderer {
         return chunk
     }
 
-    mutating func absorb(_ piece: ResponsePiece) {
-        switch piece {
-        case .promptLogprobs(let entries):
-            promptEntries = entries
-        case .token(let token, let text, let entry):
-            tokens.append(token)
-            self.text += text
-            if let entry { entries.append(entry) }
-        case .finished(let reason, let stop, let text):
-            self.text += text
-            finishReason = reason
-            stopString = stop
-        }
-    }
-
-    func body(usage: [String: Any]) -> [String: Any] {
+    func body(_ response: CollectedResponse, usage: [String: Any]) -> [String: Any] {
         var choice: [String: Any] = [
-            "index": 0, "text": (echoText ?? "") + text, "finish_reason": finishReason,
-            "stop_reason": stopString ?? NSNull(), "logprobs": NSNull(),
+            "index": 0, "text": (echoText ?? "") + response.text, "finish_reason": response.finishReason,
+            "stop_reason": response.stopReason?.json ?? NSNull(), "logprobs": NSNull(),
         ]
         if logprobs != nil {
+            let generated = response.logprobs.map { Optional($0) }
             if echoText != nil {
-                let promptPart: [TokenLogprobs?] = [nil] + promptEntries.map { Optional($0) }
-                choice["logprobs"] = logprobsObject(tokens: promptTokens + tokens,
-                                                    entries: promptPart + entries.map { Optional($0) }, textOffset: 0)
+                // The first prompt token has no prediction: null, as OpenAI sends.
+                let prompt: [TokenLogprobs?] = [nil] + response.promptLogprobs.map { Optional($0) }
+                choice["logprobs"] = logprobsObject(tokens: promptTokens + response.tokens, entries: prompt + generated,
+                                                    textOffset: 0)
             } else {
-                choice["logprobs"] = logprobsObject(tokens: tokens, entries: entries, textOffset: 0)
+                choice["logprobs"] = logprobsObject(tokens: response.tokens, entries: generated, textOffset: 0)
             }
         }
         if returnTokenIds {
-            choice["token_ids"] = tokens
+            choice["token_ids"] = response.tokens
             choice["prompt_token_ids"] = promptTokens
         }
-        if sendPromptLogprobs { choice["prompt_logprobs"] = model.promptLogprobsObject(promptEntries) }
+        if sendPromptLogprobs { choice["prompt_logprobs"] = model.promptLogprobsObject(response.promptLogprobs) }
         var object = envelope([choice])
         object["usage"] = usage
         return object

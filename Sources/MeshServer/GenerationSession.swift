@@ -35,9 +35,22 @@ final class EventChannel: @unchecked Sendable {
 enum ResponsePiece {
     case promptLogprobs([TokenLogprobs])
     case token(Int, text: String, logprobs: TokenLogprobs?)
-    /// `reason` is "stop" or "length"; `stopString` the stop text that ended it, if one did;
-    /// `text` whatever was still held back.
-    case finished(reason: String, stopString: String?, text: String)
+    /// `reason` is "stop" or "length"; `stopReason` what stopped it, when a stop string or one of
+    /// the request's `stop_token_ids` did; `text` whatever was still held back.
+    case finished(reason: String, stopReason: StopReason?, text: String)
+}
+
+/// vLLM's `stop_reason`: the stop string that matched, or the stop token id that was generated.
+enum StopReason {
+    case string(String)
+    case token(Int)
+
+    var json: Any {
+        switch self {
+        case .string(let text): return text
+        case .token(let id): return id
+        }
+    }
 }
 
 /// Reads a submitted request's events and turns them into response pieces: text assembled with
@@ -50,8 +63,9 @@ struct GenerationSession {
     private var done = false
 
     /// Submits `request` to `service`; throws (nothing queued) for a bad request or a full queue.
+    /// `stopTokenIds`: the client's own stop tokens (named as the stop reason).
     init(_ request: GenerationRequest, service: GenerationService, tokenizer: Tokenizer?, stop: [String],
-         skipSpecialTokens: Bool) throws {
+         stopTokenIds: [Int], skipSpecialTokens: Bool) throws {
         let channel = EventChannel()
         do {
             try service.submit(request, isCancelled: { channel.isCancelled }, events: { channel.push($0) })
@@ -59,6 +73,8 @@ struct GenerationSession {
             throw APIError(wrapping: error)
         }
         self.channel = channel
+        stopTokens = request.stopTokens
+        clientStopTokens = Set(stopTokenIds)
         iterator = channel.events.makeAsyncIterator()
         assembler = TextAssembler(tokenizer: tokenizer, stop: stop, skipSpecialTokens: skipSpecialTokens)
     }
@@ -80,18 +96,23 @@ struct GenerationSession {
                 continue
             case .token(let token, let logprobs):
                 generatedTokens += 1
+                // A stop token ends the text without adding its own, as vLLM's detokenizer does.
+                if stopTokens.contains(token) {
+                    stoppedBy = clientStopTokens.contains(token) ? .token(token) : nil
+                    return .token(token, text: "", logprobs: logprobs)
+                }
                 let text = assembler.push(token)
                 if let stop = assembler.matchedStop {
                     // The engine finishes the sequence at its next step and frees its blocks.
                     channel.cancel()
                     done = true
-                    queued = .finished(reason: "stop", stopString: stop, text: "")
+                    queued = .finished(reason: "stop", stopReason: .string(stop), text: "")
                 }
                 return .token(token, text: text, logprobs: logprobs)
             case .finished(let reason, _):
                 done = true
                 guard reason != .cancelled else { throw CancellationError() }
-                return .finished(reason: reason.rawValue, stopString: nil, text: assembler.finish())
+                return .finished(reason: reason.rawValue, stopReason: stoppedBy, text: assembler.finish())
             case .failed(let error):
                 done = true
                 throw APIError(error)
@@ -101,4 +122,7 @@ struct GenerationSession {
 
     /// The end, after a token that matched a stop string.
     private var queued: ResponsePiece?
+    private let stopTokens: Set<Int>
+    private let clientStopTokens: Set<Int>
+    private var stoppedBy: StopReason?
 }

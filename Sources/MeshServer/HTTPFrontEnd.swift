@@ -44,8 +44,12 @@ public final class HTTPFrontEnd: @unchecked Sendable {
     /// Starts serving; returns the bound port once the socket listens, or throws why it cannot.
     public func start() throws -> Int {
         let drain = DrainService(frontEnd: self)
-        let group = ServiceGroup(configuration: .init(
-            services: [application, drain], gracefulShutdownSignals: [.sigterm, .sigint], logger: application.logger))
+        var configuration = ServiceGroupConfiguration(
+            services: [application, drain], gracefulShutdownSignals: [.sigterm, .sigint], logger: application.logger)
+        // Past the drain and a margin for the last writes, a client that stopped reading cannot
+        // hold the process: shutdown escalates to cancellation.
+        configuration.maximumGracefulShutdownDuration = .seconds(drainTimeout + 10)
+        let group = ServiceGroup(configuration: configuration)
         Task.detached { [self] in
             do {
                 try await group.run()
@@ -53,12 +57,12 @@ public final class HTTPFrontEnd: @unchecked Sendable {
                 startup.finish(.failure(error))
             }
             lock.withLock { stopped = true }
-            startup.finish(.failure(HTTPFrontEndError("the HTTP server stopped before it started")))
+            startup.finish(.failure(ServerStartError("the HTTP server stopped before it started")))
         }
         do {
             return try startup.wait()
         } catch {
-            throw HTTPFrontEndError("cannot serve HTTP on \(host): \(error); is the port in use?")
+            throw ServerStartError("cannot serve HTTP on \(host): \(error); is the port in use?")
         }
     }
 
@@ -114,7 +118,8 @@ private final class Startup: @unchecked Sendable {
     }
 }
 
-public struct HTTPFrontEndError: Error, CustomStringConvertible {
+/// Why a server could not start (its HTTP socket, its chat template file).
+public struct ServerStartError: Error, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
 }

@@ -46,14 +46,14 @@ public struct OpenAIAPI: Sendable {
         let v1 = router.group("/v1")
         if let apiKey { v1.add(middleware: APIKeyMiddleware(key: apiKey)) }
         v1.get("/models") { _, _ in
-            json(["object": "list", "data": [model.modelObject]])
+            JSON.response(["object": "list", "data": [model.modelObject]])
         }
         v1.get("/models/{id}") { _, context in
             guard context.parameters.get("id") == model.name else {
                 throw APIError.notFound("the model '\(context.parameters.get("id") ?? "")' does not exist; this server "
                                         + "serves '\(model.name)'", code: "model_not_found")
             }
-            return json(model.modelObject)
+            return JSON.response(model.modelObject)
         }
         v1.post("/completions") { request, context in
             var request = request
@@ -80,11 +80,6 @@ public struct OpenAIAPI: Sendable {
         }
     }
 
-    private func json(_ object: [String: Any], status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"],
-                 body: .init(byteBuffer: ByteBuffer(bytes: JSON.data(object))))
-    }
-
     private func health() -> Response {
         let (stats, reason) = service.status
         var body = healthDetails()
@@ -100,7 +95,7 @@ public struct OpenAIAPI: Sendable {
         ] as [String: Any]
         body["status"] = reason == nil ? "ok" : "unavailable"
         if let reason { body["reason"] = reason }
-        return json(body, status: reason == nil ? .ok : .serviceUnavailable)
+        return JSON.response(body, status: reason == nil ? .ok : .serviceUnavailable)
     }
 }
 

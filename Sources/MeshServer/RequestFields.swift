@@ -8,7 +8,13 @@ struct RequestFields {
     let dict: JinjaDict
 
     init(json body: Data) throws {
-        guard case .dict(let dict)? = try? JinjaValue(json: body) else {
+        let value: JinjaValue
+        do {
+            value = try JinjaValue(json: body)
+        } catch let error as JinjaError {
+            throw APIError.badRequest("the request body is not valid JSON: \(error.message)")
+        }
+        guard case .dict(let dict) = value else {
             throw APIError.badRequest("the request body must be a JSON object, "
                                       + "e.g. {\"prompt\": \"Hello\", \"max_tokens\": 16}")
         }

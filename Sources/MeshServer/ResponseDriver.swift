@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MeshEngine
 
 /// Builds one endpoint's JSON from response pieces: the whole body, or the chunks of a stream.
 protocol ResponseRenderer {
@@ -7,9 +8,33 @@ protocol ResponseRenderer {
     mutating func chunks(for piece: ResponsePiece) -> [[String: Any]]
     /// The chunk that carries `usage` after the last one (`stream_options.include_usage`).
     func usageChunk(_ usage: [String: Any]) -> [String: Any]
-    /// Folds a piece into the non-streaming answer.
-    mutating func absorb(_ piece: ResponsePiece)
-    func body(usage: [String: Any]) -> [String: Any]
+    /// The non-streaming answer.
+    func body(_ response: CollectedResponse, usage: [String: Any]) -> [String: Any]
+}
+
+/// A whole response, collected from its pieces.
+struct CollectedResponse {
+    var text = ""
+    var tokens: [Int] = []
+    var logprobs: [TokenLogprobs] = []
+    var promptLogprobs: [TokenLogprobs] = []
+    var finishReason = "length"
+    var stopReason: StopReason?
+
+    mutating func absorb(_ piece: ResponsePiece) {
+        switch piece {
+        case .promptLogprobs(let entries):
+            promptLogprobs = entries
+        case .token(let token, let text, let entry):
+            tokens.append(token)
+            self.text += text
+            if let entry { logprobs.append(entry) }
+        case .finished(let reason, let stop, let text):
+            self.text += text
+            finishReason = reason
+            stopReason = stop
+        }
+    }
 }
 
 /// Sends a submitted generation as one JSON body or as server-sent events. A client that goes
@@ -17,7 +42,8 @@ protocol ResponseRenderer {
 /// handler task's cancellation (graceful shutdown past its bound).
 enum ResponseDriver {
     /// `Sendable` transfer of the session and renderer into the response body's writer task;
-    /// only one task ever touches them.
+    /// only one task ever touches them. Whatever way the response ends, even before its body
+    /// started (a connection that died before the headers went out), the sequence ends with it.
     private final class State<Renderer: ResponseRenderer>: @unchecked Sendable {
         var session: GenerationSession
         var renderer: Renderer
@@ -27,6 +53,8 @@ enum ResponseDriver {
             self.renderer = renderer
             self.promptTokens = promptTokens
         }
+
+        deinit { session.channel.cancel() }
 
         var usage: [String: Any] {
             let completion = session.generatedTokens
@@ -46,10 +74,9 @@ enum ResponseDriver {
             defer { peer.forget(watch) }
             do {
                 return try await withTaskCancellationHandler {
-                    while let piece = try await state.session.next() { state.renderer.absorb(piece) }
-                    let body = JSON.data(state.renderer.body(usage: state.usage))
-                    return Response(status: .ok, headers: [.contentType: "application/json"],
-                                    body: .init(byteBuffer: ByteBuffer(bytes: body)))
+                    var response = CollectedResponse()
+                    while let piece = try await state.session.next() { response.absorb(piece) }
+                    return JSON.response(state.renderer.body(response, usage: state.usage))
                 } onCancel: { channel.cancel() }
             } catch is CancellationError {
                 channel.cancel()

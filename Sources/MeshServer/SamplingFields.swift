@@ -52,6 +52,23 @@ struct SamplingFields {
         returnTokenIds = try fields.bool("return_token_ids") ?? false
         promptLogprobs = try Self.logprobCount(fields, "prompt_logprobs")
         _ = try fields.string("user")
+        try Self.refuseUnsupported(fields)
+    }
+
+    /// Known fields that would change the answer and are not implemented: a clear 400 rather than
+    /// an answer that silently ignores them. Their neutral values are accepted.
+    private static func refuseUnsupported(_ fields: RequestFields) throws {
+        func refuse(_ key: String) -> APIError {
+            .badRequest("'\(key)' is not supported by this server yet; leave it out", param: key)
+        }
+        if let bias = try fields.object("logit_bias"), !bias.dict.isEmpty { throw refuse("logit_bias") }
+        if let count = try fields.int("min_tokens"), count > 0 { throw refuse("min_tokens") }
+        if let count = try fields.int("best_of"), count > 1 { throw refuse("best_of") }
+        if let suffix = try fields.string("suffix"), !suffix.isEmpty { throw refuse("suffix") }
+        if try fields.bool("include_stop_str_in_output") == true { throw refuse("include_stop_str_in_output") }
+        if let format = try fields.object("response_format"), try format.string("type") ?? "text" != "text" {
+            throw refuse("response_format")
+        }
     }
 
     /// A top-logprobs count field: 0 to 20.

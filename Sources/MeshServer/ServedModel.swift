@@ -14,8 +14,6 @@ public struct ServedModel: Sendable {
     /// nil when config.json does not say.
     public let contextLength: Int?
     public let chatTemplate: ChatTemplate?
-    /// The template takes message content as a list of parts (else text parts are joined first).
-    let chatTemplateReadsContentParts: Bool
     public let bosToken: String?
     public let eosToken: String?
     public let created = Int(Date().timeIntervalSince1970)
@@ -35,14 +33,13 @@ public struct ServedModel: Sendable {
             do {
                 source = try String(contentsOf: chatTemplateFile, encoding: .utf8)
             } catch {
-                throw APIError(status: 500, "cannot read the chat template \(chatTemplateFile.path): "
-                               + error.localizedDescription, type: "server_error")
+                throw ServerStartError("cannot read the chat template \(chatTemplateFile.path): "
+                                       + error.localizedDescription)
             }
             chatTemplate = try ChatTemplate(source: source)
         } else {
             chatTemplate = loaded.template
         }
-        chatTemplateReadsContentParts = chatTemplate.map(ChatPrompt.readsContentParts) ?? false
     }
 
     /// Chat prompts carry their special tokens in the template's text, so they add none.
@@ -89,11 +86,11 @@ public struct ServedModel: Sendable {
         [NSNull()] + entries.map { entry -> [String: Any] in
             var map: [String: Any] = [:]
             for (rank, top) in entry.top.enumerated() {
-                map[String(top.token)] = ["logprob": Double(top.logprob), "rank": rank + 1,
+                map[String(top.token)] = ["logprob": JSON.logprob(top.logprob), "rank": rank + 1,
                                           "decoded_token": tokenText(top.token)]
             }
             if map[String(entry.token)] == nil {
-                map[String(entry.token)] = ["logprob": Double(entry.logprob), "rank": entry.rank,
+                map[String(entry.token)] = ["logprob": JSON.logprob(entry.logprob), "rank": entry.rank,
                                             "decoded_token": tokenText(entry.token)]
             }
             return map
@@ -105,13 +102,5 @@ public struct ServedModel: Sendable {
         var object: [String: Any] = ["id": name, "object": "model", "created": created, "owned_by": "expertmesh"]
         if let contextLength { object["max_model_len"] = contextLength }
         return object
-    }
-}
-
-extension Tokenizer {
-    /// The directory's tokenizer.json, or nil if it has none.
-    public static func inDirectory(_ directory: URL) throws -> Tokenizer? {
-        FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
-            ? try Tokenizer(directory: directory) : nil
     }
 }

@@ -28,6 +28,12 @@ public struct Tokenizer: @unchecked Sendable {
     }
 
     /// Loads `tokenizer.json` from a model directory.
+    /// The directory's tokenizer.json, or nil if it has none.
+    public static func inDirectory(_ directory: URL) throws -> Tokenizer? {
+        FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
+            ? try Tokenizer(directory: directory) : nil
+    }
+
     public init(directory: URL) throws {
         let file = directory.appendingPathComponent("tokenizer.json")
         guard let data = FileManager.default.contents(atPath: file.path) else {
@@ -113,13 +119,18 @@ public struct Tokenizer: @unchecked Sendable {
 }
 
 /// Emits text as tokens arrive, holding back an incomplete UTF-8 sequence (a byte-level or
-/// byte-fallback character split across tokens) until it completes. The pieces always add up
-/// to `decode(all ids)`.
+/// byte-fallback character split across tokens) until it completes. Each step decodes only a short
+/// window (vLLM's prefix and read offsets), so a long generation costs linear time; the window
+/// starts a few tokens back so decoders that treat a sequence's first token specially (a leading
+/// space stripped, a prefix added) see the same context as a whole decode.
 public struct StreamingDecoder: Sendable {
     private let tokenizer: Tokenizer
     private let skipSpecialTokens: Bool
     private var ids: [Int] = []
-    private var emitted = ""
+    /// Tokens before `prefixOffset` are fully emitted; `prefixOffset..<readOffset` is the context
+    /// whose text was already emitted.
+    private var prefixOffset = 0
+    private var readOffset = 0
 
     public init(tokenizer: Tokenizer, skipSpecialTokens: Bool = false) {
         self.tokenizer = tokenizer
@@ -128,24 +139,30 @@ public struct StreamingDecoder: Sendable {
 
     public mutating func push(_ id: Int) -> String {
         ids.append(id)
-        var text = Array(tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens).unicodeScalars)
-        // Hold back a trailing replacement character: it may be half of a multi-byte character.
-        while text.last == "\u{FFFD}" { text.removeLast() }
-        return emit(text)
+        return emit(final: false)
     }
 
     /// Whatever is still held back (e.g. a genuinely invalid byte sequence at the end).
-    public mutating func finish() -> String {
-        emit(Array(tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens).unicodeScalars))
+    public mutating func finish() -> String { emit(final: true) }
+
+    private func decode(_ range: Range<Int>) -> [Unicode.Scalar] {
+        Array(tokenizer.decode(Array(ids[range]), skipSpecialTokens: skipSpecialTokens).unicodeScalars)
     }
 
     /// Compares unicode scalars, not characters: a new scalar may join the previous grapheme.
-    private mutating func emit(_ scalars: [Unicode.Scalar]) -> String {
-        let done = Array(emitted.unicodeScalars)
-        guard scalars.count >= done.count, Array(scalars[0..<done.count]) == done else { return "" }
+    private mutating func emit(final: Bool) -> String {
+        let context = decode(prefixOffset..<readOffset)
+        let text = decode(prefixOffset..<ids.count)
+        // A trailing replacement character may be half of a multi-byte character: wait for more.
+        guard text.count > context.count, final || text.last != "\u{FFFD}",
+              text[..<context.count].elementsEqual(context) else { return "" }
         var delta = String.UnicodeScalarView()
-        delta.append(contentsOf: scalars[done.count...])
-        emitted.unicodeScalars.append(contentsOf: delta)
+        delta.append(contentsOf: text[context.count...])
+        // Keep the last few tokens as context for the next step.
+        prefixOffset = max(readOffset, ids.count - Self.contextTokens)
+        readOffset = ids.count
         return String(delta)
     }
+
+    private static let contextTokens = 5
 }

@@ -42,8 +42,7 @@ struct APIArguments: ParsableArguments {
         var options = APIOptions(host: host, port: port)
         options.servedModelName = servedModelName
         options.chatTemplateFile = chatTemplate.map { URL(fileURLWithPath: $0) }
-        let environmentKey = ProcessInfo.processInfo.environment["EXPERTMESH_API_KEY"]
-        options.apiKey = apiKey ?? environmentKey.flatMap { $0.isEmpty ? nil : $0 }
+        options.apiKey = apiKey ?? apiKeyFromEnvironment
         options.limits.maxBodyBytes = ServingArguments.bytes(maxRequestBytes) ?? options.limits.maxBodyBytes
         options.limits.idleTimeoutSeconds = httpIdleTimeout
         options.drainTimeout = shutdownTimeout

@@ -65,9 +65,11 @@ struct ChatTemplateCommand: ParsableCommand {
                 eosToken = eos ?? loaded.eosToken
             }
             let conversation = try JinjaValue(json: Data(try readText(messages, option: "--messages").utf8))
-            guard case .list = conversation else { throw CommandError("--messages must hold a JSON list of messages") }
+            guard case .list(let list) = conversation else {
+                throw CommandError("--messages must hold a JSON list of messages")
+            }
             let toolList = try tools.map { try JinjaValue(json: Data(try readText($0, option: "--tools").utf8)) }
-            let prompt = try chatTemplate.render(messages: conversation, tools: toolList,
+            let prompt = try chatTemplate.render(messages: chatTemplate.preparedMessages(list), tools: toolList,
                                                  addGenerationPrompt: addGenerationPrompt,
                                                  bosToken: bosToken, eosToken: eosToken)
             FileHandle.standardOutput.write(Data(prompt.utf8))

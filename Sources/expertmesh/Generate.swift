@@ -19,7 +19,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Model directory (local generation).")
     var model: String?
 
-    @Option(help: "Coordinator HTTP URL, e.g. http://127.0.0.1:8080 (generation on a cluster).")
+    @Option(help: "Server URL, e.g. http://127.0.0.1:8080 (generation on a cluster or a `serve`; a key the server asks for is read from EXPERTMESH_API_KEY).")
     var server: String?
 
     @Option(help: "Prompt text (needs tokenizer.json in the model directory).")

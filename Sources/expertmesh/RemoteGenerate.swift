@@ -8,13 +8,14 @@ extension Generate {
     /// `generate --server URL`: the same request through the coordinator's /v1/completions,
     /// printing the same output as local generation.
     func runRemote(_ server: String) throws {
-        guard let url = URL(string: server.hasSuffix("/") ? server + "v1/completions" : server + "/v1/completions"),
+        let base = server.hasSuffix("/") ? String(server.dropLast()) : server
+        guard let url = URL(string: base + "/v1/completions"),
               url.scheme == "http" || url.scheme == "https" else {
             throw ValidationError("--server must be an http URL such as http://127.0.0.1:8080")
         }
         var body: [String: Any] = ["max_tokens": maxTokens, "temperature": temperature, "return_token_ids": true,
                                     "ignore_eos": ignoreEos, "skip_special_tokens": false]
-        if let tokens { body["prompt"] = try parseTokenList(tokens, option: "--tokens") } else { body["prompt"] = prompt ?? "" }
+        body["prompt"] = try tokens.map { try parseTokenList($0, option: "--tokens") } ?? prompt ?? ""
         if let topK { body["top_k"] = topK }
         if let topP { body["top_p"] = topP }
         if let seed { body["seed"] = seed }
@@ -22,11 +23,13 @@ extension Generate {
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        if let key = apiKeyFromEnvironment { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
         request.httpBody = try JSONSerialization.data(withJSONObject: body)
         request.timeoutInterval = 3600
         let (data, status) = try HTTPClient.send(request)
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw CommandError("the server answered HTTP \(status) with a body that is not JSON: is --server an ExpertMesh coordinator?")
+            throw CommandError("the server answered HTTP \(status) with a body that is not JSON: "
+                               + "is --server an ExpertMesh server?")
         }
         guard status == 200, let choice = (object["choices"] as? [[String: Any]])?.first else {
             let message = ((object["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(status)"
@@ -49,7 +52,8 @@ extension Generate {
         body["stream"] = true
         body["return_token_ids"] = false
         var failure: String?
-        let status = try StreamingHTTPClient(url: server).post("/v1/completions", body: JSONSerialization.data(withJSONObject: body)) { event, _ in
+        let data = try JSONSerialization.data(withJSONObject: body)
+        let status = try StreamingHTTPClient(url: server).post("/v1/completions", body: data) { event, _ in
             guard event != "[DONE]" else { return }
             let object = (try? JSONSerialization.jsonObject(with: Data(event.utf8))) as? [String: Any]
             if let error = object?["error"] as? [String: Any] {
@@ -65,6 +69,11 @@ extension Generate {
     }
 }
 
+/// The key `serve`/`coordinator --api-key` asks for, from EXPERTMESH_API_KEY (unset or empty: none).
+var apiKeyFromEnvironment: String? {
+    ProcessInfo.processInfo.environment["EXPERTMESH_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+}
+
 /// A blocking HTTP call (CLI use only).
 enum HTTPClient {
     static func send(_ request: URLRequest) throws -> (Data, Int) {
@@ -73,7 +82,8 @@ enum HTTPClient {
         let done = DispatchSemaphore(value: 0)
         URLSession.shared.dataTask(with: request) { data, response, error in
             if let error {
-                box.result = .failure(CommandError("cannot reach \(request.url?.absoluteString ?? ""): \(error.localizedDescription); is the coordinator running?"))
+                box.result = .failure(CommandError("cannot reach \(request.url?.absoluteString ?? ""): "
+                                                   + "\(error.localizedDescription); is the server running?"))
             } else {
                 box.result = .success((data ?? Data(), (response as? HTTPURLResponse)?.statusCode ?? 0))
             }

@@ -11,7 +11,8 @@ struct StreamingHTTPClient {
 
     /// "http://HOST:PORT" (a trailing slash or path is ignored).
     init(url: String) throws {
-        guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host else {
+        guard let components = URLComponents(string: url), components.scheme == "http",
+              let host = components.host else {
             throw CommandError("--server must be an http URL such as http://127.0.0.1:8080, got '\(url)'")
         }
         self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
@@ -48,7 +49,8 @@ struct StreamingHTTPClient {
         defer { close(fd) }
         let hostHeader = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         var request = Data(("POST \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nContent-Type: application/json\r\n"
-                            + "Accept: text/event-stream\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n").utf8)
+                            + "Accept: text/event-stream\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
+                            + (apiKeyFromEnvironment.map { "Authorization: Bearer \($0)\r\n" } ?? "") + "\r\n").utf8)
         request.append(body)
         let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         guard sent == request.count else { throw CommandError("could not send the request to \(host):\(port)") }

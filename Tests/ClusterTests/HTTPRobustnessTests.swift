@@ -18,6 +18,7 @@ final class HTTPRobustnessTests: XCTestCase {
             (["prompt": "Hi", "stop": [1, 2]], "stop", "'stop' must be a string or a list of strings"),
             (["prompt": "Hi", "stop": ""], "stop", "must not be empty"),
             (["prompt": "Hi", "max_tokens": 1_000_000_000_000], nil, "exceeds the model's context length"),
+            (["prompt": "Hi", "max_tokens": Int.max], nil, "exceeds the model's context length"),
             (["prompt": "Hi", "top_k": 0, "top_p": 0], "top_p", "top_p must be in (0, 1]"),
             (["prompt": "Hi", "min_p": 3], "min_p", "min_p must be in [0, 1]"),
             (["prompt": "Hi", "presence_penalty": 5], "presence_penalty", "presence_penalty must be in [-2, 2]"),

@@ -3,11 +3,14 @@
 Usage: python3 chat_template_cli_checks.py EXPERTMESH_BINARY
 For real templates and conversations (with tools where the template takes them, and conversations the template
 rejects), the command's stdout must equal jinja2's text byte for byte, or both must fail (the command with exit
-status 1 and one `error:` line). Prints one line per case; exits 1 on the first difference.
+status 1 and one `error:` line). Messages are first prepared as vLLM prepares OpenAI requests (text parts joined
+unless the template reads them, tool-call arguments given as JSON strings parsed). Prints one line per case.
 """
+import copy
 import importlib.util
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -20,13 +23,36 @@ binary = sys.argv[1]
 templates = root / "Tests" / "MeshChatTests" / "Templates"
 conversations = root / "Tests" / "MeshChatTests" / "Conversations"
 CASES = {
-    "mixtral-8x7b-instruct-v0.1": ["system-multi-turn", "unicode", "jinja-lookalike", "reject-consecutive-users"],
-    "qwen3-0.6b": ["tool-calls", "reasoning", "unicode", "empty-content"],
+    "mixtral-8x7b-instruct-v0.1": ["system-multi-turn", "unicode", "jinja-lookalike", "multimodal-parts",
+                                   "reject-consecutive-users"],
+    "qwen3-0.6b": ["tool-calls", "tool-calls-string-arguments", "reasoning", "unicode", "empty-content"],
     "deepseek-v3": ["system-multi-turn", "tool-calls"],
     "glm-4.6": ["tool-calls", "multi-turn"],
     "llama-4-scout-17b-16e-instruct": ["multimodal-parts", "system-user"],
 }
 environment = reference.make_environment()
+
+
+def prepare(messages, template):
+    """vLLM's preparation of OpenAI messages before the template renders them."""
+    reads_parts = re.search(r"for\s+\w+\s+in\s+\w+(\[\s*['\"]content['\"]\s*\]|\.content)", template)
+    messages = copy.deepcopy(messages)
+    for message in messages:
+        if isinstance(message.get("content"), list) and not reads_parts:
+            message["content"] = "\n".join(part["text"] for part in message["content"]
+                                           if isinstance(part, dict) and isinstance(part.get("text"), str))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                try:
+                    parsed = json.loads(function["arguments"])
+                except ValueError:
+                    continue
+                if isinstance(parsed, dict):
+                    function["arguments"] = parsed
+    return messages
+
+
 failures = 0
 with tempfile.TemporaryDirectory() as scratch:
     scratch = pathlib.Path(scratch)
@@ -36,7 +62,8 @@ with tempfile.TemporaryDirectory() as scratch:
         for conversation_name in conversation_names:
             conversation = json.loads((conversations / f"{conversation_name}.json").read_text())
             for generation_prompt in (True, False):
-                case = {"template": template_path.read_text(), "messages": conversation["messages"],
+                source = template_path.read_text()
+                case = {"template": source, "messages": prepare(conversation["messages"], source),
                         "add_generation_prompt": generation_prompt, "bos_token": tokens.get("bos_token"),
                         "eos_token": tokens.get("eos_token")}
                 command = [binary, "chat-template", "--template", str(template_path)]
