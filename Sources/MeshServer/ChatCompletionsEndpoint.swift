@@ -48,6 +48,7 @@ struct ChatRenderer: ResponseRenderer {
     let id = "chatcmpl-\(UUID().uuidString.lowercased())"
     let created = Int(Date().timeIntervalSince1970)
     private var roleSent = false
+    private var lastToken: Int?
 
     init(model: ServedModel, promptTokens: [Int], logprobs: Bool, sendPromptLogprobs: Bool, returnTokenIds: Bool) {
         self.model = model
@@ -61,15 +62,22 @@ struct ChatRenderer: ResponseRenderer {
         ["id": id, "object": object, "created": created, "model": model.name, "choices": choices]
     }
 
-    /// One position of chat logprobs: the token, its logprob, its UTF-8 bytes, and the top N alike.
-    private func logprobEntry(_ entry: TokenLogprobs) -> [String: Any] {
+    /// One position of chat logprobs: the token, its logprob, its UTF-8 bytes, and the top N alike;
+    /// texts as they read after `previous`.
+    private func logprobEntry(_ entry: TokenLogprobs, after previous: Int?) -> [String: Any] {
         func item(_ token: Int, _ logprob: Float) -> [String: Any] {
-            let text = model.tokenText(token)
+            let text = model.tokenText(token, after: previous)
             return ["token": text, "logprob": JSON.logprob(logprob), "bytes": Array(text.utf8).map(Int.init)]
         }
         var object = item(entry.token, entry.logprob)
         object["top_logprobs"] = entry.top.map { item($0.token, $0.logprob) }
         return object
+    }
+
+    /// Every generated position's entry, each read after the token before it.
+    private func logprobEntries(_ response: CollectedResponse) -> [[String: Any]] {
+        let befores = [promptTokens.last] + response.tokens.map { Optional($0) }
+        return zip(response.logprobs, befores).map { logprobEntry($0, after: $1) }
     }
 
     mutating func chunks(for piece: ResponsePiece) -> [[String: Any]] {
@@ -85,13 +93,16 @@ struct ChatRenderer: ResponseRenderer {
         case .promptLogprobs(let entries):
             guard sendPromptLogprobs else { return result }
             var chunk = envelope("chat.completion.chunk", [])
-            chunk["prompt_logprobs"] = model.promptLogprobsObject(entries)
+            chunk["prompt_logprobs"] = model.promptLogprobsObject(entries, prompt: promptTokens)
             result.append(chunk)
             return result
         case .token(let token, let text, let entry):
             guard !text.isEmpty || (logprobs && entry != nil) || returnTokenIds else { return result }
             choice["delta"] = ["content": text]
-            if let entry, logprobs { choice["logprobs"] = ["content": [logprobEntry(entry)]] }
+            if let entry, logprobs {
+                choice["logprobs"] = ["content": [logprobEntry(entry, after: lastToken ?? promptTokens.last)]]
+            }
+            lastToken = token
             if returnTokenIds { choice["token_ids"] = [token] }
         case .finished(let reason, let stop, let text):
             if !text.isEmpty { choice["delta"] = ["content": text] }
@@ -112,12 +123,14 @@ struct ChatRenderer: ResponseRenderer {
         var choice: [String: Any] = [
             "index": 0, "message": ["role": "assistant", "content": response.text],
             "finish_reason": response.finishReason, "stop_reason": response.stopReason?.json ?? NSNull(),
-            "logprobs": logprobs ? ["content": response.logprobs.map(logprobEntry)] : NSNull(),
+            "logprobs": logprobs ? ["content": logprobEntries(response)] : NSNull(),
         ]
         if returnTokenIds { choice["token_ids"] = response.tokens }
         var object = envelope("chat.completion", [choice])
         if returnTokenIds { object["prompt_token_ids"] = promptTokens }
-        if sendPromptLogprobs { object["prompt_logprobs"] = model.promptLogprobsObject(response.promptLogprobs) }
+        if sendPromptLogprobs {
+            object["prompt_logprobs"] = model.promptLogprobsObject(response.promptLogprobs, prompt: promptTokens)
+        }
         object["usage"] = usage
         return object
     }

@@ -58,8 +58,9 @@ struct CompletionRenderer: ResponseRenderer {
     let returnTokenIds: Bool
     let id = "cmpl-\(UUID().uuidString.lowercased())"
     let created = Int(Date().timeIntervalSince1970)
-    /// Text streamed so far (for `text_offset`).
+    /// Text streamed so far (for `text_offset`; the echoed prompt included) and the last token.
     private var streamedText = ""
+    private var lastToken: Int?
     private var echoSent = false
 
     init(model: ServedModel, promptTokens: [Int], echoText: String?, logprobs: Int?, sendPromptLogprobs: Bool,
@@ -77,20 +78,24 @@ struct CompletionRenderer: ResponseRenderer {
     }
 
     /// OpenAI's completion logprobs: parallel lists, `null` for the first prompt token (when echoed).
-    private func logprobsObject(tokens: [Int], entries: [TokenLogprobs?], textOffset: Int) -> [String: Any] {
+    /// `previous` is the token before the first one; offsets count code points, as Python does.
+    private func logprobsObject(tokens: [Int], entries: [TokenLogprobs?], previous: Int?,
+                                textOffset: Int) -> [String: Any] {
+        let befores = [previous] + tokens.dropLast().map { Optional($0) }
+        let texts = zip(tokens, befores).map { model.tokenText($0, after: $1) }
         var offsets: [Int] = []
         var offset = textOffset
-        for token in tokens {
+        for text in texts {
             offsets.append(offset)
-            offset += model.tokenText(token).count
+            offset += text.unicodeScalars.count
         }
         return [
-            "tokens": tokens.map(model.tokenText),
+            "tokens": texts,
             "token_logprobs": entries.map { $0.map { JSON.logprob($0.logprob) } ?? NSNull() as Any },
-            "top_logprobs": entries.map { entry -> Any in
+            "top_logprobs": zip(entries, befores).map { entry, before -> Any in
                 guard let entry else { return NSNull() }
-                return Dictionary(entry.top.map { (model.tokenText($0.token), JSON.logprob($0.logprob)) },
-                                  uniquingKeysWith: { first, _ in first })
+                let top = entry.top.map { (model.tokenText($0.token, after: before), JSON.logprob($0.logprob)) }
+                return Dictionary(top, uniquingKeysWith: { first, _ in first })
             },
             "text_offset": offsets,
         ]
@@ -100,21 +105,25 @@ struct CompletionRenderer: ResponseRenderer {
         var result: [[String: Any]] = []
         if let echoText, !echoSent {
             echoSent = true
-            result.append(envelope([["index": 0, "text": echoText, "logprobs": NSNull(), "finish_reason": NSNull()]]))
+            streamedText += echoText
+            result.append(envelope([["index": 0, "text": echoText, "logprobs": NSNull(),
+                                     "finish_reason": NSNull()]]))
         }
         var choice: [String: Any] = ["index": 0, "text": "", "logprobs": NSNull(), "finish_reason": NSNull()]
         switch piece {
         case .promptLogprobs(let entries):
             guard sendPromptLogprobs else { return result }
-            choice["prompt_logprobs"] = model.promptLogprobsObject(entries)
+            choice["prompt_logprobs"] = model.promptLogprobsObject(entries, prompt: promptTokens)
             if returnTokenIds { choice["prompt_token_ids"] = promptTokens }
         case .token(let token, let text, let entry):
             choice["text"] = text
             if let entry, logprobs != nil {
-                choice["logprobs"] = logprobsObject(tokens: [token], entries: [entry], textOffset: streamedText.count)
+                choice["logprobs"] = logprobsObject(tokens: [token], entries: [entry], previous: lastToken ?? promptTokens.last,
+                                                    textOffset: streamedText.unicodeScalars.count)
             }
             if returnTokenIds { choice["token_ids"] = [token] }
             streamedText += text
+            lastToken = token
         case .finished(let reason, let stop, let text):
             choice["text"] = text
             choice["finish_reason"] = reason
@@ -141,16 +150,19 @@ struct CompletionRenderer: ResponseRenderer {
                 // The first prompt token has no prediction: null, as OpenAI sends.
                 let prompt: [TokenLogprobs?] = [nil] + response.promptLogprobs.map { Optional($0) }
                 choice["logprobs"] = logprobsObject(tokens: promptTokens + response.tokens, entries: prompt + generated,
-                                                    textOffset: 0)
+                                                    previous: nil, textOffset: 0)
             } else {
-                choice["logprobs"] = logprobsObject(tokens: response.tokens, entries: generated, textOffset: 0)
+                choice["logprobs"] = logprobsObject(tokens: response.tokens, entries: generated,
+                                                    previous: promptTokens.last, textOffset: 0)
             }
         }
         if returnTokenIds {
             choice["token_ids"] = response.tokens
             choice["prompt_token_ids"] = promptTokens
         }
-        if sendPromptLogprobs { choice["prompt_logprobs"] = model.promptLogprobsObject(response.promptLogprobs) }
+        if sendPromptLogprobs {
+            choice["prompt_logprobs"] = model.promptLogprobsObject(response.promptLogprobs, prompt: promptTokens)
+        }
         var object = envelope([choice])
         object["usage"] = usage
         return object

@@ -66,7 +66,16 @@ public struct ServedModel: Sendable {
         }
     }
 
-    func tokenText(_ id: Int) -> String { tokenizer?.decode([id]) ?? "" }
+    /// A token's text as it reads after `previous` (SentencePiece decoders drop the leading space of a
+    /// decode's first token, so a token alone would lose it).
+    func tokenText(_ id: Int, after previous: Int?) -> String {
+        guard let tokenizer else { return "" }
+        guard let previous else { return tokenizer.decode([id]) }
+        let before = Array(tokenizer.decode([previous]).unicodeScalars)
+        let both = Array(tokenizer.decode([previous, id]).unicodeScalars)
+        guard both.starts(with: before) else { return tokenizer.decode([id]) }
+        return String(String.UnicodeScalarView(both[before.count...]))
+    }
 
     /// The engine request for a prompt and the shared fields; without a max, as many tokens as
     /// the context and the KV pool leave (`defaultMaxTokens` caps that when given).
@@ -82,8 +91,10 @@ public struct ServedModel: Sendable {
     }
 
     /// vLLM's prompt logprobs: null for the first prompt token, then {token_id: {logprob, rank, decoded_token}}.
-    func promptLogprobsObject(_ entries: [TokenLogprobs]) -> [Any] {
-        [NSNull()] + entries.map { entry -> [String: Any] in
+    /// Entry i is for prompt position i + 1, read after prompt token i.
+    func promptLogprobsObject(_ entries: [TokenLogprobs], prompt: [Int]) -> [Any] {
+        [NSNull()] + entries.enumerated().map { index, entry -> [String: Any] in
+            func tokenText(_ id: Int) -> String { self.tokenText(id, after: prompt[index]) }
             var map: [String: Any] = [:]
             for (rank, top) in entry.top.enumerated() {
                 map[String(top.token)] = ["logprob": JSON.logprob(top.logprob), "rank": rank + 1,
