@@ -4,7 +4,9 @@
 # Usage: scripts/test.sh [extra `swift test` arguments, e.g. --filter MeshModelsTests]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# `swift test` builds everything itself (with testable imports, so a plain release build first would
+# only be thrown away): set-up installs the packages and leaves the build to it.
+scripts/setup.sh --no-build
 echo "test: running swift test -c release"
 log=$(mktemp)
 status=0

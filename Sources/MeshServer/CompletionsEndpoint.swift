@@ -118,7 +118,8 @@ struct CompletionRenderer: ResponseRenderer {
         case .token(let token, let text, let entry):
             choice["text"] = text
             if let entry, logprobs != nil {
-                choice["logprobs"] = logprobsObject(tokens: [token], entries: [entry], previous: lastToken ?? promptTokens.last,
+                choice["logprobs"] = logprobsObject(tokens: [token], entries: [entry],
+                                                    previous: lastToken ?? promptTokens.last,
                                                     textOffset: streamedText.unicodeScalars.count)
             }
             if returnTokenIds { choice["token_ids"] = [token] }

@@ -28,6 +28,14 @@ final class OpenAIClientTests: XCTestCase {
         // The fixture's tokenizer_config.json gives bos "<s>" and eos "</s>".
         try assertChecksPass(cluster.httpURL, model: "mixtral",
                              ["--chat", "--chat-template-file", Self.mixtralTemplate.path, "--bos", "<s>", "--eos", "</s>"])
+        // SIGTERM: the coordinator drains, exits 0 and says goodbye to its workers.
+        cluster.coordinator.kill(signal: SIGTERM)
+        XCTAssertEqual(cluster.coordinator.process.terminationStatus, 0, cluster.coordinator.log)
+        let deadline = Date().addingTimeInterval(5)
+        while !cluster.workers.allSatisfy({ $0.log.contains("coordinator said goodbye") }), Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        for worker in cluster.workers { XCTAssertTrue(worker.log.contains("coordinator said goodbye"), worker.log) }
     }
 
     func testAPIKeyIsRequiredOnV1RoutesOnly() throws {
