@@ -19,20 +19,15 @@ public struct DispatchPlan: Sendable {
     public var destinations: [Destination]
 
     public init(routes: [TokenRoute], layer: Int, placement: Placement) throws {
-        let workers = placement.workers
-        var slot: [String: Int] = [:]
-        for (index, name) in workers.enumerated() { slot[name] = index }
-        // expert -> destination slot, looked up once per layer instead of once per token.
-        let expertCount = (routes.flatMap(\.experts).max() ?? -1) + 1
-        var owner = [Int](repeating: -1, count: expertCount)
-        for expert in 0..<expertCount {
-            if let name = placement.owner[ExpertKey(layer: layer, expert: expert)] { owner[expert] = slot[name]! }
-        }
-        var all = workers.map { Destination(worker: $0) }
+        // expert → destination slot, from the placement's table (built once, not per layer).
+        let owner = placement.workerSlots(layer: layer)
+        var all = placement.workers.map { Destination(worker: $0) }
         for (token, route) in routes.enumerated() {
             for (expert, weight) in zip(route.experts, route.weights) {
-                let d = owner[expert]
-                guard d >= 0 else { throw ClusterError("\(ExpertKey(layer: layer, expert: expert)) is not assigned to any worker") }
+                let d = expert >= 0 && expert < owner.count ? owner[expert] : -1
+                guard d >= 0 else {
+                    throw ClusterError("\(ExpertKey(layer: layer, expert: expert)) is not assigned to any worker")
+                }
                 if all[d].tokens.last != token {
                     all[d].tokens.append(token)
                     all[d].offsets.append(all[d].offsets.last!)
