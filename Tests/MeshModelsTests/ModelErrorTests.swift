@@ -31,6 +31,23 @@ final class ModelErrorTests: XCTestCase {
         assertLoadFails(dir, containing: "missing or invalid field 'num_local_experts'")
     }
 
+    /// A field of the wrong type is named, never silently replaced by a default.
+    func testWrongTypedConfigFieldsAreNamed() throws {
+        let cases: [(String, Any, String)] = [
+            ("num_key_value_heads", "8", "field 'num_key_value_heads' must be an integer, got \"8\""),
+            ("tie_word_embeddings", "yes", "field 'tie_word_embeddings' must be true or false"),
+            ("head_dim", 12.5, "field 'head_dim' must be an integer"),
+            ("rope_parameters", "linear", "field 'rope_parameters' must be an object"),
+            ("eos_token_id", ["2"], "field 'eos_token_id' must be an integer or a list of integers"),
+            ("max_position_embeddings", true, "field 'max_position_embeddings' must be an integer, got true"),
+        ]
+        for (key, value, message) in cases {
+            let dir = try Fixtures.scratchCopy("mixtral")
+            try editConfig(dir) { $0[key] = value }
+            assertLoadFails(dir, containing: message)
+        }
+    }
+
     func testShapeMismatchSaysExpectedAndFound() throws {
         let dir = try Fixtures.scratchCopy("mixtral")
         try editConfig(dir) { $0["intermediate_size"] = (($0["intermediate_size"] as? Int) ?? 1) + 1 }

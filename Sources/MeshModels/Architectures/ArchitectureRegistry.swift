@@ -28,17 +28,17 @@ public enum ArchitectureRegistry {
     ]
 
     static func resolve(_ config: ConfigReader) throws -> (any Architecture.Type, ConfigReader) {
-        guard let modelType = config.string("model_type") else {
+        guard let modelType = try config.string("model_type") else {
             throw ModelError("\(config.context): missing field 'model_type'; supported: \(supportedModelTypes.joined(separator: ", "))")
         }
         var textConfig = config
         var textType = modelType
         if let inner = wrappers[modelType] {
-            guard let nested = config.object("text_config") else {
+            guard let nested = try config.object("text_config") else {
                 throw ModelError("\(config.context): model_type '\(modelType)' needs a 'text_config' object")
             }
             textConfig = nested
-            textType = nested.string("model_type") ?? inner
+            textType = try nested.string("model_type") ?? inner
             // Some wrappers keep tie_word_embeddings at the top level only.
             if !nested.has("tie_word_embeddings"), config.has("tie_word_embeddings") {
                 var values = nested.values

@@ -12,20 +12,20 @@ enum Llama4: Architecture {
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
         let basics = try DecoderBasics(c)
         let layerCount = basics.layerCount
-        let step = c.optionalInt("interleave_moe_layer_step") ?? 1
+        let step = try c.optionalInt("interleave_moe_layer_step") ?? 1
         guard step > 0 else { throw ModelError("\(c.context): 'interleave_moe_layer_step' must be positive") }
-        let moeLayers = Set(c.intList("moe_layers") ?? Array(stride(from: step - 1, to: layerCount, by: step)))
-        let interval = c.optionalInt("no_rope_layer_interval") ?? 4
-        var ropeLayers = c.intList("no_rope_layers") ?? []
+        let moeLayers = Set(try c.intList("moe_layers") ?? Array(stride(from: step - 1, to: layerCount, by: step)))
+        let interval = try c.optionalInt("no_rope_layer_interval") ?? 4
+        var ropeLayers = try c.intList("no_rope_layers") ?? []
         if ropeLayers.isEmpty { ropeLayers = (0..<layerCount).map { ($0 + 1) % interval != 0 ? 1 : 0 } }
         guard ropeLayers.count == layerCount else {
             throw ModelError("\(c.context): 'no_rope_layers' has \(ropeLayers.count) entries for \(layerCount) layers")
         }
-        let chunkSize = c.optionalInt("attention_chunk_size")
-        let tuning = c.bool("attn_temperature_tuning", default: true)
-            ? AttentionSpec.TemperatureTuning(floorScale: c.optionalDouble("floor_scale") ?? 8192, attnScale: c.optionalDouble("attn_scale") ?? 0.1)
+        let chunkSize = try c.optionalInt("attention_chunk_size")
+        let tuning = try c.bool("attn_temperature_tuning", default: true)
+            ? AttentionSpec.TemperatureTuning(floorScale: try c.optionalDouble("floor_scale") ?? 8192, attnScale: try c.optionalDouble("attn_scale") ?? 0.1)
             : nil
-        let useQKNorm = c.bool("use_qk_norm", default: true)
+        let useQKNorm = try c.bool("use_qk_norm", default: true)
         let moe = try MoESpec(expertCount: c.positiveInt("num_local_experts"), topK: c.positiveInt("num_experts_per_tok"),
                               intermediateSize: c.positiveInt("intermediate_size"), routing: .topKSigmoid,
                               sharedExpertIntermediateSize: c.positiveInt("intermediate_size"))

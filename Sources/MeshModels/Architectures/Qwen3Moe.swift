@@ -7,13 +7,13 @@ enum Qwen3Moe: Architecture {
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
         let basics = try DecoderBasics(c)
         // Hub checkpoints say num_experts; transformers 5 writes num_local_experts.
-        let expertCount = c.optionalInt("num_experts") ?? c.optionalInt("num_local_experts") ?? 0
-        let sparseStep = c.optionalInt("decoder_sparse_step") ?? 1
-        let denseOnly = Set(c.intList("mlp_only_layers") ?? [])
+        let expertCount = try c.optionalInt("num_experts") ?? c.optionalInt("num_local_experts") ?? 0
+        let sparseStep = try c.optionalInt("decoder_sparse_step") ?? 1
+        let denseOnly = Set(try c.intList("mlp_only_layers") ?? [])
         let moe = expertCount > 0 ? try MoESpec(
             expertCount: expertCount, topK: c.positiveInt("num_experts_per_tok"),
             intermediateSize: c.positiveInt("moe_intermediate_size"),
-            routing: .softmaxTopK(normalize: c.bool("norm_topk_prob", default: false)), sharedExpertIntermediateSize: nil) : nil
+            routing: .softmaxTopK(normalize: try c.bool("norm_topk_prob", default: false)), sharedExpertIntermediateSize: nil) : nil
         let attention = AttentionSpec(usesRope: true, qkNorm: .rmsBeforeRope, chunkSize: nil, temperatureTuning: nil)
         var layers: [LayerSpec] = []
         for index in 0..<basics.layerCount {

@@ -4,10 +4,10 @@ import MeshTensors
 /// the hub) and transformers 5's `rope_parameters` object.
 enum RopeConfig {
     static func read(_ config: ConfigReader, headDim: Int, pairing: RotaryEmbedding.Pairing) throws -> RotaryEmbedding {
-        let parameters = config.object("rope_parameters")
-        let scaling = parameters ?? config.object("rope_scaling")
+        let parameters = try config.object("rope_parameters")
+        let scaling = try parameters ?? config.object("rope_scaling")
         let theta = try parameters?.double("rope_theta") ?? config.double("rope_theta")
-        let type = scaling?.string("rope_type") ?? scaling?.string("type") ?? "default"
+        let type = try scaling?.string("rope_type") ?? scaling?.string("type") ?? "default"
         switch type {
         case "default":
             return RotaryEmbedding(headDim: headDim, theta: theta, pairing: pairing)

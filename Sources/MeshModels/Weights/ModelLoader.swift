@@ -18,7 +18,7 @@ public final class LoadedModel: @unchecked Sendable {
         self.checkpoint = checkpoint
         // generation_config.json's eos list wins over config.json's (as in transformers' generate).
         if let generation = try? ConfigReader(file: directory.appendingPathComponent("generation_config.json")) {
-            let eos = generation.intOrList("eos_token_id")
+            let eos = try generation.intOrList("eos_token_id")
             if !eos.isEmpty { spec.eosTokenIds = eos }
         }
         guard let layout = ArchitectureRegistry.layouts.first(where: { checkpoint.contains($0.decoder + "embed_tokens.weight") }) else {
