@@ -26,15 +26,11 @@ struct ChatCompletionsEndpoint: Sendable {
         let generation = try model.generationRequest(prompt: promptTokens, shared, defaultMaxTokens: nil,
                                                      logprobs: wantsLogprobs ? (topLogprobs ?? 0) : nil,
                                                      promptLogprobs: shared.promptLogprobs, service: service)
-        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer,
-                                            stop: shared.stop, stopTokenIds: shared.stopTokenIds,
-                                            skipSpecialTokens: shared.skipSpecialTokens)
         let renderer = ChatRenderer(model: model, promptTokens: promptTokens, logprobs: wantsLogprobs,
                                     sendPromptLogprobs: shared.promptLogprobs != nil,
                                     returnTokenIds: shared.returnTokenIds)
-        return try await ResponseDriver.respond(peer: peer, session: session, renderer: renderer,
-                                                promptTokens: promptTokens.count, stream: shared.stream,
-                                                includeUsage: shared.includeUsage)
+        return try await ResponseDriver.respond(submitting: generation, fields: shared, model: model,
+                                                service: service, peer: peer, renderer: renderer)
     }
 }
 

@@ -36,15 +36,11 @@ struct CompletionsEndpoint: Sendable {
         let generation = try model.generationRequest(prompt: promptTokens, shared, defaultMaxTokens: 16,
                                                      logprobs: logprobs, promptLogprobs: promptLogprobs,
                                                      service: service)
-        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer,
-                                            stop: shared.stop, stopTokenIds: shared.stopTokenIds,
-                                            skipSpecialTokens: shared.skipSpecialTokens)
         let renderer = CompletionRenderer(
             model: model, promptTokens: promptTokens, echoText: echo ? promptText : nil, logprobs: logprobs,
             sendPromptLogprobs: shared.promptLogprobs != nil, returnTokenIds: shared.returnTokenIds)
-        return try await ResponseDriver.respond(peer: peer, session: session, renderer: renderer,
-                                                promptTokens: promptTokens.count, stream: shared.stream,
-                                                includeUsage: shared.includeUsage)
+        return try await ResponseDriver.respond(submitting: generation, fields: shared, model: model,
+                                                service: service, peer: peer, renderer: renderer)
     }
 }
 

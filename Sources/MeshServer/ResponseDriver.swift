@@ -63,7 +63,21 @@ enum ResponseDriver {
         }
     }
 
+    /// Submits `generation` (throwing at once for a bad request or a full queue) and answers in the
+    /// renderer's shape, streamed or whole as the request's fields ask.
     static func respond<Renderer: ResponseRenderer>(
+        submitting generation: GenerationRequest, fields: SamplingFields, model: ServedModel,
+        service: GenerationService, peer: PeerCloseWatcher, renderer: Renderer
+    ) async throws -> Response {
+        let session = try GenerationSession(generation, service: service, tokenizer: model.tokenizer,
+                                            stop: fields.stop, stopTokenIds: fields.stopTokenIds,
+                                            skipSpecialTokens: fields.skipSpecialTokens)
+        return try await respond(peer: peer, session: session, renderer: renderer,
+                                 promptTokens: generation.prompt.count, stream: fields.stream,
+                                 includeUsage: fields.includeUsage)
+    }
+
+    private static func respond<Renderer: ResponseRenderer>(
         peer: PeerCloseWatcher, session: GenerationSession, renderer: Renderer, promptTokens: Int,
         stream: Bool, includeUsage: Bool
     ) async throws -> Response {

@@ -123,6 +123,10 @@ if args.chat:
     chat = client.chat.completions.create(model=args.model, messages=messages, max_tokens=12, **GREEDY)
     content = chat.choices[0].message.content
     check("chat", chat.choices[0].message.role == "assistant" and chat.usage.completion_tokens == 12, f"{chat}")
+    capped = client.chat.completions.create(model=args.model, messages=messages, max_completion_tokens=5,
+                                            max_tokens=50, **GREEDY)
+    check("max_completion_tokens wins over max_tokens", capped.usage.completion_tokens == 5
+          and capped.choices[0].finish_reason == "length", f"{capped.usage}")
     pieces = list(client.chat.completions.create(model=args.model, messages=messages, max_tokens=12, stream=True,
                                                  stream_options={"include_usage": True}, **GREEDY))
     streamed = "".join((c.choices[0].delta.content or "") for c in pieces if c.choices)
