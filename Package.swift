@@ -63,11 +63,11 @@ let package = Package(
         .testTarget(name: "MeshTensorsTests", dependencies: ["MeshTensors"]),
         .testTarget(name: "MeshTokenizersTests", dependencies: ["MeshTokenizers"]),
         .testTarget(name: "MeshModelsTests", dependencies: ["MeshModels", "MeshEngine", "MeshTokenizers"]),
-        .testTarget(name: "MeshEngineTests", dependencies: ["MeshEngine", "MeshModels"]),
+        .testTarget(name: "MeshEngineTests", dependencies: ["MeshEngine", "MeshModels", "MeshTensors"]),
         .testTarget(name: "MeshServerTests", dependencies: ["MeshServer", "MeshTokenizers"]),
         .testTarget(name: "MeshChatTests", dependencies: ["MeshChat"], exclude: ["Templates", "Conversations"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshTransport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["MeshCoordinator", "MeshModels", "MeshWire"]),
-        .testTarget(name: "ClusterTests", dependencies: ["MeshModels", "MeshEngine", "MeshWire", "MeshTransport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["MeshModels", "MeshEngine", "MeshTensors", "MeshWire", "MeshTransport"]),
     ]
 )

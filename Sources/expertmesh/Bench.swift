@@ -34,14 +34,12 @@ struct Bench: ParsableCommand {
     @Option(help: "Sequences decoding together in the batched-decode measurement (1 skips it).")
     var batch = 16
 
-    @Option(help: "Compute threads. Default: all cores.")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard promptTokens >= 1, decodeTokens >= 2, repeats >= 1, batch >= 1 else {
             throw ValidationError("--prompt-tokens ≥ 1, --decode-tokens ≥ 2, --repeats ≥ 1 and --batch ≥ 1 are required")
         }
@@ -68,13 +66,33 @@ struct Bench: ParsableCommand {
         return steps.sorted()[steps.count / 2]
     }
 
+    /// What rounding activations to bf16 costs: logits of the prompt and the greedy continuation
+    /// under `kernels` against the f32 path (max |Δlogit| over every position both computed, and the
+    /// share of greedy tokens that agree before the first difference ends the comparison).
+    func precisionCost(_ engine: LocalEngine, prompt: [Int], kernels: MatmulKernels.Variant) throws
+        -> (maxLogitDiff: Double, greedyAgreement: Double) {
+        printError("precision cost: the same prompt with --precision f32 …")
+        defer { MatmulKernels.use(kernels) }
+        let request = GenerationRequest(prompt: prompt, maxTokens: decodeTokens, recordLogits: true)
+        let fast = try engine.generator.generate(request)
+        MatmulKernels.use(.f32)
+        let exact = try engine.generator.generate(request)
+        let agreeing = zip(fast.tokens, exact.tokens).prefix { $0 == $1 }.count
+        // Rows after the first differing token see different inputs: compare up to it.
+        let rows = min(fast.logitRows, exact.logitRows, prompt.count + agreeing)
+        let vocab = engine.spec.vocabSize
+        let diff = zip(fast.logits.prefix(rows * vocab), exact.logits.prefix(rows * vocab)).map { Double(abs($0 - $1)) }.max() ?? 0
+        return (diff, Double(agreeing) / Double(max(1, exact.tokens.count)))
+    }
+
     func run() throws {
         try reportingErrors {
-            if let threads { Parallel.setThreadCount(threads) }
+            printError(compute.apply())
             printError("loading \(modelOptions.model) …")
             let engine = try LocalEngine(directory: modelOptions.directory)
             let spec = engine.spec
             let budget = WeightBudget(engine.model)
+            let kernels = MatmulKernels.current
             var random = SeededGenerator(seed: 1)
             let prompt = (0..<promptTokens).map { _ in Int(random.next() % UInt64(spec.vocabSize)) }
 
@@ -103,7 +121,15 @@ struct Bench: ParsableCommand {
             }
             let stepRatios = zip(runs, stepBounds).map { $0.step / $1 }
             let step = median(runs.map(\.step))
-            let report: [String: Any] = [
+            // The kernels alone on the model's largest shape (expert up/gate: [I, H]).
+            printError("kernel probes: decode-shaped products over 512 MB, prefill-shaped on cached weights …")
+            let weightDType = engine.model.dense.lmHead.dtype
+            let kernelDecode = KernelLimits.decodeGBps(outFeatures: gemmColumns, inFeatures: spec.hiddenSize, dtype: weightDType)
+            let kernelPrefill = KernelLimits.prefillGigaflops(rows: promptTokens, outFeatures: gemmColumns,
+                                                              inFeatures: spec.hiddenSize, dtype: weightDType)
+            let accuracy = try kernels.roundsActivationsToBF16 && weightDType == .bf16
+                ? precisionCost(engine, prompt: prompt, kernels: kernels) : nil
+            var report: [String: Any] = [
                 "model": modelOptions.model, "dtype": budget.dtype, "runs": repeats,
                 "prompt_tokens": promptTokens, "decode_tokens": decodeTokens,
                 "prefill_tokens_per_second": prefill, "decode_tokens_per_second": decode,
@@ -111,19 +137,35 @@ struct Bench: ParsableCommand {
                 "bytes_per_decoded_token": budget.bytesPerDecodedToken, "flops_per_token": budget.flopsPerToken,
                 "decode_fraction_of_bandwidth_bound": median(decodeFractions),
                 "prefill_fraction_of_gemm": median(prefillFractions),
-                "matmul_kernels": MatmulKernels.current.name,
+                "matmul_kernels": kernels.name, "precision": kernels.roundsActivationsToBF16 ? "bf16" : "f32",
+                "read_probe": MachineLimits.readProbeName,
+                "kernel_decode_gbps": kernelDecode, "kernel_prefill_gflops": kernelPrefill,
+                "decode_fraction_of_kernel_bandwidth": decode * Double(budget.bytesPerDecodedToken) / (kernelDecode * 1e9),
+                "prefill_fraction_of_kernel_gemm": prefill * Double(budget.flopsPerToken) / (kernelPrefill * 1e9),
                 "batch": batch, "batched_step_seconds": step, "batched_step_bound_seconds": median(stepBounds),
                 "batched_step_over_bound": median(stepRatios),
                 "batched_decode_tokens_per_second": step > 0 ? Double(batch) / step : 0,
             ]
+            if let accuracy {
+                report["bf16_max_abs_logit_diff"] = accuracy.maxLogitDiff
+                report["bf16_greedy_agreement"] = accuracy.greedyAgreement
+            }
             if json { print(jsonText(report)); return }
             print(String(format: """
                 model          %@ (%@, %.0f M weight bytes read per decoded token), median of %d runs; kernels %@
-                prefill        %.1f tok/s = %.0f%% of sgemm (%.1f GFLOP/s measured alongside)
-                decode         %.1f tok/s = %.0f%% of the bandwidth bound (%.1f GB/s measured alongside: bound %.1f tok/s)
-                """, modelOptions.model, budget.dtype, Double(budget.bytesPerDecodedToken) / 1e6, repeats, MatmulKernels.current.name,
-                prefill, 100 * median(prefillFractions), gemm,
-                decode, 100 * median(decodeFractions), bandwidth, bandwidth * 1e9 / Double(budget.bytesPerDecodedToken)))
+                prefill        %.1f tok/s = %.0f%% of sgemm (%.1f GFLOP/s measured alongside), %.0f%% of our kernel's %.1f GFLOP/s
+                decode         %.1f tok/s = %.0f%% of the bandwidth bound (%.1f GB/s measured alongside with %@: bound %.1f tok/s)
+                kernels alone  decode-shaped %.1f GB/s (%.0f%% of the probe), prefill-shaped %.1f GFLOP/s
+                """, modelOptions.model, budget.dtype, Double(budget.bytesPerDecodedToken) / 1e6, repeats, kernels.name,
+                prefill, 100 * median(prefillFractions), gemm, 100 * (report["prefill_fraction_of_kernel_gemm"] as! Double),
+                kernelPrefill,
+                decode, 100 * median(decodeFractions), bandwidth, MachineLimits.readProbeName,
+                bandwidth * 1e9 / Double(budget.bytesPerDecodedToken),
+                kernelDecode, 100 * kernelDecode / bandwidth, kernelPrefill))
+            if let accuracy {
+                print(String(format: "bf16 cost      max |Δlogit| %.4f vs --precision f32 over the prompt and %d decoded tokens; greedy tokens agree %.0f%%",
+                             accuracy.maxLogitDiff, decodeTokens, 100 * accuracy.greedyAgreement))
+            }
             if batch > 1 {
                 print(String(format: "batch of %d     %.1f ms per decode step = %.1f tok/s (%.1f× one sequence); %.2f× the bound of %.1f ms (max of weight bytes ÷ bandwidth, FLOPs ÷ sgemm)",
                              batch, step * 1000, Double(batch) / step, Double(batch) / step / decode,

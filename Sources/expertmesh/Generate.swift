@@ -55,6 +55,8 @@ struct Generate: ParsableCommand {
     @Option(help: "Write the logits of every forward position to this .npy file: [prompt_len + generated - 1, vocab] f32.")
     var logitsOut: String?
 
+    @OptionGroup var compute: ComputeOptions
+
     func validate() throws {
         guard (model == nil) != (server == nil) else { throw ValidationError("give exactly one of --model DIR (local) or --server URL (cluster)") }
         if stream, server == nil || json { throw ValidationError("--stream works with --server and without --json") }
@@ -71,6 +73,7 @@ struct Generate: ParsableCommand {
             return try reportingErrors { try runRemote(server) }
         }
         try reportingErrors {
+            compute.apply()
             let modelOptions = try ModelOptions.parse(["--model", model ?? "."])
             let tokenizer = try modelOptions.tokenizer()
             let promptTokens: [Int]

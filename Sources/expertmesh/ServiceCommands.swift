@@ -37,6 +37,8 @@ struct Coordinator: ParsableCommand {
     @Option(help: "Seconds to wait for workers at start-up.")
     var startTimeout: Double = 600
 
+    @OptionGroup var compute: ComputeOptions
+
     func validate() throws {
         guard minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
         guard DType(name: wireDtype) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or f16, got '\(wireDtype)'") }
@@ -46,8 +48,10 @@ struct Coordinator: ParsableCommand {
         let options = CoordinatorOptions(
             modelDirectory: modelOptions.directory, listen: listen, api: try api.options(),
             minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!, startTimeout: startTimeout, serving: serving.options)
+        let log = logLine("coordinator")
+        log(compute.apply())
         try reportingErrors {
-            try CoordinatorService(options: options, log: logLine("coordinator")).run()
+            try CoordinatorService(options: options, log: log).run()
         }
     }
 }
@@ -73,19 +77,14 @@ struct Serve: ParsableCommand {
 
     @OptionGroup var api: APIArguments
 
-    @Option(help: "Compute threads. Default: all cores.")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-    }
+    @OptionGroup var compute: ComputeOptions
 
     func run() throws {
-        if let threads { Parallel.setThreadCount(threads) }
         let options = try api.options()
+        let log = logLine("serve")
+        log(compute.apply())
         try reportingErrors {
-            try ServeService(modelDirectory: modelOptions.directory, api: options, serving: serving.options,
-                             log: logLine("serve")).run()
+            try ServeService(modelDirectory: modelOptions.directory, api: options, serving: serving.options, log: log).run()
         }
     }
 }
@@ -111,24 +110,23 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Stable worker name (its ZeroMQ routing id). Default: host name and process id.")
     var name: String?
 
-    @Option(help: "Compute threads (OpenBLAS and kernels). Default: all cores.")
-    var threads: Int?
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
             throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555")
         }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let name, name.isEmpty || name.utf8.count > 255 { throw ValidationError("--name must be 1 to 255 bytes") }
     }
 
     func run() throws {
-        if let threads { Parallel.setThreadCount(threads) }
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let stop = StopSignal()
+        let log = logLine("worker \(workerName)")
+        log(compute.apply())
         try reportingErrors {
             let worker = try Worker(options: WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName),
-                                    log: logLine("worker \(workerName)"))
+                                    log: log)
             try worker.run { stop.isStopped }
         }
     }

@@ -105,23 +105,30 @@ final class LoopbackCluster {
     let zmqEndpoint: String
     let binary: URL
     let model: URL
+    /// `--precision` of every process (nil: the command's default, bf16).
+    let precision: String?
 
-    init(model: URL, workers count: Int, minWorkers: Int? = nil, wireDType: String = "f32", coordinatorArguments: [String] = []) throws {
+    init(model: URL, workers count: Int, minWorkers: Int? = nil, wireDType: String = "f32", precision: String? = nil,
+         coordinatorArguments: [String] = []) throws {
         binary = try Harness.binary()
         self.model = model
+        self.precision = precision
         let http = Harness.freePort()
         zmqEndpoint = "tcp://127.0.0.1:\(Harness.freePort())"
         httpURL = "http://127.0.0.1:\(http)"
         coordinator = try ChildProcess(binary, ["coordinator", "--model", model.path, "--listen", zmqEndpoint, "--http", "127.0.0.1:\(http)",
                                                 "--min-workers", String(minWorkers ?? count), "--wire-dtype", wireDType, "--start-timeout", "60"]
-                                                + coordinatorArguments,
+                                                + (precision.map { ["--precision", $0] } ?? []) + coordinatorArguments,
                                        name: "coordinator")
         for index in 0..<count { try addWorker(name: "worker-\(index + 1)") }
     }
 
     func addWorker(name: String) throws {
-        workers.append(try ChildProcess(binary, ["worker", "--coordinator", zmqEndpoint, "--model", model.path, "--name", name], name: name))
+        workers.append(try ChildProcess(binary, ["worker", "--coordinator", zmqEndpoint, "--model", model.path, "--name", name]
+                                        + precisionArguments, name: name))
     }
+
+    var precisionArguments: [String] { precision.map { ["--precision", $0] } ?? [] }
 
     /// Waits for GET /health to answer 200.
     func waitHealthy(timeout: Double = 60) throws {

@@ -1,6 +1,7 @@
 import Foundation
 import MeshEngine
 import MeshModels
+import MeshTensors
 import XCTest
 
 /// Coordinator + 3 workers as real processes on loopback: results equal the in-process engine.
@@ -12,9 +13,15 @@ final class LoopbackClusterTests: XCTestCase {
         return try XCTUnwrap(expected?["prompt_tokens"] as? [Int])
     }
 
+    /// Every architecture with the processes' default precision (bf16 weights in bf16 dot products),
+    /// and the bf16 checkpoint once more with --precision f32.
     func testClusterEqualsSingleProcessForEveryArchitecture() throws {
-        for fixture in Self.architectures {
-            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 3)
+        let runs = Self.architectures.map { ($0, MatmulKernels.Precision.bf16) } + [("mixtral-bf16", .f32)]
+        let saved = MatmulKernels.current
+        defer { MatmulKernels.use(saved) }
+        for (fixture, precision) in runs {
+            let variant = MatmulKernels.use(precision)
+            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 3, precision: precision.rawValue)
             defer { cluster.stop() }
             try cluster.waitHealthy()
             let tokens = try prompt(fixture)
@@ -42,7 +49,7 @@ final class LoopbackClusterTests: XCTestCase {
                 }
             }
             XCTAssertLessThan(promptDiff, 1e-4, "\(fixture): prompt logprobs differ")
-            print("\(fixture): cluster == single process; max logprob diff \(max(tokenDiff, promptDiff))")
+            print("\(fixture) (\(variant.name)): cluster == single process; max logprob diff \(max(tokenDiff, promptDiff))")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import MeshEngine
 import MeshModels
+import MeshTensors
 import XCTest
 
 /// Continuous batching must never change a result: every request gives the same tokens and
@@ -76,18 +77,32 @@ final class BatchingTests: XCTestCase {
     }
 
     func testMixedBatchEqualsEachRequestAloneOnEveryArchitecture() throws {
-        for name in Self.architectures {
-            let local = try LocalEngine(directory: Self.fixture(name))
-            let requests = Self.mixedRequests(vocab: local.spec.vocabSize)
-            let alone = try requests.map { try local.generator.generate($0) }
-            // Ample pool, small token budget: chunked prefill, shared prefixes, one pass per step.
-            let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 48, blocks: 1024), lateFrom: 32)
-            for index in requests.indices { assertSame(together[index], alone[index], "\(name) request \(index)") }
-            XCTAssertGreaterThan(stats.prefixHitTokens, 0, "\(name): the shared prefix was never reused")
-            XCTAssertEqual(stats.running, 0)
-            XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked")
-            print("\(name): 64 requests in \(stats.steps) steps, prefix hit rate \(stats.prefixHitRate)")
+        for name in Self.architectures { try assertMixedBatchEqualsAlone(name) }
+    }
+
+    /// The bf16 kernels (bf16 dot products, AMX tiles) keep every request's result in a batch too.
+    func testBF16KernelsKeepEveryRequestsResultInABatch() throws {
+        let saved = MatmulKernels.current
+        defer { MatmulKernels.use(saved) }
+        let variants = MatmulKernels.supported.filter(\.roundsActivationsToBF16)
+        if variants.isEmpty { throw XCTSkip("this CPU has no bf16 dot products") }
+        for variant in variants {
+            MatmulKernels.use(variant)
+            try assertMixedBatchEqualsAlone("mixtral-bf16", label: variant.name)
         }
+    }
+
+    func assertMixedBatchEqualsAlone(_ name: String, label: String = "") throws {
+        let local = try LocalEngine(directory: Self.fixture(name))
+        let requests = Self.mixedRequests(vocab: local.spec.vocabSize)
+        let alone = try requests.map { try local.generator.generate($0) }
+        // Ample pool, small token budget: chunked prefill, shared prefixes, one pass per step.
+        let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 48, blocks: 1024), lateFrom: 32)
+        for index in requests.indices { assertSame(together[index], alone[index], "\(name) \(label) request \(index)") }
+        XCTAssertGreaterThan(stats.prefixHitTokens, 0, "\(name): the shared prefix was never reused")
+        XCTAssertEqual(stats.running, 0)
+        XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked")
+        print("\(name) \(label): 64 requests in \(stats.steps) steps, prefix hit rate \(stats.prefixHitRate)")
     }
 
     func testPreemptedRequestsAreRecomputedWithTheSameResult() throws {

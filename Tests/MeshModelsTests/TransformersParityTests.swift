@@ -27,6 +27,32 @@ final class TransformersParityTests: XCTestCase {
     func testLlama4Text() throws { try assertMatchesTransformers("llama4_text") }
     func testLlama4ConditionalGenerationTextPart() throws { try assertMatchesTransformers("llama4") }
 
+    /// The bf16 kernels (activations rounded to bf16, as transformers computes a bf16 model) against
+    /// the f32-accumulated transformers reference: the cost of the rounding, measured and bounded.
+    func testBF16KernelsStayCloseToTransformers() throws {
+        let saved = MatmulKernels.current
+        defer { MatmulKernels.use(saved) }
+        let variants = MatmulKernels.supported.filter(\.roundsActivationsToBF16)
+        if variants.isEmpty { throw XCTSkip("this CPU has no bf16 dot products") }
+        let expected = try Fixtures.expected("mixtral-bf16")
+        let engine = try LocalEngine(directory: Fixtures.directory("mixtral-bf16"))
+        let scale = expected.logits.map { abs($0) }.max() ?? 1
+        for variant in variants {
+            MatmulKernels.use(variant)
+            let result = try engine.generator.generate(GenerationRequest(
+                prompt: expected.promptTokens, maxTokens: expected.greedyTokens.count, recordLogits: true))
+            let agreeing = zip(result.tokens, expected.greedyTokens).prefix { $0 == $1 }.count
+            let rows = min(result.logitRows, expected.promptTokens.count + agreeing)
+            let vocab = engine.spec.vocabSize
+            let maxDiff = zip(result.logits.prefix(rows * vocab), expected.logits.prefix(rows * vocab)).map { abs($0 - $1) }.max() ?? .infinity
+            print("mixtral-bf16 with \(variant.name): max |logits - transformers (f32)| = \(maxDiff) (logits up to \(scale)), "
+                  + "greedy tokens agree \(agreeing)/\(expected.greedyTokens.count)")
+            // bf16 keeps 8 bits of mantissa: a few parts in a thousand of the logits' scale per position.
+            XCTAssertLessThan(maxDiff, 0.02 * scale, "\(variant.name): bf16 rounding costs more than expected")
+            XCTAssertGreaterThan(maxDiff, 0, "\(variant.name): activations were not rounded to bf16")
+        }
+    }
+
     func testBF16WeightsStayBF16InMemory() throws {
         let model = try LoadedModel(directory: Fixtures.directory("mixtral-bf16"))
         XCTAssertEqual(model.dense.lmHead.dtype, .bf16)

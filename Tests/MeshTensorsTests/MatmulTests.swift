@@ -30,17 +30,20 @@ final class MatmulTests: XCTestCase {
                                   layout: layout, leadingDimension: storedColumns, owner: storage)
         if let slice { weight = weight.outputs(slice) }
         let x = randomValues(rows * inner, seed: 3)
+        // The bf16 variants round activations to bf16 for bf16 [out, in] weights: the reference does too.
+        let rounds = MatmulKernels.current.roundsActivationsToBF16 && dtype == .bf16 && layout == .outMajor
+        let referenceX = rounds ? x.map { bf16ToFloat(floatToBF16($0)) } : x
         var fast = [Float](repeating: 0.5, count: rows * weight.outFeatures)
         var reference = fast
         for accumulate in [false, true] {
             matmul(x, rows: rows, weight, into: &fast, accumulate: accumulate)
-            referenceMatmul(x, rows: rows, weight, into: &reference, accumulate: accumulate)
+            referenceMatmul(referenceX, rows: rows, weight, into: &reference, accumulate: accumulate)
             let maxDiff = zip(fast, reference).map { abs($0 - $1) }.max() ?? 0
-            XCTAssertLessThan(maxDiff, 1e-3, "\(dtype) \(layout) rows \(rows) accumulate \(accumulate): max diff \(maxDiff)", file: file, line: line)
+            XCTAssertLessThan(maxDiff, 1e-3, "\(MatmulKernels.current.name) \(dtype) \(layout) rows \(rows) accumulate \(accumulate): max diff \(maxDiff)", file: file, line: line)
         }
     }
 
-    /// Runs `body` once per kernel variant this CPU has (AVX2, AVX-512).
+    /// Runs `body` once per kernel variant this CPU has (AVX2, AVX-512, AVX-512 BF16, AMX).
     func forEachVariant(_ body: () -> Void) {
         let saved = MatmulKernels.current
         for variant in MatmulKernels.supported {
@@ -57,9 +60,10 @@ final class MatmulTests: XCTestCase {
     func allPathsMatchReference() {
         for dtype in DType.allCases {
             for layout in [LinearWeight.Layout.outMajor, .inMajor] {
-                for rows in [1, 3, 5, 9, 37] {
+                for rows in [1, 3, 5, 9, 17, 37] {
                     check(dtype: dtype, layout: layout, rows: rows, out: 70, inner: 131)
                     check(dtype: dtype, layout: layout, rows: rows, out: 9, inner: 64)
+                    check(dtype: dtype, layout: layout, rows: rows, out: 67, inner: 96)
                 }
             }
         }
@@ -114,31 +118,37 @@ final class MatmulTests: XCTestCase {
     }
 
     func rowsAreBitIdenticalAloneAndInABatch() {
-        for dtype in DType.allCases {
-            for layout in [LinearWeight.Layout.outMajor, .inMajor] {
-                let (out, inner, rows) = (77, 133, 37)
-                let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 9), as: dtype))
-                let weight = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner, layout: layout,
-                                          leadingDimension: layout == .outMajor ? inner : out, owner: storage)
-                let x = randomValues(rows * inner, seed: 4)
-                var batch = [Float](repeating: 0, count: rows * out)
-                matmul(x, rows: rows, weight, into: &batch)
-                let threads = Parallel.coreCount
-                for (index, threadCount) in [1, 2, 3].enumerated() {
-                    Parallel.setThreadCount(threadCount)
-                    let row = index * 11 + 5
-                    let variant = MatmulKernels.current.name
-                    var alone = [Float](repeating: 0, count: out)
-                    x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: 1, weight, into: &alone) }
-                    XCTAssertEqual(alone, Array(batch[(row * out)..<((row + 1) * out)]),
-                                   "\(variant) \(dtype) \(layout): row \(row) alone on \(threadCount) threads differs from the batch")
-                    for size in [3, 5, 9] {
-                        var some = [Float](repeating: 0, count: size * out)
-                        x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: size, weight, into: &some) }
-                        XCTAssertEqual(Array(some[0..<out]), alone, "\(variant) \(dtype) \(layout): row \(row) in a batch of \(size)")
-                    }
+        for (out, inner) in [(77, 133), (96, 128)] {
+            for dtype in DType.allCases {
+                for layout in [LinearWeight.Layout.outMajor, .inMajor] {
+                    rowIsBitIdenticalAloneAndInABatch(dtype: dtype, layout: layout, out: out, inner: inner)
                 }
-                Parallel.setThreadCount(threads)
+            }
+        }
+    }
+
+    func rowIsBitIdenticalAloneAndInABatch(dtype: DType, layout: LinearWeight.Layout, out: Int, inner: Int) {
+        let rows = 37
+        let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 9), as: dtype))
+        let weight = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner, layout: layout,
+                                  leadingDimension: layout == .outMajor ? inner : out, owner: storage)
+        let x = randomValues(rows * inner, seed: 4)
+        var batch = [Float](repeating: 0, count: rows * out)
+        matmul(x, rows: rows, weight, into: &batch)
+        let threads = Parallel.coreCount
+        defer { Parallel.setThreadCount(threads) }
+        for (index, threadCount) in [1, 2, 3].enumerated() {
+            Parallel.setThreadCount(threadCount)
+            let row = index * 11 + 5
+            let variant = MatmulKernels.current.name
+            var alone = [Float](repeating: 0, count: out)
+            x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: 1, weight, into: &alone) }
+            XCTAssertEqual(alone, Array(batch[(row * out)..<((row + 1) * out)]),
+                           "\(variant) \(dtype) \(layout): row \(row) alone on \(threadCount) threads differs from the batch")
+            for size in [3, 5, 9, 17] {
+                var some = [Float](repeating: 0, count: size * out)
+                x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: size, weight, into: &some) }
+                XCTAssertEqual(Array(some[0..<out]), alone, "\(variant) \(dtype) \(layout): row \(row) in a batch of \(size)")
             }
         }
     }

@@ -1,23 +1,53 @@
 // Batch-invariant matrix products: every output element is computed by the same sequence of
 // floating-point operations whatever the number of rows, the tiling or the thread split, so a
 // token's result does not depend on which other tokens share its step (DESIGN.md §9).
-// The variant (vector width) is chosen once per process from what the CPU has; results are
-// invariant within a variant.
+// The variant is chosen once per process from what the CPU has; results are invariant within a
+// variant.
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 enum { MESH_F32 = 0, MESH_BF16 = 1, MESH_F16 = 2 };
-enum { MESH_KERNELS_AVX2 = 0, MESH_KERNELS_AVX512 = 1 };
+
+// Variants, in order of preference within each precision. The f32 variants widen weights to f32
+// and multiply f32 activations; the bf16 variants round activations to bf16 and multiply bf16
+// weights with bf16 dot products (f32 sums), as llama.cpp and transformers compute bf16 models.
+// Under a bf16 variant, weights that are not bf16 [out, in] matrices still take the best f32 path.
+enum {
+    MESH_KERNELS_AVX2 = 0,        // f32, 8 lanes (AVX2 + FMA)
+    MESH_KERNELS_AVX512 = 1,      // f32, 16 lanes (AVX-512 F, BW)
+    MESH_KERNELS_AVX512_BF16 = 2, // bf16 dot products (AVX-512 BF16: vdpbf16ps)
+    MESH_KERNELS_AMX_BF16 = 3,    // bf16 tiles (AMX: tdpbf16ps), 16 × 16 outputs per instruction
+    MESH_KERNELS_COUNT = 4,
+};
 
 // y[t*ldy + o] = (accumulate ? y[t*ldy + o] : 0) + Σ_k x[t*ldx + k] · W(o, k), for t < rows and
 // o in [o0, o1). W(o, k) = w[o*ldw + k] when in_major is 0 (nn.Linear's [out, in] storage),
 // w[k*ldw + o] when 1 ([in, out] storage). The weights are f32, bf16 or f16 (MESH_*).
+// Always an f32 path (the best the current variant allows).
 void mesh_matmul(const float *x, ptrdiff_t rows, ptrdiff_t ldx,
                  const void *w, int dtype, int in_major, ptrdiff_t in, ptrdiff_t ldw,
                  float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
 
-// The variant in use (MESH_KERNELS_*): the best the CPU supports unless set.
+// The variant in use (MESH_KERNELS_*): the best f32 variant the CPU supports unless set.
 int mesh_matmul_variant(void);
-// Uses `variant` from now on (tests run each one); returns 0 if the CPU lacks it.
+// Uses `variant` from now on (tests run each one); returns 0 if the CPU (or, for AMX, the
+// kernel's permission) lacks it.
 int mesh_set_matmul_variant(int variant);
 const char *mesh_matmul_variant_name(int variant);
+// 1 when the variant rounds activations to bf16 for bf16 weights.
+int mesh_variant_is_bf16(int variant);
+
+// ---- bf16 dot products (current variant must be a bf16 one) ----------------------------------
+// x [rows, in] (row stride ldx) rounded to bf16 (nearest even) into the layout the variant reads.
+size_t mesh_bf16_packed_count(ptrdiff_t rows, ptrdiff_t in);   // uint16 elements
+void mesh_bf16_pack(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, uint16_t *packed);
+// As mesh_matmul for bf16 [out, in] weights (row stride ldw), reading x packed by mesh_bf16_pack.
+void mesh_matmul_bf16(const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in, ptrdiff_t ldw,
+                      float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
+
+// ---- the read-bandwidth probe ------------------------------------------------------------------
+// Sums `bytes` (a multiple of 256) from p as floats with the widest loads the CPU has; `hint` 1
+// adds non-temporal prefetches ahead of the loads. Returns the sum so the reads stay.
+float mesh_read_sum(const void *p, size_t bytes, int hint);
+const char *mesh_read_probe_name(void);

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 import Foundation
 
@@ -19,32 +20,90 @@ public enum MachineLimits {
         return 2.0 * Double(m * n * k) * Double(runs) / seconds / 1e9
     }
 
-    /// Read bandwidth in GB/s: all cores summing a buffer much larger than the caches.
+    /// Read bandwidth in GB/s: all cores summing a buffer much larger than the caches with the
+    /// widest loads the CPU has, with and without non-temporal prefetches; the faster of the two,
+    /// so a bound computed from it is an honest one.
     public static func readBandwidthGBps(bytes: Int = 1 << 30, seconds: Double = 1.0) -> Double {
-        let count = bytes / 4
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        let chunk = 256
+        let count = bytes / chunk
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: count * chunk, alignment: 64)
         defer { buffer.deallocate() }
-        buffer.initialize(repeating: 1, count: count)
-        let clock = ContinuousClock()
-        var passes = 0
+        buffer.initializeMemory(as: Float.self, repeating: 1, count: count * chunk / 4)
+        var best = 0.0
         var sink: Float = 0
+        for hint: Int32 in [0, 1] {
+            let clock = ContinuousClock()
+            var passes = 0
+            let start = clock.now
+            repeat {
+                let lock = NSLock()
+                Parallel.forRanges(count, minimumPerTask: 1 << 12) { range in
+                    let sum = mesh_read_sum(buffer + range.lowerBound * chunk, range.count * chunk, hint)
+                    lock.lock(); sink += sum; lock.unlock()
+                }
+                passes += 1
+            } while (clock.now - start) < .seconds(seconds / 2)
+            best = max(best, Double(count * chunk) * Double(passes) / (clock.now - start).seconds / 1e9)
+        }
+        if sink == -1 { print("") }   // keeps the reads from being optimised away
+        return best
+    }
+
+    /// The loads the bandwidth probe uses.
+    public static var readProbeName: String { String(cString: mesh_read_probe_name()) }
+}
+
+/// The engine's own product kernels at their limits, in the variant in use: decode-shaped products
+/// streaming weights much larger than the caches (GB/s), and prefill-shaped ones on weights that
+/// stay in cache (GFLOP/s). Set beside the probes above, they show how far the kernels are from
+/// the machine and how far the engine is from its kernels.
+public enum KernelLimits {
+    /// `rows` × [out, in] products, one after another over matrices adding up to `bytes`.
+    static func rate(rows: Int, outFeatures: Int, inFeatures: Int, dtype: DType, bytes: Int,
+                     seconds: Double) -> (bytesPerSecond: Double, flopsPerSecond: Double) {
+        let matrixBytes = outFeatures * inFeatures * dtype.byteSize
+        let count = max(1, bytes / matrixBytes)
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: count * matrixBytes, alignment: 64)
+        defer { storage.deallocate() }
+        // Small values of every sign, so no product underflows or overflows.
+        let elements = count * matrixBytes / dtype.byteSize
+        let pattern = (0..<4096).map { Float(($0 * 7919) % 201 - 100) / 1000 }
+        pattern.withUnsafeBufferPointer { values in
+            var offset = 0
+            while offset < elements {
+                let n = min(values.count, elements - offset)
+                convertFromFloat(values.baseAddress!, count: n, to: dtype, into: storage + offset * dtype.byteSize)
+                offset += n
+            }
+        }
+        let weights = (0..<count).map {
+            LinearWeight(data: storage + $0 * matrixBytes, dtype: dtype, outFeatures: outFeatures, inFeatures: inFeatures,
+                         layout: .outMajor, leadingDimension: inFeatures, owner: NSNull())
+        }
+        let x = (0..<(rows * inFeatures)).map { Float($0 % 17 - 8) / 16 }
+        let y = UnsafeMutablePointer<Float>.allocate(capacity: rows * outFeatures)
+        defer { y.deallocate() }
+        let clock = ContinuousClock()
+        var products = 0
         let start = clock.now
         repeat {
-            let lock = NSLock()
-            Parallel.forRanges(count, minimumPerTask: 1 << 20) { range in
-                var acc = SIMD16<Float>()
-                var i = range.lowerBound
-                let raw = UnsafeRawPointer(buffer)
-                while i + 16 <= range.upperBound {
-                    acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-                    i += 16
-                }
-                lock.lock(); sink += acc.sum(); lock.unlock()
-            }
-            passes += 1
+            for weight in weights { matmul(x, rows: rows, weight, into: y) }
+            products += weights.count
         } while (clock.now - start) < .seconds(seconds)
-        let seconds = (clock.now - start).seconds
-        if sink == -1 { print("") }   // keeps the reads from being optimised away
-        return Double(count * 4) * Double(passes) / seconds / 1e9
+        let elapsed = (clock.now - start).seconds
+        return (Double(products * matrixBytes) / elapsed, 2.0 * Double(products * rows * outFeatures * inFeatures) / elapsed)
+    }
+
+    /// GB/s one-row products reach over 512 MB of [out, in] weights (the decode pattern).
+    public static func decodeGBps(outFeatures: Int, inFeatures: Int, dtype: DType, seconds: Double = 1) -> Double {
+        rate(rows: 1, outFeatures: outFeatures, inFeatures: inFeatures, dtype: dtype, bytes: 512 << 20,
+             seconds: seconds).bytesPerSecond / 1e9
+    }
+
+    /// GFLOP/s of `rows`-row products over weights that stay in the caches (the prefill pattern).
+    public static func prefillGigaflops(rows: Int, outFeatures: Int, inFeatures: Int, dtype: DType,
+                                        seconds: Double = 1) -> Double {
+        rate(rows: rows, outFeatures: outFeatures, inFeatures: inFeatures, dtype: dtype, bytes: 1 << 20,
+             seconds: seconds).flopsPerSecond / 1e9
     }
 }

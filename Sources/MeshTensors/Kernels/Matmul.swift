@@ -14,14 +14,22 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
 /// Several weights applied to the same input x [rows, in]: `products[i].1 = x · products[i].0ᵀ`,
 /// as one parallel pass over all their outputs (one thread hand-off instead of one per weight,
 /// which matters at decode where each product takes tens of microseconds).
+///
+/// Under a bf16 kernel variant, x is rounded to bf16 once here and bf16 [out, in] weights are
+/// multiplied with bf16 dot products; other weights take the f32 path.
 public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
                    accumulate: Bool = false) {
     guard rows > 0, !products.isEmpty else { return }
     var starts: [Int] = []
     var total = 0
     for (weight, _) in products { starts.append(total); total += weight.outFeatures }
+    let inFeatures = products[0].0.inFeatures
+    let bf16 = MatmulKernels.current.roundsActivationsToBF16 && products.contains { $0.0.takesBF16DotProducts }
+    let packed = bf16 ? UnsafeMutablePointer<UInt16>.allocate(capacity: mesh_bf16_packed_count(rows, inFeatures)) : nil
+    defer { packed?.deallocate() }
+    if let packed { mesh_bf16_pack(x, rows, inFeatures, inFeatures, packed) }
     // Enough outputs per thread that a hand-off pays: a few thousand multiply-adds at least.
-    let work = rows * products[0].0.inFeatures
+    let work = rows * inFeatures
     Parallel.forRanges(total, minimumPerTask: max(16, min(256, (1 << 18) / max(1, work)))) { range in
         var p = starts.lastIndex { $0 <= range.lowerBound }!
         var index = range.lowerBound
@@ -30,20 +38,36 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
             let (weight, y) = products[p]
             let o0 = index - starts[p]
             let o1 = min(weight.outFeatures, range.upperBound - starts[p])
-            mesh_matmul(x, rows, weight.inFeatures, weight.data, weight.dtype.kernelCode,
-                        weight.layout == .inMajor ? 1 : 0, weight.inFeatures, weight.leadingDimension,
-                        y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+            if let packed, weight.takesBF16DotProducts {
+                mesh_matmul_bf16(packed, rows, weight.data.assumingMemoryBound(to: UInt16.self), weight.inFeatures,
+                                 weight.leadingDimension, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+            } else {
+                mesh_matmul(x, rows, weight.inFeatures, weight.data, weight.dtype.kernelCode,
+                            weight.layout == .inMajor ? 1 : 0, weight.inFeatures, weight.leadingDimension,
+                            y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+            }
             index = starts[p] + o1
         }
     }
 }
 
-/// The matmul kernel variants (vector widths); the best one the CPU has is used unless set.
+/// The matmul kernel variants; the best f32 one the CPU has is used unless set.
 public enum MatmulKernels {
     public enum Variant: Int32, CaseIterable, Sendable {
         case avx2 = 0
         case avx512 = 1
+        case avx512BF16 = 2
+        case amxBF16 = 3
         public var name: String { String(cString: mesh_matmul_variant_name(rawValue)) }
+        /// Activations are rounded to bf16 for bf16 weights (bf16 dot products, f32 sums).
+        public var roundsActivationsToBF16: Bool { mesh_variant_is_bf16(rawValue) == 1 }
+    }
+
+    /// How bf16 weights are multiplied: `.f32` widens them and keeps activations in f32 (what the
+    /// transformers-parity tests use); `.bf16` rounds activations to bf16 and uses the CPU's bf16
+    /// dot products, as llama.cpp and transformers compute bf16 models.
+    public enum Precision: String, CaseIterable, Sendable {
+        case f32, bf16
     }
 
     public static var current: Variant { Variant(rawValue: mesh_matmul_variant()) ?? .avx2 }
@@ -58,6 +82,21 @@ public enum MatmulKernels {
         defer { use(saved) }
         return Variant.allCases.filter { use($0) }
     }
+
+    /// The best variant of `precision` this CPU has (bf16 falls back to f32 without bf16 dot
+    /// products); returns it after switching to it.
+    @discardableResult
+    public static func use(_ precision: Precision) -> Variant {
+        let candidates = supported.filter { $0.roundsActivationsToBF16 == (precision == .bf16) }
+        let best = candidates.last ?? supported.filter { !$0.roundsActivationsToBF16 }.last ?? .avx2
+        use(best)
+        return best
+    }
+}
+
+extension LinearWeight {
+    /// bf16 [out, in] weights are what the bf16 kernels read.
+    var takesBF16DotProducts: Bool { dtype == .bf16 && layout == .outMajor }
 }
 
 extension DType {

@@ -1,0 +1,32 @@
+import ArgumentParser
+import MeshTensors
+
+extension MatmulKernels.Precision: ExpressibleByArgument {}
+
+/// `--threads` and `--precision`, shared by every command that computes.
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Compute threads (kernels and OpenBLAS). Default: all cores.")
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("""
+        How bf16 weights are multiplied. bf16: activations rounded to bf16 and the CPU's bf16 dot products \
+        (AMX tiles or AVX-512 BF16), as llama.cpp and transformers compute bf16 models. f32: activations kept in \
+        f32 and weights widened, the path the transformers-parity tests use; slower. f32 and f16 weights always \
+        compute in f32; without bf16 instructions bf16 falls back to f32.
+        """, valueName: "bf16|f32"))
+    var precision: MatmulKernels.Precision = .bf16
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    /// Sets the thread count and the kernels; returns a line saying what was chosen.
+    @discardableResult
+    func apply() -> String {
+        if let threads { Parallel.setThreadCount(threads) }
+        let variant = MatmulKernels.use(precision)
+        let fallback = precision == .bf16 && !variant.roundsActivationsToBF16
+            ? " (this CPU has no bf16 dot products: bf16 weights compute in f32)" : ""
+        return "compute: \(Parallel.coreCount) threads, kernels \(variant.name)\(fallback)"
+    }
+}
