@@ -10,6 +10,10 @@
 #pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16"))), \
                              apply_to = function)
 
+#ifndef AMX_HINT
+#define AMX_HINT _MM_HINT_T1
+#endif
+
 struct tile_config {
     uint8_t palette;
     uint8_t start_row;
@@ -60,6 +64,10 @@ void mesh_matmul_bf16_amx(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, 
             a = padded;
             lda = 32 * kb;
         }
+        // The next block of 32 weight rows, asked for a slice per k block while this one computes:
+        // a tile load touches 16 rows at once, which the hardware prefetchers follow poorly.
+        const char *next = (const char *)(w + (o + 32) * ldw);
+        const size_t nextBytes = o + 64 <= o1 ? (size_t)(32 * ldw * 2) : 0, slice = (nextBytes / (size_t)kb + 63) & ~(size_t)63;
         for (ptrdiff_t b = 0; b < blocks; b += 2) {
             const uint16_t *b0 = x + b * kb * 512, *b1 = b0 + kb * 512;
             _tile_zero(0);
@@ -79,6 +87,9 @@ void mesh_matmul_bf16_amx(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, 
                 }
             } else {
                 for (ptrdiff_t j = 0; j < kb; j++) {
+                    if (b == 0)
+                        for (size_t byte = (size_t)j * slice; byte < (size_t)(j + 1) * slice && byte < nextBytes; byte += 64)
+                            _mm_prefetch(next + byte, AMX_HINT);
                     _tile_loadd(4, a + 32 * j, lda * 2);
                     _tile_loadd(5, a + 16 * lda + 32 * j, lda * 2);
                     _tile_loadd(6, b0 + 512 * j, 64);

@@ -8,6 +8,10 @@
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma"))), \
                              apply_to = function)
 
+#ifndef DOT_PREFETCH
+#define DOT_PREFETCH 4096
+#endif
+
 // 32 floats (fewer at the end of a row: the rest read as zero) rounded to bf16, nearest even.
 ALWAYS_INLINE __m512i round32(const float *x, ptrdiff_t count) {
     __mmask16 low = count >= 16 ? 0xFFFF : (__mmask16)((1u << count) - 1);
@@ -62,7 +66,11 @@ ALWAYS_INLINE void bdot_tile(const int R, const int C, const uint16_t *x, ptrdif
     for (; j + 2 <= full; j += 2) {
         for (int half = 0; half < 2; half++) {
             __m512i wv[2];
-            for (int c = 0; c < C; c++) wv[c] = _mm512_loadu_si512(w + c * ldw + 32 * (j + half));
+            for (int c = 0; c < C; c++) {
+                // Well ahead of this row lies the next pair of rows (when they are contiguous).
+                _mm_prefetch((const char *)(w + c * ldw + 32 * (j + half)) + DOT_PREFETCH, _MM_HINT_T0);
+                wv[c] = _mm512_loadu_si512(w + c * ldw + 32 * (j + half));
+            }
             for (int r = 0; r < R; r++) {
                 __m512i xv = _mm512_loadu_si512(x + r * width + 32 * (j + half));
                 for (int c = 0; c < C; c++)

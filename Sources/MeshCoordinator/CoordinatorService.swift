@@ -14,8 +14,11 @@ public struct CoordinatorOptions: Sendable {
     public var wireDType: DType
     public var startTimeout: Double
     public var serving: ServingOptions
+    /// The dense projections' format (the experts' is each worker's choice).
+    public var denseFormat: WeightFormat
     public init(modelDirectory: URL, listen: String, api: APIOptions, minimumWorkers: Int, wireDType: DType,
-                startTimeout: Double, serving: ServingOptions) {
+                startTimeout: Double, serving: ServingOptions, denseFormat: WeightFormat = .file) {
+        self.denseFormat = denseFormat
         self.modelDirectory = modelDirectory
         self.listen = listen
         self.api = api
@@ -41,7 +44,7 @@ public final class CoordinatorService: Sendable {
 
     /// Runs until SIGTERM/SIGINT. Throws on start-up problems (bad model, port in use, too few workers…).
     public func run() throws {
-        let model = try LoadedModel(directory: options.modelDirectory)
+        let model = try LoadedModel(directory: options.modelDirectory, denseFormat: options.denseFormat)
         // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
         // broken checkpoint fails now, not when a worker is assigned.
         _ = try model.loadAllExpertsChecked()

@@ -8,9 +8,9 @@ public final class LocalEngine {
 
     public var spec: ModelSpec { model.spec }
 
-    public init(directory: URL) throws {
-        model = try LoadedModel(directory: directory)
-        let experts = try model.loadAllExpertsChecked()
+    public init(directory: URL, formats: WeightFormats = WeightFormats()) throws {
+        model = try LoadedModel(directory: directory, denseFormat: formats.dense)
+        let experts = try model.loadAllExpertsChecked(format: formats.experts)
         generator = Generator(Transformer(spec: model.spec, weights: model.dense, backend: LocalExpertBackend(experts: experts)))
     }
 }

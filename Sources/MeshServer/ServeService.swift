@@ -31,13 +31,15 @@ public struct APIOptions: Sendable {
 /// compared against.
 public final class ServeService: Sendable {
     let modelDirectory: URL
+    let weights: WeightFormats
     let api: APIOptions
     let serving: ServingOptions
     let log: @Sendable (String) -> Void
 
-    public init(modelDirectory: URL, api: APIOptions, serving: ServingOptions,
+    public init(modelDirectory: URL, weights: WeightFormats = WeightFormats(), api: APIOptions, serving: ServingOptions,
                 log: @escaping @Sendable (String) -> Void) {
         self.modelDirectory = modelDirectory
+        self.weights = weights
         self.api = api
         self.serving = serving
         self.log = log
@@ -45,8 +47,8 @@ public final class ServeService: Sendable {
 
     /// Loads the model and serves until SIGTERM/SIGINT. Throws on start-up problems.
     public func run() throws {
-        log("loading \(modelDirectory.path) …")
-        let local = try LocalEngine(directory: modelDirectory)
+        log("loading \(modelDirectory.path) (\(weights)) …")
+        let local = try LocalEngine(directory: modelDirectory, formats: weights)
         let (configuration, description) = serving.configuration(for: local.spec)
         let engine = try InferenceEngine(transformer: local.generator.transformer, configuration: configuration)
         log(description)

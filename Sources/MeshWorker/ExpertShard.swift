@@ -24,13 +24,14 @@ public final class ExpertShard {
 
     /// Loads `keys` from the worker's local model copy. Only the pages of these experts are read
     /// (the checkpoint is memory-mapped); they are touched now so the first request is not slow.
-    public init(model: LoadedModel, keys: [ExpertKey]) throws {
+    /// int8 experts are quantised copies, resident as they are made.
+    public init(model: LoadedModel, keys: [ExpertKey], format: WeightFormat = .file) throws {
         self.model = model
         self.keys = keys.sorted()
-        experts = try model.loadExperts(keys)
+        experts = try model.loadExperts(keys, format: format)
         var sink: UInt64 = 0
         for weights in experts.values {
-            for matrix in [weights.gate, weights.up, weights.down] {
+            for matrix in [weights.gate, weights.up, weights.down] where !matrix.isQ8_0 {
                 let span = matrix.layout == .outMajor ? matrix.outFeatures : matrix.inFeatures
                 sink &+= ProcessMemory.prefault(matrix.data, byteCount: (span - 1) * matrix.leadingDimension * matrix.dtype.byteSize + 1)
             }

@@ -9,8 +9,12 @@ public struct WorkerOptions: Sendable {
     public var modelDirectory: URL
     public var name: String
     public var heartbeatInterval: Double
-    public init(coordinator: String, modelDirectory: URL, name: String, heartbeatInterval: Double = 1.0) {
+    /// How the experts are held (int8: quantised as they load).
+    public var expertFormat: WeightFormat
+    public init(coordinator: String, modelDirectory: URL, name: String, heartbeatInterval: Double = 1.0,
+                expertFormat: WeightFormat = .file) {
         self.coordinator = coordinator
+        self.expertFormat = expertFormat
         self.modelDirectory = modelDirectory
         self.name = name
         self.heartbeatInterval = heartbeatInterval
@@ -31,6 +35,7 @@ public final class Worker {
     public init(options: WorkerOptions, log: @escaping (String) -> Void) throws {
         self.options = options
         self.log = log
+        try options.expertFormat.checkSupported()
         model = try LoadedModel(directory: options.modelDirectory)
         fingerprint = ModelFingerprint.of(model)
     }
@@ -139,10 +144,10 @@ public final class Worker {
         }
         wireDType = assignment.wireDType
         if shard?.keys != assignment.experts.sorted() {
-            log("loading \(assignment.experts.count) experts …")
+            log("loading \(assignment.experts.count) experts (\(options.expertFormat.rawValue)) …")
             let start = Date()
             do {
-                shard = try ExpertShard(model: model, keys: assignment.experts)
+                shard = try ExpertShard(model: model, keys: assignment.experts, format: options.expertFormat)
             } catch {
                 try send(socket, .error(WireFailure(code: .loadFailed, message: "worker '\(options.name)' cannot load its experts: \(error)")))
                 return

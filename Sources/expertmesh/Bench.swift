@@ -36,6 +36,10 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var experts: ExpertWeightOption
+
+    @OptionGroup var dense: DenseWeightOption
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -66,32 +70,48 @@ struct Bench: ParsableCommand {
         return steps.sorted()[steps.count / 2]
     }
 
-    /// What rounding activations to bf16 costs: logits of the prompt and the greedy continuation
-    /// under `kernels` against the f32 path (max |Δlogit| over every position both computed, and the
-    /// share of greedy tokens that agree before the first difference ends the comparison).
-    func precisionCost(_ engine: LocalEngine, prompt: [Int], kernels: MatmulKernels.Variant) throws
-        -> (maxLogitDiff: Double, greedyAgreement: Double) {
-        printError("precision cost: the same prompt with --precision f32 …")
+    /// What the fast paths cost in accuracy: logits of the prompt and the greedy continuation with
+    /// the kernels and weight formats in use against the exact path (file weights, --precision f32):
+    /// max |Δlogit| and max |Δlogprob| over every position both computed before the first differing
+    /// token, and the share of greedy tokens that agree up to it.
+    func accuracyCost(_ engine: LocalEngine, formats: WeightFormats, prompt: [Int], kernels: MatmulKernels.Variant) throws
+        -> (maxLogitDiff: Double, maxLogprobDiff: Double, greedyAgreement: Double) {
+        printError("accuracy: the same prompt with file weights and --precision f32 …")
         defer { MatmulKernels.use(kernels) }
         let request = GenerationRequest(prompt: prompt, maxTokens: decodeTokens, recordLogits: true)
         let fast = try engine.generator.generate(request)
         MatmulKernels.use(.f32)
-        let exact = try engine.generator.generate(request)
+        let reference = formats.experts == .file && formats.dense == .file ? engine : try LocalEngine(directory: modelOptions.directory)
+        let exact = try reference.generator.generate(request)
         let agreeing = zip(fast.tokens, exact.tokens).prefix { $0 == $1 }.count
         // Rows after the first differing token see different inputs: compare up to it.
         let rows = min(fast.logitRows, exact.logitRows, prompt.count + agreeing)
         let vocab = engine.spec.vocabSize
-        let diff = zip(fast.logits.prefix(rows * vocab), exact.logits.prefix(rows * vocab)).map { Double(abs($0 - $1)) }.max() ?? 0
-        return (diff, Double(agreeing) / Double(max(1, exact.tokens.count)))
+        var logitDiff = 0.0, logprobDiff = 0.0
+        for row in 0..<rows {
+            let a = fast.logits[(row * vocab)..<((row + 1) * vocab)], b = exact.logits[(row * vocab)..<((row + 1) * vocab)]
+            let (la, lb) = (logSumExp(a), logSumExp(b))
+            for (x, y) in zip(a, b) {
+                logitDiff = max(logitDiff, Double(abs(x - y)))
+                logprobDiff = max(logprobDiff, abs((Double(x) - la) - (Double(y) - lb)))
+            }
+        }
+        return (logitDiff, logprobDiff, Double(agreeing) / Double(max(1, exact.tokens.count)))
+    }
+
+    func logSumExp(_ values: ArraySlice<Float>) -> Double {
+        let top = Double(values.max() ?? 0)
+        return top + log(values.reduce(0.0) { $0 + exp(Double($1) - top) })
     }
 
     func run() throws {
         try reportingErrors {
             printError(compute.apply())
             printError("loading \(modelOptions.model) …")
-            let engine = try LocalEngine(directory: modelOptions.directory)
+            let formats = WeightFormats(experts: experts.experts, dense: dense.dense)
+            let engine = try LocalEngine(directory: modelOptions.directory, formats: formats)
             let spec = engine.spec
-            let budget = WeightBudget(engine.model)
+            let budget = WeightBudget(engine, formats: formats)
             let kernels = MatmulKernels.current
             var random = SeededGenerator(seed: 1)
             let prompt = (0..<promptTokens).map { _ in Int(random.next() % UInt64(spec.vocabSize)) }
@@ -124,11 +144,12 @@ struct Bench: ParsableCommand {
             // The kernels alone on the model's largest shape (expert up/gate: [I, H]).
             printError("kernel probes: decode-shaped products over 512 MB, prefill-shaped on cached weights …")
             let weightDType = engine.model.dense.lmHead.dtype
-            let kernelDecode = KernelLimits.decodeGBps(outFeatures: gemmColumns, inFeatures: spec.hiddenSize, dtype: weightDType)
+            let q8 = formats.experts == .int8
+            let kernelDecode = KernelLimits.decodeGBps(outFeatures: gemmColumns, inFeatures: spec.hiddenSize, dtype: weightDType, q8: q8)
             let kernelPrefill = KernelLimits.prefillGigaflops(rows: promptTokens, outFeatures: gemmColumns,
-                                                              inFeatures: spec.hiddenSize, dtype: weightDType)
-            let accuracy = try kernels.roundsActivationsToBF16 && weightDType == .bf16
-                ? precisionCost(engine, prompt: prompt, kernels: kernels) : nil
+                                                              inFeatures: spec.hiddenSize, dtype: weightDType, q8: q8)
+            let exactPath = !(kernels.roundsActivationsToBF16 && weightDType == .bf16) && formats.experts == .file && formats.dense == .file
+            let accuracy = exactPath ? nil : try accuracyCost(engine, formats: formats, prompt: prompt, kernels: kernels)
             var report: [String: Any] = [
                 "model": modelOptions.model, "dtype": budget.dtype, "runs": repeats,
                 "prompt_tokens": promptTokens, "decode_tokens": decodeTokens,
@@ -147,8 +168,9 @@ struct Bench: ParsableCommand {
                 "batched_decode_tokens_per_second": step > 0 ? Double(batch) / step : 0,
             ]
             if let accuracy {
-                report["bf16_max_abs_logit_diff"] = accuracy.maxLogitDiff
-                report["bf16_greedy_agreement"] = accuracy.greedyAgreement
+                report["max_abs_logit_diff_vs_f32"] = accuracy.maxLogitDiff
+                report["max_abs_logprob_diff_vs_f32"] = accuracy.maxLogprobDiff
+                report["greedy_agreement_vs_f32"] = accuracy.greedyAgreement
             }
             if json { print(jsonText(report)); return }
             print(String(format: """
@@ -163,8 +185,8 @@ struct Bench: ParsableCommand {
                 bandwidth * 1e9 / Double(budget.bytesPerDecodedToken),
                 kernelDecode, 100 * kernelDecode / bandwidth, kernelPrefill))
             if let accuracy {
-                print(String(format: "bf16 cost      max |Δlogit| %.4f vs --precision f32 over the prompt and %d decoded tokens; greedy tokens agree %.0f%%",
-                             accuracy.maxLogitDiff, decodeTokens, 100 * accuracy.greedyAgreement))
+                print(String(format: "accuracy       vs file weights in f32: max |Δlogit| %.4f, max |Δlogprob| %.4f over the prompt and %d decoded tokens; greedy tokens agree %.0f%%",
+                             accuracy.maxLogitDiff, accuracy.maxLogprobDiff, decodeTokens, 100 * accuracy.greedyAgreement))
             }
             if batch > 1 {
                 print(String(format: "batch of %d     %.1f ms per decode step = %.1f tok/s (%.1f× one sequence); %.2f× the bound of %.1f ms (max of weight bytes ÷ bandwidth, FLOPs ÷ sgemm)",
@@ -181,27 +203,25 @@ struct WeightBudget {
     let flopsPerToken: Int
     let dtype: String
 
-    init(_ model: LoadedModel) {
-        let spec = model.spec
-        var expertBytes = 0, expertElements = 0
-        for layer in spec.layers {
-            guard let moe = layer.moe else { continue }
-            // top-k routed experts of 3 matrices [I, H].
-            expertElements += moe.topK * 3 * moe.intermediateSize * spec.hiddenSize
-        }
-        let elementSize = model.dense.lmHead.dtype.byteSize
-        expertBytes = expertElements * elementSize
-        bytesPerDecodedToken = model.dense.bytesPerToken + expertBytes
-        let denseElements = model.dense.bytesPerToken / elementSize
-        flopsPerToken = 2 * (denseElements + expertElements)
-        dtype = model.dense.lmHead.dtype.displayName
-        denseBytes = model.dense.bytesPerToken
+    init(_ engine: LocalEngine, formats: WeightFormats) {
+        let (spec, dense) = (engine.model.spec, engine.model.dense)
         var experts: [(count: Int, topK: Int, bytes: Int)] = []
-        for layer in spec.layers {
-            guard let moe = layer.moe else { continue }
-            experts.append((moe.expertCount, moe.topK, 3 * moe.intermediateSize * spec.hiddenSize * elementSize))
+        var expertBytes = 0, expertMultiplyAdds = 0
+        for (index, layer) in spec.layers.enumerated() {
+            guard let moe = layer.moe, let one = engine.generator.transformer.backend.experts[ExpertKey(layer: index, expert: 0)]
+            else { continue }
+            // top-k routed experts of 3 matrices [I, H], in the format they are held.
+            experts.append((moe.expertCount, moe.topK, one.byteCount))
+            expertBytes += moe.topK * one.byteCount
+            expertMultiplyAdds += moe.topK * 3 * moe.intermediateSize * spec.hiddenSize
         }
         expertLayers = experts
+        denseBytes = dense.bytesPerToken
+        bytesPerDecodedToken = denseBytes + expertBytes
+        flopsPerToken = 2 * (dense.multiplyAddsPerToken + expertMultiplyAdds)
+        let file = dense.lmHead.dtype.displayName
+        dtype = formats.experts == .file && formats.dense == .file ? file
+            : "\(file); experts \(formats.experts == .file ? file : "int8"), dense \(formats.dense == .file ? file : "int8")"
     }
 
     let denseBytes: Int

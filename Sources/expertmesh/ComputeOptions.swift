@@ -1,4 +1,5 @@
 import ArgumentParser
+import MeshModels
 import MeshTensors
 
 extension MatmulKernels.Precision: ExpressibleByArgument {}
@@ -29,4 +30,24 @@ struct ComputeOptions: ParsableArguments {
             ? " (this CPU has no bf16 dot products: bf16 weights compute in f32)" : ""
         return "compute: \(Parallel.coreCount) threads, kernels \(variant.name)\(fallback)"
     }
+}
+
+extension WeightFormat: ExpressibleByArgument {}
+
+/// `--weights-dtype`: how the routed experts are held.
+struct ExpertWeightOption: ParsableArguments {
+    @Option(name: .customLong("weights-dtype"), help: ArgumentHelp("""
+        Routed experts as the checkpoint stores them (file) or quantised at load to int8 (llama.cpp's Q8_0: one \
+        scale per 32 values; about half the bytes of bf16, so decode reads half as much).
+        """, valueName: "file|int8"))
+    var experts: WeightFormat = .file
+}
+
+/// `--dense-dtype`: how the attention, dense and shared-expert projections and the LM head are held.
+struct DenseWeightOption: ParsableArguments {
+    @Option(name: .customLong("dense-dtype"), help: ArgumentHelp("""
+        Attention, dense and shared-expert projections and the LM head as the checkpoint stores them (file) or \
+        quantised at load to int8 (Q8_0). Embeddings, norms and routers stay as stored.
+        """, valueName: "file|int8"))
+    var dense: WeightFormat = .file
 }

@@ -57,6 +57,10 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var experts: ExpertWeightOption
+
+    @OptionGroup var dense: DenseWeightOption
+
     func validate() throws {
         guard (model == nil) != (server == nil) else { throw ValidationError("give exactly one of --model DIR (local) or --server URL (cluster)") }
         if stream, server == nil || json { throw ValidationError("--stream works with --server and without --json") }
@@ -85,7 +89,8 @@ struct Generate: ParsableCommand {
                 }
                 promptTokens = tokenizer.encode(prompt ?? "")
             }
-            let engine = try LocalEngine(directory: modelOptions.directory)
+            let engine = try LocalEngine(directory: modelOptions.directory,
+                                         formats: WeightFormats(experts: experts.experts, dense: dense.dense))
             let request = GenerationRequest(
                 prompt: promptTokens, maxTokens: maxTokens,
                 sampling: SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed),

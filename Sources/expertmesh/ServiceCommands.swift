@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MeshCoordinator
+import MeshModels
 import MeshServer
 import MeshTensors
 import MeshWorker
@@ -17,6 +18,7 @@ struct Coordinator: ParsableCommand {
           expertmesh coordinator --model DIR --listen tcp://0.0.0.0:5555 --http 0.0.0.0:8080 --min-workers 3
           expertmesh coordinator --model DIR --listen tcp://127.0.0.1:5555 --http 127.0.0.1:8080 --wire-dtype bf16
           expertmesh coordinator --model DIR --min-workers 2 --max-running 32 --kv-cache-memory 4GiB
+          expertmesh coordinator --model DIR --min-workers 2 --precision f32 --dense-dtype int8
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -39,6 +41,8 @@ struct Coordinator: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var dense: DenseWeightOption
+
     func validate() throws {
         guard minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
         guard DType(name: wireDtype) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or f16, got '\(wireDtype)'") }
@@ -47,7 +51,8 @@ struct Coordinator: ParsableCommand {
     func run() throws {
         let options = CoordinatorOptions(
             modelDirectory: modelOptions.directory, listen: listen, api: try api.options(),
-            minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!, startTimeout: startTimeout, serving: serving.options)
+            minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!, startTimeout: startTimeout, serving: serving.options,
+            denseFormat: dense.dense)
         let log = logLine("coordinator")
         log(compute.apply())
         try reportingErrors {
@@ -67,6 +72,7 @@ struct Serve: ParsableCommand {
           expertmesh serve --model DIR --http 127.0.0.1:8080
           expertmesh serve --model DIR --http 0.0.0.0:8080 --max-batch-tokens 1024 --kv-cache-memory 8GiB
           expertmesh serve --model DIR --http [::]:8080 --api-key "$KEY" --served-model-name mixtral
+          expertmesh serve --model DIR --weights-dtype int8 --dense-dtype int8 --threads 8
           curl -s localhost:8080/v1/completions -d '{"prompt": "Hello", "max_tokens": 16}'
           curl -s localhost:8080/v1/chat/completions -d '{"messages": [{"role": "user", "content": "Hi"}]}'
         """)
@@ -79,12 +85,17 @@ struct Serve: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var experts: ExpertWeightOption
+
+    @OptionGroup var dense: DenseWeightOption
+
     func run() throws {
         let options = try api.options()
         let log = logLine("serve")
         log(compute.apply())
         try reportingErrors {
-            try ServeService(modelDirectory: modelOptions.directory, api: options, serving: serving.options, log: log).run()
+            try ServeService(modelDirectory: modelOptions.directory, weights: WeightFormats(experts: experts.experts, dense: dense.dense),
+                             api: options, serving: serving.options, log: log).run()
         }
     }
 }
@@ -100,6 +111,7 @@ struct WorkerCommand: ParsableCommand {
         Examples:
           expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --name gpu-box-1
           expertmesh worker --coordinator tcp://127.0.0.1:5555 --model DIR --threads 2
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --weights-dtype int8
         """)
 
     @Option(help: "The coordinator's ZeroMQ endpoint.")
@@ -111,6 +123,8 @@ struct WorkerCommand: ParsableCommand {
     var name: String?
 
     @OptionGroup var compute: ComputeOptions
+
+    @OptionGroup var weights: ExpertWeightOption
 
     func validate() throws {
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
@@ -125,7 +139,8 @@ struct WorkerCommand: ParsableCommand {
         let log = logLine("worker \(workerName)")
         log(compute.apply())
         try reportingErrors {
-            let worker = try Worker(options: WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName),
+            let worker = try Worker(options: WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
+                                                           expertFormat: weights.experts),
                                     log: log)
             try worker.run { stop.isStopped }
         }

@@ -92,8 +92,17 @@ final class BatchingTests: XCTestCase {
         }
     }
 
-    func assertMixedBatchEqualsAlone(_ name: String, label: String = "") throws {
-        let local = try LocalEngine(directory: Self.fixture(name))
+    /// int8 (Q8_0) experts and dense projections: activations are quantised per token, so a row's
+    /// result must still not depend on its neighbours.
+    func testInt8WeightsKeepEveryRequestsResultInABatch() throws {
+        try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
+        for name in ["mixtral", "llama4"] {
+            try assertMixedBatchEqualsAlone(name, label: "int8", formats: WeightFormats(experts: .int8, dense: .int8))
+        }
+    }
+
+    func assertMixedBatchEqualsAlone(_ name: String, label: String = "", formats: WeightFormats = WeightFormats()) throws {
+        let local = try LocalEngine(directory: Self.fixture(name), formats: formats)
         let requests = Self.mixedRequests(vocab: local.spec.vocabSize)
         let alone = try requests.map { try local.generator.generate($0) }
         // Ample pool, small token budget: chunked prefill, shared prefixes, one pass per step.

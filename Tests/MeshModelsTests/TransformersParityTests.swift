@@ -53,6 +53,46 @@ final class TransformersParityTests: XCTestCase {
         }
     }
 
+    /// int8 (Q8_0) experts, and int8 dense projections too, on every fixture: the quality cost
+    /// against transformers, measured and bounded (log-probabilities, and greedy tokens up to the
+    /// first difference).
+    func testInt8WeightsStayCloseToTransformers() throws {
+        try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
+        for name in ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4"] {
+            let expected = try Fixtures.expected(name)
+            // Random tiny fixtures (hidden 64, flat next-token distributions) are harsh on quantisation:
+            // int8 experts move log-probabilities by ≤ 0.25 here, int8 everywhere by up to ~3.5, and
+            // near-ties flip greedy tokens. The bench model's figures are in the README.
+            for (formats, bound) in [(WeightFormats(experts: .int8), 0.25), (WeightFormats(experts: .int8, dense: .int8), 4.0)] {
+                let engine = try LocalEngine(directory: Fixtures.directory(name), formats: formats)
+                let result = try engine.generator.generate(GenerationRequest(
+                    prompt: expected.promptTokens, maxTokens: expected.greedyTokens.count, recordLogits: true))
+                let agreeing = zip(result.tokens, expected.greedyTokens).prefix { $0 == $1 }.count
+                let rows = min(result.logitRows, expected.promptTokens.count + agreeing)
+                let vocab = engine.spec.vocabSize
+                var maxDiff = 0.0
+                for row in 0..<rows {
+                    let ours = logprobs(result.logits[(row * vocab)..<((row + 1) * vocab)])
+                    let theirs = logprobs(expected.logits[(row * vocab)..<((row + 1) * vocab)])
+                    maxDiff = max(maxDiff, zip(ours, theirs).map { abs($0 - $1) }.max() ?? 0)
+                }
+                print("\(name) with \(formats): max |logprob - transformers| = \(maxDiff) over \(rows) positions; "
+                      + "greedy tokens agree \(agreeing)/\(expected.greedyTokens.count)")
+                XCTAssertLessThan(maxDiff, bound, "\(name) \(formats): int8 costs more than expected")
+                XCTAssertGreaterThan(maxDiff, 0, "\(name) \(formats): the weights were not quantised")
+                if formats.dense == .file {
+                    XCTAssertGreaterThan(agreeing, 0, "\(name) \(formats): the first greedy token differs")
+                }
+            }
+        }
+    }
+
+    func logprobs(_ logits: ArraySlice<Float>) -> [Double] {
+        let top = Double(logits.max() ?? 0)
+        let total = top + log(logits.reduce(0.0) { $0 + exp(Double($1) - top) })
+        return logits.map { Double($0) - total }
+    }
+
     func testBF16WeightsStayBF16InMemory() throws {
         let model = try LoadedModel(directory: Fixtures.directory("mixtral-bf16"))
         XCTAssertEqual(model.dense.lmHead.dtype, .bf16)

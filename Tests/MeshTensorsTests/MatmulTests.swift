@@ -104,6 +104,58 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// Quantisation follows llama.cpp's quantize_row_q8_0: d = max|v| / 127 (stored as f16),
+    /// q = round(v / d), zeros after the row's end.
+    func testQ8_0QuantisationFollowsLlamaCpp() throws {
+        try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
+        var row = [Float](repeating: 0, count: 40)
+        row[0] = 0.5; row[1] = -1.0; row[2] = 0.25; row[3] = 0.003; row[32] = 2.0; row[33] = -0.75
+        let storage = Storage(SafetensorsWriter.bytes(row, as: .f32))
+        let weight = LinearWeight(data: storage.data, dtype: .f32, outFeatures: 1, inFeatures: 40, layout: .outMajor,
+                                  leadingDimension: 40, owner: storage).quantizedQ8_0()
+        XCTAssertTrue(weight.isQ8_0)
+        XCTAssertEqual(weight.byteCount, 2 * 34)
+        let values = (0..<64).map { weight.data.load(fromByteOffset: $0, as: Int8.self) }
+        XCTAssertEqual(Array(values[0..<4]), [64, -127, 32, 0])   // 63.5 rounds away from zero, as roundf
+        XCTAssertEqual(Array(values[32..<34]), [127, -48])         // -47.625 → -48
+        XCTAssertEqual(Array(values[34..<64]), [Int8](repeating: 0, count: 30))
+        XCTAssertEqual(f16ToFloat(weight.q8Scales![0]), f16ToFloat(floatToF16(1 / 127)))
+        XCTAssertEqual(f16ToFloat(weight.q8Scales![1]), f16ToFloat(floatToF16(2 / 127)))
+    }
+
+    /// Q8_0 products against the dequantised weights: the only error left is the activations'
+    /// quantisation, at most half a step (max|x| / 254 per block of 32) times Σ|w| per block.
+    func testQ8_0ProductsStayWithinTheActivationQuantisationBound() throws {
+        try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
+        for dtype in DType.allCases {
+            for layout in [LinearWeight.Layout.outMajor, .inMajor] {
+                for (rows, out, inner) in [(1, 70, 131), (5, 9, 64), (37, 67, 96)] {
+                    let stored = layout == .outMajor ? inner : out
+                    let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 7), as: dtype))
+                    let weight = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner,
+                                              layout: layout, leadingDimension: stored, owner: storage).quantizedQ8_0()
+                    let x = randomValues(rows * inner, seed: 3)
+                    var fast = [Float](repeating: 0, count: rows * out)
+                    var reference = fast
+                    matmul(x, rows: rows, weight, into: &fast)
+                    referenceMatmul(x, rows: rows, weight, into: &reference)
+                    for t in 0..<rows {
+                        for o in 0..<out {
+                            var bound: Float = 1e-4
+                            for block in stride(from: 0, to: inner, by: 32) {
+                                let ks = block..<min(inner, block + 32)
+                                let step = (ks.map { abs(x[t * inner + $0]) }.max() ?? 0) / 127
+                                bound += step / 2 * ks.reduce(0) { $0 + abs(weight.element(o, $1)) } * 1.001
+                            }
+                            let diff = abs(fast[t * out + o] - reference[t * out + o])
+                            XCTAssertLessThanOrEqual(diff, bound, "\(dtype) \(layout) [\(rows), \(out), \(inner)] at (\(t), \(o))")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testLongRowsCrossChunkBoundaries() {
         // More rows than one chunk of x holds (512 KiB / (4 · 2048) = 64 rows), an odd output count.
         forEachVariant { check(dtype: .bf16, layout: .outMajor, rows: 70, out: 2101, inner: 2048) }
@@ -122,16 +174,20 @@ final class MatmulTests: XCTestCase {
             for dtype in DType.allCases {
                 for layout in [LinearWeight.Layout.outMajor, .inMajor] {
                     rowIsBitIdenticalAloneAndInABatch(dtype: dtype, layout: layout, out: out, inner: inner)
+                    if LinearWeight.q8Supported {
+                        rowIsBitIdenticalAloneAndInABatch(dtype: dtype, layout: layout, out: out, inner: inner, q8: true)
+                    }
                 }
             }
         }
     }
 
-    func rowIsBitIdenticalAloneAndInABatch(dtype: DType, layout: LinearWeight.Layout, out: Int, inner: Int) {
+    func rowIsBitIdenticalAloneAndInABatch(dtype: DType, layout: LinearWeight.Layout, out: Int, inner: Int, q8: Bool = false) {
         let rows = 37
         let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 9), as: dtype))
-        let weight = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner, layout: layout,
+        let stored = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner, layout: layout,
                                   leadingDimension: layout == .outMajor ? inner : out, owner: storage)
+        let weight = q8 ? stored.quantizedQ8_0() : stored
         let x = randomValues(rows * inner, seed: 4)
         var batch = [Float](repeating: 0, count: rows * out)
         matmul(x, rows: rows, weight, into: &batch)
@@ -140,7 +196,7 @@ final class MatmulTests: XCTestCase {
         for (index, threadCount) in [1, 2, 3].enumerated() {
             Parallel.setThreadCount(threadCount)
             let row = index * 11 + 5
-            let variant = MatmulKernels.current.name
+            let variant = MatmulKernels.current.name + (q8 ? " q8_0" : "")
             var alone = [Float](repeating: 0, count: out)
             x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: 1, weight, into: &alone) }
             XCTAssertEqual(alone, Array(batch[(row * out)..<((row + 1) * out)]),

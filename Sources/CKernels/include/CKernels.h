@@ -51,3 +51,20 @@ void mesh_matmul_bf16(const uint16_t *packed, ptrdiff_t rows, const uint16_t *w,
 // adds non-temporal prefetches ahead of the loads. Returns the sum so the reads stay.
 float mesh_read_sum(const void *p, size_t bytes, int hint);
 const char *mesh_read_probe_name(void);
+
+// ---- int8 weights (Q8_0: 32 values and one f16 scale a block) ---------------------------------
+// 1 when this CPU runs the int8 kernels (AVX-512 F, BW, VL and VNNI).
+int mesh_q8_supported(void);
+// A quantised row: mesh_q8_row_bytes(in) int8 values (zeros after `in`) and
+// mesh_q8_scale_stride(in) f16 scales, one per 32 values (zeros after the last).
+ptrdiff_t mesh_q8_row_bytes(ptrdiff_t in);
+ptrdiff_t mesh_q8_scale_stride(ptrdiff_t in);
+// Rows [o0, o1) of W (f32/bf16/f16, either storage) quantised as llama.cpp's quantize_row_q8_0.
+void mesh_quantize_q8_0(const void *w, int dtype, int in_major, ptrdiff_t in, ptrdiff_t ldw, ptrdiff_t o0,
+                        ptrdiff_t o1, int8_t *values, uint16_t *scales);
+// x [rows, in] quantised per token and block into what mesh_matmul_q8 reads.
+size_t mesh_q8_packed_bytes(ptrdiff_t rows, ptrdiff_t in);
+void mesh_q8_pack(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, void *packed);
+// As mesh_matmul for Q8_0 weights (values and scales from mesh_quantize_q8_0).
+void mesh_matmul_q8(const void *packed, ptrdiff_t rows, const int8_t *w, const uint16_t *scales, ptrdiff_t in,
+                    float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);

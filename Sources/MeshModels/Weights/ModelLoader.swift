@@ -9,9 +9,11 @@ public final class LoadedModel: @unchecked Sendable {
     public let checkpoint: Checkpoint
     let names: ModelWeightNames
 
-    /// Opens `directory`, decodes config.json and checks every dense tensor (presence, shape).
+    /// Opens `directory`, decodes config.json and checks every dense tensor (presence, shape);
+    /// the dense projections are held in `denseFormat`.
     /// Experts are checked by `loadExperts`; call `unexpectedTensors` after loading them.
-    public init(directory: URL) throws {
+    public init(directory: URL, denseFormat: WeightFormat = .file) throws {
+        try denseFormat.checkSupported()
         self.directory = directory
         var (architecture, spec) = try ArchitectureRegistry.decode(configFile: directory.appendingPathComponent("config.json"))
         let checkpoint = try Checkpoint(directory: directory)
@@ -28,11 +30,13 @@ public final class LoadedModel: @unchecked Sendable {
         names.lmHead = layout.lmHead
         self.names = names
         self.spec = spec
-        dense = try DenseWeightLoader(spec: spec, names: names, checkpoint: checkpoint).load()
+        dense = try DenseWeightLoader(spec: spec, names: names, checkpoint: checkpoint).load().converted(to: denseFormat)
     }
 
-    /// Loads the routed experts `keys` (memory-mapped: only their pages become resident when used).
-    public func loadExperts(_ keys: [ExpertKey]) throws -> [ExpertKey: MLPWeights] {
+    /// Loads the routed experts `keys` (memory-mapped: only their pages become resident when used),
+    /// in `format` (int8 copies are made now, reading each expert once).
+    public func loadExperts(_ keys: [ExpertKey], format: WeightFormat = .file) throws -> [ExpertKey: MLPWeights] {
+        try format.checkSupported()
         var result: [ExpertKey: MLPWeights] = [:]
         var byLayer: [Int: [Int]] = [:]
         for key in keys {
@@ -44,7 +48,9 @@ public final class LoadedModel: @unchecked Sendable {
         }
         for (layer, experts) in byLayer {
             let loader = ExpertLoader(spec: spec, layer: layer, names: names, checkpoint: checkpoint)
-            for (expert, weights) in try loader.load(experts) { result[ExpertKey(layer: layer, expert: expert)] = weights }
+            for (expert, weights) in try loader.load(experts) {
+                result[ExpertKey(layer: layer, expert: expert)] = weights.converted(to: format)
+            }
         }
         return result
     }
@@ -62,8 +68,8 @@ public final class LoadedModel: @unchecked Sendable {
     }
 
     /// Loads everything and fails on any tensor the model would not use.
-    public func loadAllExpertsChecked() throws -> [ExpertKey: MLPWeights] {
-        let experts = try loadExperts(allExpertKeys)
+    public func loadAllExpertsChecked(format: WeightFormat = .file) throws -> [ExpertKey: MLPWeights] {
+        let experts = try loadExperts(allExpertKeys, format: format)
         let extra = unexpectedTensors()
         if !extra.isEmpty {
             let shown = extra.prefix(5).joined(separator: ", ")

@@ -38,17 +38,23 @@ public struct DenseWeights: Sendable {
     public var layers: [LayerWeights]
 
     /// Bytes read per token outside the routed experts (all dense weights but the embedding table).
-    public var bytesPerToken: Int {
-        var total = lmHead.byteCount
+    public var bytesPerToken: Int { projections.reduce(0) { $0 + $1.byteCount } }
+
+    /// Multiply-adds per token outside the routed experts.
+    public var multiplyAddsPerToken: Int { projections.reduce(0) { $0 + $1.outFeatures * $1.inFeatures } }
+
+    /// Every matrix a token is multiplied by outside the routed experts.
+    var projections: [LinearWeight] {
+        var all = [lmHead]
         for layer in layers {
             let a = layer.attention
-            total += a.q.byteCount + a.k.byteCount + a.v.byteCount + a.o.byteCount
+            all += [a.q, a.k, a.v, a.o]
             switch layer.feedForward {
-            case .dense(let mlp): total += mlp.byteCount
-            case .moe(let router, let shared): total += router.byteCount + (shared?.byteCount ?? 0)
+            case .dense(let mlp): all += [mlp.gate, mlp.up, mlp.down]
+            case .moe(let router, let shared): all += [router] + (shared.map { [$0.gate, $0.up, $0.down] } ?? [])
             }
         }
-        return total
+        return all
     }
 }
 

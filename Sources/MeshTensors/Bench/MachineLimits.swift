@@ -59,7 +59,7 @@ public enum MachineLimits {
 /// the machine and how far the engine is from its kernels.
 public enum KernelLimits {
     /// `rows` × [out, in] products, one after another over matrices adding up to `bytes`.
-    static func rate(rows: Int, outFeatures: Int, inFeatures: Int, dtype: DType, bytes: Int,
+    static func rate(rows: Int, outFeatures: Int, inFeatures: Int, dtype: DType, q8: Bool, bytes: Int,
                      seconds: Double) -> (bytesPerSecond: Double, flopsPerSecond: Double) {
         let matrixBytes = outFeatures * inFeatures * dtype.byteSize
         let count = max(1, bytes / matrixBytes)
@@ -77,8 +77,9 @@ public enum KernelLimits {
             }
         }
         let weights = (0..<count).map {
-            LinearWeight(data: storage + $0 * matrixBytes, dtype: dtype, outFeatures: outFeatures, inFeatures: inFeatures,
-                         layout: .outMajor, leadingDimension: inFeatures, owner: NSNull())
+            let weight = LinearWeight(data: storage + $0 * matrixBytes, dtype: dtype, outFeatures: outFeatures,
+                                      inFeatures: inFeatures, layout: .outMajor, leadingDimension: inFeatures, owner: NSNull())
+            return q8 ? weight.quantizedQ8_0() : weight
         }
         let x = (0..<(rows * inFeatures)).map { Float($0 % 17 - 8) / 16 }
         let y = UnsafeMutablePointer<Float>.allocate(capacity: rows * outFeatures)
@@ -91,19 +92,21 @@ public enum KernelLimits {
             products += weights.count
         } while (clock.now - start) < .seconds(seconds)
         let elapsed = (clock.now - start).seconds
-        return (Double(products * matrixBytes) / elapsed, 2.0 * Double(products * rows * outFeatures * inFeatures) / elapsed)
+        return (Double(products * weights[0].byteCount) / elapsed, 2.0 * Double(products * rows * outFeatures * inFeatures) / elapsed)
     }
 
-    /// GB/s one-row products reach over 512 MB of [out, in] weights (the decode pattern).
-    public static func decodeGBps(outFeatures: Int, inFeatures: Int, dtype: DType, seconds: Double = 1) -> Double {
-        rate(rows: 1, outFeatures: outFeatures, inFeatures: inFeatures, dtype: dtype, bytes: 512 << 20,
+    /// GB/s one-row products reach over 512 MB of [out, in] weights (the decode pattern), the
+    /// weights in `dtype` or quantised from it to Q8_0.
+    public static func decodeGBps(outFeatures: Int, inFeatures: Int, dtype: DType, q8: Bool = false,
+                                  seconds: Double = 1) -> Double {
+        rate(rows: 1, outFeatures: outFeatures, inFeatures: inFeatures, dtype: dtype, q8: q8, bytes: 512 << 20,
              seconds: seconds).bytesPerSecond / 1e9
     }
 
     /// GFLOP/s of `rows`-row products over weights that stay in the caches (the prefill pattern).
-    public static func prefillGigaflops(rows: Int, outFeatures: Int, inFeatures: Int, dtype: DType,
+    public static func prefillGigaflops(rows: Int, outFeatures: Int, inFeatures: Int, dtype: DType, q8: Bool = false,
                                         seconds: Double = 1) -> Double {
-        rate(rows: rows, outFeatures: outFeatures, inFeatures: inFeatures, dtype: dtype, bytes: 1 << 20,
+        rate(rows: rows, outFeatures: outFeatures, inFeatures: inFeatures, dtype: dtype, q8: q8, bytes: 1 << 20,
              seconds: seconds).flopsPerSecond / 1e9
     }
 }

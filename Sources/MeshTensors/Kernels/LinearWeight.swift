@@ -1,13 +1,20 @@
+import CKernels
+
 /// A weight matrix used as `y = x · Wᵀ`, with `outFeatures × inFeatures` logical shape,
 /// whatever its storage: `nn.Linear` stores W as [out, in] (`.outMajor`); fused expert
 /// tensors such as Llama 4's `gate_up_proj` [E, in, 2·I] store it as [in, out] (`.inMajor`).
 /// `leadingDimension` is the element stride between rows of the stored matrix, so a
 /// half of a fused [gate | up] tensor is a view, not a copy.
+///
+/// A Q8_0 weight (`quantizedQ8_0()`) holds int8 values in `data` (rows of `leadingDimension`
+/// bytes) with one f16 scale per 32 values in `q8Scales` (rows of `q8ScaleStride`); its `dtype` is
+/// what it was quantised from.
 public struct LinearWeight: @unchecked Sendable {
     public enum Layout: Sendable { case outMajor, inMajor }
 
     public let data: UnsafeRawPointer
     public let dtype: DType
+    public let q8Scales: UnsafePointer<UInt16>?
     public let outFeatures: Int
     public let inFeatures: Int
     public let layout: Layout
@@ -33,9 +40,10 @@ public struct LinearWeight: @unchecked Sendable {
     }
 
     public init(data: UnsafeRawPointer, dtype: DType, outFeatures: Int, inFeatures: Int,
-                layout: Layout, leadingDimension: Int, owner: AnyObject) {
+                layout: Layout, leadingDimension: Int, owner: AnyObject, q8Scales: UnsafePointer<UInt16>? = nil) {
         self.data = data
         self.dtype = dtype
+        self.q8Scales = q8Scales
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
         self.layout = layout
@@ -45,16 +53,30 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// Output features `range` only (e.g. the gate half of a fused gate/up projection).
     public func outputs(_ range: Range<Int>) -> LinearWeight {
+        if let q8Scales {
+            return LinearWeight(data: data + range.lowerBound * leadingDimension, dtype: dtype, outFeatures: range.count,
+                                inFeatures: inFeatures, layout: .outMajor, leadingDimension: leadingDimension, owner: owner,
+                                q8Scales: q8Scales + range.lowerBound * q8ScaleStride)
+        }
         let offset = layout == .outMajor ? range.lowerBound * leadingDimension : range.lowerBound
         return LinearWeight(data: data + offset * dtype.byteSize, dtype: dtype, outFeatures: range.count,
                             inFeatures: inFeatures, layout: layout, leadingDimension: leadingDimension, owner: owner)
     }
 
     /// Bytes a forward pass reads from this weight.
-    public var byteCount: Int { outFeatures * inFeatures * dtype.byteSize }
+    public var byteCount: Int {
+        isQ8_0 ? outFeatures * (inFeatures + 31) / 32 * 34 : outFeatures * inFeatures * dtype.byteSize
+    }
+
+    public var isQ8_0: Bool { q8Scales != nil }
+    var q8ScaleStride: Int { mesh_q8_scale_stride(inFeatures) }
 
     /// Element (o, i) widened to f32 (reference kernels and tests).
     @inline(__always) public func element(_ o: Int, _ i: Int) -> Float {
+        if let q8Scales {
+            let value = data.load(fromByteOffset: o * leadingDimension + i, as: Int8.self)
+            return Float(value) * f16ToFloat(q8Scales[o * q8ScaleStride + i / 32])
+        }
         let index = layout == .outMajor ? o * leadingDimension + i : i * leadingDimension + o
         switch dtype {
         case .f32: return data.load(fromByteOffset: index * 4, as: Float.self)
@@ -62,13 +84,39 @@ public struct LinearWeight: @unchecked Sendable {
         case .f16: return f16ToFloat(data.load(fromByteOffset: index * 2, as: UInt16.self))
         }
     }
+}
 
-    /// Stored row `r` (an output row for `.outMajor`, an input row for `.inMajor`).
-    @inline(__always) func storedRow(_ r: Int) -> UnsafeRawPointer {
-        data + r * leadingDimension * dtype.byteSize
+/// Q8_0 copies of weights: int8 values and f16 scales, owned together.
+final class Q8Storage {
+    let values: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<UInt16>
+
+    init(outFeatures: Int, inFeatures: Int) {
+        values = .allocate(capacity: outFeatures * mesh_q8_row_bytes(inFeatures))
+        scales = .allocate(capacity: outFeatures * mesh_q8_scale_stride(inFeatures))
     }
 
-    /// Length of a stored row that belongs to this view.
-    var storedRowLength: Int { layout == .outMajor ? inFeatures : outFeatures }
-    var storedRowCount: Int { layout == .outMajor ? outFeatures : inFeatures }
+    deinit {
+        values.deallocate()
+        scales.deallocate()
+    }
+}
+
+extension LinearWeight {
+    /// Whether this CPU runs the int8 kernels (AVX-512 F, BW, VL and VNNI).
+    public static var q8Supported: Bool { mesh_q8_supported() == 1 }
+
+    /// This weight quantised to Q8_0 (llama.cpp's q8_0 blocks: 32 values, one f16 scale), stored
+    /// [out, in] whatever the source layout. The source is read once, in parallel.
+    public func quantizedQ8_0() -> LinearWeight {
+        if isQ8_0 { return self }
+        let storage = Q8Storage(outFeatures: outFeatures, inFeatures: inFeatures)
+        Parallel.forRanges(outFeatures, minimumPerTask: 16) { range in
+            mesh_quantize_q8_0(data, dtype.kernelCode, layout == .inMajor ? 1 : 0, inFeatures, leadingDimension,
+                               range.lowerBound, range.upperBound, storage.values, storage.scales)
+        }
+        return LinearWeight(data: UnsafeRawPointer(storage.values), dtype: dtype, outFeatures: outFeatures,
+                            inFeatures: inFeatures, layout: .outMajor, leadingDimension: mesh_q8_row_bytes(inFeatures), owner: storage,
+                            q8Scales: UnsafePointer(storage.scales))
+    }
 }

@@ -28,6 +28,11 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
     let packed = bf16 ? UnsafeMutablePointer<UInt16>.allocate(capacity: mesh_bf16_packed_count(rows, inFeatures)) : nil
     defer { packed?.deallocate() }
     if let packed { mesh_bf16_pack(x, rows, inFeatures, inFeatures, packed) }
+    // Q8_0 weights read x quantised per token and block of 32.
+    let quantized = products.contains { $0.0.isQ8_0 }
+        ? UnsafeMutableRawPointer.allocate(byteCount: mesh_q8_packed_bytes(rows, inFeatures), alignment: 64) : nil
+    defer { quantized?.deallocate() }
+    if let quantized { mesh_q8_pack(x, rows, inFeatures, inFeatures, quantized) }
     // Enough outputs per thread that a hand-off pays: a few thousand multiply-adds at least.
     let work = rows * inFeatures
     Parallel.forRanges(total, minimumPerTask: max(16, min(256, (1 << 18) / max(1, work)))) { range in
@@ -38,7 +43,10 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
             let (weight, y) = products[p]
             let o0 = index - starts[p]
             let o1 = min(weight.outFeatures, range.upperBound - starts[p])
-            if let packed, weight.takesBF16DotProducts {
+            if let quantized, let scales = weight.q8Scales {
+                mesh_matmul_q8(quantized, rows, weight.data.assumingMemoryBound(to: Int8.self), scales, weight.inFeatures,
+                               y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+            } else if let packed, weight.takesBF16DotProducts {
                 mesh_matmul_bf16(packed, rows, weight.data.assumingMemoryBound(to: UInt16.self), weight.inFeatures,
                                  weight.leadingDimension, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
             } else {
@@ -96,7 +104,7 @@ public enum MatmulKernels {
 
 extension LinearWeight {
     /// bf16 [out, in] weights are what the bf16 kernels read.
-    var takesBF16DotProducts: Bool { dtype == .bf16 && layout == .outMajor }
+    var takesBF16DotProducts: Bool { dtype == .bf16 && layout == .outMajor && !isQ8_0 }
 }
 
 extension DType {
@@ -109,7 +117,8 @@ extension DType {
     }
 }
 
-/// The plain triple loop, the oracle the fast paths are tested against.
+/// The plain triple loop, the oracle the fast paths are tested against (Q8_0 weights dequantised;
+/// their activations are quantised by the kernels, so compare them with a tolerance).
 public func referenceMatmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
                             into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
     for t in 0..<rows {

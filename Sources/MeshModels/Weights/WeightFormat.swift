@@ -1,0 +1,63 @@
+import MeshTensors
+
+/// How weights are held in memory: as the checkpoint stores them, or quantised at load.
+public enum WeightFormat: String, Sendable, CaseIterable {
+    /// The checkpoint's dtype (f32, bf16, f16), memory-mapped.
+    case file
+    /// Q8_0 (llama.cpp's q8_0: int8 with one f16 scale per 32 values), quantised at load; 1.06 bytes
+    /// a weight where bf16 takes 2.
+    case int8
+
+    /// Throws when this CPU cannot compute in `self`.
+    public func checkSupported() throws {
+        if self == .int8, !LinearWeight.q8Supported {
+            throw ModelError("int8 weights need a CPU with AVX-512 VNNI; this one has none: keep the file's dtype (--weights-dtype file)")
+        }
+    }
+
+    func apply(_ weight: LinearWeight) -> LinearWeight {
+        self == .int8 ? weight.quantizedQ8_0() : weight
+    }
+}
+
+/// The formats of one process's weights: routed experts and dense projections.
+public struct WeightFormats: Sendable, CustomStringConvertible {
+    public var experts: WeightFormat
+    public var dense: WeightFormat
+    public init(experts: WeightFormat = .file, dense: WeightFormat = .file) {
+        self.experts = experts
+        self.dense = dense
+    }
+    public var description: String { "experts \(experts.rawValue), dense \(dense.rawValue)" }
+}
+
+extension MLPWeights {
+    public func converted(to format: WeightFormat) -> MLPWeights {
+        MLPWeights(gate: format.apply(gate), up: format.apply(up), down: format.apply(down))
+    }
+}
+
+extension DenseWeights {
+    /// Attention, dense feed-forward, shared experts and the LM head in `format`. The embedding
+    /// table (rows are gathered, not multiplied), norms and routers (small, and they choose the
+    /// experts) stay as they are.
+    public func converted(to format: WeightFormat) -> DenseWeights {
+        guard format != .file else { return self }
+        var result = self
+        result.lmHead = format.apply(lmHead)
+        result.layers = layers.map { layer in
+            var layer = layer
+            let a = layer.attention
+            layer.attention.q = format.apply(a.q)
+            layer.attention.k = format.apply(a.k)
+            layer.attention.v = format.apply(a.v)
+            layer.attention.o = format.apply(a.o)
+            switch layer.feedForward {
+            case .dense(let mlp): layer.feedForward = .dense(mlp.converted(to: format))
+            case .moe(let router, let shared): layer.feedForward = .moe(router: router, shared: shared?.converted(to: format))
+            }
+            return layer
+        }
+        return result
+    }
+}
