@@ -837,12 +837,12 @@ static const ProtobufCFieldDescriptor expertmesh__v1__assignment__field_descript
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "wire_dtype",
+    "reply_dtype",
     3,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_ENUM,
     0,   /* quantifier_offset */
-    offsetof(Expertmesh__V1__Assignment, wire_dtype),
+    offsetof(Expertmesh__V1__Assignment, reply_dtype),
     &expertmesh__v1__dtype__descriptor,
     NULL,
     0,             /* flags */
@@ -878,7 +878,7 @@ static const unsigned expertmesh__v1__assignment__field_indices_by_name[] = {
   4,   /* field[4] = heartbeat_interval_ms */
   3,   /* field[3] = model_fingerprint */
   0,   /* field[0] = protocol_version */
-  2,   /* field[2] = wire_dtype */
+  2,   /* field[2] = reply_dtype */
 };
 static const ProtobufCIntRange expertmesh__v1__assignment__number_ranges[1 + 1] =
 {

@@ -22,7 +22,9 @@ public final class Cluster {
     }
 
     public let spec: ModelSpec
+    /// Activations go to workers in `wireDType`; partial sums come back in `replyDType`.
     public let wireDType: DType
+    public let replyDType: DType
     public let fingerprint: String
     public let heartbeatInterval: Double
     public private(set) var workers: [String: WorkerEntry] = [:]
@@ -41,10 +43,11 @@ public final class Cluster {
     /// How often ready workers are asked for a status report (resident bytes for /health).
     static let statusInterval: Double = 10
 
-    public init(model: LoadedModel, listen endpoint: String, wireDType: DType, heartbeatInterval: Double = 1.0,
-                log: @escaping (String) -> Void) throws {
+    public init(model: LoadedModel, listen endpoint: String, wireDType: DType, replyDType: DType = .f32,
+                heartbeatInterval: Double = 1.0, log: @escaping (String) -> Void) throws {
         spec = model.spec
         self.wireDType = wireDType
+        self.replyDType = replyDType
         self.heartbeatInterval = heartbeatInterval
         self.log = log
         fingerprint = ModelFingerprint.of(model)
@@ -116,7 +119,7 @@ public final class Cluster {
         guard let worker = workers[name] else { return }
         workers[name]?.ready = false
         try send(to: worker.routingId, WireMessage(.assignment(Assignment(
-            experts: placement.experts(of: name), wireDType: wireDType, modelFingerprint: fingerprint,
+            experts: placement.experts(of: name), replyDType: replyDType, modelFingerprint: fingerprint,
             heartbeatIntervalMilliseconds: UInt32(heartbeatInterval * 1000)))))
     }
 

@@ -12,12 +12,14 @@ public struct CoordinatorOptions: Sendable {
     public var api: APIOptions
     public var minimumWorkers: Int
     public var wireDType: DType
+    public var replyDType: DType
     public var startTimeout: Double
     public var serving: ServingOptions
     /// The dense projections' format (the experts' is each worker's choice).
     public var denseFormat: WeightFormat
     public init(modelDirectory: URL, listen: String, api: APIOptions, minimumWorkers: Int, wireDType: DType,
-                startTimeout: Double, serving: ServingOptions, denseFormat: WeightFormat = .file) {
+                replyDType: DType = .f32, startTimeout: Double, serving: ServingOptions, denseFormat: WeightFormat = .file) {
+        self.replyDType = replyDType
         self.denseFormat = denseFormat
         self.modelDirectory = modelDirectory
         self.listen = listen
@@ -48,8 +50,10 @@ public final class CoordinatorService: Sendable {
         // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
         // broken checkpoint fails now, not when a worker is assigned.
         _ = try model.loadAllExpertsChecked()
-        let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType, log: log)
-        log("listening for workers on \(cluster.endpoint) (wire dtype \(options.wireDType.displayName), "
+        let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType,
+                                  replyDType: options.replyDType, log: log)
+        log("listening for workers on \(cluster.endpoint) (activations sent in \(options.wireDType.displayName), "
+            + "partial sums returned in \(options.replyDType.displayName), "
             + "model fingerprint \(cluster.fingerprint))")
         let (configuration, description) = options.serving.configuration(for: model.spec)
         let transformer = Transformer(spec: model.spec, weights: model.dense,

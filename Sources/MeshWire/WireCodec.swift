@@ -63,7 +63,7 @@ public enum WireCodec {
             expertmesh__v1__assignment__init(&m)
             m.protocol_version = assignment.protocolVersion
             (m.n_experts, m.experts) = expertIds(assignment.experts, arena)
-            m.wire_dtype = wireDType(assignment.wireDType)
+            m.reply_dtype = wireDType(assignment.replyDType)
             m.model_fingerprint = arena.string(assignment.modelFingerprint)
             m.heartbeat_interval_ms = assignment.heartbeatIntervalMilliseconds
             envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_ASSIGNMENT

@@ -61,8 +61,8 @@ extension WireCodec {
                                 workerName: string(m.worker_name), capacityBytes: m.capacity_bytes, threads: m.threads))
         case EXPERTMESH__V1__ENVELOPE__BODY_ASSIGNMENT:
             let m = e.assignment.pointee
-            guard let wire = dtype(m.wire_dtype) else { throw WireError(.malformed, "assignment has no valid wire_dtype") }
-            var assignment = Assignment(experts: keys(m.n_experts, m.experts), wireDType: wire,
+            guard let reply = dtype(m.reply_dtype) else { throw WireError(.malformed, "assignment has no valid reply_dtype") }
+            var assignment = Assignment(experts: keys(m.n_experts, m.experts), replyDType: reply,
                                         modelFingerprint: string(m.model_fingerprint), heartbeatIntervalMilliseconds: m.heartbeat_interval_ms)
             assignment.protocolVersion = m.protocol_version
             return .assignment(assignment)

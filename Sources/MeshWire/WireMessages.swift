@@ -24,12 +24,13 @@ public struct Hello: Sendable, Equatable {
 public struct Assignment: Sendable, Equatable {
     public var protocolVersion: UInt32 = wireProtocolVersion
     public var experts: [ExpertKey]
-    public var wireDType: DType
+    /// The dtype partial sums go back in (requests carry theirs in each frame).
+    public var replyDType: DType
     public var modelFingerprint: String
     public var heartbeatIntervalMilliseconds: UInt32
-    public init(experts: [ExpertKey], wireDType: DType, modelFingerprint: String, heartbeatIntervalMilliseconds: UInt32) {
+    public init(experts: [ExpertKey], replyDType: DType, modelFingerprint: String, heartbeatIntervalMilliseconds: UInt32) {
         self.experts = experts
-        self.wireDType = wireDType
+        self.replyDType = replyDType
         self.modelFingerprint = modelFingerprint
         self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
     }

@@ -12,7 +12,7 @@ final class ComputeLane: @unchecked Sendable {
         let shard: ExpertShard
         let header: ExpertRequestHeader
         let tensors: [WireTensor]
-        let wireDType: DType
+        let replyDType: DType
     }
 
     /// The socket thread's end: encoded reply messages arrive here.
@@ -59,7 +59,7 @@ final class ComputeLane: @unchecked Sendable {
             let job = jobs.isEmpty ? nil : jobs.removeFirst()
             lock.unlock()
             guard let job else { continue }
-            let reply = job.shard.serve(job.header, tensors: job.tensors, wireDType: job.wireDType)
+            let reply = job.shard.serve(job.header, tensors: job.tensors, replyDType: job.replyDType)
             try? sender.send(WireCodec.encode(reply))
         }
     }

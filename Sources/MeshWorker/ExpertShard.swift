@@ -42,7 +42,7 @@ public final class ExpertShard {
     public var expertBytes: UInt64 { UInt64(experts.values.reduce(0) { $0 + $1.byteCount }) }
 
     /// Validates and computes one request; returns the reply message (an error reply if invalid).
-    public func serve(_ header: ExpertRequestHeader, tensors: [WireTensor], wireDType: DType) -> WireMessage {
+    public func serve(_ header: ExpertRequestHeader, tensors: [WireTensor], replyDType: DType) -> WireMessage {
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -57,7 +57,7 @@ public final class ExpertShard {
             lock.unlock()
             return WireMessage(.expertReply(ExpertReplyHeader(requestId: header.requestId, layer: header.layer,
                                                               tokenCount: header.tokenCount, computeSeconds: seconds)),
-                               tensors: [WireTensor(name: "partial", matrix: partial, dtype: wireDType)])
+                               tensors: [WireTensor(name: "partial", matrix: partial, dtype: replyDType)])
         } catch let error as WireError {
             return WireMessage(.error(WireFailure(requestId: header.requestId, code: error.code, message: error.description)))
         } catch {

@@ -30,7 +30,7 @@ public final class Worker {
     private let model: LoadedModel
     private let fingerprint: String
     private var shard: ExpertShard?
-    private var wireDType: DType = .f32
+    private var replyDType: DType = .f32
 
     public init(options: WorkerOptions, log: @escaping (String) -> Void) throws {
         self.options = options
@@ -115,9 +115,9 @@ public final class Worker {
             if header.tokenCount <= Self.inlineTokenLimit {
                 // Decode-sized work takes well under a heartbeat interval: serve it here and save
                 // the two thread hand-offs of the compute lane (they dominate small exchanges).
-                try sendMessage(socket, shard.serve(header, tensors: message.tensors, wireDType: wireDType))
+                try sendMessage(socket, shard.serve(header, tensors: message.tensors, replyDType: replyDType))
             } else {
-                lane.submit(ComputeLane.Job(shard: shard, header: header, tensors: message.tensors, wireDType: wireDType))
+                lane.submit(ComputeLane.Job(shard: shard, header: header, tensors: message.tensors, replyDType: replyDType))
             }
         case .statusRequest:
             let counters = shard?.counters ?? ExpertShard.Counters()
@@ -142,7 +142,7 @@ public final class Worker {
             try send(socket, .error(WireFailure(code: .versionMismatch, message: text)))
             throw WorkerRefused(description: text)
         }
-        wireDType = assignment.wireDType
+        replyDType = assignment.replyDType
         if shard?.keys != assignment.experts.sorted() {
             log("loading \(assignment.experts.count) experts (\(options.expertFormat.rawValue)) …")
             let start = Date()

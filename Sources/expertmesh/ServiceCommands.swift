@@ -33,8 +33,16 @@ struct Coordinator: ParsableCommand {
     @Option(help: "Workers to wait for before assigning experts.")
     var minWorkers = 1
 
-    @Option(help: "Activation dtype on the wire: f32, bf16 or f16.")
-    var wireDtype = "f32"
+    @Option(help: ArgumentHelp("""
+        Dtype of the activations sent to workers: bf16 (half of f32's bytes; lossless for bf16 weights under \
+        --precision bf16, whose kernels round activations to bf16 anyway), f16 or f32 (results identical to one \
+        process).
+        """, valueName: "bf16|f16|f32"))
+    var wireDtype = "bf16"
+
+    @Option(help: ArgumentHelp("Dtype of the partial sums workers return (f32 keeps the combine exact).",
+                               valueName: "f32|bf16|f16"))
+    var replyDtype = "f32"
 
     @Option(help: "Seconds to wait for workers at start-up.")
     var startTimeout: Double = 600
@@ -46,12 +54,14 @@ struct Coordinator: ParsableCommand {
     func validate() throws {
         guard minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
         guard DType(name: wireDtype) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or f16, got '\(wireDtype)'") }
+        guard DType(name: replyDtype) != nil else { throw ValidationError("--reply-dtype must be f32, bf16 or f16, got '\(replyDtype)'") }
     }
 
     func run() throws {
         let options = CoordinatorOptions(
             modelDirectory: modelOptions.directory, listen: listen, api: try api.options(),
-            minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!, startTimeout: startTimeout, serving: serving.options,
+            minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!,
+            replyDType: DType(name: replyDtype)!, startTimeout: startTimeout, serving: serving.options,
             denseFormat: dense.dense)
         let log = logLine("coordinator")
         log(compute.apply())

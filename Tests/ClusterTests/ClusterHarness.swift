@@ -107,12 +107,14 @@ final class LoopbackCluster {
     let model: URL
     /// `--precision` of every process (nil: the command's default, bf16).
     let precision: String?
+    let workerArguments: [String]
 
     init(model: URL, workers count: Int, minWorkers: Int? = nil, wireDType: String = "f32", precision: String? = nil,
-         coordinatorArguments: [String] = []) throws {
+         coordinatorArguments: [String] = [], workerArguments: [String] = []) throws {
         binary = try Harness.binary()
         self.model = model
         self.precision = precision
+        self.workerArguments = workerArguments
         let http = Harness.freePort()
         zmqEndpoint = "tcp://127.0.0.1:\(Harness.freePort())"
         httpURL = "http://127.0.0.1:\(http)"
@@ -125,7 +127,7 @@ final class LoopbackCluster {
 
     func addWorker(name: String) throws {
         workers.append(try ChildProcess(binary, ["worker", "--coordinator", zmqEndpoint, "--model", model.path, "--name", name]
-                                        + precisionArguments, name: name))
+                                        + precisionArguments + workerArguments, name: name))
     }
 
     var precisionArguments: [String] { precision.map { ["--precision", $0] } ?? [] }

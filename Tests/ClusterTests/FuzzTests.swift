@@ -80,7 +80,7 @@ final class FuzzTests: XCTestCase {
         let identity = hello[0]
         guard case .hello(let h) = try WireCodec.decode(Array(hello.dropFirst())).body else { return XCTFail("expected hello") }
         try router.send([identity] + WireCodec.encode(WireMessage(.assignment(Assignment(
-            experts: [ExpertKey(layer: 0, expert: 0)], wireDType: .f32, modelFingerprint: h.modelFingerprint, heartbeatIntervalMilliseconds: 1000)))))
+            experts: [ExpertKey(layer: 0, expert: 0)], replyDType: .f32, modelFingerprint: h.modelFingerprint, heartbeatIntervalMilliseconds: 1000)))))
         for round in 0..<400 {
             let parts = round % 3 == 0 ? (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 200)) } : mutated(validRequest(hidden: 48))
             try router.send([identity] + parts)

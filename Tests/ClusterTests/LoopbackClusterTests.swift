@@ -14,14 +14,17 @@ final class LoopbackClusterTests: XCTestCase {
     }
 
     /// Every architecture with the processes' default precision (bf16 weights in bf16 dot products),
-    /// and the bf16 checkpoint once more with --precision f32.
+    /// the bf16 checkpoint once more with --precision f32, and once with bf16 activations on the
+    /// wire: lossless there, as the kernels round activations to bf16 anyway.
     func testClusterEqualsSingleProcessForEveryArchitecture() throws {
-        let runs = Self.architectures.map { ($0, MatmulKernels.Precision.bf16) } + [("mixtral-bf16", .f32)]
+        let runs = Self.architectures.map { ($0, MatmulKernels.Precision.bf16, "f32") }
+            + [("mixtral-bf16", .f32, "f32"), ("mixtral-bf16", .bf16, "bf16")]
         let saved = MatmulKernels.current
         defer { MatmulKernels.use(saved) }
-        for (fixture, precision) in runs {
+        for (fixture, precision, wire) in runs {
             let variant = MatmulKernels.use(precision)
-            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 3, precision: precision.rawValue)
+            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 3, wireDType: wire,
+                                              precision: precision.rawValue)
             defer { cluster.stop() }
             try cluster.waitHealthy()
             let tokens = try prompt(fixture)
@@ -49,7 +52,29 @@ final class LoopbackClusterTests: XCTestCase {
                 }
             }
             XCTAssertLessThan(promptDiff, 1e-4, "\(fixture): prompt logprobs differ")
-            print("\(fixture) (\(variant.name)): cluster == single process; max logprob diff \(max(tokenDiff, promptDiff))")
+            print("\(fixture) (\(variant.name), \(wire) wire): cluster == single process; max logprob diff \(max(tokenDiff, promptDiff))")
+        }
+    }
+
+    /// Workers holding int8 (Q8_0) experts give exactly what one process with int8 experts gives.
+    func testInt8WorkersEqualSingleProcessWithInt8Experts() throws {
+        try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
+        for fixture in ["mixtral", "llama4"] {
+            let tokens = try prompt(fixture)
+            let engine = try LocalEngine(directory: Harness.fixture(fixture), formats: WeightFormats(experts: .int8))
+            let local = try engine.generator.generate(GenerationRequest(prompt: tokens, maxTokens: 6, logprobs: 1))
+            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 2, workerArguments: ["--weights-dtype", "int8"])
+            defer { cluster.stop() }
+            try cluster.waitHealthy()
+            let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
+                "prompt": tokens, "max_tokens": 6, "temperature": 0, "logprobs": 1, "return_token_ids": true, "ignore_eos": true])
+            XCTAssertEqual(status, 200, "\(body)")
+            let choice = try XCTUnwrap((body["choices"] as? [[String: Any]])?.first)
+            XCTAssertEqual(choice["token_ids"] as? [Int], local.tokens, "\(fixture): int8 workers differ from one int8 process")
+            let remote = try XCTUnwrap((choice["logprobs"] as? [String: Any])?["token_logprobs"] as? [Double])
+            let diff = zip(remote, local.logprobs.map { Double($0.logprob) }).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThan(diff, 1e-4, "\(fixture): logprobs differ")
+            XCTAssertTrue(cluster.workers[0].log.contains("(int8)"), cluster.workers[0].log)
         }
     }
 
@@ -57,8 +82,9 @@ final class LoopbackClusterTests: XCTestCase {
         let tokens = try prompt("mixtral-fused")
         let engine = try LocalEngine(directory: Harness.fixture("mixtral-fused"))
         let local = try engine.generator.generate(GenerationRequest(prompt: tokens, maxTokens: 1, promptLogprobs: 1))
-        for dtype in ["bf16", "f16"] {
-            let cluster = try LoopbackCluster(model: Harness.fixture("mixtral-fused"), workers: 2, wireDType: dtype)
+        for (dtype, reply) in [("bf16", "f32"), ("f16", "f32"), ("bf16", "bf16")] {
+            let cluster = try LoopbackCluster(model: Harness.fixture("mixtral-fused"), workers: 2, wireDType: dtype,
+                                              coordinatorArguments: ["--reply-dtype", reply])
             defer { cluster.stop() }
             try cluster.waitHealthy()
             let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
@@ -71,9 +97,9 @@ final class LoopbackClusterTests: XCTestCase {
                 let value = try XCTUnwrap(map[String(entry.token)]?["logprob"] as? Double)
                 maxDiff = max(maxDiff, abs(value - Double(entry.logprob)))
             }
-            print("\(dtype) wire: max prompt logprob diff vs f32 single process \(maxDiff)")
+            print("\(dtype) activations, \(reply) partial sums: max prompt logprob diff vs f32 single process \(maxDiff)")
             XCTAssertGreaterThan(maxDiff, 0, "\(dtype) activations must actually be narrowed")
-            XCTAssertLessThan(maxDiff, dtype == "bf16" ? 0.1 : 0.02)
+            XCTAssertLessThan(maxDiff, dtype == "bf16" ? (reply == "bf16" ? 0.15 : 0.1) : 0.02)
         }
     }
 

@@ -66,7 +66,7 @@ final class WorkerProtocolTests: XCTestCase {
         XCTAssertEqual(notReady.code, .notReady)
 
         try send(WireMessage(.assignment(Assignment(experts: [ExpertKey(layer: 0, expert: 0), ExpertKey(layer: 0, expert: 1)],
-                                                    wireDType: .f32, modelFingerprint: hello.modelFingerprint, heartbeatIntervalMilliseconds: 1000))))
+                                                    replyDType: .f32, modelFingerprint: hello.modelFingerprint, heartbeatIntervalMilliseconds: 1000))))
         guard case .ready(let ready) = try receive().body else { return XCTFail("expected ready") }
         XCTAssertEqual(ready.experts.count, 2)
 
@@ -101,7 +101,7 @@ final class WorkerProtocolTests: XCTestCase {
 
     func testProtocolVersionMismatchIsRefusedWithBothVersions() throws {
         _ = try receive()
-        var assignment = Assignment(experts: [], wireDType: .f32, modelFingerprint: "", heartbeatIntervalMilliseconds: 1000)
+        var assignment = Assignment(experts: [], replyDType: .f32, modelFingerprint: "", heartbeatIntervalMilliseconds: 1000)
         assignment.protocolVersion = 99
         try send(WireMessage(.assignment(assignment)))
         guard case .error(let failure) = try receive().body else { return XCTFail("expected error") }

@@ -120,7 +120,7 @@ def main():
     print(f"hello from {hello.hello.worker_name!r}, protocol {hello.hello.protocol_version}, fingerprint {hello.hello.model_fingerprint}")
     assignment = pb.Envelope()
     assignment.assignment.protocol_version = 1
-    assignment.assignment.wire_dtype = pb.DTYPE_F32
+    assignment.assignment.reply_dtype = pb.DTYPE_F32
     assignment.assignment.model_fingerprint = hello.hello.model_fingerprint
     assignment.assignment.heartbeat_interval_ms = 1000
     for e in range(experts):

@@ -136,9 +136,9 @@ struct  Expertmesh__V1__Assignment
   size_t n_experts;
   Expertmesh__V1__ExpertId **experts;
   /*
-   * Dtype of activation frames on this cluster.
+   * Dtype the worker returns partial sums in (each request's frames carry their own dtype).
    */
-  Expertmesh__V1__DType wire_dtype;
+  Expertmesh__V1__DType reply_dtype;
   char *model_fingerprint;
   /*
    * Heartbeat interval the coordinator expects, in milliseconds.
