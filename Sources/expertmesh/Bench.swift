@@ -8,16 +8,23 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure prefill and decode speed beside this machine's GEMM throughput and memory bandwidth.",
         discussion: """
-        Decode is reported as a fraction of the bandwidth bound (weight bytes read per token ÷ measured
-        read bandwidth); prefill as a fraction of measured sgemm throughput. A batched decode step
-        (--batch sequences decoding together through the serving engine) is compared with
-        max(weight bytes it touches ÷ bandwidth, its FLOPs ÷ sgemm rate). Limits are measured in the
-        same run, so the ratios hold on a noisy machine.
+        Decode is reported as a fraction of the bandwidth bound (weight bytes read per token ÷ read
+        bandwidth measured with AVX-512 loads); prefill as a fraction of sgemm (OpenBLAS) and of our own
+        kernel on cache-resident weights. The kernels alone are measured too: decode-shaped products
+        streaming 512 MB, prefill-shaped ones in cache. A batched decode step (--batch sequences
+        through the serving engine) is compared with max(weight bytes it touches ÷ bandwidth, its
+        FLOPs ÷ sgemm rate). With bf16 dot products (--precision bf16) or int8 weights, the logits are
+        compared with the exact path (file weights, --precision f32). With --llama-bench and --gguf,
+        llama.cpp runs on the same model between our runs. Limits and peers are measured in the same
+        run, so the ratios hold on a noisy machine.
 
         Examples:
           python3 scripts/make-bench-model.py --out bench-models/mixtral-1b-bf16
           expertmesh bench --model bench-models/mixtral-1b-bf16 --prompt-tokens 128 --decode-tokens 64
           expertmesh bench --model bench-models/mixtral-640m-bf16 --batch 16 --repeats 3
+          expertmesh bench --model bench-models/mixtral-640m-bf16 --weights-dtype int8 --dense-dtype int8
+          expertmesh bench --model bench-models/mixtral-640m-bf16 --decode-tokens 64 --batch 1 \\
+              --llama-bench ~/llama.cpp/build/bin/llama-bench --gguf mixtral-640m-bf16.gguf --gguf mixtral-640m-q8_0.gguf
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -40,10 +47,24 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var dense: DenseWeightOption
 
+    @Option(help: "llama.cpp's llama-bench binary: measures llama.cpp on each --gguf between our runs and prints the ratios.")
+    var llamaBench: String?
+
+    @Option(help: "A GGUF file of the same model for --llama-bench; repeat it for several (bf16, f16, q8_0).")
+    var gguf: [String] = []
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
+        if llamaBench != nil, gguf.isEmpty { throw ValidationError("--llama-bench needs at least one --gguf FILE") }
+        if llamaBench == nil, !gguf.isEmpty { throw ValidationError("--gguf needs --llama-bench PATH (llama.cpp's llama-bench)") }
+        if let llamaBench, !FileManager.default.isExecutableFile(atPath: llamaBench) {
+            throw ValidationError("--llama-bench \(llamaBench) is not an executable file")
+        }
+        for file in gguf where !FileManager.default.fileExists(atPath: file) {
+            throw ValidationError("--gguf \(file) does not exist")
+        }
         guard promptTokens >= 1, decodeTokens >= 2, repeats >= 1, batch >= 1 else {
             throw ValidationError("--prompt-tokens ≥ 1, --decode-tokens ≥ 2, --repeats ≥ 1 and --batch ≥ 1 are required")
         }
@@ -120,6 +141,8 @@ struct Bench: ParsableCommand {
             // ratios are per run and the median run is reported.
             let gemmColumns = spec.moeLayerIndices.first.flatMap { spec.layers[$0].moe?.intermediateSize } ?? 4 * spec.hiddenSize
             var runs: [(prefill: Double, decode: Double, gemm: Double, bandwidth: Double, step: Double)] = []
+            let peers = gguf.map { LlamaBench(binary: llamaBench ?? "", gguf: $0) }
+            var peerRuns = [[LlamaBench.Figures]](repeating: [], count: peers.count)
             for run in 1...repeats {
                 printError("run \(run)/\(repeats): bandwidth, prefill \(promptTokens) tokens, decode \(decodeTokens), sgemm, batch of \(batch) …")
                 let bandwidth = MachineLimits.readBandwidthGBps(seconds: 0.5)
@@ -128,6 +151,11 @@ struct Bench: ParsableCommand {
                 let step = batch > 1 ? try batchedStepSeconds(engine, random: &random) : 0
                 runs.append((Double(promptTokens) / result.prefillSeconds, Double(result.tokens.count - 1) / result.decodeSeconds,
                              gemm, bandwidth, step))
+                for (index, peer) in peers.enumerated() {
+                    printError("run \(run)/\(repeats): llama-bench on \(peer.gguf) …")
+                    peerRuns[index].append(try peer.measure(promptTokens: promptTokens, decodeTokens: decodeTokens,
+                                                            threads: Parallel.coreCount))
+                }
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             let decodeFractions = runs.map { $0.decode / ($0.bandwidth * 1e9 / Double(budget.bytesPerDecodedToken)) }
@@ -172,6 +200,17 @@ struct Bench: ParsableCommand {
                 report["max_abs_logprob_diff_vs_f32"] = accuracy.maxLogprobDiff
                 report["greedy_agreement_vs_f32"] = accuracy.greedyAgreement
             }
+            // Ratios run by run (each pair measured back to back), then their median.
+            let peerReports: [[String: Any]] = zip(peers, peerRuns).map { peer, figures in
+                [
+                    "gguf": peer.gguf, "model_type": figures[0].modelType, "build": figures[0].build,
+                    "prefill_tokens_per_second": median(figures.map(\.prefill)),
+                    "decode_tokens_per_second": median(figures.map(\.decode)),
+                    "prefill_ratio": median(zip(runs, figures).map { $0.prefill / $1.prefill }),
+                    "decode_ratio": median(zip(runs, figures).map { $0.decode / $1.decode }),
+                ]
+            }
+            if !peerReports.isEmpty { report["llama_cpp"] = peerReports }
             if json { print(jsonText(report)); return }
             print(String(format: """
                 model          %@ (%@, %.0f M weight bytes read per decoded token), median of %d runs; kernels %@
@@ -187,6 +226,12 @@ struct Bench: ParsableCommand {
             if let accuracy {
                 print(String(format: "accuracy       vs file weights in f32: max |Δlogit| %.4f, max |Δlogprob| %.4f over the prompt and %d decoded tokens; greedy tokens agree %.0f%%",
                              accuracy.maxLogitDiff, accuracy.maxLogprobDiff, decodeTokens, 100 * accuracy.greedyAgreement))
+            }
+            for peer in peerReports {
+                print(String(format: "llama.cpp      %@ (%@, build %@): prefill %.1f tok/s, decode %.1f tok/s; ours ÷ theirs: prefill %.2f×, decode %.2f×",
+                             (peer["gguf"] as! String as NSString).lastPathComponent, peer["model_type"] as! String, peer["build"] as! String,
+                             peer["prefill_tokens_per_second"] as! Double, peer["decode_tokens_per_second"] as! Double,
+                             peer["prefill_ratio"] as! Double, peer["decode_ratio"] as! Double))
             }
             if batch > 1 {
                 print(String(format: "batch of %d     %.1f ms per decode step = %.1f tok/s (%.1f× one sequence); %.2f× the bound of %.1f ms (max of weight bytes ÷ bandwidth, FLOPs ÷ sgemm)",
