@@ -68,3 +68,11 @@ void mesh_q8_pack(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, v
 // As mesh_matmul for Q8_0 weights (values and scales from mesh_quantize_q8_0).
 void mesh_matmul_q8(const void *packed, ptrdiff_t rows, const int8_t *w, const uint16_t *scales, ptrdiff_t in,
                     float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
+
+// ---- the kernels' thread pool ------------------------------------------------------------------
+typedef void (*mesh_task_fn)(void *context, long task);
+// Keeps `threads` - 1 helper threads (the caller is the last); only ever grows.
+void mesh_pool_set_threads(int threads);
+// function(context, t) for t in [0, tasks), spread over the helpers and the caller; returns when
+// all are done. A call made while another is running runs its tasks on the calling thread.
+void mesh_pool_run(long tasks, mesh_task_fn function, void *context);

@@ -35,7 +35,8 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
     if let quantized { mesh_q8_pack(x, rows, inFeatures, inFeatures, quantized) }
     // Enough outputs per thread that a hand-off pays: a few thousand multiply-adds at least.
     let work = rows * inFeatures
-    Parallel.forRanges(total, minimumPerTask: max(16, min(256, (1 << 18) / max(1, work)))) { range in
+    // Ranges start on whole 32-output blocks (the AMX tiles' height, twice the bf16/int8 tiles').
+    Parallel.forRanges(total, minimumPerTask: max(32, min(256, (1 << 18) / max(1, work))), granularity: 32) { range in
         var p = starts.lastIndex { $0 <= range.lowerBound }!
         var index = range.lowerBound
         while index < range.upperBound {
