@@ -4,6 +4,19 @@ import MeshTensors
 
 extension MatmulKernels.Precision: ExpressibleByArgument {}
 
+extension MatmulKernels.Variant: ExpressibleByArgument {
+    static let names: [String: MatmulKernels.Variant] = [
+        "avx2": .avx2, "avx512": .avx512, "avx512-bf16": .avx512BF16, "amx-bf16": .amxBF16,
+    ]
+
+    public init?(argument: String) {
+        guard let variant = Self.names[argument] else { return nil }
+        self = variant
+    }
+
+    public static var allValueStrings: [String] { ["avx2", "avx512", "avx512-bf16", "amx-bf16"] }
+}
+
 /// `--threads` and `--precision`, shared by every command that computes.
 struct ComputeOptions: ParsableArguments {
     @Option(help: "Compute threads (kernels and OpenBLAS). Default: all cores.")
@@ -17,16 +30,26 @@ struct ComputeOptions: ParsableArguments {
         """, valueName: "bf16|f32"))
     var precision: MatmulKernels.Precision = .bf16
 
+    @Option(help: ArgumentHelp("""
+        Use this kernel variant instead of the best one for --precision (to compare them on one machine); it \
+        must be one this CPU has. avx2 and avx512 compute in f32, avx512-bf16 and amx-bf16 in bf16.
+        """, valueName: "avx2|avx512|avx512-bf16|amx-bf16"))
+    var kernels: MatmulKernels.Variant?
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let kernels, !MatmulKernels.supported.contains(kernels) {
+            let names = MatmulKernels.supported.map { variant in MatmulKernels.Variant.names.first { $0.value == variant }!.key }
+            throw ValidationError("--kernels \(kernels.name) is not available on this CPU; it has: \(names.joined(separator: ", "))")
+        }
     }
 
     /// Sets the thread count and the kernels; returns a line saying what was chosen.
     @discardableResult
     func apply() -> String {
         if let threads { Parallel.setThreadCount(threads) }
-        let variant = MatmulKernels.use(precision)
-        let fallback = precision == .bf16 && !variant.roundsActivationsToBF16
+        let variant = kernels.map { MatmulKernels.use($0); return $0 } ?? MatmulKernels.use(precision)
+        let fallback = kernels == nil && precision == .bf16 && !variant.roundsActivationsToBF16
             ? " (this CPU has no bf16 dot products: bf16 weights compute in f32)" : ""
         return "compute: \(Parallel.coreCount) threads, kernels \(variant.name)\(fallback)"
     }

@@ -48,7 +48,8 @@ void mesh_matmul_bf16(const uint16_t *packed, ptrdiff_t rows, const uint16_t *w,
 
 // ---- the read-bandwidth probe ------------------------------------------------------------------
 // Sums `bytes` (a multiple of 256) from p as floats with the widest loads the CPU has; `hint` 1
-// adds non-temporal prefetches ahead of the loads. Returns the sum so the reads stay.
+// adds non-temporal prefetches ahead of the loads, 2 prefetches into L1 further ahead. Returns the
+// sum so the reads stay.
 float mesh_read_sum(const void *p, size_t bytes, int hint);
 const char *mesh_read_probe_name(void);
 
