@@ -30,14 +30,20 @@ struct BenchExchange: ParsableCommand {
     @Option(help: "Comma-separated token counts per exchange.")
     var tokens = "1,256"
 
-    @Option(help: "Compute threads per worker (default: cores ÷ workers, so workers do not oversubscribe this machine).")
+    @Option(help: ArgumentHelp("""
+        Compute threads per worker. Default: all cores: a decode token's experts often sit on one worker \
+        while the others wait, so sharing the cores out (cores ÷ workers) made cluster decode 0.65× one \
+        process here, where all cores gave 0.84×.
+        """))
     var workerThreads: Int?
 
     @Option(help: "Timed repetitions per measurement (the median is reported).")
     var repeats = 50
 
-    @Option(help: "Activation dtype on the wire: f32, bf16 or f16.")
-    var wireDtype = "f32"
+    @Option(help: "Activation dtype on the wire: bf16 (the coordinator's default), f16 or f32.")
+    var wireDtype = "bf16"
+
+    @OptionGroup var compute: ComputeOptions
 
     @Option(help: "Tokens to decode for the cluster vs single-process comparison (0 skips it).")
     var decodeTokens = 32
@@ -50,6 +56,7 @@ struct BenchExchange: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            printError(compute.apply())
             let counts = try parseTokenList(tokens, option: "--tokens")
             let model = try LoadedModel(directory: modelOptions.directory)
             guard let layer = model.spec.moeLayerIndices.first, let moe = model.spec.layers[layer].moe else {
@@ -62,9 +69,10 @@ struct BenchExchange: ParsableCommand {
             for index in 0..<workers {
                 let child = Process()
                 child.executableURL = binary
-                let threads = workerThreads ?? max(1, Parallel.coreCount / workers)
+                let threads = workerThreads ?? Parallel.coreCount
                 child.arguments = ["worker", "--coordinator", cluster.endpoint, "--model", modelOptions.model, "--name", "bench-\(index)",
-                                   "--threads", String(threads)]
+                                   "--threads", String(threads), "--precision", compute.precision.rawValue]
+                    + (compute.kernels.map { ["--kernels", $0.argumentName] } ?? [])
                 child.standardError = FileHandle.nullDevice
                 try child.run()
                 children.append(child)

@@ -15,6 +15,8 @@ extension MatmulKernels.Variant: ExpressibleByArgument {
     }
 
     public static var allValueStrings: [String] { ["avx2", "avx512", "avx512-bf16", "amx-bf16"] }
+
+    var argumentName: String { Self.names.first { $0.value == self }!.key }
 }
 
 /// `--threads` and `--precision`, shared by every command that computes.
@@ -39,7 +41,7 @@ struct ComputeOptions: ParsableArguments {
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let kernels, !MatmulKernels.supported.contains(kernels) {
-            let names = MatmulKernels.supported.map { variant in MatmulKernels.Variant.names.first { $0.value == variant }!.key }
+            let names = MatmulKernels.supported.map(\.argumentName)
             throw ValidationError("--kernels \(kernels.name) is not available on this CPU; it has: \(names.joined(separator: ", "))")
         }
     }
