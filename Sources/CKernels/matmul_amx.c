@@ -23,7 +23,12 @@ struct tile_config {
 };
 
 // Tiles 0–3: C (2 output blocks × 2 token blocks), 4–5: A (weights), 6–7: B (tokens); all 16 × 64 B.
+// Configured once per thread and kept (every product uses the same shapes).
+static _Thread_local int tiles_configured;
+
 static void configure_tiles(void) {
+    if (tiles_configured) return;
+    tiles_configured = 1;
     struct tile_config config;
     memset(&config, 0, sizeof config);
     config.palette = 1;
@@ -112,7 +117,6 @@ void mesh_matmul_bf16_amx(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, 
             }
         }
     }
-    _tile_release();
     free(padded);
 }
 
