@@ -87,25 +87,24 @@ void mesh_matmul(const float *x, ptrdiff_t rows, ptrdiff_t ldx, const void *w, i
 }
 
 #if defined(__x86_64__)
-size_t mesh_bf16_packed_count(ptrdiff_t rows, ptrdiff_t in) {
-    return mesh_matmul_variant() == MESH_KERNELS_AMX_BF16 ? mesh_bf16_packed_count_tiles(rows, in)
-                                                          : mesh_bf16_packed_count_dot(rows, in);
+size_t mesh_bf16_packed_count(int which, ptrdiff_t rows, ptrdiff_t in) {
+    return which == MESH_KERNELS_AMX_BF16 ? mesh_bf16_packed_count_tiles(rows, in) : mesh_bf16_packed_count_dot(rows, in);
 }
 
-void mesh_bf16_pack(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, uint16_t *packed) {
-    if (mesh_matmul_variant() == MESH_KERNELS_AMX_BF16) mesh_bf16_pack_tiles(x, rows, ldx, in, packed);
+void mesh_bf16_pack(int which, const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, uint16_t *packed) {
+    if (which == MESH_KERNELS_AMX_BF16) mesh_bf16_pack_tiles(x, rows, ldx, in, packed);
     else mesh_bf16_pack_dot(x, rows, ldx, in, packed);
 }
 
-void mesh_matmul_bf16(const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in, ptrdiff_t ldw,
-                      float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
+void mesh_matmul_bf16(int which, const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in,
+                      ptrdiff_t ldw, float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
     if (rows <= 0 || o1 <= o0) return;
-    if (mesh_matmul_variant() == MESH_KERNELS_AMX_BF16) mesh_matmul_bf16_amx(packed, rows, w, in, ldw, y, ldy, o0, o1, accumulate);
+    if (which == MESH_KERNELS_AMX_BF16) mesh_matmul_bf16_amx(packed, rows, w, in, ldw, y, ldy, o0, o1, accumulate);
     else mesh_matmul_bf16_dot(packed, rows, w, in, ldw, y, ldy, o0, o1, accumulate);
 }
 #else
-size_t mesh_bf16_packed_count(ptrdiff_t rows, ptrdiff_t in) { return 0; }
-void mesh_bf16_pack(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, uint16_t *packed) {}
-void mesh_matmul_bf16(const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in, ptrdiff_t ldw,
-                      float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {}
+size_t mesh_bf16_packed_count(int which, ptrdiff_t rows, ptrdiff_t in) { return 0; }
+void mesh_bf16_pack(int which, const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, uint16_t *packed) {}
+void mesh_matmul_bf16(int which, const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in,
+                      ptrdiff_t ldw, float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {}
 #endif

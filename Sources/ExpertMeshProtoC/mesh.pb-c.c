@@ -977,7 +977,7 @@ const ProtobufCMessageDescriptor expertmesh__v1__ready__descriptor =
   (ProtobufCMessageInit) expertmesh__v1__ready__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor expertmesh__v1__expert_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor expertmesh__v1__expert_request__field_descriptors[9] =
 {
   {
     "request_id",
@@ -1075,9 +1075,22 @@ static const ProtobufCFieldDescriptor expertmesh__v1__expert_request__field_desc
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "generated_tokens",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Expertmesh__V1__ExpertRequest, n_generated_tokens),
+    offsetof(Expertmesh__V1__ExpertRequest, generated_tokens),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned expertmesh__v1__expert_request__field_indices_by_name[] = {
   6,   /* field[6] = expert_ids */
+  8,   /* field[8] = generated_tokens */
   3,   /* field[3] = hidden_size */
   1,   /* field[1] = layer */
   4,   /* field[4] = placement */
@@ -1089,7 +1102,7 @@ static const unsigned expertmesh__v1__expert_request__field_indices_by_name[] = 
 static const ProtobufCIntRange expertmesh__v1__expert_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor expertmesh__v1__expert_request__descriptor =
 {
@@ -1099,7 +1112,7 @@ const ProtobufCMessageDescriptor expertmesh__v1__expert_request__descriptor =
   "Expertmesh__V1__ExpertRequest",
   "expertmesh.v1",
   sizeof(Expertmesh__V1__ExpertRequest),
-  8,
+  9,
   expertmesh__v1__expert_request__field_descriptors,
   expertmesh__v1__expert_request__field_indices_by_name,
   1,  expertmesh__v1__expert_request__number_ranges,

@@ -42,10 +42,11 @@ public struct DispatchPlan: Sendable {
 
     /// The request message for one destination: header + "activations" [n, H] in the wire dtype.
     public static func message(for destination: Destination, requestId: UInt64, layer: Int, input: Matrix,
-                               placement: RoutingWeightPlacement, wireDType: DType) -> WireMessage {
+                               placement: RoutingWeightPlacement, generated: [Bool], wireDType: DType) -> WireMessage {
         let header = ExpertRequestHeader(requestId: requestId, layer: UInt32(layer), tokenCount: UInt32(destination.tokens.count),
                                          hiddenSize: UInt32(input.columns), placement: placement,
-                                         routeOffsets: destination.offsets, expertIds: destination.expertIds, weights: destination.weights)
+                                         routeOffsets: destination.offsets, expertIds: destination.expertIds, weights: destination.weights,
+                                         generatedTokens: destination.tokens.indices.filter { generated[destination.tokens[$0]] }.map(UInt32.init))
         // Gather the destination's token rows [n, H] and narrow them to the wire dtype in one pass.
         let activations = WireTensor(name: "activations", rows: destination.tokens.count, columns: input.columns, dtype: wireDType) {
             UnsafePointer(input.row(destination.tokens[$0]))

@@ -34,7 +34,7 @@ public final class RemoteExpertBackend: ExpertBackend {
             handle.requests[id] = destination
             messages.append((destination.worker, id, DispatchPlan.message(
                 for: destination, requestId: id, layer: request.layer, input: request.input,
-                placement: request.placement, wireDType: cluster.wireDType)))
+                placement: request.placement, generated: request.generated, wireDType: cluster.wireDType)))
         }
         try cluster.send(messages)
         return handle

@@ -3,8 +3,9 @@ import MeshModels
 /// Which KV cache blocks are free, which belong to sequences, and which hold a cached prefix.
 ///
 /// Prefix sharing (a simple form of SGLang's RadixAttention): a full block is registered under
-/// its exact content, (parent block, parent generation, its 16 tokens), so a block matches only
-/// when every token before it matches too. Blocks are reference-counted; a registered block no
+/// its exact content, (parent block, parent generation, its 16 tokens, how many of them are prompt
+/// tokens), so a block matches only when every token before it matches too, and a block computed
+/// from generated tokens (with the decode kernels) is never reused for prompt tokens. Blocks are reference-counted; a registered block no
 /// sequence uses stays cached and is evicted least recently used first when blocks run out.
 /// A block's generation changes whenever it is reused, so a stale child entry never matches.
 struct BlockManager {
@@ -12,6 +13,12 @@ struct BlockManager {
         var parent: Int
         var parentGeneration: Int
         var tokens: [Int]
+        var promptTokens: Int
+    }
+
+    /// How many of the block starting at `start` are prompt tokens.
+    static func promptTokens(blockStart start: Int, promptLength: Int) -> Int {
+        min(PagedKVCache.blockSize, max(0, promptLength - start))
     }
 
     let blockCount: Int
@@ -61,16 +68,17 @@ struct BlockManager {
         return block
     }
 
-    /// The longest run of cached blocks matching `tokens` block by block (full blocks only);
-    /// each returned block gains a reference.
-    mutating func match(_ tokens: ArraySlice<Int>, maximumBlocks: Int) -> [Int] {
+    /// The longest run of cached blocks matching `tokens` (whose first `promptLength` are the
+    /// prompt) block by block (full blocks only); each returned block gains a reference.
+    mutating func match(_ tokens: ArraySlice<Int>, promptLength: Int, maximumBlocks: Int) -> [Int] {
         var blocks: [Int] = []
         var parent = -1
         let size = PagedKVCache.blockSize
         var start = tokens.startIndex
         while blocks.count < maximumBlocks, start + size <= tokens.endIndex {
             let key = PrefixKey(parent: parent, parentGeneration: parent >= 0 ? generation[parent] : 0,
-                                tokens: Array(tokens[start ..< start + size]))
+                                tokens: Array(tokens[start ..< start + size]),
+                                promptTokens: Self.promptTokens(blockStart: start - tokens.startIndex, promptLength: promptLength))
             guard let block = cached[key] else { break }
             if references[block] == 0 { unlinkLRU(block) }
             references[block] += 1
@@ -82,9 +90,10 @@ struct BlockManager {
     }
 
     /// Registers a full, computed block under its content (no-op if that content is cached).
-    mutating func register(_ block: Int, parent: Int, tokens: ArraySlice<Int>) {
+    mutating func register(_ block: Int, parent: Int, tokens: ArraySlice<Int>, promptTokens: Int) {
         guard keyOfBlock[block] == nil else { return }
-        let key = PrefixKey(parent: parent, parentGeneration: parent >= 0 ? generation[parent] : 0, tokens: Array(tokens))
+        let key = PrefixKey(parent: parent, parentGeneration: parent >= 0 ? generation[parent] : 0, tokens: Array(tokens),
+                            promptTokens: promptTokens)
         guard cached[key] == nil else { return }
         cached[key] = block
         keyOfBlock[block] = key

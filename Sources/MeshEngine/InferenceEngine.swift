@@ -192,7 +192,8 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     private func schedule(_ sequence: Sequence, count: Int, into batch: inout ForwardBatch,
                           _ scheduled: inout [(sequence: Sequence, rows: Range<Int>, logitPositions: [Int])]) {
         let start = sequence.computed
-        let rows = batch.append(sequence.tokens[start ..< start + count], start: start, blockTable: sequence.blocks)
+        let rows = batch.append(sequence.tokens[start ..< start + count], start: start, blockTable: sequence.blocks,
+                                promptLength: sequence.promptCount)
         let positions = sequence.logitPositions(start ..< start + count)
         batch.logitRows += positions.map { rows.lowerBound + $0 - start }
         scheduled.append((sequence, rows, positions))
@@ -206,7 +207,8 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         sequence.computed += count
         for block in (before / size) ..< (sequence.computed / size) {
             blocks.register(sequence.blocks[block], parent: block > 0 ? sequence.blocks[block - 1] : -1,
-                            tokens: sequence.tokens[block * size ..< (block + 1) * size])
+                            tokens: sequence.tokens[block * size ..< (block + 1) * size],
+                            promptTokens: BlockManager.promptTokens(blockStart: block * size, promptLength: sequence.promptCount))
         }
         let vocab = spec.vocabSize
         var recorded: [Float] = []
@@ -264,7 +266,7 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         let size = PagedKVCache.blockSize
         let tokens = sequence.tokens[...]
         let reusable = sequence.needsEveryPromptRow ? 0 : (tokens.count - 1) / size
-        let shared = blocks.match(tokens, maximumBlocks: reusable)
+        let shared = blocks.match(tokens, promptLength: sequence.promptCount, maximumBlocks: reusable)
         let needed = (tokens.count + size - 1) / size - shared.count
         let headroom = running.isEmpty ? 0 : running.count
         guard needed + headroom <= blocks.availableCount else {

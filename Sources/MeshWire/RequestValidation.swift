@@ -26,6 +26,10 @@ extension ExpertRequestHeader {
         guard Int(routeOffsets.last!) == expertIds.count, expertIds.count == weights.count else {
             throw WireError(.malformed, "request \(requestId): route_offsets end at \(routeOffsets.last!) but there are \(expertIds.count) expert ids and \(weights.count) weights")
         }
+        for (index, token) in generatedTokens.enumerated()
+        where token >= tokenCount || (index > 0 && token <= generatedTokens[index - 1]) {
+            throw WireError(.malformed, "request \(requestId): generated_tokens must be ascending indices below token_count \(tokenCount), got \(token) at \(index)")
+        }
         if let bad = weights.first(where: { !$0.isFinite }) {
             throw WireError(.malformed, "request \(requestId): routing weight \(bad) is not finite")
         }

@@ -91,6 +91,8 @@ public enum WireCodec {
             m.expert_ids = arena.array(request.expertIds)
             m.n_weights = request.weights.count
             m.weights = arena.array(request.weights)
+            m.n_generated_tokens = request.generatedTokens.count
+            m.generated_tokens = arena.array(request.generatedTokens)
             envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_EXPERT_REQUEST
             envelope.expert_request = arena.value(m)
         case .expertReply(let reply):

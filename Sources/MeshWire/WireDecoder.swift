@@ -76,7 +76,7 @@ extension WireCodec {
                 requestId: m.request_id, layer: m.layer, tokenCount: m.token_count, hiddenSize: m.hidden_size,
                 placement: m.placement == EXPERTMESH__V1__WEIGHT_PLACEMENT__WEIGHT_PLACEMENT_INPUT ? .input : .output,
                 routeOffsets: array(m.n_route_offsets, m.route_offsets), expertIds: array(m.n_expert_ids, m.expert_ids),
-                weights: array(m.n_weights, m.weights)))
+                weights: array(m.n_weights, m.weights), generatedTokens: array(m.n_generated_tokens, m.generated_tokens)))
         case EXPERTMESH__V1__ENVELOPE__BODY_EXPERT_REPLY:
             let m = e.expert_reply.pointee
             return .expertReply(ExpertReplyHeader(requestId: m.request_id, layer: m.layer, tokenCount: m.token_count, computeSeconds: m.compute_seconds))

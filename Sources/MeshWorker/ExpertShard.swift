@@ -47,7 +47,8 @@ public final class ExpertShard {
         let start = clock.now
         do {
             let activations = try header.validatedActivations(tensors, hiddenSize: model.spec.hiddenSize) { experts[$0] != nil }
-            let request = ExpertRequest(layer: Int(header.layer), input: activations, routes: header.routes, placement: header.placement)
+            let request = ExpertRequest(layer: Int(header.layer), input: activations, routes: header.routes, placement: header.placement,
+                                        generated: header.generatedRows)
             let partial = try ExpertCompute.run(request) { experts[ExpertKey(layer: Int(header.layer), expert: $0)] }
             let seconds = (clock.now - start).seconds
             lock.lock()

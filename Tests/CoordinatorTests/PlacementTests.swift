@@ -53,11 +53,13 @@ final class DispatchPlanTests: XCTestCase {
         XCTAssertEqual(b.expertIds, [5, 6, 7])
 
         let input = Matrix(rows: 3, columns: 2, values: [1, 2, 3, 4, 5, 6])
-        let message = DispatchPlan.message(for: b, requestId: 7, layer: 2, input: input, placement: .output, wireDType: .f32)
+        let message = DispatchPlan.message(for: b, requestId: 7, layer: 2, input: input, placement: .output,
+                                           generated: [false, false, true], wireDType: .f32)
         XCTAssertEqual(message.tensors[0].shape, [2, 2])
         XCTAssertEqual(message.tensors[0].matrix().toArray(), [3, 4, 5, 6], "rows of tokens 1 and 2")
         guard case .expertRequest(let header) = message.body else { return XCTFail("expected a request") }
         XCTAssertEqual(header.routes, [TokenRoute(experts: [5], weights: [0.7]), TokenRoute(experts: [6, 7], weights: [0.5, 0.5])])
+        XCTAssertEqual(header.generatedTokens, [1], "token 2 of the step is the destination's second token")
     }
 
     func testUnassignedExpertIsAnError() {

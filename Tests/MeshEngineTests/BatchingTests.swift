@@ -89,6 +89,7 @@ final class BatchingTests: XCTestCase {
         for variant in variants {
             MatmulKernels.use(variant)
             try assertMixedBatchEqualsAlone("mixtral-bf16", label: variant.name)
+            try assertPreemptedRequestsRecomputeTheSame("mixtral-bf16", label: variant.name)
         }
     }
 
@@ -115,23 +116,45 @@ final class BatchingTests: XCTestCase {
     }
 
     func testPreemptedRequestsAreRecomputedWithTheSameResult() throws {
-        for name in ["mixtral", "llama4"] {
-            let local = try LocalEngine(directory: Self.fixture(name))
-            // Short prompts, long outputs: admitted together, they outgrow the pool while decoding.
-            var random = SeededGenerator(seed: 7)
-            let requests = (0..<16).map { index in
-                GenerationRequest(prompt: (0..<(5 + index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
-                                  maxTokens: 60 + 2 * index, sampling: index % 4 == 1 ? .init(temperature: 0.8, seed: 3) : .init(),
-                                  logprobs: 2)
-            }
-            let alone = try requests.map { try local.generator.generate($0) }
-            // The largest request needs (20 + 90) / 16 → 7 blocks; together they need over 100.
-            let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 24))
-            XCTAssertGreaterThan(stats.preemptions, 0, "\(name): the pool never ran dry")
-            for index in requests.indices { assertSame(together[index], alone[index], "\(name) request \(index)") }
-            XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked")
-            print("\(name): \(stats.preemptions) preemptions, all 16 requests correct")
+        for name in ["mixtral", "llama4"] { try assertPreemptedRequestsRecomputeTheSame(name) }
+    }
+
+    /// A preempted request's generated tokens are recomputed in a prompt-sized chunk, yet keep
+    /// their role (and so, under AMX, their kernels): the results must not change.
+    func assertPreemptedRequestsRecomputeTheSame(_ name: String, label: String = "") throws {
+        let local = try LocalEngine(directory: Self.fixture(name))
+        // Short prompts, long outputs: admitted together, they outgrow the pool while decoding.
+        var random = SeededGenerator(seed: 7)
+        let requests = (0..<16).map { index in
+            GenerationRequest(prompt: (0..<(5 + index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
+                              maxTokens: 60 + 2 * index, sampling: index % 4 == 1 ? .init(temperature: 0.8, seed: 3) : .init(),
+                              logprobs: 2)
         }
+        let alone = try requests.map { try local.generator.generate($0) }
+        // The largest request needs (20 + 90) / 16 → 7 blocks; together they need over 100.
+        let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 24))
+        XCTAssertGreaterThan(stats.preemptions, 0, "\(name): the pool never ran dry")
+        for index in requests.indices { assertSame(together[index], alone[index], "\(name) \(label) request \(index)") }
+        XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked")
+        print("\(name) \(label): \(stats.preemptions) preemptions, all 16 requests correct")
+    }
+
+    /// Under AMX, cached blocks computed from generated tokens (decode kernels) are not reused for
+    /// the same tokens as a prompt (tile kernels): a follow-up whose prompt holds the first
+    /// answer reuses only the blocks of the first prompt, and equals itself alone.
+    func testBlocksOfGeneratedTokensAreNotReusedAsPrompt() throws {
+        let saved = MatmulKernels.current
+        defer { MatmulKernels.use(saved) }
+        try XCTSkipUnless(MatmulKernels.use(.amxBF16), "this CPU (or kernel) has no AMX")
+        let local = try LocalEngine(directory: Self.fixture("mixtral-bf16"))
+        let first = GenerationRequest(prompt: (0..<20).map { ($0 * 31 + 7) % local.spec.vocabSize }, maxTokens: 30)
+        let engine = try engine(local, batchTokens: 512, blocks: 64)
+        let (answer, _) = try Self.runTogether([first], engine: engine)
+        let followUp = GenerationRequest(prompt: first.prompt + (try XCTUnwrap(answer[0]?.tokens.prefix(28))), maxTokens: 8, logprobs: 2)
+        let (together, stats) = try Self.runTogether([followUp], engine: engine)
+        assertSame(together[0], try local.generator.generate(followUp), "follow-up")
+        // Block 0 (positions 0–15) is all prompt in both; blocks 1 and 2 held generated tokens the first time.
+        XCTAssertEqual(stats.prefixHitTokens, 16)
     }
 
     func testSecondRequestWithTheSamePrefixSkipsItsPrefill() throws {

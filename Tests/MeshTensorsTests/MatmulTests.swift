@@ -156,6 +156,36 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// Under AMX, rows marked as generated tokens take the AVX-512 BF16 dot products and the others
+    /// the tiles, whatever the mix: each row equals what its own kernel gives for it alone.
+    func testGeneratedRowsTakeTheDotProductsUnderAMX() throws {
+        let saved = MatmulKernels.current
+        defer { MatmulKernels.use(saved) }
+        try XCTSkipUnless(MatmulKernels.use(.amxBF16), "this CPU (or kernel) has no AMX")
+        let (rows, out, inner) = (9, 70, 96)
+        let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 7), as: .bf16))
+        let weight = LinearWeight(data: storage.data, dtype: .bf16, outFeatures: out, inFeatures: inner, layout: .outMajor,
+                                  leadingDimension: inner, owner: storage)
+        let x = randomValues(rows * inner, seed: 3)
+        let generated = (0..<rows).map { $0 % 3 == 1 }
+        var mixed = [Float](repeating: 0.5, count: rows * out)
+        matmul(x, rows: rows, weight, into: &mixed, accumulate: true, generated: generated)
+        for variant in [MatmulKernels.Variant.amxBF16, .avx512BF16] {
+            MatmulKernels.use(variant)
+            var alone = [Float](repeating: 0.5, count: rows * out)
+            matmul(x, rows: rows, weight, into: &alone, accumulate: true)
+            for row in 0..<rows where generated[row] == (variant == .avx512BF16) {
+                XCTAssertEqual(Array(mixed[(row * out)..<((row + 1) * out)]), Array(alone[(row * out)..<((row + 1) * out)]),
+                               "row \(row) should equal \(variant.name)")
+            }
+        }
+        // The two kernels round differently: the split is visible.
+        MatmulKernels.use(.amxBF16)
+        var allTiles = [Float](repeating: 0.5, count: rows * out)
+        matmul(x, rows: rows, weight, into: &allTiles, accumulate: true)
+        XCTAssertNotEqual(mixed, allTiles)
+    }
+
     func testLongRowsCrossChunkBoundaries() {
         // More rows than one chunk of x holds (512 KiB / (4 · 2048) = 64 rows), an odd output count.
         forEachVariant { check(dtype: .bf16, layout: .outMajor, rows: 70, out: 2101, inner: 2048) }

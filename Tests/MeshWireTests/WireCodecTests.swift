@@ -28,13 +28,15 @@ final class WireCodecTests: XCTestCase {
         let activations = Matrix(rows: 2, columns: 3, values: [1, -2, 0.5, 4, 0.25, -8])
         for dtype in DType.allCases {
             let header = ExpertRequestHeader(requestId: 77, layer: 3, tokenCount: 2, hiddenSize: 3, placement: .input,
-                                             routeOffsets: [0, 1, 3], expertIds: [4, 1, 2], weights: [0.5, 0.25, 0.75])
+                                             routeOffsets: [0, 1, 3], expertIds: [4, 1, 2], weights: [0.5, 0.25, 0.75],
+                                             generatedTokens: [1])
             let message = WireMessage(.expertRequest(header), tensors: [WireTensor(name: "activations", matrix: activations, dtype: dtype)])
             let decoded = try WireCodec.decode(WireCodec.encode(message))
             XCTAssertEqual(decoded, message)
             XCTAssertEqual(decoded.tensors[0].matrix().toArray(), activations.toArray(), "\(dtype) values are exact in every dtype")
             guard case .expertRequest(let h) = decoded.body else { return XCTFail("wrong body") }
             XCTAssertEqual(h.routes, [TokenRoute(experts: [4], weights: [0.5]), TokenRoute(experts: [1, 2], weights: [0.25, 0.75])])
+            XCTAssertEqual(h.generatedRows, [false, true])
         }
     }
 
@@ -56,9 +58,10 @@ final class WireCodecTests: XCTestCase {
 
     func testRequestValidationChecksShapesRoutesAndExperts() throws {
         let activations = WireTensor(name: "activations", matrix: Matrix(rows: 2, columns: 4), dtype: .f32)
-        func request(offsets: [UInt32] = [0, 1, 2], ids: [UInt32] = [0, 1], weights: [Float] = [1, 1], hidden: UInt32 = 4) -> ExpertRequestHeader {
+        func request(offsets: [UInt32] = [0, 1, 2], ids: [UInt32] = [0, 1], weights: [Float] = [1, 1], hidden: UInt32 = 4,
+                     generated: [UInt32] = [0, 1]) -> ExpertRequestHeader {
             ExpertRequestHeader(requestId: 5, layer: 2, tokenCount: 2, hiddenSize: hidden, placement: .output,
-                                routeOffsets: offsets, expertIds: ids, weights: weights)
+                                routeOffsets: offsets, expertIds: ids, weights: weights, generatedTokens: generated)
         }
         let holds: (ExpertKey) -> Bool = { $0.layer == 2 && $0.expert < 2 }
         XCTAssertNoThrow(try request().validatedActivations([activations], hiddenSize: 4, holds: holds))
@@ -75,5 +78,7 @@ final class WireCodecTests: XCTestCase {
         assertRefused(request(weights: [1]), [activations], "there are 2 expert ids and 1 weights")
         assertRefused(request(weights: [1, .nan]), [activations], "is not finite")
         assertRefused(request(ids: [0, 7]), [activations], "layer 2 expert 7 is not held by this worker")
+        assertRefused(request(generated: [2]), [activations], "generated_tokens must be ascending indices below token_count 2, got 2 at 0")
+        assertRefused(request(generated: [1, 1]), [activations], "got 1 at 1")
     }
 }

@@ -38,13 +38,13 @@ const char *mesh_matmul_variant_name(int variant);
 // 1 when the variant rounds activations to bf16 for bf16 weights.
 int mesh_variant_is_bf16(int variant);
 
-// ---- bf16 dot products (current variant must be a bf16 one) ----------------------------------
+// ---- bf16 dot products (`variant` is MESH_KERNELS_AVX512_BF16 or MESH_KERNELS_AMX_BF16) ------
 // x [rows, in] (row stride ldx) rounded to bf16 (nearest even) into the layout the variant reads.
-size_t mesh_bf16_packed_count(ptrdiff_t rows, ptrdiff_t in);   // uint16 elements
-void mesh_bf16_pack(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, uint16_t *packed);
+size_t mesh_bf16_packed_count(int variant, ptrdiff_t rows, ptrdiff_t in);   // uint16 elements
+void mesh_bf16_pack(int variant, const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, uint16_t *packed);
 // As mesh_matmul for bf16 [out, in] weights (row stride ldw), reading x packed by mesh_bf16_pack.
-void mesh_matmul_bf16(const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in, ptrdiff_t ldw,
-                      float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
+void mesh_matmul_bf16(int variant, const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in,
+                      ptrdiff_t ldw, float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
 
 // ---- the read-bandwidth probe ------------------------------------------------------------------
 // Sums `bytes` (a multiple of 256) from p as floats with the widest loads the CPU has; `hint` 1

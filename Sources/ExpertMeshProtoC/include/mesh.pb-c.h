@@ -187,10 +187,16 @@ struct  Expertmesh__V1__ExpertRequest
   uint32_t *expert_ids;
   size_t n_weights;
   float *weights;
+  /*
+   * Tokens (indices into this request, ascending) the model generated, as opposed to prompt
+   * tokens; a worker multiplies them with the kernels it uses for decoding. Absent: none.
+   */
+  size_t n_generated_tokens;
+  uint32_t *generated_tokens;
 };
 #define EXPERTMESH__V1__EXPERT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&expertmesh__v1__expert_request__descriptor) \
-    , 0, 0, 0, 0, EXPERTMESH__V1__WEIGHT_PLACEMENT__WEIGHT_PLACEMENT_OUTPUT, 0,NULL, 0,NULL, 0,NULL }
+    , 0, 0, 0, 0, EXPERTMESH__V1__WEIGHT_PLACEMENT__WEIGHT_PLACEMENT_OUTPUT, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*

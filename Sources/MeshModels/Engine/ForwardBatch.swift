@@ -8,11 +8,14 @@ public struct ForwardBatch: Sendable {
         public var start: Int
         /// The sequence's KV cache blocks, covering at least positions 0 ..< start + rows.count.
         public var blockTable: [Int]
+        /// Positions from here on carry tokens the model generated (the rest, the prompt).
+        public var promptLength: Int
 
-        public init(rows: Range<Int>, start: Int, blockTable: [Int]) {
+        public init(rows: Range<Int>, start: Int, blockTable: [Int], promptLength: Int) {
             self.rows = rows
             self.start = start
             self.blockTable = blockTable
+            self.promptLength = promptLength
         }
     }
 
@@ -23,32 +26,44 @@ public struct ForwardBatch: Sendable {
 
     public init() {}
 
-    /// Appends `tokens` of a sequence whose first `start` positions are cached; returns its rows.
+    /// Appends `tokens` of a sequence whose first `start` positions are cached and whose prompt
+    /// is its first `promptLength` tokens; returns its rows.
     @discardableResult
-    public mutating func append(_ tokens: ArraySlice<Int>, start: Int, blockTable: [Int]) -> Range<Int> {
+    public mutating func append(_ tokens: ArraySlice<Int>, start: Int, blockTable: [Int], promptLength: Int) -> Range<Int> {
         let rows = self.tokens.count ..< self.tokens.count + tokens.count
         self.tokens += tokens
-        segments.append(Segment(rows: rows, start: start, blockTable: blockTable))
+        segments.append(Segment(rows: rows, start: start, blockTable: blockTable, promptLength: promptLength))
         return rows
     }
 
     public var isEmpty: Bool { tokens.isEmpty }
 
-    /// Position of every row in its own sequence, and the slot its key and value go to.
-    func rowLayout() -> (positions: [Int], slots: [Int], segment: [Int]) {
-        var positions = [Int](repeating: 0, count: tokens.count)
-        var slots = positions
-        var segmentOfRow = positions
+    /// Position of every row in its own sequence, the slot its key and value go to, its segment,
+    /// and whether it carries a generated token (which picks its kernels: `matmul`'s `generated`).
+    func rowLayout() -> RowLayout {
+        var layout = RowLayout(positions: [Int](repeating: 0, count: tokens.count), slots: [], segment: [],
+                               generated: [Bool](repeating: false, count: tokens.count))
+        layout.slots = layout.positions
+        layout.segment = layout.positions
         for (index, segment) in segments.enumerated() {
             for row in segment.rows {
                 let position = segment.start + row - segment.rows.lowerBound
-                positions[row] = position
-                slots[row] = segment.slot(position)
-                segmentOfRow[row] = index
+                layout.positions[row] = position
+                layout.slots[row] = segment.slot(position)
+                layout.segment[row] = index
+                layout.generated[row] = position >= segment.promptLength
             }
         }
-        return (positions, slots, segmentOfRow)
+        return layout
     }
+}
+
+/// Per row of a batch: see `ForwardBatch.rowLayout`.
+struct RowLayout {
+    var positions: [Int]
+    var slots: [Int]
+    var segment: [Int]
+    var generated: [Bool]
 }
 
 extension ForwardBatch.Segment {

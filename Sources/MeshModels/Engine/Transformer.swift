@@ -39,7 +39,7 @@ public final class Transformer<Backend: ExpertBackend> {
                 .forward(normed, batch: batch, layout: layout, cache: cache, into: branch)
             x.add(branch)
             rmsNorm(x.data, rows: t, width: h, weight: layer.postAttentionNorm, eps: spec.rmsNormEps, into: normed.data)
-            try feedForward(index, layer, normed, into: branch)
+            try feedForward(index, layer, normed, generated: layout.generated, into: branch)
             x.add(branch)
         }
         let rows = batch.logitRows.count
@@ -48,23 +48,24 @@ public final class Transformer<Backend: ExpertBackend> {
             rmsNorm(x.row(row), rows: 1, width: h, weight: weights.finalNorm, eps: spec.rmsNormEps, into: finalInput.row(index))
         }
         let logits = Matrix(rows: rows, columns: spec.vocabSize)   // [rows, vocab]
-        matmul(finalInput.data, rows: rows, weights.lmHead, into: logits.data)
+        matmul(finalInput.data, rows: rows, weights.lmHead, into: logits.data, generated: batch.logitRows.map { layout.generated[$0] })
         return logits
     }
 
     /// out [T, H] = dense MLP, or shared expert + Σ routed experts.
-    private func feedForward(_ index: Int, _ layer: LayerWeights, _ x: Matrix, into out: Matrix) throws {
+    private func feedForward(_ index: Int, _ layer: LayerWeights, _ x: Matrix, generated: [Bool], into out: Matrix) throws {
         switch layer.feedForward {
         case .dense(let mlp):
-            mlp.forward(x.data, rows: x.rows, into: out.data, accumulate: false)
+            mlp.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
         case .moe(let router, let shared):
             guard let moe = spec.layers[index].moe else { return }
             let logits = Matrix(rows: x.rows, columns: moe.expertCount)   // [T, E]
-            matmul(x.data, rows: x.rows, router, into: logits.data)
-            let request = ExpertRequest(layer: index, input: x, routes: moe.route(logits: logits), placement: moe.weightPlacement)
+            matmul(x.data, rows: x.rows, router, into: logits.data, generated: generated)
+            let request = ExpertRequest(layer: index, input: x, routes: moe.route(logits: logits), placement: moe.weightPlacement,
+                                        generated: generated)
             let pending = try backend.dispatch(request)
             out.zero()
-            shared?.forward(x.data, rows: x.rows, into: out.data, accumulate: false)
+            shared?.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
             try backend.combine(pending, into: out)
         }
     }

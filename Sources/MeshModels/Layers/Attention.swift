@@ -11,14 +11,14 @@ struct Attention {
     /// x [T, H] (normalised) → out [T, H] (o_proj output). Writes each row's key and value to
     /// its slot, then attends each row to positions ≤ its own of its sequence. Every row is
     /// computed alone (the same operations whatever else is in the step).
-    func forward(_ x: Matrix, batch: ForwardBatch, layout: (positions: [Int], slots: [Int], segment: [Int]),
+    func forward(_ x: Matrix, batch: ForwardBatch, layout: RowLayout,
                  cache: PagedKVCache, into out: Matrix) {
         let (t, d) = (x.rows, spec.headDim)
         let (heads, kvHeads) = (spec.headCount, spec.kvHeadCount)
         let q = Matrix(rows: t, columns: heads * d)        // [T, heads·D]
         let k = Matrix(rows: t, columns: kvHeads * d)      // [T, kvHeads·D]
         let v = Matrix(rows: t, columns: kvHeads * d)
-        matmul(x.data, rows: t, [(weights.q, q.data), (weights.k, k.data), (weights.v, v.data)])
+        matmul(x.data, rows: t, [(weights.q, q.data), (weights.k, k.data), (weights.v, v.data)], generated: layout.generated)
 
         for row in 0..<t {
             let position = layout.positions[row]
@@ -75,6 +75,6 @@ struct Attention {
                 }
             }
         }
-        matmul(context.data, rows: t, weights.o, into: out.data)
+        matmul(context.data, rows: t, weights.o, into: out.data, generated: layout.generated)
     }
 }

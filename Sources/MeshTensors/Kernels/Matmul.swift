@@ -6,9 +6,10 @@ import CKernels
 /// output element comes out of the same operations whatever T is, how the rows are tiled and
 /// how the outputs are split over threads (`mesh_matmul`), so a token's activations never
 /// depend on the other tokens of its step: batching cannot change a greedy token.
+/// `generated` marks rows that carry generated tokens (see `matmul(_:rows:_:accumulate:generated:)`).
 public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
-                   into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-    matmul(x, rows: rows, [(weight, y)], accumulate: accumulate)
+                   into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, generated: [Bool]? = nil) {
+    matmul(x, rows: rows, [(weight, y)], accumulate: accumulate, generated: generated)
 }
 
 /// Several weights applied to the same input x [rows, in]: `products[i].1 = x · products[i].0ᵀ`,
@@ -16,18 +17,60 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
 /// which matters at decode where each product takes tens of microseconds).
 ///
 /// Under a bf16 kernel variant, x is rounded to bf16 once here and bf16 [out, in] weights are
-/// multiplied with bf16 dot products; other weights take the f32 path.
+/// multiplied with bf16 dot products; other weights take the f32 path. Under AMX, rows marked in
+/// `generated` (tokens the model generated, as opposed to prompt tokens) take the AVX-512 BF16
+/// dot products instead, which stream weights faster one row at a time, while prompt rows take
+/// the tiles, which are faster many rows at a time. A row's kernel follows from its own token,
+/// never from its batch, so results stay batch-invariant.
 public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
-                   accumulate: Bool = false) {
+                   accumulate: Bool = false, generated: [Bool]? = nil) {
+    guard rows > 0, !products.isEmpty else { return }
+    let variant = MatmulKernels.current
+    guard variant == .amxBF16, let generated, generated.contains(true),
+          products.contains(where: { $0.0.takesBF16DotProducts }) else {
+        return matmul(x, rows: rows, products, accumulate: accumulate, bf16: variant)
+    }
+    if generated.allSatisfy({ $0 }) {
+        return matmul(x, rows: rows, products, accumulate: accumulate, bf16: .avx512BF16)
+    }
+    // Both kinds: each kind's rows gathered, multiplied with its kernel, and put back in place.
+    let inFeatures = products[0].0.inFeatures
+    for (kind, kernels) in [(false, MatmulKernels.Variant.amxBF16), (true, .avx512BF16)] {
+        let members = generated.indices.filter { generated[$0] == kind }
+        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: members.count * inFeatures)
+        defer { gathered.deallocate() }
+        for (row, member) in members.enumerated() {
+            (gathered + row * inFeatures).update(from: x + member * inFeatures, count: inFeatures)
+        }
+        let outputs = products.map { UnsafeMutablePointer<Float>.allocate(capacity: members.count * $0.0.outFeatures) }
+        defer { outputs.forEach { $0.deallocate() } }
+        matmul(gathered, rows: members.count, Array(zip(products.map(\.0), outputs)), accumulate: false, bf16: kernels)
+        for ((weight, y), output) in zip(products, outputs) {
+            let width = weight.outFeatures
+            for (row, member) in members.enumerated() {
+                let target = y + member * width, source = output + row * width
+                if accumulate {
+                    for o in 0..<width { target[o] += source[o] }
+                } else {
+                    target.update(from: source, count: width)
+                }
+            }
+        }
+    }
+}
+
+/// The products with bf16 [out, in] weights computed by `bf16` when that is a bf16 variant.
+private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
+                    accumulate: Bool, bf16 kernels: MatmulKernels.Variant) {
     guard rows > 0, !products.isEmpty else { return }
     var starts: [Int] = []
     var total = 0
     for (weight, _) in products { starts.append(total); total += weight.outFeatures }
     let inFeatures = products[0].0.inFeatures
-    let bf16 = MatmulKernels.current.roundsActivationsToBF16 && products.contains { $0.0.takesBF16DotProducts }
-    let packed = bf16 ? UnsafeMutablePointer<UInt16>.allocate(capacity: mesh_bf16_packed_count(rows, inFeatures)) : nil
+    let bf16 = kernels.roundsActivationsToBF16 && products.contains { $0.0.takesBF16DotProducts }
+    let packed = bf16 ? UnsafeMutablePointer<UInt16>.allocate(capacity: mesh_bf16_packed_count(kernels.rawValue, rows, inFeatures)) : nil
     defer { packed?.deallocate() }
-    if let packed { mesh_bf16_pack(x, rows, inFeatures, inFeatures, packed) }
+    if let packed { mesh_bf16_pack(kernels.rawValue, x, rows, inFeatures, inFeatures, packed) }
     // Q8_0 weights read x quantised per token and block of 32.
     let quantized = products.contains { $0.0.isQ8_0 }
         ? UnsafeMutableRawPointer.allocate(byteCount: mesh_q8_packed_bytes(rows, inFeatures), alignment: 64) : nil
@@ -48,8 +91,8 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
                 mesh_matmul_q8(quantized, rows, weight.data.assumingMemoryBound(to: Int8.self), scales, weight.inFeatures,
                                y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
             } else if let packed, weight.takesBF16DotProducts {
-                mesh_matmul_bf16(packed, rows, weight.data.assumingMemoryBound(to: UInt16.self), weight.inFeatures,
-                                 weight.leadingDimension, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+                mesh_matmul_bf16(kernels.rawValue, packed, rows, weight.data.assumingMemoryBound(to: UInt16.self),
+                                 weight.inFeatures, weight.leadingDimension, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
             } else {
                 mesh_matmul(x, rows, weight.inFeatures, weight.data, weight.dtype.kernelCode,
                             weight.layout == .inMajor ? 1 : 0, weight.inFeatures, weight.leadingDimension,
