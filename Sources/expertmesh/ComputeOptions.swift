@@ -3,6 +3,7 @@ import MeshModels
 import MeshTensors
 
 extension MatmulKernels.Precision: ExpressibleByArgument {}
+extension MatmulKernels.DecodeKernels: ExpressibleByArgument {}
 
 extension MatmulKernels.Variant: ExpressibleByArgument {
     static let names: [String: MatmulKernels.Variant] = [
@@ -38,6 +39,14 @@ struct ComputeOptions: ParsableArguments {
         """, valueName: "avx2|avx512|avx512-bf16|amx-bf16"))
     var kernels: MatmulKernels.Variant?
 
+    @Option(help: ArgumentHelp("""
+        With AMX: the kernels for tokens the model generates (prompt tokens always take AMX tiles). dot: \
+        AVX-512 BF16 dot products, faster for one or a few sequences (the default of generate and bench); tiles: \
+        AMX, faster when many sequences decode together (the default of serve and coordinator). Workers follow \
+        the coordinator.
+        """, valueName: "dot|tiles"))
+    var decodeKernels: MatmulKernels.DecodeKernels?
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let kernels, !MatmulKernels.supported.contains(kernels) {
@@ -46,14 +55,17 @@ struct ComputeOptions: ParsableArguments {
         }
     }
 
-    /// Sets the thread count and the kernels; returns a line saying what was chosen.
+    /// Sets the thread count and the kernels (generated tokens' kernels default to
+    /// `decodeDefault`); returns a line saying what was chosen.
     @discardableResult
-    func apply() -> String {
+    func apply(decodeDefault: MatmulKernels.DecodeKernels = .dot) -> String {
+        MatmulKernels.decodeKernels = decodeKernels ?? decodeDefault
         if let threads { Parallel.setThreadCount(threads) }
         let variant = kernels.map { MatmulKernels.use($0); return $0 } ?? MatmulKernels.use(precision)
         let fallback = kernels == nil && precision == .bf16 && !variant.roundsActivationsToBF16
             ? " (this CPU has no bf16 dot products: bf16 weights compute in f32)" : ""
-        return "compute: \(Parallel.coreCount) threads, kernels \(variant.name)\(fallback)"
+        let decode = variant == .amxBF16 ? " (generated tokens: \(MatmulKernels.decodeKernels == .dot ? "avx512-bf16 dot products" : "amx-bf16 tiles"))" : ""
+        return "compute: \(Parallel.coreCount) threads, kernels \(variant.name)\(decode)\(fallback)"
     }
 }
 

@@ -64,7 +64,7 @@ struct Coordinator: ParsableCommand {
             replyDType: DType(name: replyDtype)!, startTimeout: startTimeout, serving: serving.options,
             denseFormat: dense.dense)
         let log = logLine("coordinator")
-        log(compute.apply())
+        log(compute.apply(decodeDefault: .tiles))
         try reportingErrors {
             try CoordinatorService(options: options, log: log).run()
         }
@@ -102,7 +102,7 @@ struct Serve: ParsableCommand {
     func run() throws {
         let options = try api.options()
         let log = logLine("serve")
-        log(compute.apply())
+        log(compute.apply(decodeDefault: .tiles))
         try reportingErrors {
             try ServeService(modelDirectory: modelOptions.directory, weights: WeightFormats(experts: experts.experts, dense: dense.dense),
                              api: options, serving: serving.options, log: log).run()

@@ -14,17 +14,19 @@ final class LoopbackClusterTests: XCTestCase {
     }
 
     /// Every architecture with the processes' default precision (bf16 weights in bf16 dot products),
-    /// the bf16 checkpoint once more with --precision f32, and once with bf16 activations on the
-    /// wire: lossless there, as the kernels round activations to bf16 anyway.
+    /// the bf16 checkpoint once more with --precision f32, once with bf16 activations on the
+    /// wire (lossless there, as the kernels round activations to bf16 anyway), and once with
+    /// generated tokens on the dot-product kernels (under AMX: their role travels to the workers).
     func testClusterEqualsSingleProcessForEveryArchitecture() throws {
-        let runs = Self.architectures.map { ($0, MatmulKernels.Precision.bf16, "f32") }
-            + [("mixtral-bf16", .f32, "f32"), ("mixtral-bf16", .bf16, "bf16")]
-        let saved = MatmulKernels.current
-        defer { MatmulKernels.use(saved) }
-        for (fixture, precision, wire) in runs {
+        let runs = Self.architectures.map { ($0, MatmulKernels.Precision.bf16, "f32", MatmulKernels.DecodeKernels.tiles) }
+            + [("mixtral-bf16", .f32, "f32", .tiles), ("mixtral-bf16", .bf16, "bf16", .tiles), ("mixtral-bf16", .bf16, "bf16", .dot)]
+        let saved = (MatmulKernels.current, MatmulKernels.decodeKernels)
+        defer { MatmulKernels.use(saved.0); MatmulKernels.decodeKernels = saved.1 }
+        for (fixture, precision, wire, decode) in runs {
             let variant = MatmulKernels.use(precision)
+            MatmulKernels.decodeKernels = decode
             let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 3, wireDType: wire,
-                                              precision: precision.rawValue)
+                                              precision: precision.rawValue, coordinatorArguments: ["--decode-kernels", decode.rawValue])
             defer { cluster.stop() }
             try cluster.waitHealthy()
             let tokens = try prompt(fixture)
@@ -52,7 +54,8 @@ final class LoopbackClusterTests: XCTestCase {
                 }
             }
             XCTAssertLessThan(promptDiff, 1e-4, "\(fixture): prompt logprobs differ")
-            print("\(fixture) (\(variant.name), \(wire) wire): cluster == single process; max logprob diff \(max(tokenDiff, promptDiff))")
+            print("\(fixture) (\(variant.name), \(wire) wire, decode \(decode)): cluster == single process; "
+                  + "max logprob diff \(max(tokenDiff, promptDiff))")
         }
     }
 

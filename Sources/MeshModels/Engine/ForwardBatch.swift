@@ -1,3 +1,5 @@
+import MeshTensors
+
 /// One step of the engine: T tokens from one or more sequences, each sequence's tokens
 /// contiguous and at consecutive positions of its own KV cache blocks.
 public struct ForwardBatch: Sendable {
@@ -39,8 +41,10 @@ public struct ForwardBatch: Sendable {
     public var isEmpty: Bool { tokens.isEmpty }
 
     /// Position of every row in its own sequence, the slot its key and value go to, its segment,
-    /// and whether it carries a generated token (which picks its kernels: `matmul`'s `generated`).
+    /// and whether it carries a generated token that takes other kernels (`matmul`'s `generated`;
+    /// only under AMX with `MatmulKernels.decodeKernels == .dot`).
     func rowLayout() -> RowLayout {
+        let markGenerated = MatmulKernels.generatedTokensTakeOtherKernels
         var layout = RowLayout(positions: [Int](repeating: 0, count: tokens.count), slots: [], segment: [],
                                generated: [Bool](repeating: false, count: tokens.count))
         layout.slots = layout.positions
@@ -51,7 +55,7 @@ public struct ForwardBatch: Sendable {
                 layout.positions[row] = position
                 layout.slots[row] = segment.slot(position)
                 layout.segment[row] = index
-                layout.generated[row] = position >= segment.promptLength
+                layout.generated[row] = markGenerated && position >= segment.promptLength
             }
         }
         return layout

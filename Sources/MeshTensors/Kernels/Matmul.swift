@@ -124,6 +124,16 @@ public enum MatmulKernels {
 
     public static var current: Variant { Variant(rawValue: mesh_matmul_variant()) ?? .avx2 }
 
+    /// Under AMX, which kernels multiply tokens the model generated: `.dot` (AVX-512 BF16 dot
+    /// products, faster for one or a few sequences decoding) or `.tiles` (AMX, like prompt tokens;
+    /// faster when many sequences decode together). Set once at start-up, before any step: a
+    /// token's kernels must not change while requests run.
+    public enum DecodeKernels: String, CaseIterable, Sendable { case dot, tiles }
+    nonisolated(unsafe) public static var decodeKernels = DecodeKernels.dot
+
+    /// Whether rows of generated tokens should be marked as such (they take other kernels).
+    public static var generatedTokensTakeOtherKernels: Bool { current == .amxBF16 && decodeKernels == .dot }
+
     /// Switches the variant (tests run each one); false if this CPU lacks it.
     @discardableResult
     public static func use(_ variant: Variant) -> Bool { mesh_set_matmul_variant(variant.rawValue) == 1 }
