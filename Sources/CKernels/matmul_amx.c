@@ -7,7 +7,7 @@
 #if defined(__x86_64__)
 #include "kernels_common.h"
 
-#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16"))), \
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16,f16c"))), \
                              apply_to = function)
 
 #ifndef AMX_HINT
@@ -118,6 +118,34 @@ void mesh_matmul_bf16_amx(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, 
         }
     }
     free(padded);
+}
+
+// Q8_0 weights through the tiles: each block of 32 weight rows is widened to bf16 (q · d, rounded
+// to nearest even) once, then multiplied as bf16 weights; x packed by mesh_bf16_pack_tiles. For
+// prompt rows under AMX, where many rows share each widened block.
+void mesh_matmul_q8_amx(const uint16_t *x, ptrdiff_t rows, const int8_t *w, const uint16_t *scales, ptrdiff_t in,
+                        float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
+    const ptrdiff_t kb = (in + 31) / 32, rowBytes = mesh_q8_row_bytes(in), stride = mesh_q8_scale_stride(in);
+    uint16_t *block = aligned_alloc(64, sizeof(uint16_t) * 32 * 32 * (size_t)kb);
+    for (ptrdiff_t o = o0; o < o1; o += 32) {
+        const int outputs = o1 - o < 32 ? (int)(o1 - o) : 32;
+        for (int r = 0; r < 32; r++) {
+            for (ptrdiff_t j = 0; j < kb; j++) {
+                uint16_t *target = block + (size_t)r * 32 * (size_t)kb + 32 * j;
+                if (r >= outputs) {
+                    _mm512_storeu_si512(target, _mm512_setzero_si512());
+                    continue;
+                }
+                const int8_t *q = w + (o + r) * rowBytes + 32 * j;
+                const __m512 d = _mm512_set1_ps(_cvtsh_ss(scales[(o + r) * stride + j]));
+                const __m512 low = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q))), d);
+                const __m512 high = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)))), d);
+                _mm512_storeu_si512(target, (__m512i)_mm512_cvtne2ps_pbh(high, low));
+            }
+        }
+        mesh_matmul_bf16_amx(x, rows, block, 32 * kb, 32 * kb, y + o, ldy, 0, outputs, accumulate);
+    }
+    free(block);
 }
 
 #pragma clang attribute pop

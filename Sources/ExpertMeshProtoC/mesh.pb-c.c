@@ -810,7 +810,7 @@ const ProtobufCMessageDescriptor expertmesh__v1__hello__descriptor =
   (ProtobufCMessageInit) expertmesh__v1__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor expertmesh__v1__assignment__field_descriptors[5] =
+static const ProtobufCFieldDescriptor expertmesh__v1__assignment__field_descriptors[6] =
 {
   {
     "protocol_version",
@@ -872,9 +872,22 @@ static const ProtobufCFieldDescriptor expertmesh__v1__assignment__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "generated_tokens_on_tiles",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__Assignment, generated_tokens_on_tiles),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned expertmesh__v1__assignment__field_indices_by_name[] = {
   1,   /* field[1] = experts */
+  5,   /* field[5] = generated_tokens_on_tiles */
   4,   /* field[4] = heartbeat_interval_ms */
   3,   /* field[3] = model_fingerprint */
   0,   /* field[0] = protocol_version */
@@ -883,7 +896,7 @@ static const unsigned expertmesh__v1__assignment__field_indices_by_name[] = {
 static const ProtobufCIntRange expertmesh__v1__assignment__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor expertmesh__v1__assignment__descriptor =
 {
@@ -893,7 +906,7 @@ const ProtobufCMessageDescriptor expertmesh__v1__assignment__descriptor =
   "Expertmesh__V1__Assignment",
   "expertmesh.v1",
   sizeof(Expertmesh__V1__Assignment),
-  5,
+  6,
   expertmesh__v1__assignment__field_descriptors,
   expertmesh__v1__assignment__field_indices_by_name,
   1,  expertmesh__v1__assignment__number_ranges,

@@ -118,9 +118,10 @@ public final class Cluster {
     private func assign(_ name: String) throws {
         guard let worker = workers[name] else { return }
         workers[name]?.ready = false
-        try send(to: worker.routingId, WireMessage(.assignment(Assignment(
-            experts: placement.experts(of: name), replyDType: replyDType, modelFingerprint: fingerprint,
-            heartbeatIntervalMilliseconds: UInt32(heartbeatInterval * 1000)))))
+        var assignment = Assignment(experts: placement.experts(of: name), replyDType: replyDType, modelFingerprint: fingerprint,
+                                    heartbeatIntervalMilliseconds: UInt32(heartbeatInterval * 1000))
+        assignment.generatedTokensOnTiles = MatmulKernels.decodeKernels == .tiles
+        try send(to: worker.routingId, WireMessage(.assignment(assignment)))
     }
 
     // MARK: exchange

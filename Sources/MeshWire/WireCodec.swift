@@ -66,6 +66,7 @@ public enum WireCodec {
             m.reply_dtype = wireDType(assignment.replyDType)
             m.model_fingerprint = arena.string(assignment.modelFingerprint)
             m.heartbeat_interval_ms = assignment.heartbeatIntervalMilliseconds
+            m.generated_tokens_on_tiles = assignment.generatedTokensOnTiles ? 1 : 0
             envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_ASSIGNMENT
             envelope.assignment = arena.value(m)
         case .ready(let ready):

@@ -65,6 +65,7 @@ extension WireCodec {
             var assignment = Assignment(experts: keys(m.n_experts, m.experts), replyDType: reply,
                                         modelFingerprint: string(m.model_fingerprint), heartbeatIntervalMilliseconds: m.heartbeat_interval_ms)
             assignment.protocolVersion = m.protocol_version
+            assignment.generatedTokensOnTiles = m.generated_tokens_on_tiles != 0
             return .assignment(assignment)
         case EXPERTMESH__V1__ENVELOPE__BODY_READY:
             let m = e.ready.pointee

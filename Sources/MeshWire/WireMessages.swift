@@ -28,6 +28,8 @@ public struct Assignment: Sendable, Equatable {
     public var replyDType: DType
     public var modelFingerprint: String
     public var heartbeatIntervalMilliseconds: UInt32
+    /// The coordinator's `--decode-kernels tiles` (workers multiply as the coordinator does).
+    public var generatedTokensOnTiles = false
     public init(experts: [ExpertKey], replyDType: DType, modelFingerprint: String, heartbeatIntervalMilliseconds: UInt32) {
         self.experts = experts
         self.replyDType = replyDType

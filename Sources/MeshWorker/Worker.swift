@@ -143,6 +143,8 @@ public final class Worker {
             throw WorkerRefused(description: text)
         }
         replyDType = assignment.replyDType
+        // Set before any request of this assignment is computed, on the socket thread that serves them.
+        MatmulKernels.decodeKernels = assignment.generatedTokensOnTiles ? .tiles : .dot
         if shard?.keys != assignment.experts.sorted() {
             log("loading \(assignment.experts.count) experts (\(options.expertFormat.rawValue)) …")
             let start = Date()

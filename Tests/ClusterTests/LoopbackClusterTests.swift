@@ -59,9 +59,14 @@ final class LoopbackClusterTests: XCTestCase {
         }
     }
 
-    /// Workers holding int8 (Q8_0) experts give exactly what one process with int8 experts gives.
+    /// Workers holding int8 (Q8_0) experts give exactly what one process with int8 experts gives
+    /// (with the processes' default kernels: under AMX, prompt tokens through the tiles).
     func testInt8WorkersEqualSingleProcessWithInt8Experts() throws {
         try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
+        let saved = (MatmulKernels.current, MatmulKernels.decodeKernels)
+        defer { MatmulKernels.use(saved.0); MatmulKernels.decodeKernels = saved.1 }
+        MatmulKernels.use(.bf16)
+        MatmulKernels.decodeKernels = .tiles
         for fixture in ["mixtral", "llama4"] {
             let tokens = try prompt(fixture)
             let engine = try LocalEngine(directory: Harness.fixture(fixture), formats: WeightFormats(experts: .int8))

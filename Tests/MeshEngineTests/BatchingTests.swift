@@ -94,11 +94,19 @@ final class BatchingTests: XCTestCase {
     }
 
     /// int8 (Q8_0) experts and dense projections: activations are quantised per token, so a row's
-    /// result must still not depend on its neighbours.
+    /// result must still not depend on its neighbours; under AMX prompt rows take the tiles and
+    /// generated rows the int8 kernel, through preemption too.
     func testInt8WeightsKeepEveryRequestsResultInABatch() throws {
         try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
-        for name in ["mixtral", "llama4"] {
-            try assertMixedBatchEqualsAlone(name, label: "int8", formats: WeightFormats(experts: .int8, dense: .int8))
+        let saved = MatmulKernels.current
+        defer { MatmulKernels.use(saved) }
+        let int8 = WeightFormats(experts: .int8, dense: .int8)
+        for variant in [saved] + (MatmulKernels.supported.contains(.amxBF16) ? [.amxBF16] : []) {
+            MatmulKernels.use(variant)
+            for name in ["mixtral", "llama4"] {
+                try assertMixedBatchEqualsAlone(name, label: "int8 \(variant.name)", formats: int8)
+            }
+            try assertPreemptedRequestsRecomputeTheSame("mixtral-bf16", label: "int8 \(variant.name)", formats: int8)
         }
     }
 
@@ -121,8 +129,8 @@ final class BatchingTests: XCTestCase {
 
     /// A preempted request's generated tokens are recomputed in a prompt-sized chunk, yet keep
     /// their role (and so, under AMX, their kernels): the results must not change.
-    func assertPreemptedRequestsRecomputeTheSame(_ name: String, label: String = "") throws {
-        let local = try LocalEngine(directory: Self.fixture(name))
+    func assertPreemptedRequestsRecomputeTheSame(_ name: String, label: String = "", formats: WeightFormats = WeightFormats()) throws {
+        let local = try LocalEngine(directory: Self.fixture(name), formats: formats)
         // Short prompts, long outputs: admitted together, they outgrow the pool while decoding.
         var random = SeededGenerator(seed: 7)
         let requests = (0..<16).map { index in

@@ -186,6 +186,39 @@ final class MatmulTests: XCTestCase {
         XCTAssertNotEqual(mixed, allTiles)
     }
 
+    /// Under AMX, Q8_0 weights widened to bf16 for the tiles (prompt rows) stay within bf16's
+    /// rounding of the dequantised product, and generated rows equal the int8 kernel's result.
+    func testQ8_0ThroughTilesUnderAMX() throws {
+        let saved = MatmulKernels.current
+        defer { MatmulKernels.use(saved) }
+        try XCTSkipUnless(LinearWeight.q8Supported && MatmulKernels.use(.amxBF16), "this CPU (or kernel) has no AMX or VNNI")
+        let (rows, out, inner) = (21, 70, 131)
+        let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 7), as: .bf16))
+        let weight = LinearWeight(data: storage.data, dtype: .bf16, outFeatures: out, inFeatures: inner, layout: .outMajor,
+                                  leadingDimension: inner, owner: storage).quantizedQ8_0()
+        let x = randomValues(rows * inner, seed: 3)
+        var tiles = [Float](repeating: 0, count: rows * out), reference = tiles
+        matmul(x, rows: rows, weight, into: &tiles)
+        referenceMatmul(x, rows: rows, weight, into: &reference)
+        for t in 0..<rows {
+            for o in 0..<out {
+                // x and the widened weight each round to bf16 (relative 2⁻⁹), products then add in f32.
+                let magnitude = (0..<inner).reduce(Float(0)) { $0 + abs(x[t * inner + $1] * weight.element(o, $1)) }
+                XCTAssertLessThanOrEqual(abs(tiles[t * out + o] - reference[t * out + o]), magnitude * 3 / 512 + 1e-4, "(\(t), \(o))")
+            }
+        }
+        let generated = (0..<rows).map { $0 % 2 == 0 }
+        var mixed = [Float](repeating: 0, count: rows * out)
+        matmul(x, rows: rows, weight, into: &mixed, generated: generated)
+        MatmulKernels.use(.avx512BF16)
+        var int8 = [Float](repeating: 0, count: rows * out)
+        matmul(x, rows: rows, weight, into: &int8)
+        for row in 0..<rows {
+            let expected = generated[row] ? int8 : tiles
+            XCTAssertEqual(Array(mixed[(row * out)..<((row + 1) * out)]), Array(expected[(row * out)..<((row + 1) * out)]), "row \(row)")
+        }
+    }
+
     func testLongRowsCrossChunkBoundaries() {
         // More rows than one chunk of x holds (512 KiB / (4 · 2048) = 64 rows), an odd output count.
         forEachVariant { check(dtype: .bf16, layout: .outMajor, rows: 70, out: 2101, inner: 2048) }

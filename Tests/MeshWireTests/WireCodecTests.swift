@@ -14,7 +14,10 @@ final class WireCodecTests: XCTestCase {
 
     func testEveryMessageRoundTrips() throws {
         try roundTrip(WireMessage(.hello(Hello(modelFingerprint: "mixtral-abc", workerName: "w1", capacityBytes: 7, threads: 2))))
-        try roundTrip(WireMessage(.assignment(Assignment(experts: experts, replyDType: .bf16, modelFingerprint: "m", heartbeatIntervalMilliseconds: 1000))))
+        var assignment = Assignment(experts: experts, replyDType: .bf16, modelFingerprint: "m", heartbeatIntervalMilliseconds: 1000)
+        try roundTrip(WireMessage(.assignment(assignment)))
+        assignment.generatedTokensOnTiles = true
+        try roundTrip(WireMessage(.assignment(assignment)))
         try roundTrip(WireMessage(.ready(Ready(experts: experts, expertBytes: 10, residentBytes: 20, loadSeconds: 0.5))))
         try roundTrip(WireMessage(.expertReply(ExpertReplyHeader(requestId: 9, layer: 1, tokenCount: 2, computeSeconds: 0.25))))
         try roundTrip(WireMessage(.heartbeat(sentUnixMilliseconds: 123)))

@@ -66,6 +66,10 @@ void mesh_quantize_q8_0(const void *w, int dtype, int in_major, ptrdiff_t in, pt
 // x [rows, in] quantised per token and block into what mesh_matmul_q8 reads.
 size_t mesh_q8_packed_bytes(ptrdiff_t rows, ptrdiff_t in);
 void mesh_q8_pack(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, void *packed);
+// Q8_0 weights widened to bf16 a block of 32 rows at a time and multiplied with AMX tiles, x packed
+// by mesh_bf16_pack(MESH_KERNELS_AMX_BF16, …): for prompt rows under AMX.
+void mesh_matmul_q8_amx(const uint16_t *packed, ptrdiff_t rows, const int8_t *w, const uint16_t *scales, ptrdiff_t in,
+                        float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
 // As mesh_matmul for Q8_0 weights (values and scales from mesh_quantize_q8_0).
 void mesh_matmul_q8(const void *packed, ptrdiff_t rows, const int8_t *w, const uint16_t *scales, ptrdiff_t in,
                     float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);

@@ -144,10 +144,15 @@ struct  Expertmesh__V1__Assignment
    * Heartbeat interval the coordinator expects, in milliseconds.
    */
   uint32_t heartbeat_interval_ms;
+  /*
+   * On AMX workers: tokens the model generated multiply bf16 weights with tiles (true) or with
+   * AVX-512 BF16 dot products (false), as the coordinator does (its --decode-kernels).
+   */
+  protobuf_c_boolean generated_tokens_on_tiles;
 };
 #define EXPERTMESH__V1__ASSIGNMENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&expertmesh__v1__assignment__descriptor) \
-    , 0, 0,NULL, EXPERTMESH__V1__DTYPE__DTYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
+    , 0, 0,NULL, EXPERTMESH__V1__DTYPE__DTYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*

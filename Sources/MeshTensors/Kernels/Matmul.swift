@@ -17,25 +17,28 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
 /// which matters at decode where each product takes tens of microseconds).
 ///
 /// Under a bf16 kernel variant, x is rounded to bf16 once here and bf16 [out, in] weights are
-/// multiplied with bf16 dot products; other weights take the f32 path. Under AMX, rows marked in
-/// `generated` (tokens the model generated, as opposed to prompt tokens) take the AVX-512 BF16
-/// dot products instead, which stream weights faster one row at a time, while prompt rows take
-/// the tiles, which are faster many rows at a time. A row's kernel follows from its own token,
-/// never from its batch, so results stay batch-invariant.
+/// multiplied with bf16 dot products; other weights take the f32 path. Q8_0 weights take the int8
+/// kernel, except under AMX, where they are widened to bf16 a block at a time for the tiles. Under
+/// AMX, rows marked in `generated` (tokens the model generated, as opposed to prompt tokens) take
+/// the AVX-512 BF16 dot products and the int8 kernel instead, which stream weights faster one row
+/// at a time, while prompt rows take the tiles, which are faster many rows at a time. A row's
+/// kernel follows from its own token, never from its batch, so results stay batch-invariant.
 public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
                    accumulate: Bool = false, generated: [Bool]? = nil) {
     guard rows > 0, !products.isEmpty else { return }
     let variant = MatmulKernels.current
-    guard variant == .amxBF16, let generated, generated.contains(true),
-          products.contains(where: { $0.0.takesBF16DotProducts }) else {
-        return matmul(x, rows: rows, products, accumulate: accumulate, bf16: variant)
+    // Generated rows: int8 weights on the int8 kernel, bf16 weights as --decode-kernels says.
+    let decode: MatmulKernels.Variant = MatmulKernels.decodeKernels == .dot ? .avx512BF16 : .amxBF16
+    let differs = products.contains { $0.0.isQ8_0 || ($0.0.takesBF16DotProducts && decode != .amxBF16) }
+    guard variant == .amxBF16, let generated, generated.contains(true), differs else {
+        return matmul(x, rows: rows, products, accumulate: accumulate, bf16: variant, q8Tiles: variant == .amxBF16)
     }
     if generated.allSatisfy({ $0 }) {
-        return matmul(x, rows: rows, products, accumulate: accumulate, bf16: .avx512BF16)
+        return matmul(x, rows: rows, products, accumulate: accumulate, bf16: decode, q8Tiles: false)
     }
-    // Both kinds: each kind's rows gathered, multiplied with its kernel, and put back in place.
+    // Both kinds: each kind's rows gathered, multiplied with its kernels, and put back in place.
     let inFeatures = products[0].0.inFeatures
-    for (kind, kernels) in [(false, MatmulKernels.Variant.amxBF16), (true, .avx512BF16)] {
+    for (kind, kernels) in [(false, MatmulKernels.Variant.amxBF16), (true, decode)] {
         let members = generated.indices.filter { generated[$0] == kind }
         let gathered = UnsafeMutablePointer<Float>.allocate(capacity: members.count * inFeatures)
         defer { gathered.deallocate() }
@@ -44,7 +47,8 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
         }
         let outputs = products.map { UnsafeMutablePointer<Float>.allocate(capacity: members.count * $0.0.outFeatures) }
         defer { outputs.forEach { $0.deallocate() } }
-        matmul(gathered, rows: members.count, Array(zip(products.map(\.0), outputs)), accumulate: false, bf16: kernels)
+        matmul(gathered, rows: members.count, Array(zip(products.map(\.0), outputs)), accumulate: false, bf16: kernels,
+               q8Tiles: !kind)
         for ((weight, y), output) in zip(products, outputs) {
             let width = weight.outFeatures
             for (row, member) in members.enumerated() {
@@ -59,20 +63,22 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
     }
 }
 
-/// The products with bf16 [out, in] weights computed by `bf16` when that is a bf16 variant.
+/// The products with bf16 [out, in] weights computed by `bf16` when that is a bf16 variant, and
+/// Q8_0 weights widened for the AMX tiles when `q8Tiles` (else on the int8 kernel).
 private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
-                    accumulate: Bool, bf16 kernels: MatmulKernels.Variant) {
+                    accumulate: Bool, bf16 kernels: MatmulKernels.Variant, q8Tiles: Bool) {
     guard rows > 0, !products.isEmpty else { return }
     var starts: [Int] = []
     var total = 0
     for (weight, _) in products { starts.append(total); total += weight.outFeatures }
     let inFeatures = products[0].0.inFeatures
-    let bf16 = kernels.roundsActivationsToBF16 && products.contains { $0.0.takesBF16DotProducts }
+    // Q8_0 weights through the tiles read x packed for them; on the int8 kernel, x quantised per
+    // token and block of 32.
+    let bf16 = kernels.roundsActivationsToBF16 && products.contains { $0.0.takesBF16DotProducts || (q8Tiles && $0.0.isQ8_0) }
     let packed = bf16 ? UnsafeMutablePointer<UInt16>.allocate(capacity: mesh_bf16_packed_count(kernels.rawValue, rows, inFeatures)) : nil
     defer { packed?.deallocate() }
     if let packed { mesh_bf16_pack(kernels.rawValue, x, rows, inFeatures, inFeatures, packed) }
-    // Q8_0 weights read x quantised per token and block of 32.
-    let quantized = products.contains { $0.0.isQ8_0 }
+    let quantized = !q8Tiles && products.contains { $0.0.isQ8_0 }
         ? UnsafeMutableRawPointer.allocate(byteCount: mesh_q8_packed_bytes(rows, inFeatures), alignment: 64) : nil
     defer { quantized?.deallocate() }
     if let quantized { mesh_q8_pack(x, rows, inFeatures, inFeatures, quantized) }
@@ -87,7 +93,10 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
             let (weight, y) = products[p]
             let o0 = index - starts[p]
             let o1 = min(weight.outFeatures, range.upperBound - starts[p])
-            if let quantized, let scales = weight.q8Scales {
+            if q8Tiles, let packed, let scales = weight.q8Scales {
+                mesh_matmul_q8_amx(packed, rows, weight.data.assumingMemoryBound(to: Int8.self), scales, weight.inFeatures,
+                                   y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+            } else if let quantized, let scales = weight.q8Scales {
                 mesh_matmul_q8(quantized, rows, weight.data.assumingMemoryBound(to: Int8.self), scales, weight.inFeatures,
                                y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
             } else if let packed, weight.takesBF16DotProducts {
@@ -131,8 +140,9 @@ public enum MatmulKernels {
     public enum DecodeKernels: String, CaseIterable, Sendable { case dot, tiles }
     nonisolated(unsafe) public static var decodeKernels = DecodeKernels.dot
 
-    /// Whether rows of generated tokens should be marked as such (they take other kernels).
-    public static var generatedTokensTakeOtherKernels: Bool { current == .amxBF16 && decodeKernels == .dot }
+    /// Whether rows of generated tokens should be marked as such (they take other kernels: int8
+    /// weights always, bf16 weights with `.dot`).
+    public static var generatedTokensTakeOtherKernels: Bool { current == .amxBF16 }
 
     /// Switches the variant (tests run each one); false if this CPU lacks it.
     @discardableResult
