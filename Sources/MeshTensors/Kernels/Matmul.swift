@@ -20,9 +20,10 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
 /// multiplied with bf16 dot products; other weights take the f32 path. Q8_0 weights take the int8
 /// kernel, except under AMX, where they are widened to bf16 a block at a time for the tiles. Under
 /// AMX, rows marked in `generated` (tokens the model generated, as opposed to prompt tokens) take
-/// the AVX-512 BF16 dot products and the int8 kernel instead, which stream weights faster one row
-/// at a time, while prompt rows take the tiles, which are faster many rows at a time. A row's
-/// kernel follows from its own token, never from its batch, so results stay batch-invariant.
+/// the int8 kernel for Q8_0 weights and, with `MatmulKernels.decodeKernels == .dot`, the AVX-512
+/// BF16 dot products for bf16 weights: they stream weights faster one row at a time, while the
+/// tiles are faster many rows at a time. A row's kernel follows from its own token, never from its
+/// batch, so results stay batch-invariant.
 public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
                    accumulate: Bool = false, generated: [Bool]? = nil) {
     guard rows > 0, !products.isEmpty else { return }
