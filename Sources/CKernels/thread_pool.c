@@ -4,6 +4,7 @@
 // little after each loop (the next product is usually microseconds away), then sleep.
 #include "CKernels.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -48,6 +49,8 @@ static void *helper(void *unused) {
         long start = now_ns();
         unsigned long current;
         for (unsigned spins = 1; (current = atomic_load_explicit(&generation, memory_order_acquire)) == seen; spins++) {
+            // Other processes (a worker beside its coordinator) may need this core: offer it now and then.
+            if (spins % 64 == 0) sched_yield();
             if (spins % 256 == 0 && now_ns() - start > SPIN_NANOSECONDS) {
                 pthread_mutex_lock(&lock);
                 sleeping++;
