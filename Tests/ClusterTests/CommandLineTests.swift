@@ -82,6 +82,27 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(usage.stderr.contains("give exactly one of --prompt TEXT or --tokens 5,17,42"), usage.stderr)
     }
 
+    func testComputeAndBenchOptionsRefuseBadValuesClearly() throws {
+        let model = Harness.fixture("qwen3_moe").path
+        let generate = ["generate", "--model", model, "--tokens", "1,2"]
+        let cases: [([String], String)] = [
+            (generate + ["--precision", "fp8"], "The value 'fp8' is invalid for '--precision <bf16|f32>'"),
+            (generate + ["--kernels", "neon"], "The value 'neon' is invalid for '--kernels"),
+            (generate + ["--decode-kernels", "fast"], "The value 'fast' is invalid for '--decode-kernels <dot|tiles>'"),
+            (generate + ["--weights-dtype", "int4"], "The value 'int4' is invalid for '--weights-dtype <file|int8>'"),
+            (generate + ["--threads", "0"], "--threads must be at least 1"),
+            (["bench", "--model", model, "--gguf", "peer.gguf"], "--gguf needs --llama-bench PATH"),
+            (["bench", "--model", model, "--llama-bench", "/nonexistent/llama-bench", "--gguf", "peer.gguf"],
+             "--llama-bench /nonexistent/llama-bench is not an executable file"),
+            (["coordinator", "--model", model, "--reply-dtype", "int8"], "--reply-dtype must be f32, bf16 or f16, got 'int8'"),
+        ]
+        for (arguments, message) in cases {
+            let result = try run(arguments)
+            XCTAssertNotEqual(result.status, 0, "\(arguments)")
+            XCTAssertTrue(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        }
+    }
+
     func testPlanSizesAClusterFromConfigAlone() throws {
         let config = Harness.root.appendingPathComponent("Tests/Fixtures/configs/mixtral-8x7b.json").path
         let result = try run(["plan", "--config", config, "--workers", "4", "--worker-memory-gb", "24", "--json"])
