@@ -5,6 +5,14 @@ import Foundation
 struct LlamaBench {
     let binary: String
     let gguf: String
+    /// How this llama-bench spells "weights in memory, not memory-mapped" (asked once).
+    let loadInMemory: [String]
+
+    init(binary: String, gguf: String) {
+        self.binary = binary
+        self.gguf = gguf
+        loadInMemory = Self.loadInMemoryArguments(binary)
+    }
 
     struct Figures {
         var prefill: Double
@@ -14,7 +22,7 @@ struct LlamaBench {
     }
 
     /// Newer llama-bench spells "no memory map" `-lm none`, older `-mmp 0`.
-    var loadInMemory: [String] {
+    static func loadInMemoryArguments(_ binary: String) -> [String] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["--help"]

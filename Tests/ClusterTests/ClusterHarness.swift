@@ -120,17 +120,17 @@ final class LoopbackCluster {
         httpURL = "http://127.0.0.1:\(http)"
         coordinator = try ChildProcess(binary, ["coordinator", "--model", model.path, "--listen", zmqEndpoint, "--http", "127.0.0.1:\(http)",
                                                 "--min-workers", String(minWorkers ?? count), "--wire-dtype", wireDType, "--start-timeout", "60"]
-                                                + (precision.map { ["--precision", $0] } ?? []) + coordinatorArguments,
+                                                + Self.precisionArguments(precision) + coordinatorArguments,
                                        name: "coordinator")
         for index in 0..<count { try addWorker(name: "worker-\(index + 1)") }
     }
 
     func addWorker(name: String) throws {
         workers.append(try ChildProcess(binary, ["worker", "--coordinator", zmqEndpoint, "--model", model.path, "--name", name]
-                                        + precisionArguments + workerArguments, name: name))
+                                        + Self.precisionArguments(precision) + workerArguments, name: name))
     }
 
-    var precisionArguments: [String] { precision.map { ["--precision", $0] } ?? [] }
+    static func precisionArguments(_ precision: String?) -> [String] { precision.map { ["--precision", $0] } ?? [] }
 
     /// Waits for GET /health to answer 200.
     func waitHealthy(timeout: Double = 60) throws {
