@@ -14,4 +14,4 @@ for file in "$tmp"/expertmesh/v1/*.pb-c.c; do
     sed 's|#include "expertmesh/v1/\(.*\)\.pb-c\.h"|#include "\1.pb-c.h"|' "$file" > "$out/$(basename "$file")"
 done
 cp "$tmp"/expertmesh/v1/*.pb-c.h "$out/include/"
-echo "gen-proto: wrote $(ls "$tmp"/expertmesh/v1 | tr '\n' ' ')into $out"
+echo "gen-proto: wrote $(cd "$tmp"/expertmesh/v1 && echo *) into $out"

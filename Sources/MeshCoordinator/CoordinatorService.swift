@@ -45,7 +45,8 @@ public final class CoordinatorService: Sendable {
     }
 
     /// Runs until SIGTERM/SIGINT. Throws on start-up problems (bad model, port in use, too few workers…).
-    public func run() throws {
+    /// `listening` receives the bound ZeroMQ endpoint (port 0 resolved) before workers are awaited.
+    public func run(listening: (String) throws -> Void = { _ in }) throws {
         let model = try LoadedModel(directory: options.modelDirectory, denseFormat: options.denseFormat)
         // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
         // broken checkpoint fails now, not when a worker is assigned.
@@ -55,6 +56,7 @@ public final class CoordinatorService: Sendable {
         log("listening for workers on \(cluster.endpoint) (activations sent in \(options.wireDType.displayName), "
             + "partial sums returned in \(options.replyDType.displayName), "
             + "model fingerprint \(cluster.fingerprint))")
+        try listening(cluster.endpoint)
         let (configuration, description) = options.serving.configuration(for: model.spec)
         let transformer = Transformer(spec: model.spec, weights: model.dense,
                                       backend: RemoteExpertBackend(cluster: cluster))

@@ -55,6 +55,14 @@ struct ComputeOptions: ParsableArguments {
         }
     }
 
+    /// The options as given, for a worker process this one starts.
+    var arguments: [String] {
+        var arguments = ["--precision", precision.rawValue]
+        if let threads { arguments += ["--threads", String(threads)] }
+        if let kernels { arguments += ["--kernels", kernels.argumentName] }
+        return arguments
+    }
+
     /// Sets the thread count and the kernels (generated tokens' kernels default to
     /// `decodeDefault`); returns a line saying what was chosen.
     @discardableResult

@@ -19,6 +19,7 @@ struct Coordinator: ParsableCommand {
           expertmesh coordinator --model DIR --listen tcp://127.0.0.1:5555 --http 127.0.0.1:8080 --wire-dtype bf16
           expertmesh coordinator --model DIR --min-workers 2 --max-running 32 --kv-cache-memory 4GiB
           expertmesh coordinator --model DIR --min-workers 2 --precision f32 --dense-dtype int8
+          expertmesh coordinator --model models/demo --http 127.0.0.1:8080 --spawn-workers 3
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -30,8 +31,17 @@ struct Coordinator: ParsableCommand {
     @Option(help: "ZeroMQ endpoint workers connect to.")
     var listen = "tcp://0.0.0.0:5555"
 
-    @Option(help: "Workers to wait for before assigning experts.")
-    var minWorkers = 1
+    @Option(help: "Workers to wait for before assigning experts. Default: 1, or the number --spawn-workers starts.")
+    var minWorkers: Int?
+
+    @Option(help: ArgumentHelp("""
+        Start this many worker processes on this machine with the coordinator (named local-1 …), and stop them \
+        with it: a cluster on one machine for trials. They share the cores (--threads each: all cores divided \
+        among them, unless --threads is given) and take --precision and --kernels from here.
+        """, valueName: "N"))
+    var spawnWorkers = 0
+
+    @OptionGroup var spawnedWeights: ExpertWeightOption
 
     @Option(help: ArgumentHelp("""
         Dtype of the activations sent to workers: bf16 (half of f32's bytes; lossless for bf16 weights under \
@@ -52,7 +62,11 @@ struct Coordinator: ParsableCommand {
     @OptionGroup var dense: DenseWeightOption
 
     func validate() throws {
-        guard minWorkers >= 1 else { throw ValidationError("--min-workers must be at least 1") }
+        if let minWorkers, minWorkers < 1 { throw ValidationError("--min-workers must be at least 1") }
+        guard (0...256).contains(spawnWorkers) else { throw ValidationError("--spawn-workers must be 0 to 256") }
+        if spawnedWeights.experts != .file, spawnWorkers == 0 {
+            throw ValidationError("--weights-dtype applies to spawned workers only: add --spawn-workers N, or give it to each worker")
+        }
         guard DType(name: wireDtype) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or f16, got '\(wireDtype)'") }
         guard DType(name: replyDtype) != nil else { throw ValidationError("--reply-dtype must be f32, bf16 or f16, got '\(replyDtype)'") }
     }
@@ -60,14 +74,26 @@ struct Coordinator: ParsableCommand {
     func run() throws {
         let options = CoordinatorOptions(
             modelDirectory: modelOptions.directory, listen: listen, api: try api.options(),
-            minimumWorkers: minWorkers, wireDType: DType(name: wireDtype)!,
+            minimumWorkers: minWorkers ?? max(1, spawnWorkers), wireDType: DType(name: wireDtype)!,
             replyDType: DType(name: replyDtype)!, startTimeout: startTimeout, serving: serving.options,
             denseFormat: dense.dense)
         let log = logLine("coordinator")
         log(compute.apply(decodeDefault: .tiles))
         try reportingErrors {
-            try CoordinatorService(options: options, log: log).run()
+            var spawned: SpawnedWorkers?
+            defer { spawned?.stop() }
+            try CoordinatorService(options: options, log: log).run(listening: { endpoint in
+                guard spawnWorkers > 0 else { return }
+                spawned = try SpawnedWorkers(count: spawnWorkers, endpoint: endpoint, model: modelOptions.directory,
+                                             arguments: spawnedWorkerArguments, log: log)
+            })
         }
+    }
+
+    /// Compute options for spawned workers: this command's, with the cores shared among them.
+    private var spawnedWorkerArguments: [String] {
+        let threads = compute.threads == nil ? ["--threads", String(max(1, Parallel.coreCount / spawnWorkers))] : []
+        return compute.arguments + threads + ["--weights-dtype", spawnedWeights.experts.rawValue]
     }
 }
 
@@ -136,6 +162,9 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var weights: ExpertWeightOption
 
+    @Flag(help: .hidden)
+    var exitWithParent = false
+
     func validate() throws {
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
             throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555")
@@ -146,13 +175,16 @@ struct WorkerCommand: ParsableCommand {
     func run() throws {
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let stop = StopSignal()
+        // A worker that `coordinator --spawn-workers` started ends with it, even if it was killed outright.
+        let parent = getppid()
+        let parentGone = { exitWithParent && getppid() != parent }
         let log = logLine("worker \(workerName)")
         log(compute.apply())
         try reportingErrors {
             let worker = try Worker(options: WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
                                                            expertFormat: weights.experts),
                                     log: log)
-            try worker.run { stop.isStopped }
+            try worker.run { stop.isStopped || parentGone() }
         }
     }
 }
