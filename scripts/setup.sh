@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev pkg-config iproute2 curl)
+# The tests' real peers: an OpenSSH server for the launch scripts, shellcheck for every script,
+# systemd-analyze for the unit files.
+apt_packages+=(openssh-server openssh-client shellcheck systemd)
 # Python 3 with pip runs the tests' reference client; Debian's packages only if none is on PATH.
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)

@@ -249,9 +249,14 @@ final class ServeProcess {
 
 /// Runs a Python script of Tests/PythonClient with `arguments`; returns its exit status and output.
 func runPython(_ script: String, _ arguments: [String], timeout: Double = 300) throws -> (status: Int32, output: String) {
-    let child = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"),
-                                 ["python3", Harness.root.appendingPathComponent("Tests/PythonClient/\(script)").path]
-                                 + arguments, name: script)
+    try runTool("python3", [Harness.root.appendingPathComponent("Tests/PythonClient/\(script)").path] + arguments,
+                timeout: timeout)
+}
+
+/// Runs a program found on PATH (or a path) to its end; returns its exit status and output (stdout and stderr).
+func runTool(_ program: String, _ arguments: [String], timeout: Double = 300) throws -> (status: Int32, output: String) {
+    let child = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"), [program] + arguments,
+                                 name: URL(fileURLWithPath: program).lastPathComponent)
     child.waitForExit(timeout: timeout)
     return (child.process.terminationStatus, child.log)
 }
