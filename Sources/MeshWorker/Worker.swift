@@ -31,6 +31,8 @@ public final class Worker {
     private let fingerprint: String
     private var shard: ExpertShard?
     private var replyDType: DType = .f32
+    /// Read by the health endpoint (`worker --health`).
+    public let health = WorkerHealth()
 
     public init(options: WorkerOptions, log: @escaping (String) -> Void) throws {
         self.options = options
@@ -55,6 +57,7 @@ public final class Worker {
             try send(socket, .hello(Hello(modelFingerprint: fingerprint, workerName: options.name,
                                           threads: UInt32(Parallel.coreCount))))
             let outcome = try session(socket, context: context, shouldStop: shouldStop, backoff: &backoff)
+            health.update { $0.connected = false }
             if outcome == .stopped {
                 try? send(socket, .goodbye(reason: "worker '\(options.name)' shutting down"))
                 socket.close()
@@ -78,6 +81,7 @@ public final class Worker {
         let lane = try ComputeLane(context: context)
         defer { lane.stop() }
         while !shouldStop() {
+            health.update { $0.lastLoopTurn = Date() }
             let ready = try ZMQPoller.readable([socket, lane.replies], timeoutMilliseconds: Int(interval * 500))
             if ready[1], let reply = try lane.replies.receive(timeoutMilliseconds: 0) {
                 try socket.send(reply)
@@ -85,6 +89,7 @@ public final class Worker {
             }
             if ready[0], let parts = try socket.receive(timeoutMilliseconds: 0) {
                 liveness.heard(at: now())
+                health.update { $0.connected = true }
                 backoff.reset()
                 do {
                     let message = try WireCodec.decode(parts)
@@ -148,8 +153,12 @@ public final class Worker {
         if shard?.keys != assignment.experts.sorted() {
             log("loading \(assignment.experts.count) experts (\(options.expertFormat.rawValue)) …")
             let start = Date()
+            health.update { $0.loading = true }
+            defer { health.update { $0.loading = false; $0.lastLoopTurn = Date() } }
             do {
-                shard = try ExpertShard(model: model, keys: assignment.experts, format: options.expertFormat)
+                let loaded = try ExpertShard(model: model, keys: assignment.experts, format: options.expertFormat)
+                shard = loaded
+                health.update { $0.experts = loaded.keys.count; $0.expertBytes = loaded.expertBytes }
             } catch {
                 try send(socket, .error(WireFailure(code: .loadFailed, message: "worker '\(options.name)' cannot load its experts: \(error)")))
                 return

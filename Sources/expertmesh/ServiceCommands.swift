@@ -148,6 +148,7 @@ struct WorkerCommand: ParsableCommand {
           expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --name gpu-box-1
           expertmesh worker --coordinator tcp://127.0.0.1:5555 --model DIR --threads 2
           expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --weights-dtype int8
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --health 0.0.0.0:8081
         """)
 
     @Option(help: "The coordinator's ZeroMQ endpoint.")
@@ -162,6 +163,12 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var weights: ExpertWeightOption
 
+    @Option(help: ArgumentHelp("""
+        Serve GET /health (200 once the worker holds its experts and hears the coordinator, else 503) and \
+        GET /health/live (200 unless its serving loop is stuck) on this address, for orchestrators' probes.
+        """, valueName: "HOST:PORT"))
+    var health: String?
+
     @Flag(help: .hidden)
     var exitWithParent = false
 
@@ -170,6 +177,7 @@ struct WorkerCommand: ParsableCommand {
             throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555")
         }
         if let name, name.isEmpty || name.utf8.count > 255 { throw ValidationError("--name must be 1 to 255 bytes") }
+        if let health { _ = try parseHostPort(health, option: "--health") }
     }
 
     func run() throws {
@@ -184,6 +192,11 @@ struct WorkerCommand: ParsableCommand {
             let worker = try Worker(options: WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
                                                            expertFormat: weights.experts),
                                     log: log)
+            if let health {
+                let (host, port) = try parseHostPort(health, option: "--health")
+                let bound = try HealthEndpoint(host: host, port: port, report: worker.health.report(name: workerName)).start()
+                log("health on http://\(host.contains(":") ? "[\(host)]" : host):\(bound)/health and /health/live")
+            }
             try worker.run { stop.isStopped || parentGone() }
         }
     }

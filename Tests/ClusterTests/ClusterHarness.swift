@@ -65,12 +65,13 @@ final class ChildProcess {
     let process = Process()
     let logURL: URL
 
-    init(_ executable: URL, _ arguments: [String], name: String) throws {
+    init(_ executable: URL, _ arguments: [String], name: String, environment: [String: String]? = nil) throws {
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: logURL)
         process.executableURL = executable
         process.arguments = arguments
+        if let environment { process.environment = environment }
         process.standardOutput = log
         process.standardError = log
         try process.run()
