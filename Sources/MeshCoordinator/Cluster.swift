@@ -76,19 +76,29 @@ public final class Cluster {
         }
     }
 
-    /// Nil when every expert is served by a ready, live worker; otherwise why not.
+    /// A line in the coordinator's log.
+    public func note(_ message: String) { log(message) }
+
+    /// Ready and heard from lately: it gets work.
+    public func isServing(_ name: String) -> Bool {
+        workers[name].map { $0.ready && $0.liveness.isAlive } ?? false
+    }
+
+    /// Nil when every expert has a ready, live replica; otherwise why not.
     public var unservedReason: String? {
-        if placement.owner.isEmpty { return "waiting for workers: \(workers.count) connected, experts not assigned yet" }
-        let down = placement.workers.filter { workers[$0]?.ready != true || workers[$0]?.liveness.isAlive != true }
-        if !down.isEmpty { return "experts unserved: worker(s) \(down.joined(separator: ", ")) not ready or not responding" }
-        return nil
+        if placement.replicas.isEmpty { return "waiting for workers: \(workers.count) connected, experts not assigned yet" }
+        let unserved = placement.unserved(serving: Set(placement.workers.filter(isServing)))
+        guard !unserved.isEmpty else { return nil }
+        let down = placement.workers.filter { !isServing($0) }
+        return "experts unserved: worker(s) \(down.joined(separator: ", ")) not ready or not responding, and "
+            + "\(unserved.count) experts have no other replica"
     }
 
     // MARK: start-up
 
     /// Waits until `minimum` workers said hello, assigns every expert, and waits for them to be ready.
     /// `waiting` is told why the cluster cannot serve yet, on every turn of the wait.
-    public func start(minimumWorkers minimum: Int, timeout: Double, progress: (String) -> Void,
+    public func start(minimumWorkers minimum: Int, replicas: Int = 1, timeout: Double, progress: (String) -> Void,
                       waiting: (String) throws -> Void = { _ in }) throws {
         let deadline = Date().addingTimeInterval(timeout)
         var lastCount = -1
@@ -101,7 +111,7 @@ public final class Cluster {
             guard Date() < deadline else { throw ClusterError("only \(workers.count) of \(minimum) workers connected within \(Int(timeout)) s; start more workers with `expertmesh worker --coordinator \(endpoint) --model DIR`") }
             try pump(timeoutMilliseconds: 200)
         }
-        placement = Placement.balanced(experts: expertSizes, workers: Array(workers.keys))
+        placement = Placement.balanced(experts: expertSizes, workers: Array(workers.keys), replicas: replicas)
         progress("placement:\n  " + placement.summary.joined(separator: "\n  "))
         for name in placement.workers { try assign(name) }
         while placement.workers.contains(where: { workers[$0]?.ready != true }) {
@@ -112,7 +122,8 @@ public final class Cluster {
             }
             try pump(timeoutMilliseconds: 200)
         }
-        progress("all \(placement.owner.count) experts served by \(placement.workers.count) workers")
+        progress("all \(placement.replicas.count) experts served by \(placement.workers.count) workers"
+                 + (replicas > 1 ? ", each on \(replicas) of them" : ""))
     }
 
     private func assign(_ name: String) throws {
@@ -137,34 +148,37 @@ public final class Cluster {
             do {
                 try send(to: worker.routingId, request.message)
             } catch let error as TransportError where error.isUnreachablePeer {
+                // `collect` reports the request lost, and its work goes to replicas.
                 markLost(request.worker, reason: "unreachable")
-                throw ClusterError("worker '\(request.worker)' is unreachable (disconnected)")
             }
         }
     }
 
-    public func collect(_ ids: [UInt64: String], timeout: Double = 60) throws -> [UInt64: WireMessage] {
+    /// Waits for the replies to `ids` (id → worker). Requests whose worker is lost meanwhile come
+    /// back in `lost` (their work can go to replicas); a worker's error reply throws.
+    public func collect(_ ids: [UInt64: String], timeout: Double = 60) throws -> (replies: [UInt64: WireMessage], lost: [UInt64]) {
         defer {
             for id in ids.keys { pending[id] = nil; replies[id] = nil }
         }
         let deadline = Date().addingTimeInterval(timeout)
         var result: [UInt64: WireMessage] = [:]
-        while result.count < ids.count {
-            for (id, worker) in ids where result[id] == nil {
+        var lost: Set<UInt64> = []
+        while result.count + lost.count < ids.count {
+            for (id, worker) in ids where result[id] == nil && !lost.contains(id) {
                 if let reply = replies.removeValue(forKey: id) {
                     switch reply {
                     case .success(let message): result[id] = message
                     case .failure(let error): throw error
                     }
                 } else if workers[worker]?.ready != true {
-                    throw ClusterError("worker '\(worker)' stopped responding during request \(id)")
+                    lost.insert(id)
                 }
             }
-            if result.count == ids.count { break }
+            if result.count + lost.count == ids.count { break }
             guard Date() < deadline else { throw ClusterError("no reply from worker(s) \(Set(ids.values).sorted().joined(separator: ", ")) within \(Int(timeout)) s") }
             try pump(timeoutMilliseconds: 50)
         }
-        return result
+        return (result, lost.sorted())
     }
 
     // MARK: control traffic

@@ -11,6 +11,8 @@ public struct CoordinatorOptions: Sendable {
     public var listen: String
     public var api: APIOptions
     public var minimumWorkers: Int
+    /// Workers that hold each expert (1: no redundancy).
+    public var replicas = 1
     public var wireDType: DType
     public var replyDType: DType
     public var startTimeout: Double
@@ -75,7 +77,7 @@ public final class CoordinatorService: Sendable {
         // Whatever ends the run, workers hear that the coordinator is going.
         defer { cluster.sayGoodbye("coordinator shutting down") }
         do {
-            try cluster.start(minimumWorkers: options.minimumWorkers, timeout: options.startTimeout, progress: log,
+            try cluster.start(minimumWorkers: options.minimumWorkers, replicas: options.replicas, timeout: options.startTimeout, progress: log,
                               waiting: { [workerTable] reason in
                                   workerTable.value = cluster.workerSummary
                                   runner.setUnservedReason(reason)

@@ -18,15 +18,27 @@ public struct DispatchPlan: Sendable {
 
     public var destinations: [Destination]
 
-    public init(routes: [TokenRoute], layer: Int, placement: Placement) throws {
-        // expert → destination slot, from the placement's table (built once, not per layer).
-        let owner = placement.workerSlots(layer: layer)
+    /// `usable` says which workers (by index into `placement.workers`) may get work: a lost one
+    /// may not, and its experts go to their other replicas.
+    public init(routes: [TokenRoute], layer: Int, placement: Placement, usable: (Int) -> Bool = { _ in true }) throws {
+        // expert → replica slots, from the placement's table (built once, not per layer).
+        let replicas = placement.workerSlots(layer: layer)
+        let usableSlot = placement.workers.indices.map(usable)
         var all = placement.workers.map { Destination(worker: $0) }
         for (token, route) in routes.enumerated() {
             for (expert, weight) in zip(route.experts, route.weights) {
-                let d = expert >= 0 && expert < owner.count ? owner[expert] : -1
+                // A replica that already gets this token costs no extra row on the wire; otherwise
+                // the least loaded one in this exchange (ties: the placement's order).
+                var d = -1
+                for slot in expert >= 0 && expert < replicas.count ? replicas[expert] : [] where usableSlot[slot] {
+                    if all[slot].tokens.last == token { d = slot; break }
+                    if d < 0 || all[slot].tokens.count < all[d].tokens.count { d = slot }
+                }
                 guard d >= 0 else {
-                    throw ClusterError("\(ExpertKey(layer: layer, expert: expert)) is not assigned to any worker")
+                    let key = ExpertKey(layer: layer, expert: expert)
+                    let holders = expert >= 0 && expert < replicas.count ? replicas[expert].map { placement.workers[$0] } : []
+                    throw ClusterError(holders.isEmpty ? "\(key) is not assigned to any worker"
+                                       : "\(key) has no live replica: worker(s) \(holders.joined(separator: ", ")) holding it are lost")
                 }
                 if all[d].tokens.last != token {
                     all[d].tokens.append(token)

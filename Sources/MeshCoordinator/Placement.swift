@@ -1,49 +1,59 @@
 import MeshModels
 
-/// Which worker serves each (layer, expert). A value: it can be recomputed as workers come
-/// and go. Every expert is on exactly one worker (replicas come with the reliability work).
+/// Which workers serve each (layer, expert): its replicas, on distinct workers. A value: it can be
+/// recomputed as workers come and go.
 public struct Placement: Sendable, Equatable {
-    public let owner: [ExpertKey: String]
+    /// Each expert's workers, in the order the placement chose them.
+    public let replicas: [ExpertKey: [String]]
     /// Every worker that serves an expert, in name order.
     public let workers: [String]
-    /// layer → expert → index into `workers` (-1: unassigned). Built once: every MoE layer of every
-    /// step reads it (rebuilding the worker list per layer cost ~31 ms a step at Qwen3-235B's shape).
-    private let slots: [Int: [Int]]
+    /// layer → expert → indices into `workers` (empty: unassigned). Built once: every MoE layer of
+    /// every step reads it (rebuilding the worker list per layer cost ~31 ms a step at Qwen3-235B's shape).
+    private let slots: [Int: [[Int]]]
 
-    public init(owner: [ExpertKey: String]) {
-        self.owner = owner
-        workers = Array(Set(owner.values)).sorted()
+    public init(replicas: [ExpertKey: [String]]) {
+        self.replicas = replicas
+        workers = Array(Set(replicas.values.joined())).sorted()
         let slotOf = Dictionary(uniqueKeysWithValues: workers.enumerated().map { ($1, $0) })
-        var slots: [Int: [Int]] = [:]
-        for (key, name) in owner {
+        var slots: [Int: [[Int]]] = [:]
+        for (key, names) in replicas {
             var table = slots[key.layer] ?? []
-            if table.count <= key.expert { table += [Int](repeating: -1, count: key.expert + 1 - table.count) }
-            table[key.expert] = slotOf[name]!
+            if table.count <= key.expert { table += [[Int]](repeating: [], count: key.expert + 1 - table.count) }
+            table[key.expert] = names.map { slotOf[$0]! }
             slots[key.layer] = table
         }
         self.slots = slots
     }
 
-    /// Expert → index into `workers` for one layer (-1 or out of range: unassigned).
-    public func workerSlots(layer: Int) -> [Int] { slots[layer] ?? [] }
+    /// One worker per expert.
+    public init(owner: [ExpertKey: String]) { self.init(replicas: owner.mapValues { [$0] }) }
+
+    /// Expert → indices into `workers` of its replicas, for one layer (out of range: unassigned).
+    public func workerSlots(layer: Int) -> [[Int]] { slots[layer] ?? [] }
 
     /// Balanced by bytes and deterministic for the same worker names: experts in (layer, expert)
-    /// order, each to the worker with the fewest assigned bytes so far (ties: name order).
-    public static func balanced(experts: [(key: ExpertKey, bytes: Int)], workers: [String]) -> Placement {
+    /// order, each to the `replicas` distinct workers with the fewest assigned bytes so far (ties:
+    /// name order). With fewer workers than `replicas`, each expert is on every worker.
+    public static func balanced(experts: [(key: ExpertKey, bytes: Int)], workers: [String], replicas: Int = 1) -> Placement {
         let names = workers.sorted()
-        guard !names.isEmpty else { return Placement(owner: [:]) }
+        guard !names.isEmpty else { return Placement(replicas: [:]) }
         var load = Dictionary(uniqueKeysWithValues: names.map { ($0, 0) })
-        var owner: [ExpertKey: String] = [:]
+        var chosen: [ExpertKey: [String]] = [:]
         for expert in experts.sorted(by: { $0.key < $1.key }) {
-            let target = names.min { (load[$0]!, $0) < (load[$1]!, $1) }!
-            owner[expert.key] = target
-            load[target]! += expert.bytes
+            let targets = names.sorted { (load[$0]!, $0) < (load[$1]!, $1) }.prefix(max(1, replicas))
+            chosen[expert.key] = Array(targets)
+            for target in targets { load[target]! += expert.bytes }
         }
-        return Placement(owner: owner)
+        return Placement(replicas: chosen)
     }
 
     public func experts(of worker: String) -> [ExpertKey] {
-        owner.filter { $0.value == worker }.map(\.key).sorted()
+        replicas.filter { $0.value.contains(worker) }.map(\.key).sorted()
+    }
+
+    /// Experts none of whose replicas is in `serving`.
+    public func unserved(serving: Set<String>) -> [ExpertKey] {
+        replicas.filter { $0.value.allSatisfy { !serving.contains($0) } }.map(\.key).sorted()
     }
 
     /// One line per worker: "name: N experts (layers a-b)".

@@ -4,11 +4,12 @@ import MeshWire
 
 /// Routed experts on remote workers: `dispatch` sends one message per worker with tokens and
 /// returns at once; `combine` waits for the replies and adds the partial sums in token order.
+/// Work whose worker is lost before it answers goes again to the experts' other replicas.
 public final class RemoteExpertBackend: ExpertBackend {
-    /// What `combine` needs to finish an exchange (DeepEP's handle).
+    /// What `combine` needs to finish an exchange (DeepEP's handle), and to send work again.
     public struct Handle {
-        var requests: [UInt64: DispatchPlan.Destination]
-        var hidden: Int
+        var request: ExpertRequest
+        var requests: [UInt64: DispatchPlan.Destination] = [:]
     }
 
     /// What the last exchange moved and how long the busiest worker computed.
@@ -21,43 +22,75 @@ public final class RemoteExpertBackend: ExpertBackend {
     let cluster: Cluster
     private var nextRequestId: UInt64 = 1
     public private(set) var lastExchange = ExchangeStats()
+    /// Requests sent again to a replica because their worker was lost (since start).
+    public private(set) var resentRequests = 0
 
     public init(cluster: Cluster) { self.cluster = cluster }
 
     public func dispatch(_ request: ExpertRequest) throws -> Handle {
-        let plan = try DispatchPlan(routes: request.routes, layer: request.layer, placement: cluster.placement)
-        var handle = Handle(requests: [:], hidden: request.input.columns)
+        var handle = Handle(request: request)
+        _ = try send(request.routes, into: &handle)
+        return handle
+    }
+
+    /// Plans `routes` over the serving replicas, sends one message per worker, records them in
+    /// `handle`; returns the new requests (id → worker).
+    private func send(_ routes: [TokenRoute], into handle: inout Handle) throws -> [UInt64: String] {
+        let placement = cluster.placement
+        let plan = try DispatchPlan(routes: routes, layer: handle.request.layer, placement: placement,
+                                    usable: { [cluster] in cluster.isServing(placement.workers[$0]) })
         var messages: [(worker: String, requestId: UInt64, message: WireMessage)] = []
         for destination in plan.destinations {
             let id = nextRequestId
             nextRequestId += 1
             handle.requests[id] = destination
             messages.append((destination.worker, id, DispatchPlan.message(
-                for: destination, requestId: id, layer: request.layer, input: request.input,
-                placement: request.placement, generated: request.generated, wireDType: cluster.wireDType)))
+                for: destination, requestId: id, layer: handle.request.layer, input: handle.request.input,
+                placement: handle.request.placement, generated: handle.request.generated, wireDType: cluster.wireDType)))
         }
         try cluster.send(messages)
-        return handle
+        return Dictionary(uniqueKeysWithValues: messages.map { ($0.requestId, $0.worker) })
     }
 
     public func combine(_ handle: Handle, into output: Matrix) throws {
-        let replies = try cluster.collect(handle.requests.mapValues(\.worker))
+        var handle = handle
+        var replies: [UInt64: WireMessage] = [:]
+        var waiting = handle.requests.mapValues(\.worker)
+        while !waiting.isEmpty {
+            let (answered, lost) = try cluster.collect(waiting)
+            replies.merge(answered) { first, _ in first }
+            // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
+            var routes = [TokenRoute](repeating: TokenRoute(experts: [], weights: []), count: handle.request.input.rows)
+            for id in lost {
+                let destination = handle.requests.removeValue(forKey: id)!
+                for (row, token) in destination.tokens.enumerated() {
+                    let share = Int(destination.offsets[row])..<Int(destination.offsets[row + 1])
+                    routes[token].experts += destination.expertIds[share].map(Int.init)
+                    routes[token].weights += destination.weights[share]
+                }
+                cluster.note("layer \(handle.request.layer): worker '\(destination.worker)' was lost with request \(id) "
+                             + "(\(destination.tokens.count) tokens); sending its work to replicas")
+            }
+            resentRequests += lost.count
+            waiting = lost.isEmpty ? [:] : try send(routes, into: &handle)
+        }
         var stats = ExchangeStats()
+        let hidden = handle.request.input.columns
         // Add in request-id order so the sum is the same on every run.
         for id in handle.requests.keys.sorted() {
             let destination = handle.requests[id]!
             guard let reply = replies[id], reply.tensors.count == 1, reply.tensors[0].name == "partial",
-                  reply.tensors[0].shape == [destination.tokens.count, handle.hidden] else {
-                throw ClusterError("worker '\(destination.worker)' sent a malformed reply to request \(id): expected one 'partial' frame [\(destination.tokens.count), \(handle.hidden)]")
+                  reply.tensors[0].shape == [destination.tokens.count, hidden] else {
+                throw ClusterError("worker '\(destination.worker)' sent a malformed reply to request \(id): expected one 'partial' frame [\(destination.tokens.count), \(hidden)]")
             }
             if case .expertReply(let header) = reply.body { stats.maxWorkerComputeSeconds = max(stats.maxWorkerComputeSeconds, header.computeSeconds) }
             stats.replyBytes.append(reply.tensors[0].bytes.count)
-            stats.requestBytes.append(destination.tokens.count * handle.hidden * cluster.wireDType.byteSize)
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: handle.hidden)
+            stats.requestBytes.append(destination.tokens.count * hidden * cluster.wireDType.byteSize)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: hidden)
             defer { scratch.deallocate() }
             for (row, token) in destination.tokens.enumerated() {
                 reply.tensors[0].widenRow(row, into: scratch)
-                axpy(1, scratch, output.row(token), handle.hidden)
+                axpy(1, scratch, output.row(token), hidden)
             }
         }
         lastExchange = stats

@@ -20,6 +20,7 @@ struct Coordinator: ParsableCommand {
           expertmesh coordinator --model DIR --min-workers 2 --max-running 32 --kv-cache-memory 4GiB
           expertmesh coordinator --model DIR --min-workers 2 --precision f32 --dense-dtype int8
           expertmesh coordinator --model models/demo --http 127.0.0.1:8080 --spawn-workers 3
+          expertmesh coordinator --model DIR --min-workers 4 --replicas 2
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -33,6 +34,13 @@ struct Coordinator: ParsableCommand {
 
     @Option(help: "Workers to wait for before assigning experts. Default: 1, or the number --spawn-workers starts.")
     var minWorkers: Int?
+
+    @Option(help: ArgumentHelp("""
+        Place every expert on this many distinct workers. Each exchange sends a token to the least loaded live \
+        replica, and work in flight on a worker that is lost goes to another replica: requests complete with the \
+        tokens they would have had. Needs at least this many workers.
+        """, valueName: "R"))
+    var replicas = 1
 
     @Option(help: ArgumentHelp("""
         Start this many worker processes on this machine with the coordinator (named local-1 …), and stop them \
@@ -63,6 +71,10 @@ struct Coordinator: ParsableCommand {
 
     func validate() throws {
         if let minWorkers, minWorkers < 1 { throw ValidationError("--min-workers must be at least 1") }
+        guard replicas >= 1 else { throw ValidationError("--replicas must be at least 1") }
+        if replicas > (minWorkers ?? max(1, spawnWorkers)) {
+            throw ValidationError("--replicas \(replicas) needs at least \(replicas) workers: raise --min-workers (or --spawn-workers)")
+        }
         guard (0...256).contains(spawnWorkers) else { throw ValidationError("--spawn-workers must be 0 to 256") }
         if spawnedWeights.experts != .file, spawnWorkers == 0 {
             throw ValidationError("--weights-dtype applies to spawned workers only: add --spawn-workers N, or give it to each worker")
@@ -72,11 +84,12 @@ struct Coordinator: ParsableCommand {
     }
 
     func run() throws {
-        let options = CoordinatorOptions(
+        var options = CoordinatorOptions(
             modelDirectory: modelOptions.directory, listen: listen, api: try api.options(),
             minimumWorkers: minWorkers ?? max(1, spawnWorkers), wireDType: DType(name: wireDtype)!,
             replyDType: DType(name: replyDtype)!, startTimeout: startTimeout, serving: serving.options,
             denseFormat: dense.dense)
+        options.replicas = replicas
         let log = logLine("coordinator")
         log(compute.apply(decodeDefault: .tiles))
         try reportingErrors {

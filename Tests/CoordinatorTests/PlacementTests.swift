@@ -9,11 +9,30 @@ final class PlacementTests: XCTestCase {
 
     func testEveryExpertOnExactlyOneWorkerBalancedByBytes() {
         let placement = Placement.balanced(experts: experts, workers: ["c", "a", "b"])
-        XCTAssertEqual(placement.owner.count, 32)
-        let counts = Dictionary(grouping: placement.owner.values, by: { $0 }).mapValues(\.count)
+        XCTAssertEqual(placement.replicas.count, 32)
+        XCTAssertTrue(placement.replicas.values.allSatisfy { $0.count == 1 })
+        let counts = Dictionary(grouping: placement.replicas.values.joined(), by: { $0 }).mapValues(\.count)
         XCTAssertEqual(counts.values.sorted(), [10, 11, 11])
         XCTAssertEqual(Set(placement.workers), ["a", "b", "c"])
         XCTAssertEqual(placement.experts(of: "a").count + placement.experts(of: "b").count + placement.experts(of: "c").count, 32)
+    }
+
+    func testReplicasLandOnDistinctWorkersBalancedByBytes() throws {
+        let placement = Placement.balanced(experts: experts, workers: ["c", "a", "b", "d"], replicas: 2)
+        XCTAssertEqual(placement.replicas.count, 32)
+        XCTAssertTrue(placement.replicas.values.allSatisfy { $0.count == 2 && Set($0).count == 2 }, "two distinct workers each")
+        let counts = Dictionary(grouping: placement.replicas.values.joined(), by: { $0 }).mapValues(\.count)
+        XCTAssertEqual(counts.values.sorted(), [16, 16, 16, 16])
+        // Any one worker lost leaves every expert served; two may not.
+        for lost in placement.workers {
+            XCTAssertEqual(placement.unserved(serving: Set(placement.workers).subtracting([lost])), [], "without \(lost)")
+        }
+        let firstPair = Set(placement.replicas[ExpertKey(layer: 0, expert: 0)]!)
+        XCTAssertEqual(placement.unserved(serving: Set(placement.workers).subtracting(firstPair)).first,
+                       ExpertKey(layer: 0, expert: 0), "losing both of its replicas leaves an expert unserved")
+        // More replicas than workers: every expert on every worker.
+        let everywhere = Placement.balanced(experts: experts, workers: ["a", "b"], replicas: 3)
+        XCTAssertTrue(everywhere.replicas.values.allSatisfy { Set($0) == ["a", "b"] })
     }
 
     func testDeterministicForTheSameWorkerNamesInAnyOrder() {
@@ -60,6 +79,29 @@ final class DispatchPlanTests: XCTestCase {
         guard case .expertRequest(let header) = message.body else { return XCTFail("expected a request") }
         XCTAssertEqual(header.routes, [TokenRoute(experts: [5], weights: [0.7]), TokenRoute(experts: [6, 7], weights: [0.5, 0.5])])
         XCTAssertEqual(header.generatedTokens, [1], "token 2 of the step is the destination's second token")
+    }
+
+    func testReplicasShareTheLoadAndALostWorkersExpertsGoToTheirOtherReplica() throws {
+        // Every expert of layer 0 on both "a" and "b"; expert 2 (which no token uses) also on "c".
+        var replicas: [ExpertKey: [String]] = [:]
+        for e in 0..<4 { replicas[ExpertKey(layer: 0, expert: e)] = ["a", "b"] }
+        replicas[ExpertKey(layer: 0, expert: 2)] = ["a", "b", "c"]
+        let placement = Placement(replicas: replicas)
+        let routes = (0..<6).map { TokenRoute(experts: [$0 % 2, 3], weights: [0.5, 0.5]) }
+        let shared = try DispatchPlan(routes: routes, layer: 0, placement: placement)
+        // A token's two experts travel together (one row on the wire); tokens alternate between replicas.
+        XCTAssertEqual(shared.destinations.map(\.tokens.count), [3, 3], "least loaded replica: \(shared.destinations.map(\.tokens))")
+        XCTAssertTrue(shared.destinations.allSatisfy { $0.expertIds.count == 2 * $0.tokens.count })
+
+        let slot = { (name: String) in placement.workers.firstIndex(of: name)! }
+        let withoutA = try DispatchPlan(routes: routes, layer: 0, placement: placement, usable: { $0 != slot("a") })
+        XCTAssertFalse(withoutA.destinations.contains { $0.worker == "a" })
+        XCTAssertEqual(withoutA.destinations.flatMap(\.expertIds).count, 12, "every (token, expert) still served")
+
+        XCTAssertThrowsError(try DispatchPlan(routes: routes, layer: 0, placement: placement,
+                                              usable: { $0 == slot("c") })) {
+            XCTAssertTrue("\($0)".contains("has no live replica: worker(s) a, b holding it are lost"), "\($0)")
+        }
     }
 
     func testUnassignedExpertIsAnError() {
