@@ -19,6 +19,8 @@ public final class Cluster {
         public var experts: [ExpertKey] = []
         public var residentBytes: UInt64 = 0
         public var liveness: Liveness
+        /// Why its results were discarded, if they were.
+        public var faulty: String?
     }
 
     public let spec: ModelSpec
@@ -64,8 +66,10 @@ public final class Cluster {
     /// One entry per known worker, for the health endpoint.
     public var workerSummary: [[String: Any]] {
         workers.values.sorted { $0.name < $1.name }.map { worker in
-            ["name": worker.name, "ready": worker.ready, "alive": worker.liveness.isAlive,
-             "experts": worker.experts.count, "resident_bytes": worker.residentBytes]
+            var entry: [String: Any] = ["name": worker.name, "ready": worker.ready, "alive": worker.liveness.isAlive,
+                                        "experts": worker.experts.count, "resident_bytes": worker.residentBytes]
+            if let faulty = worker.faulty { entry["faulty"] = faulty }
+            return entry
         }
     }
 
@@ -211,6 +215,14 @@ public final class Cluster {
                 try? send(to: worker.routingId, WireMessage(.heartbeat(sentUnixMilliseconds: UInt64(now * 1000))))
             }
         }
+    }
+
+    /// A worker whose results cannot be trusted: it gets no more work until it says hello again.
+    public func markFaulty(_ name: String, reason: String) {
+        guard workers[name]?.ready == true else { return }
+        workers[name]?.ready = false
+        workers[name]?.faulty = reason
+        log("worker '\(name)' is faulty, its results discarded: \(reason)")
     }
 
     private func markLost(_ name: String, reason: String) {

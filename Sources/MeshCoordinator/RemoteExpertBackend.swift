@@ -57,11 +57,20 @@ public final class RemoteExpertBackend: ExpertBackend {
         var replies: [UInt64: WireMessage] = [:]
         var waiting = handle.requests.mapValues(\.worker)
         while !waiting.isEmpty {
-            let (answered, lost) = try cluster.collect(waiting)
+            var (answered, lost) = try cluster.collect(waiting)
+            // A reply of the wrong shape or with NaN or infinite values is never added: its worker
+            // is marked faulty and its work handled as a lost worker's.
+            for (id, reply) in answered {
+                if let problem = Self.problem(with: reply, for: handle.requests[id]!, hidden: handle.request.input.columns) {
+                    cluster.markFaulty(handle.requests[id]!.worker, reason: "request \(id): \(problem)")
+                    answered[id] = nil
+                    lost.append(id)
+                }
+            }
             replies.merge(answered) { first, _ in first }
             // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
             var routes = [TokenRoute](repeating: TokenRoute(experts: [], weights: []), count: handle.request.input.rows)
-            for id in lost {
+            for id in lost.sorted() {
                 let destination = handle.requests.removeValue(forKey: id)!
                 for (row, token) in destination.tokens.enumerated() {
                     let share = Int(destination.offsets[row])..<Int(destination.offsets[row + 1])
@@ -79,10 +88,7 @@ public final class RemoteExpertBackend: ExpertBackend {
         // Add in request-id order so the sum is the same on every run.
         for id in handle.requests.keys.sorted() {
             let destination = handle.requests[id]!
-            guard let reply = replies[id], reply.tensors.count == 1, reply.tensors[0].name == "partial",
-                  reply.tensors[0].shape == [destination.tokens.count, hidden] else {
-                throw ClusterError("worker '\(destination.worker)' sent a malformed reply to request \(id): expected one 'partial' frame [\(destination.tokens.count), \(hidden)]")
-            }
+            let reply = replies[id]!
             if case .expertReply(let header) = reply.body { stats.maxWorkerComputeSeconds = max(stats.maxWorkerComputeSeconds, header.computeSeconds) }
             stats.replyBytes.append(reply.tensors[0].bytes.count)
             stats.requestBytes.append(destination.tokens.count * hidden * cluster.wireDType.byteSize)
@@ -94,5 +100,19 @@ public final class RemoteExpertBackend: ExpertBackend {
             }
         }
         lastExchange = stats
+    }
+
+    /// Why a reply cannot be combined, or nil when it can.
+    static func problem(with reply: WireMessage, for destination: DispatchPlan.Destination, hidden: Int) -> String? {
+        guard reply.tensors.count == 1, reply.tensors[0].name == "partial" else {
+            return "malformed reply: expected one 'partial' frame, got \(reply.tensors.map(\.name))"
+        }
+        guard reply.tensors[0].shape == [destination.tokens.count, hidden] else {
+            return "reply of shape \(reply.tensors[0].shape), expected [\(destination.tokens.count), \(hidden)]"
+        }
+        if let index = reply.tensors[0].firstNonFinite {
+            return "NaN or infinite value in its reply (row \(index / hidden), column \(index % hidden))"
+        }
+        return nil
     }
 }

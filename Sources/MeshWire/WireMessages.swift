@@ -189,6 +189,21 @@ public struct WireTensor: Sendable, Equatable {
         return result
     }
 
+    /// The index of the first NaN or infinite value, if any (checked on the raw bits: an
+    /// all-ones exponent, in whichever dtype the frame holds).
+    public var firstNonFinite: Int? {
+        bytes.withUnsafeBytes { raw -> Int? in
+            switch dtype {
+            case .f32:
+                return raw.bindMemory(to: UInt32.self).firstIndex { $0 & 0x7F80_0000 == 0x7F80_0000 }
+            case .bf16:
+                return raw.bindMemory(to: UInt16.self).firstIndex { $0 & 0x7F80 == 0x7F80 }
+            case .f16:
+                return raw.bindMemory(to: UInt16.self).firstIndex { $0 & 0x7C00 == 0x7C00 }
+            }
+        }
+    }
+
     /// Row `r` of a 2-D frame widened into `destination`.
     public func widenRow(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
         let columns = shape.count > 1 ? shape[1] : 1

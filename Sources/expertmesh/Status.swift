@@ -41,7 +41,8 @@ struct Status: ParsableCommand {
                     let resident = Double((worker["resident_bytes"] as? NSNumber)?.int64Value ?? 0) / 1e6
                     print(pad(worker["name"] as? String ?? "?", 24) + pad((worker["ready"] as? Bool) == true ? "yes" : "no", 7)
                           + pad((worker["alive"] as? Bool) == true ? "yes" : "no", 7) + pad(String(worker["experts"] as? Int ?? 0), 9)
-                          + String(format: "%.1f", resident))
+                          + String(format: "%.1f", resident)
+                          + ((worker["faulty"] as? String).map { "  faulty: \($0)" } ?? ""))
                 }
             }
             if status != 200 { throw ExitCode(1) }

@@ -28,6 +28,16 @@ enum Harness {
         throw XCTSkip("expertmesh binary not built; run `swift build -c release` first")
     }
 
+    /// proto/ compiled for Python (`protoc --python_out`) into a new folder; returns the folder.
+    static func pythonProto() throws -> URL {
+        let generated = FileManager.default.temporaryDirectory.appendingPathComponent("pyproto-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: generated, withIntermediateDirectories: true)
+        let compiled = try runTool("protoc", ["--proto_path=\(root.path)/proto", "--python_out=\(generated.path)",
+                                              "\(root.path)/proto/expertmesh/v1/mesh.proto"], timeout: 60)
+        XCTAssertEqual(compiled.status, 0, "protoc failed (package protobuf-compiler): \(compiled.output)")
+        return generated
+    }
+
     /// A TCP port that was free a moment ago.
     static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

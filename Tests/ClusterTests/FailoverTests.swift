@@ -71,11 +71,90 @@ final class FailoverTests: XCTestCase {
         }, recovery: 6, restore: { kill(frozen, SIGCONT) })
     }
 
+    /// A worker that answers with NaN, infinities or the wrong shape: its results are never added,
+    /// its work goes to replicas, it is marked faulty, and every request keeps its tokens.
+    func testARogueWorkersWrongAnswersAreDiscardedAndRedone() throws {
+        let fixture = Harness.fixture("mixtral")
+        let expected = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Data(contentsOf: fixture.appendingPathComponent("expected.json"))) as? [String: Any])
+        let prompt = try XCTUnwrap(expected["prompt_tokens"] as? [Int])
+        let greedy = try XCTUnwrap(expected["greedy_tokens"] as? [Int])
+        let proto = try Harness.pythonProto()
+        for mode in ["nan", "inf", "shape"] {
+            let cluster = try LoopbackCluster(model: fixture, workers: 0, minWorkers: 3, precision: "f32",
+                                              coordinatorArguments: ["--replicas", "2"])
+            defer { cluster.stop() }
+            let deadline = Date().addingTimeInterval(30)
+            while !cluster.coordinator.log.contains("model fingerprint"), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            let fingerprint = try XCTUnwrap(cluster.coordinator.log.range(of: #"model fingerprint [^)]+"#, options: .regularExpression)
+                .map { String(cluster.coordinator.log[$0].dropFirst("model fingerprint ".count)) })
+            let rogue = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"), [
+                "python3", Harness.root.appendingPathComponent("Tests/PythonClient/rogue_worker.py").path, "--proto-dir", proto.path,
+                "--endpoint", cluster.zmqEndpoint, "--name", "rogue", "--fingerprint", fingerprint, "--mode", mode,
+            ], name: "rogue")
+            defer { rogue.kill() }
+            try cluster.addWorker(name: "worker-1")
+            try cluster.addWorker(name: "worker-2")
+            try cluster.waitHealthy()
+            for _ in 0..<3 {
+                let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
+                    "prompt": prompt, "max_tokens": greedy.count, "temperature": 0, "ignore_eos": true, "return_token_ids": true,
+                ])
+                XCTAssertEqual(status, 200, "\(mode): \(body)")
+                XCTAssertEqual((body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int], greedy, "\(mode): tokens changed")
+            }
+            XCTAssertTrue(rogue.log.contains("wrongly"), "\(mode): the rogue worker never got work:\n\(rogue.log)")
+            XCTAssertTrue(cluster.coordinator.log.contains("worker 'rogue' is faulty, its results discarded"), cluster.coordinator.log)
+            let health = Harness.http("GET", cluster.httpURL + "/health")
+            XCTAssertEqual(health.status, 200)
+            let entry = (health.body["workers"] as? [[String: Any]])?.first { $0["name"] as? String == "rogue" }
+            XCTAssertNotNil(entry?["faulty"] as? String, "\(mode): /health must say the rogue worker is faulty: \(health.body)")
+        }
+    }
+
     func testTooFewWorkersForTheReplicasIsRefusedClearly() throws {
         let refused = try ChildProcess(try Harness.binary(), ["coordinator", "--model", Harness.fixture("mixtral").path,
                                                               "--min-workers", "2", "--replicas", "3"], name: "bad-replicas")
         refused.waitForExit(timeout: 10)
         XCTAssertNotEqual(refused.process.terminationStatus, 0)
         XCTAssertTrue(refused.log.contains("--replicas 3 needs at least 3 workers"), refused.log)
+    }
+}
+
+/// A coordinator that restarts finds its workers again: they reconnect by themselves and keep the
+/// experts they hold (the placement is deterministic for the same worker names).
+final class CoordinatorRestartTests: XCTestCase {
+    func testRunningWorkersRejoinARestartedCoordinatorWithoutReloading() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2, precision: "f32")
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        let request: [String: Any] = ["prompt": [1, 2, 3], "max_tokens": 16, "temperature": 0, "ignore_eos": true,
+                                      "return_token_ids": true]
+        let before = Harness.http("POST", cluster.httpURL + "/v1/completions", json: request)
+        XCTAssertEqual(before.status, 200)
+        let workerPids = cluster.workers.map(\.process.processIdentifier)
+
+        cluster.coordinator.kill(signal: SIGKILL)
+        let port = String(cluster.httpURL.split(separator: ":").last!)
+        let restarted = try ChildProcess(cluster.binary, [
+            "coordinator", "--model", cluster.model.path, "--listen", cluster.zmqEndpoint, "--http", "127.0.0.1:\(port)",
+            "--min-workers", "2", "--precision", "f32", "--wire-dtype", "f32",
+        ], name: "restarted-coordinator")
+        defer { restarted.kill(signal: SIGTERM) }
+        let deadline = Date().addingTimeInterval(30)
+        while Harness.http("GET", cluster.httpURL + "/health", timeout: 2).status != 200, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200, restarted.log)
+        let after = Harness.http("POST", cluster.httpURL + "/v1/completions", json: request)
+        XCTAssertEqual(after.status, 200)
+        XCTAssertEqual((after.body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int],
+                       (before.body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int])
+        XCTAssertEqual(cluster.workers.map(\.process.processIdentifier), workerPids)
+        for worker in cluster.workers {
+            XCTAssertTrue(worker.process.isRunning, "workers are not restarted")
+            XCTAssertEqual(worker.log.components(separatedBy: "] loading ").count - 1, 1,
+                           "a worker reloaded its experts:\n\(worker.log)")
+        }
     }
 }

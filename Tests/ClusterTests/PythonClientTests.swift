@@ -6,15 +6,7 @@ import XCTest
 final class PythonClientTests: XCTestCase {
     func runPython(fixture: String) throws {
         let binary = try Harness.binary()
-        let generated = FileManager.default.temporaryDirectory.appendingPathComponent("pyproto-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: generated, withIntermediateDirectories: true)
-        let protoc = Process()
-        protoc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        protoc.arguments = ["protoc", "--proto_path=\(Harness.root.path)/proto", "--python_out=\(generated.path)",
-                            "\(Harness.root.path)/proto/expertmesh/v1/mesh.proto"]
-        try protoc.run()
-        protoc.waitUntilExit()
-        XCTAssertEqual(protoc.terminationStatus, 0, "protoc failed (package protobuf-compiler)")
+        let generated = try Harness.pythonProto()
         let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
         let client = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"),
                                       ["python3", "\(Harness.root.path)/Tests/PythonClient/wire_client.py", "--proto-dir", generated.path,
