@@ -21,6 +21,9 @@ public final class Cluster {
         public var liveness: Liveness
         /// Why its results were discarded, if they were.
         public var faulty: String?
+        /// Why its work last went to a replica for being slow, until it answers in time again.
+        public var degraded: String?
+        public var degradedAt: Double?
     }
 
     public let spec: ModelSpec
@@ -40,6 +43,10 @@ public final class Cluster {
     private var pending: [UInt64: String] = [:]
     /// Replies that arrived for a pending request id (the exchange in progress collects them).
     private var replies: [UInt64: Result<WireMessage, ClusterError>] = [:]
+    /// When each pending request was sent and its reply arrived (Unix seconds), for hedging.
+    private var sentAt: [UInt64: Double] = [:]
+    private var arrivedAt: [UInt64: Double] = [:]
+    private var replyTime = ReplyTime()
     private var lastHeartbeat = Date().timeIntervalSince1970
     private var lastStatusRequest = Date().timeIntervalSince1970
     /// How often ready workers are asked for a status report (resident bytes for /health).
@@ -69,6 +76,7 @@ public final class Cluster {
             var entry: [String: Any] = ["name": worker.name, "ready": worker.ready, "alive": worker.liveness.isAlive,
                                         "experts": worker.experts.count, "resident_bytes": worker.residentBytes]
             if let faulty = worker.faulty { entry["faulty"] = faulty }
+            if let degraded = worker.degraded { entry["degraded"] = degraded }
             return entry
         }
     }
@@ -149,6 +157,7 @@ public final class Cluster {
                 throw ClusterError("worker '\(request.worker)' is not ready; \(unservedReason ?? "")")
             }
             pending[request.requestId] = request.worker
+            sentAt[request.requestId] = Date().timeIntervalSince1970
             do {
                 try send(to: worker.routingId, request.message)
             } catch let error as TransportError where error.isUnreachablePeer {
@@ -158,31 +167,99 @@ public final class Cluster {
         }
     }
 
-    /// Waits for the replies to `ids` (id → worker). Requests whose worker is lost meanwhile come
-    /// back in `lost` (their work can go to replicas); a worker's error reply throws.
-    public func collect(_ ids: [UInt64: String], timeout: Double = 60) throws -> (replies: [UInt64: WireMessage], lost: [UInt64]) {
-        defer {
-            for id in ids.keys { pending[id] = nil; replies[id] = nil }
+    /// When an outstanding request counts as late: once another reply of the same exchange has
+    /// arrived, after `factor` × what the arrived replies took (the slowest, or the slowest per
+    /// token times its own tokens, whichever is longer), and never before `floor` seconds.
+    public struct Hedging: Sendable {
+        public var factor: Double
+        public var floor: Double
+        public init(factor: Double = 8, floor: Double = 0.2) {
+            self.factor = factor
+            self.floor = floor
         }
-        let deadline = Date().addingTimeInterval(timeout)
+    }
+
+    /// Waits for the replies to `ids` (id → worker), until every one is answered or lost, or (with
+    /// `hedging`) one of `hedgeable` is late. Requests whose worker is lost come back in `lost`
+    /// (their work can go to replicas); late ones in `late`, still pending (`abandon` them to
+    /// drop their replies). A worker's error reply throws.
+    public func collect(_ ids: [UInt64: String], hedging: Hedging? = nil, hedgeable: Set<UInt64> = [],
+                        tokens: [UInt64: Int] = [:], timeout: Double = 60) throws -> (replies: [UInt64: WireMessage], lost: [UInt64], late: [UInt64]) {
         var result: [UInt64: WireMessage] = [:]
         var lost: Set<UInt64> = []
+        var late: [UInt64] = []
+        defer { forget(Array(result.keys) + Array(lost)) }
+        let deadline = Date().addingTimeInterval(timeout)
         while result.count + lost.count < ids.count {
             for (id, worker) in ids where result[id] == nil && !lost.contains(id) {
                 if let reply = replies.removeValue(forKey: id) {
                     switch reply {
                     case .success(let message): result[id] = message
-                    case .failure(let error): throw error
+                    case .failure(let error): forget(Array(ids.keys)); throw error
                     }
                 } else if workers[worker]?.ready != true {
                     lost.insert(id)
                 }
             }
             if result.count + lost.count == ids.count { break }
-            guard Date() < deadline else { throw ClusterError("no reply from worker(s) \(Set(ids.values).sorted().joined(separator: ", ")) within \(Int(timeout)) s") }
-            try pump(timeoutMilliseconds: 50)
+            if let hedging {
+                let now = Date().timeIntervalSince1970
+                let took = ids.keys.compactMap { id in arrivedAt[id].flatMap { at in sentAt[id].map { (id, at - $0) } } }
+                // With no reply of this exchange yet, recent exchanges say what a reply takes.
+                if let slowest = took.map(\.1).max() ?? replyTime.seconds {
+                    let perToken = took.map { $0.1 / Double(max(1, tokens[$0.0] ?? 1)) }.max() ?? replyTime.secondsPerToken
+                    late = ids.keys.filter { id in
+                        let limit = max(hedging.floor, hedging.factor * max(slowest, perToken * Double(tokens[id] ?? 1)))
+                        return hedgeable.contains(id) && result[id] == nil && !lost.contains(id) && now - (sentAt[id] ?? now) > limit
+                    }.sorted()
+                    if !late.isEmpty { break }
+                }
+            }
+            guard Date() < deadline else {
+                forget(Array(ids.keys))
+                throw ClusterError("no reply from worker(s) \(Set(ids.values).sorted().joined(separator: ", ")) within \(Int(timeout)) s")
+            }
+            try pump(timeoutMilliseconds: 10)
         }
-        return (result, lost.sorted())
+        return (result, lost.sorted(), late)
+    }
+
+    /// Drops requests the exchange no longer waits for: a reply to them is ignored.
+    public func abandon(_ ids: [UInt64]) { forget(ids) }
+
+    private func forget(_ ids: [UInt64]) {
+        for id in ids {
+            pending[id] = nil
+            replies[id] = nil
+            sentAt[id] = nil
+            arrivedAt[id] = nil
+        }
+    }
+
+    /// Marks a worker that was too slow to answer (its work went to a replica); cleared when it
+    /// answers in time again. Meanwhile its replicas get the work, and after `probation` seconds it
+    /// gets work again to show whether it is still slow.
+    public func markDegraded(_ name: String, reason: String) {
+        guard workers[name] != nil else { return }
+        if workers[name]?.degraded == nil { log("worker '\(name)' is degraded: \(reason); its work went to replicas") }
+        workers[name]?.degraded = reason
+        workers[name]?.degradedAt = Date().timeIntervalSince1970
+    }
+
+    static let probation = 5.0
+
+    /// Degraded lately: its replicas get its work while they can.
+    public func isOnProbation(_ name: String) -> Bool {
+        guard let at = workers[name]?.degradedAt else { return false }
+        return Date().timeIntervalSince1970 - at < Self.probation
+    }
+
+    public func markTimely(_ names: Set<String>) {
+        for name in names where workers[name]?.degraded != nil {
+            workers[name]?.degraded = nil
+            workers[name]?.degradedAt = nil
+            log("worker '\(name)' answers in time again")
+        }
     }
 
     // MARK: control traffic
@@ -269,7 +346,11 @@ public final class Cluster {
             log(String(format: "worker '%@' ready: %d experts, %.1f MB of expert weights, resident set %.1f MB",
                        name, ready.experts.count, Double(ready.expertBytes) / 1e6, Double(ready.residentBytes) / 1e6))
         case .expertReply(let reply):
-            if pending[reply.requestId] == name { replies[reply.requestId] = .success(message) }
+            if pending[reply.requestId] == name {
+                replies[reply.requestId] = .success(message)
+                arrivedAt[reply.requestId] = now
+                if let sent = sentAt[reply.requestId] { replyTime.add(seconds: now - sent, tokens: Int(reply.tokenCount)) }
+            }
         case .error(let failure):
             log("worker '\(name)' reported: \(failure.message)")
             if pending[failure.requestId] == name { replies[failure.requestId] = .failure(ClusterError("worker '\(name)': \(failure.message)")) }
@@ -286,5 +367,23 @@ public final class Cluster {
 
     private func send(to routingId: Data, _ message: WireMessage) throws {
         try socket.send([routingId] + WireCodec.encode(message))
+    }
+}
+
+/// What replies take lately, over every worker: moving averages of a reply's seconds and of its
+/// seconds per token (recent replies weigh most: the last ~20).
+struct ReplyTime {
+    private(set) var seconds: Double?
+    private(set) var secondsPerToken: Double = 0
+
+    mutating func add(seconds taken: Double, tokens: Int) {
+        let perToken = taken / Double(max(1, tokens))
+        guard let average = seconds else {
+            (seconds, secondsPerToken) = (taken, perToken)
+            return
+        }
+        let weight = 0.05
+        seconds = average + weight * (taken - average)
+        secondsPerToken += weight * (perToken - secondsPerToken)
     }
 }

@@ -24,8 +24,15 @@ public final class RemoteExpertBackend: ExpertBackend {
     public private(set) var lastExchange = ExchangeStats()
     /// Requests sent again to a replica because their worker was lost (since start).
     public private(set) var resentRequests = 0
+    /// Requests sent to a replica because their worker was late (since start).
+    public private(set) var hedgedRequests = 0
+    /// When a request is late enough to send its work to a replica (nil: never).
+    let hedging: Cluster.Hedging?
 
-    public init(cluster: Cluster) { self.cluster = cluster }
+    public init(cluster: Cluster, hedging: Cluster.Hedging? = Cluster.Hedging()) {
+        self.cluster = cluster
+        self.hedging = hedging
+    }
 
     public func dispatch(_ request: ExpertRequest) throws -> Handle {
         var handle = Handle(request: request)
@@ -33,12 +40,16 @@ public final class RemoteExpertBackend: ExpertBackend {
         return handle
     }
 
-    /// Plans `routes` over the serving replicas, sends one message per worker, records them in
-    /// `handle`; returns the new requests (id → worker).
-    private func send(_ routes: [TokenRoute], into handle: inout Handle) throws -> [UInt64: String] {
+    /// Plans `routes` over the serving replicas (but `avoiding`; and workers on probation for being
+    /// slow while others can do the work), sends one message per worker, records them in `handle`;
+    /// returns the new requests (id → worker).
+    private func send(_ routes: [TokenRoute], into handle: inout Handle, avoiding: Set<String> = []) throws -> [UInt64: String] {
         let placement = cluster.placement
-        let plan = try DispatchPlan(routes: routes, layer: handle.request.layer, placement: placement,
-                                    usable: { [cluster] in cluster.isServing(placement.workers[$0]) })
+        let usable = placement.workers.map { !avoiding.contains($0) && cluster.isServing($0) }
+        let preferred = placement.workers.indices.map { usable[$0] && !cluster.isOnProbation(placement.workers[$0]) }
+        let layer = handle.request.layer
+        let plan = try (try? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { preferred[$0] }))
+            ?? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { usable[$0] })
         var messages: [(worker: String, requestId: UInt64, message: WireMessage)] = []
         for destination in plan.destinations {
             let id = nextRequestId
@@ -52,12 +63,29 @@ public final class RemoteExpertBackend: ExpertBackend {
         return Dictionary(uniqueKeysWithValues: messages.map { ($0.requestId, $0.worker) })
     }
 
+    /// The tokens, experts and weights of some requests, as routes to plan again.
+    private func routes(of ids: [UInt64], in handle: Handle) -> [TokenRoute] {
+        var routes = [TokenRoute](repeating: TokenRoute(experts: [], weights: []), count: handle.request.input.rows)
+        for id in ids {
+            let destination = handle.requests[id]!
+            for (row, token) in destination.tokens.enumerated() {
+                let share = Int(destination.offsets[row])..<Int(destination.offsets[row + 1])
+                routes[token].experts += destination.expertIds[share].map(Int.init)
+                routes[token].weights += destination.weights[share]
+            }
+        }
+        return routes
+    }
+
     public func combine(_ handle: Handle, into output: Matrix) throws {
         var handle = handle
         var replies: [UInt64: WireMessage] = [:]
         var waiting = handle.requests.mapValues(\.worker)
+        // Requests that may still be hedged: each piece of work moves for being late at most once.
+        var hedgeable = Set(waiting.keys)
         while !waiting.isEmpty {
-            var (answered, lost) = try cluster.collect(waiting)
+            var (answered, lost, late) = try cluster.collect(waiting, hedging: hedging, hedgeable: hedgeable,
+                                                             tokens: handle.requests.mapValues(\.tokens.count))
             // A reply of the wrong shape or with NaN or infinite values is never added: its worker
             // is marked faulty and its work handled as a lost worker's.
             for (id, reply) in answered {
@@ -68,20 +96,37 @@ public final class RemoteExpertBackend: ExpertBackend {
                 }
             }
             replies.merge(answered) { first, _ in first }
-            // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
-            var routes = [TokenRoute](repeating: TokenRoute(experts: [], weights: []), count: handle.request.input.rows)
-            for id in lost.sorted() {
-                let destination = handle.requests.removeValue(forKey: id)!
-                for (row, token) in destination.tokens.enumerated() {
-                    let share = Int(destination.offsets[row])..<Int(destination.offsets[row + 1])
-                    routes[token].experts += destination.expertIds[share].map(Int.init)
-                    routes[token].weights += destination.weights[share]
+            cluster.markTimely(Set(answered.keys.filter { hedgeable.contains($0) }.map { handle.requests[$0]!.worker }))
+            for id in answered.keys { waiting[id] = nil }
+            if !lost.isEmpty {
+                // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
+                for id in lost {
+                    cluster.note("layer \(handle.request.layer): worker '\(handle.requests[id]!.worker)' was lost with request "
+                                 + "\(id) (\(handle.requests[id]!.tokens.count) tokens); sending its work to replicas")
+                    waiting[id] = nil
                 }
-                cluster.note("layer \(handle.request.layer): worker '\(destination.worker)' was lost with request \(id) "
-                             + "(\(destination.tokens.count) tokens); sending its work to replicas")
+                let again = routes(of: lost, in: handle)
+                lost.forEach { handle.requests[$0] = nil }
+                resentRequests += lost.count
+                let sent = try send(again, into: &handle)
+                waiting.merge(sent) { first, _ in first }
+                hedgeable.formUnion(sent.keys)
             }
-            resentRequests += lost.count
-            waiting = lost.isEmpty ? [:] : try send(routes, into: &handle)
+            if !late.isEmpty {
+                // Late work goes to other replicas if it can; if none is free it keeps waiting.
+                let slow = Set(late.map { handle.requests[$0]!.worker })
+                hedgeable.subtract(late)
+                if let sent = try? send(routes(of: late, in: handle), into: &handle, avoiding: slow) {
+                    for id in late {
+                        cluster.markDegraded(handle.requests[id]!.worker, reason: "request \(id) of layer \(handle.request.layer) late")
+                        handle.requests[id] = nil
+                        waiting[id] = nil
+                    }
+                    cluster.abandon(late)
+                    hedgedRequests += late.count
+                    waiting.merge(sent) { first, _ in first }
+                }
+            }
         }
         var stats = ExchangeStats()
         let hidden = handle.request.input.columns

@@ -5,13 +5,14 @@ import XCTest
 final class FailoverTests: XCTestCase {
     final class Results: @unchecked Sendable {
         private let lock = NSLock()
-        private var answers: [(status: Int, tokens: [Int]?, body: [String: Any])] = []
+        typealias Answer = (status: Int, tokens: [Int]?, body: [String: Any], seconds: Double)
+        private var answers: [Answer] = []
         var stop = false
-        func add(_ status: Int, _ body: [String: Any]) {
+        func add(_ status: Int, _ body: [String: Any], seconds: Double) {
             let tokens = (body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int]
-            lock.withLock { answers.append((status, tokens, body)) }
+            lock.withLock { answers.append((status, tokens, body, seconds)) }
         }
-        var all: [(status: Int, tokens: [Int]?, body: [String: Any])] { lock.withLock { answers } }
+        var all: [Answer] { lock.withLock { answers } }
     }
 
     static var request: [String: Any] {
@@ -20,7 +21,8 @@ final class FailoverTests: XCTestCase {
 
     /// Requests back to back while `fail` strikes a worker; every one must give `reference`.
     /// `restore` undoes the failure before the cluster stops (a frozen process cannot stop).
-    func assertRequestsSurvive(_ fail: (LoopbackCluster) -> Void, recovery: Double, restore: () -> Void = {}) throws {
+    func assertRequestsSurvive(_ fail: (LoopbackCluster) -> Void, recovery: Double, restore: () -> Void = {},
+                               expectLog: String = "to replicas", maximumRequestSeconds: Double? = nil) throws {
         let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 3, precision: "f32",
                                           coordinatorArguments: ["--replicas", "2"])
         defer { cluster.stop() }
@@ -36,8 +38,9 @@ final class FailoverTests: XCTestCase {
         let url = cluster.httpURL
         Thread {
             while !results.stop {
+                let start = Date()
                 let (status, body) = Harness.http("POST", url + "/v1/completions", json: FailoverTests.request, timeout: 60)
-                results.add(status, body)
+                results.add(status, body, seconds: Date().timeIntervalSince(start))
             }
             finished.signal()
         }.start()
@@ -49,12 +52,19 @@ final class FailoverTests: XCTestCase {
         XCTAssertEqual(finished.wait(timeout: .now() + 60), .success, "requests hung")
 
         let answers = results.all
+        let seconds = answers.map(\.seconds).sorted()
+        print(String(format: "%d requests across the failure: median %.2f s, slowest %.2f s",
+                     answers.count, seconds[seconds.count / 2], seconds.last ?? 0))
         XCTAssertGreaterThanOrEqual(answers.count, 3, "too few requests ran across the failure")
         for answer in answers {
             XCTAssertEqual(answer.status, 200, "a request was lost: \(answer.body)")
             XCTAssertEqual(answer.tokens, reference, "a request's tokens changed through the failure")
         }
-        XCTAssertTrue(cluster.coordinator.log.contains("sending its work to replicas"), cluster.coordinator.log)
+        XCTAssertTrue(cluster.coordinator.log.contains(expectLog), cluster.coordinator.log)
+        if let maximumRequestSeconds {
+            let slowest = answers.map(\.seconds).max() ?? 0
+            XCTAssertLessThan(slowest, maximumRequestSeconds, "a request waited out the failure")
+        }
         XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200, "one worker down of 3 with 2 replicas still serves")
         XCTAssertTrue(cluster.coordinator.process.isRunning)
     }
@@ -68,7 +78,29 @@ final class FailoverTests: XCTestCase {
         try assertRequestsSurvive({ cluster in
             frozen = cluster.workers[2].process.processIdentifier
             kill(frozen, SIGSTOP)
-        }, recovery: 6, restore: { kill(frozen, SIGCONT) })
+        }, recovery: 6, restore: { kill(frozen, SIGCONT) }, maximumRequestSeconds: 2)
+    }
+
+    /// A worker that stalls for a while (frozen 2 s, under the 3 s that would declare it lost): its
+    /// work in flight goes to replicas after a short deadline, it is marked degraded, requests keep
+    /// their tokens and none waits out the stall.
+    func testASlowWorkerDoesNotHoldTheClusterItsWorkIsHedged() throws {
+        var stalled: Int32 = 0
+        let stall = 2.0
+        let started = Date()
+        try assertRequestsSurvive({ cluster in
+            stalled = cluster.workers[2].process.processIdentifier
+            kill(stalled, SIGSTOP)
+            let health = Harness.http("GET", cluster.httpURL + "/health", timeout: 5)
+            Thread.sleep(forTimeInterval: 0.5)
+            let degraded = Harness.http("GET", cluster.httpURL + "/health", timeout: 5)
+            XCTAssertEqual(health.status, 200)
+            let entry = (degraded.body["workers"] as? [[String: Any]])?.first { $0["name"] as? String == "worker-3" }
+            XCTAssertNotNil(entry?["degraded"], "the stalled worker must show as degraded: \(degraded.body)")
+            Thread.sleep(forTimeInterval: stall - 0.5)
+            kill(stalled, SIGCONT)
+        }, recovery: 2, expectLog: "is degraded", maximumRequestSeconds: stall / 2)
+        XCTAssertGreaterThan(Date().timeIntervalSince(started), stall)
     }
 
     /// A worker that answers with NaN, infinities or the wrong shape: its results are never added,
