@@ -67,7 +67,7 @@ public final class CoordinatorService: Sendable {
         log(description)
         let served = try ServedModel(directory: options.modelDirectory, spec: model.spec,
                                      name: options.api.servedModelName, chatTemplateFile: options.api.chatTemplateFile)
-        let api = OpenAIAPI(model: served, service: runner, limits: options.api.limits, apiKey: options.api.apiKey,
+        let api = OpenAIAPI(model: served, service: runner, limits: options.api.limits, apiKeys: options.api.apiKeys,
                             healthDetails: { [workerTable] in ["workers": workerTable.value] })
         let frontEnd = HTTPFrontEnd(api: api, host: options.api.host, port: options.api.port,
                                     drainTimeout: options.api.drainTimeout)

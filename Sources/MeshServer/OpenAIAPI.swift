@@ -22,16 +22,16 @@ public struct OpenAIAPI: Sendable {
     let service: GenerationService
     let limits: APILimits
     /// Clients must send `Authorization: Bearer <key>` on /v1 routes when set.
-    let apiKey: String?
+    let apiKeys: [String]
     /// Extra fields for `/health` (the coordinator's worker table).
     let healthDetails: @Sendable () -> [String: Any]
 
-    public init(model: ServedModel, service: GenerationService, limits: APILimits = .default, apiKey: String? = nil,
+    public init(model: ServedModel, service: GenerationService, limits: APILimits = .default, apiKeys: [String] = [],
                 healthDetails: @escaping @Sendable () -> [String: Any] = { [:] }) {
         self.model = model
         self.service = service
         self.limits = limits
-        self.apiKey = apiKey
+        self.apiKeys = apiKeys
         self.healthDetails = healthDetails
     }
 
@@ -47,7 +47,7 @@ public struct OpenAIAPI: Sendable {
         // coordinator restarted by an orchestrator; /health says whether requests can be served).
         router.get("/health/live") { _, _ in JSON.response(["status": "live"]) }
         let v1 = router.group("/v1")
-        if let apiKey { v1.add(middleware: APIKeyMiddleware(key: apiKey)) }
+        if !apiKeys.isEmpty { v1.add(middleware: APIKeyMiddleware(keys: apiKeys.map { Array($0.utf8) })) }
         v1.get("/models") { _, _ in
             JSON.response(["object": "list", "data": [model.modelObject]])
         }
@@ -119,12 +119,13 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// `Authorization: Bearer <key>` on every /v1 route.
 struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
-    let key: String
+    let keys: [[UInt8]]
 
     func handle(_ request: Request, context: Context,
                 next: (Request, Context) async throws -> Response) async throws -> Response {
         let sent = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
-        guard let sent, Self.constantTimeEqual(Array(sent.utf8), Array(key.utf8)) else {
+        // Every key is compared in full, so the time taken says nothing about which one matched.
+        guard let sent, keys.map({ Self.constantTimeEqual(Array(sent.utf8), $0) }).contains(true) else {
             let message = sent == nil ? "missing API key: send 'Authorization: Bearer <key>'" : "incorrect API key"
             throw APIError(status: 401, message, type: "authentication_error", code: "invalid_api_key")
         }

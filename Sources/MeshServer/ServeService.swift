@@ -10,7 +10,8 @@ public struct APIOptions: Sendable {
     public var servedModelName: String?
     /// Overrides the model's own chat template.
     public var chatTemplateFile: URL?
-    public var apiKey: String?
+    /// Keys any of which clients may send (none: no key needed).
+    public var apiKeys: [String] = []
     public var limits = APILimits()
     /// Seconds running requests get to finish after SIGTERM.
     public var drainTimeout = 30.0
@@ -55,7 +56,7 @@ public final class ServeService: Sendable {
         let runner = EngineRunner(engine: engine, log: log)
         let model = try ServedModel(directory: modelDirectory, spec: local.spec, name: api.servedModelName,
                                     chatTemplateFile: api.chatTemplateFile)
-        let routes = OpenAIAPI(model: model, service: runner, limits: api.limits, apiKey: api.apiKey)
+        let routes = OpenAIAPI(model: model, service: runner, limits: api.limits, apiKeys: api.apiKeys)
         let frontEnd = HTTPFrontEnd(api: routes, host: api.host, port: api.port, drainTimeout: api.drainTimeout)
         let port = try frontEnd.start()
         log("HTTP API on \(api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(model.name)'"

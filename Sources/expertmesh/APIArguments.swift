@@ -16,6 +16,12 @@ struct APIArguments: ParsableArguments {
     @Option(help: "Require 'Authorization: Bearer KEY' on /v1 routes (also read from EXPERTMESH_API_KEY).")
     var apiKey: String?
 
+    @Option(help: ArgumentHelp("""
+        Accept any key in this file (one a line; blank lines and # comments skipped) on /v1 routes, with \
+        --api-key if given too. /health stays open for probes.
+        """, valueName: "FILE"))
+    var apiKeyFile: String?
+
     @Option(help: "Largest request body accepted, e.g. 16MiB; larger ones get 413.")
     var maxRequestBytes = "16MiB"
 
@@ -37,12 +43,24 @@ struct APIArguments: ParsableArguments {
         }
     }
 
+    /// The keys of an --api-key-file: one a line, blank lines and # comments skipped.
+    static func keys(inFile path: String) throws -> [String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("--api-key-file: cannot read \(path)")
+        }
+        let keys = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        guard !keys.isEmpty else { throw ValidationError("--api-key-file: \(path) holds no key (one a line)") }
+        return keys
+    }
+
     func options() throws -> APIOptions {
         let (host, port) = try parseHostPort(http, option: "--http")
         var options = APIOptions(host: host, port: port)
         options.servedModelName = servedModelName
         options.chatTemplateFile = chatTemplate.map { URL(fileURLWithPath: $0) }
-        options.apiKey = apiKey ?? apiKeyFromEnvironment
+        options.apiKeys = (apiKey ?? apiKeyFromEnvironment).map { [$0] } ?? []
+        if let apiKeyFile { options.apiKeys += try Self.keys(inFile: apiKeyFile) }
         options.limits.maxBodyBytes = ServingArguments.bytes(maxRequestBytes) ?? options.limits.maxBodyBytes
         options.limits.idleTimeoutSeconds = httpIdleTimeout
         options.drainTimeout = shutdownTimeout

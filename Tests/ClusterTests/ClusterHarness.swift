@@ -52,9 +52,11 @@ enum Harness {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func http(_ method: String, _ url: String, json: Any? = nil, timeout: Double = 120) -> (status: Int, body: [String: Any]) {
+    static func http(_ method: String, _ url: String, json: Any? = nil, headers: [String: String] = [:],
+                     timeout: Double = 120) -> (status: Int, body: [String: Any]) {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = method
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.timeoutInterval = timeout
         if let json { request.httpBody = try? JSONSerialization.data(withJSONObject: json) }
         final class Box: @unchecked Sendable { var value: (Int, [String: Any]) = (0, [:]) }

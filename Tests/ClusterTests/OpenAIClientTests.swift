@@ -50,6 +50,26 @@ final class OpenAIClientTests: XCTestCase {
         try assertChecksPass(serve.url, model: "mixtral", ["--api-key", "s3cret"])
     }
 
+    func testAnyKeyOfAnAPIKeyFileIsAccepted() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString)")
+        try "# team keys\nalpha-key\n\n  beta-key  \n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let serve = try ServeProcess(model: Harness.fixture("mixtral"), arguments: ["--api-key-file", file.path])
+        XCTAssertEqual(Harness.http("GET", serve.url + "/health").status, 200, "probes need no key")
+        for (key, status) in [("alpha-key", 200), ("beta-key", 200), ("gamma-key", 401), ("# team keys", 401), ("", 401)] {
+            let answer = Harness.http("GET", serve.url + "/v1/models", headers: ["Authorization": "Bearer \(key)"])
+            XCTAssertEqual(answer.status, status, "key '\(key)'")
+        }
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("no-keys-\(UUID().uuidString)")
+        try "# nothing here\n".write(to: empty, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let refused = try ChildProcess(try Harness.binary(), ["serve", "--model", Harness.fixture("mixtral").path,
+                                                              "--api-key-file", empty.path], name: "no-keys")
+        refused.waitForExit(timeout: 10)
+        XCTAssertNotEqual(refused.process.terminationStatus, 0)
+        XCTAssertTrue(refused.log.contains("holds no key (one a line)"), refused.log)
+    }
+
     /// `expertmesh chat-template` prints exactly what jinja2 renders, or fails with one error line
     /// where jinja2 fails (Tests/PythonClient/chat_template_cli_checks.py).
     func testChatTemplateCommandMatchesJinja2() throws {
