@@ -52,8 +52,20 @@ public final class Cluster {
     /// How often ready workers are asked for a status report (resident bytes for /health).
     static let statusInterval: Double = 10
 
+    /// CURVE on the workers' port: the coordinator's key pair and the workers' public keys.
+    public struct Security: Sendable {
+        public var certificate: CurveCertificate
+        public var authorizedKeys: AuthorizedKeys
+        public init(certificate: CurveCertificate, authorizedKeys: AuthorizedKeys) {
+            self.certificate = certificate
+            self.authorizedKeys = authorizedKeys
+        }
+    }
+
+    private var zap: ZAPHandler?
+
     public init(model: LoadedModel, listen endpoint: String, wireDType: DType, replyDType: DType = .f32,
-                heartbeatInterval: Double = 1.0, log: @escaping (String) -> Void) throws {
+                heartbeatInterval: Double = 1.0, security: Security? = nil, log: @escaping @Sendable (String) -> Void) throws {
         spec = model.spec
         self.wireDType = wireDType
         self.replyDType = replyDType
@@ -65,8 +77,14 @@ public final class Cluster {
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setRouterMandatory()
         try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
+        if let security {
+            zap = try ZAPHandler(context: context, keys: security.authorizedKeys, log: log)
+            try socket.makeCurveServer(security.certificate)
+        }
         try socket.bind(endpoint)
     }
+
+    deinit { zap?.stop() }
 
     public var endpoint: String { socket.lastEndpoint }
 

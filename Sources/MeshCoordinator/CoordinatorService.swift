@@ -13,6 +13,8 @@ public struct CoordinatorOptions: Sendable {
     public var minimumWorkers: Int
     /// Workers that hold each expert (1: no redundancy).
     public var replicas = 1
+    /// CURVE on the workers' port (nil: plain TCP).
+    public var security: Cluster.Security?
     public var wireDType: DType
     public var replyDType: DType
     public var startTimeout: Double
@@ -54,8 +56,10 @@ public final class CoordinatorService: Sendable {
         // broken checkpoint fails now, not when a worker is assigned.
         _ = try model.loadAllExpertsChecked()
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType,
-                                  replyDType: options.replyDType, log: log)
-        log("listening for workers on \(cluster.endpoint) (activations sent in \(options.wireDType.displayName), "
+                                  replyDType: options.replyDType, security: options.security, log: log)
+        log("listening for workers on \(cluster.endpoint)"
+            + (options.security.map { " with CURVE (\($0.authorizedKeys.count) authorized worker keys)" } ?? "")
+            + " (activations sent in \(options.wireDType.displayName), "
             + "partial sums returned in \(options.replyDType.displayName), "
             + "model fingerprint \(cluster.fingerprint))")
         try listening(cluster.endpoint)

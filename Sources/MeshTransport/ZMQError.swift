@@ -11,6 +11,9 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
         return TransportError(code: code, message: "\(operation): \(String(cString: zmq_strerror(code)))")
     }
 
+    /// A send or receive that could not proceed within its timeout.
+    public var isTimeout: Bool { code == EAGAIN }
+
     /// Set when a ROUTER with router-mandatory sends to a peer that is not connected.
     public var isUnreachablePeer: Bool { code == EHOSTUNREACH }
 }

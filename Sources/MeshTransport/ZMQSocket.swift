@@ -14,7 +14,7 @@ public final class ZMQContext: @unchecked Sendable {
 
 /// A ZeroMQ socket. Owned by one thread at a time (libzmq sockets are not thread-safe).
 public final class ZMQSocket: @unchecked Sendable {
-    public enum Kind { case router, dealer, pair }
+    public enum Kind { case router, dealer, pair, reply }
 
     let handle: UnsafeMutableRawPointer
     private let context: ZMQContext
@@ -26,6 +26,7 @@ public final class ZMQSocket: @unchecked Sendable {
         case .router: type = ZMQ_ROUTER
         case .dealer: type = ZMQ_DEALER
         case .pair: type = ZMQ_PAIR
+        case .reply: type = ZMQ_REP
         }
         guard let socket = zmq_socket(context.handle, type) else { throw TransportError.last("zmq_socket") }
         handle = socket
@@ -63,8 +64,28 @@ public final class ZMQSocket: @unchecked Sendable {
     /// A ROUTER fails loudly (EHOSTUNREACH) when sending to a peer that is gone.
     public func setRouterMandatory() throws { try setInt(ZMQ_ROUTER_MANDATORY, 1) }
 
+    /// A send that cannot proceed within this time fails with a timeout (`isTimeout`).
+    public func setSendTimeout(milliseconds: Int32) throws { try setInt(ZMQ_SNDTIMEO, milliseconds) }
+
     /// Messages larger than this are refused by libzmq (the connection is dropped).
     public func setMaxMessageSize(_ bytes: Int64) throws { try setInt64(ZMQ_MAXMSGSIZE, bytes) }
+
+    /// Authenticates and encrypts as a CURVE server; clients' keys are checked by the ZAP handler
+    /// of the socket's context (`ZAPHandler`).
+    public func makeCurveServer(_ certificate: CurveCertificate) throws {
+        guard let secret = certificate.secretKey else { throw CurveError("a CURVE server needs its secret key") }
+        try setInt(ZMQ_CURVE_SERVER, 1)
+        try setBytes(ZMQ_CURVE_SECRETKEY, Array(secret.utf8))
+        try setBytes(ZMQ_ZAP_DOMAIN, Array(ZAPHandler.domain.utf8))
+    }
+
+    /// Authenticates and encrypts as a CURVE client of the server whose public key is `serverKey`.
+    public func makeCurveClient(_ certificate: CurveCertificate, serverKey: String) throws {
+        guard let secret = certificate.secretKey else { throw CurveError("a CURVE client needs its secret key") }
+        try setBytes(ZMQ_CURVE_SERVERKEY, Array(serverKey.utf8))
+        try setBytes(ZMQ_CURVE_PUBLICKEY, Array(certificate.publicKey.utf8))
+        try setBytes(ZMQ_CURVE_SECRETKEY, Array(secret.utf8))
+    }
 
     // MARK: endpoints
 

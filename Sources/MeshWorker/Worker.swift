@@ -11,6 +11,8 @@ public struct WorkerOptions: Sendable {
     public var heartbeatInterval: Double
     /// How the experts are held (int8: quantised as they load).
     public var expertFormat: WeightFormat
+    /// CURVE to the coordinator: this worker's key pair and the coordinator's public key.
+    public var curve: (certificate: CurveCertificate, coordinatorKey: String)?
     public init(coordinator: String, modelDirectory: URL, name: String, heartbeatInterval: Double = 1.0,
                 expertFormat: WeightFormat = .file) {
         self.coordinator = coordinator
@@ -51,12 +53,21 @@ public final class Worker {
             let socket = try ZMQSocket(context: context, kind: .dealer)
             try socket.setRoutingId(Array(options.name.utf8))
             try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
+            // A DEALER with no connection blocks on send (a refused CURVE handshake leaves none):
+            // a send that cannot go within a heartbeat interval ends the session instead.
+            try socket.setSendTimeout(milliseconds: Int32(options.heartbeatInterval * 1000))
+            if let curve = options.curve { try socket.makeCurveClient(curve.certificate, serverKey: curve.coordinatorKey) }
             try socket.connect(options.coordinator)
             log(String(format: "connecting to %@ as '%@' (resident set %.1f MB before loading experts)",
                        options.coordinator, options.name, Double(ProcessMemory.residentBytes) / 1e6))
-            try send(socket, .hello(Hello(modelFingerprint: fingerprint, workerName: options.name,
-                                          threads: UInt32(Parallel.coreCount))))
-            let outcome = try session(socket, context: context, shouldStop: shouldStop, backoff: &backoff)
+            let outcome: Outcome
+            do {
+                try send(socket, .hello(Hello(modelFingerprint: fingerprint, workerName: options.name,
+                                              threads: UInt32(Parallel.coreCount))))
+                outcome = try session(socket, context: context, shouldStop: shouldStop, backoff: &backoff)
+            } catch let error as TransportError where error.isTimeout {
+                outcome = .lostCoordinator
+            }
             health.update { $0.connected = false }
             if outcome == .stopped {
                 try? send(socket, .goodbye(reason: "worker '\(options.name)' shutting down"))
@@ -65,7 +76,8 @@ public final class Worker {
             }
             socket.close()
             let delay = backoff.next()
-            log("coordinator unreachable or gone; reconnecting in \(String(format: "%.1f", delay)) s")
+            let hint = options.curve.map { " (or it does not authorize this worker's public key \($0.certificate.publicKey))" } ?? ""
+            log("coordinator unreachable or gone\(hint); reconnecting in \(String(format: "%.1f", delay)) s")
             Thread.sleep(forTimeInterval: delay)
         }
     }

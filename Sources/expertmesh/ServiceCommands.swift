@@ -51,6 +51,8 @@ struct Coordinator: ParsableCommand {
 
     @OptionGroup var spawnedWeights: ExpertWeightOption
 
+    @OptionGroup var curve: CoordinatorCurveOptions
+
     @Option(help: ArgumentHelp("""
         Dtype of the activations sent to workers: bf16 (half of f32's bytes; lossless for bf16 weights under \
         --precision bf16, whose kernels round activations to bf16 anyway), f16 or f32 (results identical to one \
@@ -75,6 +77,9 @@ struct Coordinator: ParsableCommand {
         if replicas > (minWorkers ?? max(1, spawnWorkers)) {
             throw ValidationError("--replicas \(replicas) needs at least \(replicas) workers: raise --min-workers (or --spawn-workers)")
         }
+        if spawnWorkers > 0, curve.curveSecretKey != nil {
+            throw ValidationError("--spawn-workers starts keyless workers on this machine: it does not combine with CURVE keys")
+        }
         guard (0...256).contains(spawnWorkers) else { throw ValidationError("--spawn-workers must be 0 to 256") }
         if spawnedWeights.experts != .file, spawnWorkers == 0 {
             throw ValidationError("--weights-dtype applies to spawned workers only: add --spawn-workers N, or give it to each worker")
@@ -93,6 +98,7 @@ struct Coordinator: ParsableCommand {
         let log = logLine("coordinator")
         log(compute.apply(decodeDefault: .tiles))
         try reportingErrors {
+            options.security = try curve.security(log: log)
             var spawned: SpawnedWorkers?
             defer { spawned?.stop() }
             try CoordinatorService(options: options, log: log).run(listening: { endpoint in
@@ -182,6 +188,8 @@ struct WorkerCommand: ParsableCommand {
         """, valueName: "HOST:PORT"))
     var health: String?
 
+    @OptionGroup var curve: WorkerCurveOptions
+
     @Flag(help: .hidden)
     var exitWithParent = false
 
@@ -202,9 +210,10 @@ struct WorkerCommand: ParsableCommand {
         let log = logLine("worker \(workerName)")
         log(compute.apply())
         try reportingErrors {
-            let worker = try Worker(options: WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
-                                                           expertFormat: weights.experts),
-                                    log: log)
+            var options = WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
+                                        expertFormat: weights.experts)
+            options.curve = try curve.curve()
+            let worker = try Worker(options: options, log: log)
             if let health {
                 let (host, port) = try parseHostPort(health, option: "--health")
                 let bound = try HealthEndpoint(host: host, port: port, report: worker.health.report(name: workerName)).start()

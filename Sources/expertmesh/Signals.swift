@@ -32,3 +32,16 @@ func logLine(_ component: String) -> @Sendable (String) -> Void {
         FileHandle.standardError.write(Data("\(time) [\(component)] \(message)\n".utf8))
     }
 }
+
+/// SIGHUP runs a handler (the coordinator re-reads its authorized keys).
+enum ReloadSignal {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    static func onHangup(_ handler: @escaping @Sendable () -> Void) {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler(handler: handler)
+        source.resume()
+        sources.append(source)
+    }
+}

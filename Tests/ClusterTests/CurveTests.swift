@@ -1,0 +1,97 @@
+import Foundation
+import XCTest
+
+/// CurveZMQ on the coordinator–worker link: key files, who may join, SIGHUP.
+final class CurveTests: XCTestCase {
+    func keys() throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("authorized"), withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        for name in ["coordinator", "shard-1", "stranger"] {
+            let made = try runTool(try Harness.binary().path, ["keygen", "--out", directory.appendingPathComponent(name).path])
+            XCTAssertEqual(made.status, 0, made.output)
+        }
+        try FileManager.default.copyItem(at: directory.appendingPathComponent("shard-1.key"),
+                                         to: directory.appendingPathComponent("authorized/shard-1.key"))
+        return directory
+    }
+
+    func testKeyFilesAreCzmqCertificatesThatPyzmqReads() throws {
+        let directory = try keys()
+        let secret = directory.appendingPathComponent("coordinator.key_secret").path
+        let mode = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: secret)[.posixPermissions] as? Int)
+        XCTAssertEqual(mode & 0o777, 0o600)
+        // pyzmq's reader of czmq certificates (zmq.auth.load_certificate) agrees on both keys.
+        let script = """
+            import sys, zmq.auth
+            public, _ = zmq.auth.load_certificate(sys.argv[1] + ".key")
+            public2, secret = zmq.auth.load_certificate(sys.argv[1] + ".key_secret")
+            assert public == public2 and len(public) == 40 and len(secret) == 40, (public, public2, secret)
+            print(public.decode(), secret.decode())
+            """
+        let read = try runTool("python3", ["-c", script, directory.appendingPathComponent("coordinator").path], timeout: 30)
+        XCTAssertEqual(read.status, 0, read.output)
+        let text = try String(contentsOfFile: secret, encoding: .utf8)
+        for key in read.output.split(separator: " ").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) {
+            XCTAssertTrue(text.contains("\"\(key)\""), "pyzmq read \(key), not in:\n\(text)")
+        }
+        let again = try runTool(try Harness.binary().path, ["keygen", "--out", directory.appendingPathComponent("coordinator").path])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.output.contains("exists: pass --force"), again.output)
+    }
+
+    func testOnlyAuthorizedWorkersJoinAndSIGHUPRereadsTheKeys() throws {
+        let directory = try keys()
+        let path = { (name: String) in directory.appendingPathComponent(name).path }
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 0, minWorkers: 1, precision: "f32",
+                                          coordinatorArguments: ["--curve-secret-key", path("coordinator.key_secret"),
+                                                                 "--authorized-keys", path("authorized")])
+        defer { cluster.stop() }
+        func worker(_ name: String, key: String?) throws {
+            let curve = key.map { ["--curve-secret-key", path("\($0).key_secret"), "--coordinator-key", path("coordinator.key")] } ?? []
+            cluster.workers.append(try ChildProcess(cluster.binary, ["worker", "--coordinator", cluster.zmqEndpoint,
+                                                                     "--model", cluster.model.path, "--name", name] + curve, name: name))
+        }
+        try worker("stranger", key: "stranger")
+        try worker("keyless", key: nil)
+        try worker("shard-1", key: "shard-1")
+        try cluster.waitHealthy()
+        let expected = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Data(contentsOf: cluster.model.appendingPathComponent("expected.json"))) as? [String: Any])
+        let greedy = try XCTUnwrap(expected["greedy_tokens"] as? [Int])
+        let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
+            "prompt": try XCTUnwrap(expected["prompt_tokens"] as? [Int]), "max_tokens": greedy.count, "temperature": 0,
+            "ignore_eos": true, "return_token_ids": true,
+        ])
+        XCTAssertEqual(status, 200, "\(body)")
+        XCTAssertEqual((body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int], greedy)
+        func joined() -> [String] {
+            (Harness.http("GET", cluster.httpURL + "/health").body["workers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        }
+        XCTAssertEqual(joined(), ["shard-1"], "only the authorized worker may join")
+        let strangerKey = try String(contentsOfFile: path("stranger.key"), encoding: .utf8)
+            .components(separatedBy: "public-key = \"")[1].prefix(40)
+        XCTAssertTrue(cluster.coordinator.log.contains("its public key \(strangerKey) is not among the authorized keys"),
+                      cluster.coordinator.log)
+
+        // Authorize the stranger: after SIGHUP it joins by itself (it keeps retrying).
+        try FileManager.default.copyItem(atPath: path("stranger.key"), toPath: path("authorized/stranger.key"))
+        kill(cluster.coordinator.process.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(20)
+        while !joined().contains("stranger"), Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        XCTAssertEqual(joined(), ["shard-1", "stranger"], cluster.coordinator.log)
+        XCTAssertTrue(cluster.coordinator.log.contains("SIGHUP: 2 authorized worker keys"), cluster.coordinator.log)
+    }
+
+    func testHalfAKeyPairIsRefusedClearly() throws {
+        let directory = try keys()
+        let refused = try ChildProcess(try Harness.binary(), ["worker", "--coordinator", "tcp://127.0.0.1:1", "--model",
+                                                              Harness.fixture("mixtral").path, "--curve-secret-key",
+                                                              directory.appendingPathComponent("shard-1.key").path,
+                                                              "--coordinator-key", directory.appendingPathComponent("coordinator.key").path],
+                                       name: "public-as-secret")
+        refused.waitForExit(timeout: 10)
+        XCTAssertNotEqual(refused.process.terminationStatus, 0)
+        XCTAssertTrue(refused.log.contains("holds no secret-key: pass the .key_secret file"), refused.log)
+    }
+}
