@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 import zmq
+import zmq.auth
 
 
 def load_safetensors(model_dir):
@@ -78,6 +79,7 @@ def main():
     parser.add_argument("--layer", type=int, default=None, help="MoE layer to test (default: first MoE layer)")
     parser.add_argument("--tokens", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--curve-secret-key", help="CURVE server with this czmq secret certificate (any client key accepted)")
     args = parser.parse_args()
     sys.path.insert(0, args.proto_dir)
     from expertmesh.v1 import mesh_pb2 as pb
@@ -99,6 +101,11 @@ def main():
     router = context.socket(zmq.ROUTER)
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)
     router.setsockopt(zmq.LINGER, 0)
+    if args.curve_secret_key:
+        public, secret = zmq.auth.load_certificate(args.curve_secret_key)
+        router.curve_server = True
+        router.curve_secretkey = secret
+        router.curve_publickey = public
     router.bind(args.endpoint)
     poller = zmq.Poller()
     poller.register(router, zmq.POLLIN)
@@ -131,6 +138,7 @@ def main():
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.tokens, hidden)).astype(np.float32)
+    print(f"activations begin with {x.tobytes()[:32].hex()}", flush=True)
     routes = [sorted(rng.choice(experts, size=2, replace=False).tolist()) for _ in range(args.tokens)]
     weights = [rng.uniform(0.1, 1.0, size=2).astype(np.float32).tolist() for _ in range(args.tokens)]
     request = pb.Envelope()
