@@ -29,8 +29,8 @@
 #   scripts/launch-workers.sh stop --hosts hosts.txt
 #   scripts/launch-workers.sh start --hosts hosts.txt --coordinator tcp://10.0.0.1:5555 --model DIR --dry-run
 # hosts.txt:
-#   ubuntu@10.0.0.11 shard-1 --threads 16
-#   ubuntu@10.0.0.12 shard-2 --weights-dtype int8 --model /data/mixtral
+#   ubuntu@10.0.0.11 shard-1 --threads 16 --curve-secret-key keys/shard-1.key_secret --coordinator-key keys/coordinator.key
+#   ubuntu@10.0.0.12 shard-2 --weights-dtype int8 --insecure --model /data/mixtral
 set -uo pipefail
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }

@@ -64,11 +64,11 @@ client=$((workers + 1))
 host "$client" 198.18.0.100
 
 ip netns exec "${tag}h0" "$binary" coordinator --model "$model" --listen "tcp://$coordinator_ip:5555" \
-    --http "$coordinator_ip:8080" --min-workers "$workers" --start-timeout 60 > "$logs/coordinator.log" 2>&1 &
+    --http "$coordinator_ip:8080" --min-workers "$workers" --start-timeout 60 --insecure > "$logs/coordinator.log" 2>&1 &
 pids+=($!)
 for i in $(seq 1 "$workers"); do
     ip netns exec "${tag}h$i" "$binary" worker --coordinator "tcp://$coordinator_ip:5555" --model "$model" \
-        --name "host-$i" > "$logs/worker-$i.log" 2>&1 &
+        --name "host-$i" --insecure > "$logs/worker-$i.log" 2>&1 &
     pids+=($!)
 done
 

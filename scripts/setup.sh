@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev pkg-config iproute2 curl)
 # The tests' real peers: an OpenSSH server for the launch scripts, shellcheck for every script,
-# systemd-analyze for the unit files.
-apt_packages+=(openssh-server openssh-client shellcheck systemd)
+# systemd-analyze for the unit files, an English word list to tell the demo model writes English,
+# tcpdump to show what crosses the wire.
+apt_packages+=(openssh-server openssh-client shellcheck systemd wamerican tcpdump)
 # Python 3 with pip runs the tests' reference client; Debian's packages only if none is on PATH.
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)

@@ -39,6 +39,25 @@ struct Keygen: ParsableCommand {
     }
 }
 
+/// Plain TCP where other hosts can connect needs `--insecure`: it lets anyone who reaches the port
+/// join or read the activations.
+struct InsecureOption: ParsableArguments {
+    @Flag(help: "Allow plain TCP (no CURVE keys) on an address other hosts can reach, on a network you trust; warns at start.")
+    var insecure = false
+
+    /// Refuses a non-loopback `endpoint` without keys unless --insecure; returns a warning to log, if any.
+    func check(_ endpoint: String, option: String, keyed: Bool, role: String) throws -> String? {
+        guard !keyed, !Endpoint.isLoopback(endpoint) else { return nil }
+        guard insecure else {
+            throw ValidationError("""
+                \(option) \(endpoint) can be reached from other hosts, and without CURVE keys anyone who reaches it \
+                \(role): give keys (see `expertmesh keygen --help`), or --insecure on a network you trust
+                """)
+        }
+        return "WARNING: plain TCP on \(endpoint) (--insecure): anyone who reaches it \(role); give CURVE keys to prevent it"
+    }
+}
+
 /// `--curve-secret-key` and the peer's keys, for the coordinator and the workers.
 struct CoordinatorCurveOptions: ParsableArguments {
     @Option(help: ArgumentHelp("This coordinator's secret key file (from `expertmesh keygen`): CURVE on the workers' port.",

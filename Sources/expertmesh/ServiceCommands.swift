@@ -15,7 +15,9 @@ struct Coordinator: ParsableCommand {
         every step carries all running requests' tokens, one exchange per worker per MoE layer.
 
         Examples:
-          expertmesh coordinator --model DIR --listen tcp://0.0.0.0:5555 --http 0.0.0.0:8080 --min-workers 3
+          expertmesh coordinator --model DIR --listen tcp://0.0.0.0:5555 --http 0.0.0.0:8080 --min-workers 3 \\
+              --curve-secret-key keys/coordinator.key_secret --authorized-keys keys/workers
+          expertmesh coordinator --model DIR --listen tcp://10.0.0.1:5555 --min-workers 3 --insecure
           expertmesh coordinator --model DIR --listen tcp://127.0.0.1:5555 --http 127.0.0.1:8080 --wire-dtype bf16
           expertmesh coordinator --model DIR --min-workers 2 --max-running 32 --kv-cache-memory 4GiB
           expertmesh coordinator --model DIR --min-workers 2 --precision f32 --dense-dtype int8
@@ -29,8 +31,10 @@ struct Coordinator: ParsableCommand {
 
     @OptionGroup var api: APIArguments
 
-    @Option(help: "ZeroMQ endpoint workers connect to.")
-    var listen = "tcp://0.0.0.0:5555"
+    @Option(help: ArgumentHelp("""
+        ZeroMQ endpoint workers connect to. An address other hosts can reach needs CURVE keys, or --insecure.
+        """, valueName: "tcp://HOST:PORT"))
+    var listen = "tcp://127.0.0.1:5555"
 
     @Option(help: "Workers to wait for before assigning experts. Default: 1, or the number --spawn-workers starts.")
     var minWorkers: Int?
@@ -53,6 +57,8 @@ struct Coordinator: ParsableCommand {
 
     @OptionGroup var curve: CoordinatorCurveOptions
 
+    @OptionGroup var plainTCP: InsecureOption
+
     @Option(help: ArgumentHelp("""
         Dtype of the activations sent to workers: bf16 (half of f32's bytes; lossless for bf16 weights under \
         --precision bf16, whose kernels round activations to bf16 anyway), f16 or f32 (results identical to one \
@@ -73,6 +79,8 @@ struct Coordinator: ParsableCommand {
 
     func validate() throws {
         if let minWorkers, minWorkers < 1 { throw ValidationError("--min-workers must be at least 1") }
+        _ = try plainTCP.check(listen, option: "--listen", keyed: curve.curveSecretKey != nil,
+                               role: "can join as a worker and read every activation")
         guard replicas >= 1 else { throw ValidationError("--replicas must be at least 1") }
         if replicas > (minWorkers ?? max(1, spawnWorkers)) {
             throw ValidationError("--replicas \(replicas) needs at least \(replicas) workers: raise --min-workers (or --spawn-workers)")
@@ -97,6 +105,10 @@ struct Coordinator: ParsableCommand {
         options.replicas = replicas
         let log = logLine("coordinator")
         log(compute.apply(decodeDefault: .tiles))
+        if let warning = try? plainTCP.check(listen, option: "--listen", keyed: curve.curveSecretKey != nil,
+                                             role: "can join as a worker and read every activation") {
+            log(warning)
+        }
         try reportingErrors {
             options.security = try curve.security(log: log)
             var spawned: SpawnedWorkers?
@@ -164,10 +176,11 @@ struct WorkerCommand: ParsableCommand {
         its assigned experts. It reconnects with backoff if the coordinator goes away.
 
         Examples:
-          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --name gpu-box-1
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --name gpu-box-1 \\
+              --curve-secret-key keys/gpu-box-1.key_secret --coordinator-key keys/coordinator.key
           expertmesh worker --coordinator tcp://127.0.0.1:5555 --model DIR --threads 2
-          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --weights-dtype int8
-          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --health 0.0.0.0:8081
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --weights-dtype int8 --insecure
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --health 0.0.0.0:8081 --insecure
         """)
 
     @Option(help: "The coordinator's ZeroMQ endpoint.")
@@ -190,6 +203,8 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var curve: WorkerCurveOptions
 
+    @OptionGroup var plainTCP: InsecureOption
+
     @Flag(help: .hidden)
     var exitWithParent = false
 
@@ -199,6 +214,8 @@ struct WorkerCommand: ParsableCommand {
         }
         if let name, name.isEmpty || name.utf8.count > 255 { throw ValidationError("--name must be 1 to 255 bytes") }
         if let health { _ = try parseHostPort(health, option: "--health") }
+        _ = try plainTCP.check(coordinator, option: "--coordinator", keyed: curve.curveSecretKey != nil,
+                               role: "on the path can read the activations and pose as the coordinator")
     }
 
     func run() throws {
@@ -209,6 +226,10 @@ struct WorkerCommand: ParsableCommand {
         let parentGone = { exitWithParent && getppid() != parent }
         let log = logLine("worker \(workerName)")
         log(compute.apply())
+        if let warning = try? plainTCP.check(coordinator, option: "--coordinator", keyed: curve.curveSecretKey != nil,
+                                             role: "on the path can read the activations and pose as the coordinator") {
+            log(warning)
+        }
         try reportingErrors {
             var options = WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
                                         expertFormat: weights.experts)

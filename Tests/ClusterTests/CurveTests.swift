@@ -125,6 +125,28 @@ final class CurveTests: XCTestCase {
         }
     }
 
+    func testPlainTCPBeyondLoopbackNeedsInsecureAndWarns() throws {
+        let model = Harness.fixture("mixtral").path
+        for arguments in [["coordinator", "--model", model, "--listen", "tcp://0.0.0.0:\(Harness.freePort())"],
+                          ["worker", "--model", model, "--coordinator", "tcp://10.255.255.1:5555"]] {
+            let refused = try ChildProcess(try Harness.binary(), arguments, name: "plain-tcp")
+            refused.waitForExit(timeout: 10)
+            XCTAssertNotEqual(refused.process.terminationStatus, 0)
+            XCTAssertTrue(refused.log.contains("can be reached from other hosts, and without CURVE keys"), refused.log)
+            XCTAssertTrue(refused.log.contains("or --insecure on a network you trust"), refused.log)
+        }
+        let allowed = try ChildProcess(try Harness.binary(), ["coordinator", "--model", model, "--listen",
+                                                              "tcp://0.0.0.0:\(Harness.freePort())", "--insecure",
+                                                              "--http", "127.0.0.1:\(Harness.freePort())"], name: "insecure")
+        defer { allowed.kill(signal: SIGTERM) }
+        let deadline = Date().addingTimeInterval(20)
+        while !allowed.log.contains("waiting for workers"), allowed.process.isRunning, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTAssertTrue(allowed.log.contains("WARNING: plain TCP on tcp://0.0.0.0:"), allowed.log)
+        XCTAssertTrue(allowed.process.isRunning, allowed.log)
+    }
+
     func testHalfAKeyPairIsRefusedClearly() throws {
         let directory = try keys()
         let refused = try ChildProcess(try Harness.binary(), ["worker", "--coordinator", "tcp://127.0.0.1:1", "--model",

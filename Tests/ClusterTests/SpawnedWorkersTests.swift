@@ -22,7 +22,7 @@ final class SpawnedWorkersTests: XCTestCase {
         let http = Harness.freePort()
         let url = "http://127.0.0.1:\(http)"
         let coordinator = try ChildProcess(try Harness.binary(), [
-            "coordinator", "--model", Harness.fixture("mixtral").path, "--listen", "tcp://0.0.0.0:\(Harness.freePort())",
+            "coordinator", "--model", Harness.fixture("mixtral").path, "--listen", "tcp://0.0.0.0:\(Harness.freePort())", "--insecure",
             "--http", "127.0.0.1:\(http)", "--spawn-workers", String(workers), "--precision", "f32", "--start-timeout", "60",
         ], name: "spawning-coordinator")
         let deadline = Date().addingTimeInterval(60)
