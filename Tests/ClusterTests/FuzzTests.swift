@@ -9,6 +9,7 @@ import XCTest
 /// ZeroMQ and HTTP ports and a worker's socket. Afterwards the cluster must still serve correctly.
 final class FuzzTests: XCTestCase {
     var random = SeededGenerator(seed: 2026)
+    static let messagesPerPort = 10_000
 
     func randomBytes(_ count: Int) -> Data { Data((0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }) }
 
@@ -36,6 +37,32 @@ final class FuzzTests: XCTestCase {
             routeOffsets: [0, 1], expertIds: [0], weights: [1])), tensors: [WireTensor(name: "activations", matrix: Matrix(rows: 1, columns: hidden), dtype: .f32)]))
     }
 
+    /// Messages that decode but say something impossible: unknown experts, NaN or infinite
+    /// weights, shapes that do not match the bytes, absurd declared sizes, wrong versions.
+    func hostile(_ round: Int, hidden: Int) -> [Data] {
+        var header = ExpertRequestHeader(requestId: 9, layer: 0, tokenCount: 1, hiddenSize: UInt32(hidden), placement: .output,
+                                         routeOffsets: [0, 1], expertIds: [0], weights: [1])
+        var tensor = WireTensor(name: "activations", matrix: Matrix(rows: 1, columns: hidden), dtype: .f32)
+        switch round % 6 {
+        case 0: header.expertIds = [UInt32(999 + round % 7)]
+        case 1: header.weights = [[Float.nan, .infinity, -.infinity][round % 3]]
+        case 2: tensor.shape = [1 << 40, hidden]
+        case 3: header.tokenCount = UInt32.max
+        case 4: tensor.bytes = tensor.bytes.prefix(Int(random.next() % UInt64(tensor.bytes.count)))
+        default:
+            return WireCodec.encode(WireMessage(.hello(Hello(protocolVersion: UInt32(2 + round % 5), modelFingerprint: "x",
+                                                             workerName: "hostile-\(round % 3)"))))
+        }
+        return WireCodec.encode(WireMessage(.expertRequest(header), tensors: [tensor]))
+    }
+
+    /// Resident memory of a process, from /proc.
+    func residentBytes(_ pid: Int32) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+    }
+
     func testCoordinatorSurvivesGarbageOnBothPorts() throws {
         let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2)
         defer { cluster.stop() }
@@ -45,10 +72,17 @@ final class FuzzTests: XCTestCase {
         try intruder.setRoutingId(Array("intruder".utf8))
         try intruder.connect(cluster.zmqEndpoint)
         let hello = WireCodec.encode(WireMessage(.hello(Hello(modelFingerprint: "bogus", workerName: "intruder"))))
-        for round in 0..<300 {
-            let parts = round % 2 == 0 ? (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 128)) }
-                                       : mutated(round % 4 == 1 ? hello : validRequest(hidden: 48))
+        let before = residentBytes(cluster.coordinator.process.processIdentifier)
+        for round in 0..<Self.messagesPerPort {
+            let parts: [Data]
+            switch round % 3 {
+            case 0: parts = (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 128)) }
+            case 1: parts = mutated(round % 2 == 1 ? hello : validRequest(hidden: 48))
+            default: parts = hostile(round, hidden: 48)
+            }
             try intruder.send(parts)
+            // Keep the socket's queue short: the fuzzer must not measure its own backlog.
+            if round % 500 == 499 { while (try intruder.receive(timeoutMilliseconds: 20)) != nil {} }
         }
         for _ in 0..<50 {
             let port = URL(string: cluster.httpURL)!.port!
@@ -64,6 +98,9 @@ final class FuzzTests: XCTestCase {
         }
         Thread.sleep(forTimeInterval: 0.3)
         XCTAssertTrue(cluster.coordinator.process.isRunning)
+        let after = residentBytes(cluster.coordinator.process.processIdentifier)
+        print("coordinator resident set before/after \(Self.messagesPerPort) messages: \(before / 1_000_000) / \(after / 1_000_000) MB")
+        XCTAssertLessThan(after, before + 32_000_000, "memory grew with hostile messages")
         XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200)
         let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: ["prompt": [1, 2, 3], "max_tokens": 3, "temperature": 0])
         XCTAssertEqual(status, 200, "\(body)\n\(cluster.coordinator.log)")
@@ -81,10 +118,22 @@ final class FuzzTests: XCTestCase {
         guard case .hello(let h) = try WireCodec.decode(Array(hello.dropFirst())).body else { return XCTFail("expected hello") }
         try router.send([identity] + WireCodec.encode(WireMessage(.assignment(Assignment(
             experts: [ExpertKey(layer: 0, expert: 0)], replyDType: .f32, modelFingerprint: h.modelFingerprint, heartbeatIntervalMilliseconds: 1000)))))
-        for round in 0..<400 {
-            let parts = round % 3 == 0 ? (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 200)) } : mutated(validRequest(hidden: 48))
+        // Let the assignment load before measuring.
+        _ = try router.receive(timeoutMilliseconds: 5000)
+        let before = residentBytes(worker.process.processIdentifier)
+        for round in 0..<Self.messagesPerPort {
+            let parts: [Data]
+            switch round % 3 {
+            case 0: parts = (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 200)) }
+            case 1: parts = mutated(validRequest(hidden: 48))
+            default: parts = hostile(round, hidden: 48)
+            }
             try router.send([identity] + parts)
+            if round % 500 == 499 { while (try router.receive(timeoutMilliseconds: 20)) != nil {} }
         }
+        let after = residentBytes(worker.process.processIdentifier)
+        print("worker resident set before/after \(Self.messagesPerPort) messages: \(before / 1_000_000) / \(after / 1_000_000) MB")
+        XCTAssertLessThan(after, before + 32_000_000, "memory grew with hostile messages")
         try router.send([identity] + validRequest(hidden: 48))
         let deadline = Date().addingTimeInterval(20)
         var answered = false
