@@ -6,7 +6,8 @@
 #   3. streams a completion and a chat answer through the OpenAI-style HTTP API,
 #   4. shows `expertmesh status`, then stops every process (also on Ctrl-C).
 #
-# Usage: scripts/demo.sh [--model DIR] [--prompt TEXT] [--question TEXT] [--keep-running] [--binary PATH]
+# Usage: scripts/demo.sh [--model DIR] [--prompt TEXT] [--question TEXT] [--seed N] [--keep-running] [--binary PATH]
+#   --seed N         sampling seed of both answers (default 6; the same seed gives the same text)
 #   --keep-running   leave the cluster up after the demo, until Ctrl-C (try curl against it)
 #   --binary PATH    use this expertmesh binary instead of setting up and building
 # Examples:
@@ -17,14 +18,16 @@ cd "$(dirname "$0")/.."
 model=models/demo
 prompt="The best thing about computers is"
 question="Tell me something about food."
+seed=6
 keep_running=false
 bin=""
 while [ $# -gt 0 ]; do
     case "$1" in
-        --model|--prompt|--question|--binary)
+        --model|--prompt|--question|--seed|--binary)
             [ $# -ge 2 ] || { echo "demo: $1 needs a value (see --help)" >&2; exit 2; }
             case "$1" in
-                --model) model=$2 ;; --prompt) prompt=$2 ;; --question) question=$2 ;; --binary) bin=$2 ;;
+                --model) model=$2 ;; --prompt) prompt=$2 ;; --question) question=$2 ;; --seed) seed=$2 ;;
+                --binary) bin=$2 ;;
             esac
             shift 2 ;;
         --keep-running) keep_running=true; shift ;;
@@ -85,13 +88,13 @@ grep -E "placement|experts across" "$logs/coordinator.log" | sed 's/^[^]]*] /   
 
 echo
 echo "== a completion, streamed: \"$prompt\""
-"$bin" generate --server "$url" --prompt "$prompt" --max-tokens 48 --temperature 0.7 --top-p 0.9 --seed 7 --stream
+"$bin" generate --server "$url" --prompt "$prompt" --max-tokens 48 --temperature 0.7 --top-p 0.9 --seed "$seed" --stream
 echo
 echo
 echo "== a chat, streamed: \"$question\""
 curl -sN "$url/v1/chat/completions" -H 'Content-Type: application/json' \
     -d "$(python3 -c 'import json, sys; print(json.dumps({"messages": [{"role": "user", "content": sys.argv[1]}],
-        "max_tokens": 64, "temperature": 0.7, "top_p": 0.9, "seed": 7, "stream": True}))' "$question")" \
+        "max_tokens": 64, "temperature": 0.7, "top_p": 0.9, "seed": int(sys.argv[2]), "stream": True}))' "$question" "$seed")" \
     | python3 -u -c 'import json, sys
 for line in sys.stdin:
     if line.startswith("data: {"):
