@@ -6,7 +6,12 @@ import MeshWire
 
 public struct ClusterError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// Experts the error is about that no live worker holds (a wait may cure it).
+    public var unserved: [ExpertKey] = []
+    public init(_ description: String, unserved: [ExpertKey] = []) {
+        self.description = description
+        self.unserved = unserved
+    }
 }
 
 /// The coordinator's side of the mesh: the ROUTER socket, the worker table and the placement.
@@ -63,6 +68,16 @@ public final class Cluster {
     }
 
     private var zap: ZAPHandler?
+    /// Seconds a lost worker may take to come back before its experts move to the surviving workers
+    /// (nil: they never move; a worker of the same name, or a new one, must take its place).
+    public var reassignAfter: Double? = 10
+    /// Seconds a request waits for an expert no live worker holds before it fails.
+    public var unservedTimeout: Double = 30
+    /// Since when some expert has had no live replica (nil: every expert has one).
+    private var unservedSince: Double?
+    /// When each worker of the placement was lost, until it is ready again or replaced.
+    private var lostAt: [String: Double] = [:]
+    private var expertBytes: [ExpertKey: Int] { Dictionary(uniqueKeysWithValues: expertSizes.map { ($0.key, $0.bytes) }) }
 
     public init(model: LoadedModel, listen endpoint: String, wireDType: DType, replyDType: DType = .f32,
                 heartbeatInterval: Double = 1.0, security: Security? = nil, log: @escaping @Sendable (String) -> Void) throws {
@@ -108,6 +123,18 @@ public final class Cluster {
 
     /// A line in the coordinator's log.
     public func note(_ message: String) { log(message) }
+
+    /// Why requests must fail now: some expert has had no live replica for `unservedTimeout`
+    /// seconds. Before that they wait for it to find a home (nil).
+    public func failureReason() -> String? {
+        guard let reason = unservedReason else {
+            unservedSince = nil
+            return nil
+        }
+        let now = Date().timeIntervalSince1970
+        if unservedSince == nil { unservedSince = now }
+        return now - unservedSince! >= unservedTimeout ? reason : nil
+    }
 
     /// Ready and heard from lately: it gets work.
     public func isServing(_ name: String) -> Bool {
@@ -298,6 +325,7 @@ public final class Cluster {
             guard let worker = workers[name], worker.ready, !worker.liveness.isAlive else { continue }
             markLost(name, reason: String(format: "silent for %.1f s", worker.liveness.silence(at: now)))
         }
+        try maintainPlacement(now: now)
         if now - lastStatusRequest >= Self.statusInterval {
             lastStatusRequest = now
             for worker in workers.values where worker.ready {
@@ -312,17 +340,45 @@ public final class Cluster {
         }
     }
 
+    /// Gives lost workers' experts a new home: a worker that joined since (not in the placement)
+    /// takes over a lost one's whole share at once; after `reassignAfter` seconds the surviving
+    /// workers share it out. Each affected worker is sent its new assignment.
+    private func maintainPlacement(now: Double) throws {
+        guard !placement.replicas.isEmpty, !lostAt.isEmpty else { return }
+        for lost in lostAt.keys.sorted() {
+            let newcomers = workers.values.filter { !placement.workers.contains($0.name) && $0.liveness.isAlive && $0.faulty == nil }
+            if let newcomer = newcomers.map(\.name).sorted().first {
+                placement = placement.replacing(lost, with: newcomer)
+                lostAt[lost] = nil
+                log("worker '\(newcomer)' takes over the \(placement.experts(of: newcomer).count) experts of lost worker '\(lost)'")
+                try assign(newcomer)
+            } else if let reassignAfter, let since = lostAt[lost], now - since >= reassignAfter {
+                let survivors = placement.workers.filter { $0 != lost && isServing($0) }
+                guard !survivors.isEmpty else { continue }
+                let before = placement
+                placement = placement.reassigning(lost, to: survivors, bytes: expertBytes)
+                lostAt[lost] = nil
+                let changed = survivors.filter { before.experts(of: $0) != placement.experts(of: $0) }
+                log(String(format: "worker '%@' lost for %.0f s: its %d experts move to %@", lost, now - since,
+                           before.experts(of: lost).count, changed.joined(separator: ", ")))
+                for name in changed { try assign(name) }
+            }
+        }
+    }
+
     /// A worker whose results cannot be trusted: it gets no more work until it says hello again.
     public func markFaulty(_ name: String, reason: String) {
         guard workers[name]?.ready == true else { return }
         workers[name]?.ready = false
         workers[name]?.faulty = reason
+        if placement.workers.contains(name) { lostAt[name] = Date().timeIntervalSince1970 }
         log("worker '\(name)' is faulty, its results discarded: \(reason)")
     }
 
     private func markLost(_ name: String, reason: String) {
         guard workers[name]?.ready == true else { return }
         workers[name]?.ready = false
+        if placement.workers.contains(name) { lostAt[name] = Date().timeIntervalSince1970 }
         log("worker '\(name)' lost: \(reason)")
     }
 
@@ -359,6 +415,7 @@ public final class Cluster {
         case .ready(let ready):
             guard workers[name] != nil else { return }
             workers[name]?.ready = ready.experts == placement.experts(of: name)
+            if workers[name]?.ready == true { lostAt[name] = nil }
             workers[name]?.experts = ready.experts
             workers[name]?.residentBytes = ready.residentBytes
             log(String(format: "worker '%@' ready: %d experts, %.1f MB of expert weights, resident set %.1f MB",

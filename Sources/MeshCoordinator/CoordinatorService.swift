@@ -15,6 +15,10 @@ public struct CoordinatorOptions: Sendable {
     public var replicas = 1
     /// CURVE on the workers' port (nil: plain TCP).
     public var security: Cluster.Security?
+    /// Seconds before a lost worker's experts move to the survivors (nil: never).
+    public var reassignAfter: Double? = 10
+    /// Seconds a request waits for an expert no live worker holds.
+    public var unservedTimeout: Double = 30
     public var wireDType: DType
     public var replyDType: DType
     public var startTimeout: Double
@@ -57,6 +61,8 @@ public final class CoordinatorService: Sendable {
         _ = try model.loadAllExpertsChecked()
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType,
                                   replyDType: options.replyDType, security: options.security, log: log)
+        cluster.reassignAfter = options.reassignAfter
+        cluster.unservedTimeout = options.unservedTimeout
         log("listening for workers on \(cluster.endpoint)"
             + (options.security.map { " with CURVE (\($0.authorizedKeys.count) authorized worker keys)" } ?? "")
             + " (activations sent in \(options.wireDType.displayName), "
@@ -92,7 +98,8 @@ public final class CoordinatorService: Sendable {
             log("stopped before the cluster was complete")
             return
         }
-        try runner.run(until: frontEnd, unservedReason: { cluster.unservedReason }, betweenSteps: { [workerTable] in
+        try runner.run(until: frontEnd, unservedReason: { cluster.unservedReason },
+                       failureReason: { cluster.failureReason() }, betweenSteps: { [workerTable] in
             try cluster.pump(timeoutMilliseconds: 0)
             workerTable.value = cluster.workerSummary
         })

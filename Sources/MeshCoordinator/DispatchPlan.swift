@@ -38,7 +38,8 @@ public struct DispatchPlan: Sendable {
                     let key = ExpertKey(layer: layer, expert: expert)
                     let holders = expert >= 0 && expert < replicas.count ? replicas[expert].map { placement.workers[$0] } : []
                     throw ClusterError(holders.isEmpty ? "\(key) is not assigned to any worker"
-                                       : "\(key) has no live replica: worker(s) \(holders.joined(separator: ", ")) holding it are lost")
+                                       : "\(key) has no live replica: worker(s) \(holders.joined(separator: ", ")) holding it are lost",
+                                       unserved: [key])
                 }
                 if all[d].tokens.last != token {
                     all[d].tokens.append(token)

@@ -47,6 +47,30 @@ public struct Placement: Sendable, Equatable {
         return Placement(replicas: chosen)
     }
 
+    /// The placement with `lost`'s experts moved to `survivors`: each to the one with the fewest
+    /// bytes that does not hold it yet (ties: name order), so every expert keeps as many replicas as
+    /// it can. Experts every survivor already holds just lose that replica.
+    public func reassigning(_ lost: String, to survivors: [String], bytes: [ExpertKey: Int]) -> Placement {
+        var load = Dictionary(uniqueKeysWithValues: survivors.map { name in
+            (name, experts(of: name).reduce(0) { $0 + (bytes[$1] ?? 0) })
+        })
+        var moved = replicas
+        for key in experts(of: lost) {
+            var holders = moved[key]!.filter { $0 != lost }
+            if let target = survivors.filter({ !holders.contains($0) }).min(by: { (load[$0]!, $0) < (load[$1]!, $1) }) {
+                holders.append(target)
+                load[target]! += bytes[key] ?? 0
+            }
+            moved[key] = holders
+        }
+        return Placement(replicas: moved.filter { !$0.value.isEmpty })
+    }
+
+    /// The placement with `newcomer` holding exactly what `lost` held.
+    public func replacing(_ lost: String, with newcomer: String) -> Placement {
+        Placement(replicas: replicas.mapValues { $0.map { $0 == lost ? newcomer : $0 } })
+    }
+
     public func experts(of worker: String) -> [ExpertKey] {
         replicas.filter { $0.value.contains(worker) }.map(\.key).sorted()
     }

@@ -1,3 +1,4 @@
+import Foundation
 import MeshModels
 import MeshTensors
 import MeshWire
@@ -44,12 +45,7 @@ public final class RemoteExpertBackend: ExpertBackend {
     /// slow while others can do the work), sends one message per worker, records them in `handle`;
     /// returns the new requests (id → worker).
     private func send(_ routes: [TokenRoute], into handle: inout Handle, avoiding: Set<String> = []) throws -> [UInt64: String] {
-        let placement = cluster.placement
-        let usable = placement.workers.map { !avoiding.contains($0) && cluster.isServing($0) }
-        let preferred = placement.workers.indices.map { usable[$0] && !cluster.isOnProbation(placement.workers[$0]) }
-        let layer = handle.request.layer
-        let plan = try (try? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { preferred[$0] }))
-            ?? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { usable[$0] })
+        let plan = try plan(routes, layer: handle.request.layer, avoiding: avoiding)
         var messages: [(worker: String, requestId: UInt64, message: WireMessage)] = []
         for destination in plan.destinations {
             let id = nextRequestId
@@ -61,6 +57,24 @@ public final class RemoteExpertBackend: ExpertBackend {
         }
         try cluster.send(messages)
         return Dictionary(uniqueKeysWithValues: messages.map { ($0.requestId, $0.worker) })
+    }
+
+    /// The exchange's layout over the serving replicas (but `avoiding`; workers on probation only
+    /// if no one else can). An expert no live worker holds is waited for, while the cluster finds
+    /// it a new home, up to `unservedTimeout`; then the request fails.
+    private func plan(_ routes: [TokenRoute], layer: Int, avoiding: Set<String>) throws -> DispatchPlan {
+        let deadline = Date().addingTimeInterval(cluster.unservedTimeout)
+        while true {
+            let placement = cluster.placement
+            let usable = placement.workers.map { !avoiding.contains($0) && cluster.isServing($0) }
+            let preferred = placement.workers.indices.map { usable[$0] && !cluster.isOnProbation(placement.workers[$0]) }
+            do {
+                return try (try? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { preferred[$0] }))
+                    ?? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { usable[$0] })
+            } catch let error as ClusterError where !error.unserved.isEmpty && avoiding.isEmpty && Date() < deadline {
+                try cluster.pump(timeoutMilliseconds: 50)
+            }
+        }
     }
 
     /// The tokens, experts and weights of some requests, as routes to plan again.

@@ -59,22 +59,21 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
     }
 
     /// The engine loop, on the calling thread, until the HTTP front end has stopped.
-    /// `unservedReason` says why the engine cannot serve now (nil: it can; otherwise running
-    /// requests fail with it); `betweenSteps` runs after every step and idle turn. Once shutdown
+    /// `unservedReason` says why the engine cannot serve now (nil: it can; `/health` says it);
+    /// `failureReason` why requests must fail now rather than wait (by default the same);
+    /// `betweenSteps` runs after every step and idle turn. Once shutdown
     /// begins, new requests are refused and running ones finish, or fail after the drain timeout.
     public func run(until frontEnd: HTTPFrontEnd, unservedReason: () -> String? = { nil },
-                    betweenSteps: () throws -> Void = {}) throws {
+                    failureReason: (() -> String?)? = nil, betweenSteps: () throws -> Void = {}) throws {
         var lastLog = ContinuousClock.now
         var drainStart: ContinuousClock.Instant?
         while !frontEnd.isStopped {
-            let clusterReason = unservedReason()
+            let clusterReason = failureReason.map { $0() } ?? unservedReason()
             if drainStart == nil, frontEnd.drainRequested {
                 drainStart = .now
                 log("shutting down: finishing \(engine.stats.running + engine.stats.waiting) request(s), "
                     + "at most \(Int(frontEnd.drainTimeout)) s")
             }
-            // Requests taken before shutdown began are finished; `submit` refuses new ones.
-            let reason = drainStart != nil ? "the server is shutting down" : clusterReason
             lock.lock()
             let arrived = inbox
             inbox = []
@@ -107,7 +106,9 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
                 _ = wake.wait(timeout: .now() + 0.05)
             }
             try betweenSteps()
-            publish(reason)
+            // Asked again: a step can take long, and the cluster may have changed meanwhile.
+            // Requests taken before shutdown began are finished; `submit` refuses new ones.
+            publish(drainStart != nil ? "the server is shutting down" : unservedReason())
             if engine.hasWork, (ContinuousClock.now - lastLog).seconds >= Self.logInterval {
                 lastLog = ContinuousClock.now
                 log(Self.describe(engine.stats))

@@ -47,6 +47,15 @@ struct Coordinator: ParsableCommand {
     var replicas = 1
 
     @Option(help: ArgumentHelp("""
+        Seconds a lost worker may take to come back before its experts are loaded by the surviving workers \
+        (from their own model copies), or 'never'. A worker that joins meanwhile takes over a lost one's experts at once.
+        """, valueName: "SECONDS|never"))
+    var reassignAfter = "10"
+
+    @Option(help: "Seconds a request waits for experts no live worker holds (while they are moved) before it fails with 503.")
+    var unservedTimeout: Double = 30
+
+    @Option(help: ArgumentHelp("""
         Start this many worker processes on this machine with the coordinator (named local-1 …), and stop them \
         with it: a cluster on one machine for trials. They share the cores (--threads each: all cores divided \
         among them, unless --threads is given) and take --precision and --kernels from here.
@@ -81,6 +90,10 @@ struct Coordinator: ParsableCommand {
         if let minWorkers, minWorkers < 1 { throw ValidationError("--min-workers must be at least 1") }
         _ = try plainTCP.check(listen, option: "--listen", keyed: curve.curveSecretKey != nil,
                                role: "can join as a worker and read every activation")
+        guard reassignAfter == "never" || (Double(reassignAfter) ?? -1) >= 0 else {
+            throw ValidationError("--reassign-after must be a number of seconds or 'never', got '\(reassignAfter)'")
+        }
+        guard unservedTimeout >= 0 else { throw ValidationError("--unserved-timeout must be at least 0") }
         guard replicas >= 1 else { throw ValidationError("--replicas must be at least 1") }
         if replicas > (minWorkers ?? max(1, spawnWorkers)) {
             throw ValidationError("--replicas \(replicas) needs at least \(replicas) workers: raise --min-workers (or --spawn-workers)")
@@ -103,6 +116,8 @@ struct Coordinator: ParsableCommand {
             replyDType: DType(name: replyDtype)!, startTimeout: startTimeout, serving: serving.options,
             denseFormat: dense.dense)
         options.replicas = replicas
+        options.reassignAfter = Double(reassignAfter)
+        options.unservedTimeout = unservedTimeout
         let log = logLine("coordinator")
         log(compute.apply(decodeDefault: .tiles))
         if let warning = try? plainTCP.check(listen, option: "--listen", keyed: curve.curveSecretKey != nil,

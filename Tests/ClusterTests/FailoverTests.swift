@@ -21,14 +21,16 @@ final class FailoverTests: XCTestCase {
 
     /// Requests back to back while `fail` strikes a worker; every one must give `reference`.
     /// `restore` undoes the failure before the cluster stops (a frozen process cannot stop).
+    @discardableResult
     func assertRequestsSurvive(_ fail: (LoopbackCluster) -> Void, recovery: Double, restore: () -> Void = {},
-                               expectLog: String = "to replicas", maximumRequestSeconds: Double? = nil) throws {
+                               expectLog: String = "to replicas", maximumRequestSeconds: Double? = nil,
+                               replicas: Int = 2, coordinatorArguments: [String] = []) throws -> [[String: Any]] {
         let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 3, precision: "f32",
-                                          coordinatorArguments: ["--replicas", "2"])
+                                          coordinatorArguments: ["--replicas", String(replicas)] + coordinatorArguments)
         defer { cluster.stop() }
         defer { restore() }
         try cluster.waitHealthy()
-        XCTAssertTrue(cluster.coordinator.log.contains("each on 2 of them"), cluster.coordinator.log)
+        XCTAssertEqual(cluster.coordinator.log.contains("each on 2 of them"), replicas == 2, cluster.coordinator.log)
         let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request)
         XCTAssertEqual(status, 200, "\(body)")
         let reference = try XCTUnwrap((body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int])
@@ -65,8 +67,65 @@ final class FailoverTests: XCTestCase {
             let slowest = answers.map(\.seconds).max() ?? 0
             XCTAssertLessThan(slowest, maximumRequestSeconds, "a request waited out the failure")
         }
-        XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200, "one worker down of 3 with 2 replicas still serves")
+        let health = Harness.http("GET", cluster.httpURL + "/health")
+        XCTAssertEqual(health.status, 200, "one worker down of 3 still serves")
         XCTAssertTrue(cluster.coordinator.process.isRunning)
+        return health.body["workers"] as? [[String: Any]] ?? []
+    }
+
+    /// Without replicas, a lost worker's experts move to the survivors after --reassign-after while
+    /// the requests that need them wait; with replicas, moving them restores the replication factor.
+    func testALostWorkersExpertsMoveToTheSurvivorsWhileRequestsWait() throws {
+        for replicas in [1, 2] {
+            let workers = try assertRequestsSurvive({ $0.workers[1].kill(signal: SIGKILL) }, recovery: 7,
+                                                    expectLog: "experts move to", replicas: replicas,
+                                                    coordinatorArguments: ["--reassign-after", "1"])
+            let serving = workers.filter { $0["ready"] as? Bool == true }
+            XCTAssertEqual(serving.compactMap { $0["name"] as? String }.sorted(), ["worker-1", "worker-3"])
+            XCTAssertEqual(serving.compactMap { $0["experts"] as? Int }.reduce(0, +), 16 * replicas,
+                           "every expert on \(replicas) live workers again: \(workers)")
+        }
+    }
+
+    func testANewWorkerTakesOverALostWorkersExperts() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2, precision: "f32",
+                                          coordinatorArguments: ["--reassign-after", "never"])
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        let held = Harness.http("GET", cluster.httpURL + "/health").body["workers"] as? [[String: Any]] ?? []
+        let lostCount = try XCTUnwrap(held.first { $0["name"] as? String == "worker-1" }?["experts"] as? Int)
+        cluster.workers[0].kill(signal: SIGKILL)
+        let deadline = Date().addingTimeInterval(15)
+        while Harness.http("GET", cluster.httpURL + "/health", timeout: 2).status == 200, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        try cluster.addWorker(name: "fresh")
+        try cluster.waitHealthy()
+        XCTAssertTrue(cluster.coordinator.log.contains("worker 'fresh' takes over the \(lostCount) experts of lost worker 'worker-1'"),
+                      cluster.coordinator.log)
+        let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request)
+        XCTAssertEqual(status, 200, "\(body)")
+    }
+
+    func testRequestsForExpertsNobodyHoldsFailAfterTheTimeoutNamingThem() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2, precision: "f32",
+                                          coordinatorArguments: ["--reassign-after", "never", "--unserved-timeout", "1"])
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        cluster.workers[0].kill(signal: SIGKILL)
+        Thread.sleep(forTimeInterval: 0.5)
+        let started = Date()
+        let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request)
+        XCTAssertEqual(status, 503, "\(body)")
+        let message = ((body["error"] as? [String: Any])?["message"] as? String) ?? ""
+        XCTAssertTrue(message.contains("has no live replica: worker(s) worker-1 holding it are lost"), message)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "the wait is bounded by --unserved-timeout")
+        XCTAssertTrue(cluster.coordinator.process.isRunning)
+        // It serves again as soon as the worker returns.
+        try cluster.addWorker(name: "worker-1")
+        try cluster.waitHealthy()
+        let again = Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request)
+        XCTAssertEqual(again.status, 200, "\(again.body)\n\(cluster.coordinator.log)")
     }
 
     func testAWorkerKilledMidRequestCostsNoRequestAndNoToken() throws {

@@ -175,8 +175,12 @@ final class LoopbackClusterTests: XCTestCase {
         XCTAssertEqual(workers.compactMap { $0["experts"] as? Int }.reduce(0, +), 16, "2 layers x 8 experts, each on one worker")
     }
 
+    /// With experts never moved and no wait for them (FailoverTests covers both), a lost worker's
+    /// experts are simply unserved.
+    static let failFast = ["--reassign-after", "never", "--unserved-timeout", "0"]
+
     func testWorkerKilledDuringGenerationFailsThatRequestWithin5Seconds() throws {
-        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2)
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2, coordinatorArguments: Self.failFast)
         defer { cluster.stop() }
         try cluster.waitHealthy()
         final class Box: @unchecked Sendable { var status = 0; var body: [String: Any] = [:] }
@@ -202,7 +206,7 @@ final class LoopbackClusterTests: XCTestCase {
     }
 
     func testKilledWorkerTurnsHealthTo503AndRequestsFailCleanly() throws {
-        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2)
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2, coordinatorArguments: Self.failFast)
         defer { cluster.stop() }
         try cluster.waitHealthy()
         cluster.workers[0].kill(signal: SIGKILL)
