@@ -23,6 +23,8 @@ public final class Cluster {
         public var ready = false
         public var experts: [ExpertKey] = []
         public var residentBytes: UInt64 = 0
+        /// Expert bytes (as the checkpoint stores them) it may hold; 0: no limit.
+        public var capacityBytes: UInt64 = 0
         public var liveness: Liveness
         /// Why its results were discarded, if they were.
         public var faulty: String?
@@ -78,6 +80,8 @@ public final class Cluster {
     /// When each worker of the placement was lost, until it is ready again or replaced.
     private var lostAt: [String: Double] = [:]
     private var expertBytes: [ExpertKey: Int] { Dictionary(uniqueKeysWithValues: expertSizes.map { ($0.key, $0.bytes) }) }
+    /// The bytes of experts each worker said it may hold (0: no limit).
+    private var capacities: [String: Int] { workers.mapValues { Int(clamping: $0.capacityBytes) } }
 
     public init(model: LoadedModel, listen endpoint: String, wireDType: DType, replyDType: DType = .f32,
                 heartbeatInterval: Double = 1.0, security: Security? = nil, log: @escaping @Sendable (String) -> Void) throws {
@@ -168,7 +172,8 @@ public final class Cluster {
             guard Date() < deadline else { throw ClusterError("only \(workers.count) of \(minimum) workers connected within \(Int(timeout)) s; start more workers with `expertmesh worker --coordinator \(endpoint) --model DIR`") }
             try pump(timeoutMilliseconds: 200)
         }
-        placement = Placement.balanced(experts: expertSizes, workers: Array(workers.keys), replicas: replicas)
+        placement = try Placement.balanced(experts: expertSizes, workers: Array(workers.keys), replicas: replicas,
+                                           capacity: capacities)
         progress("placement:\n  " + placement.summary.joined(separator: "\n  "))
         for name in placement.workers { try assign(name) }
         while placement.workers.contains(where: { workers[$0]?.ready != true }) {
@@ -356,7 +361,7 @@ public final class Cluster {
                 let survivors = placement.workers.filter { $0 != lost && isServing($0) }
                 guard !survivors.isEmpty else { continue }
                 let before = placement
-                placement = placement.reassigning(lost, to: survivors, bytes: expertBytes)
+                placement = placement.reassigning(lost, to: survivors, bytes: expertBytes, capacity: capacities)
                 lostAt[lost] = nil
                 let changed = survivors.filter { before.experts(of: $0) != placement.experts(of: $0) }
                 log(String(format: "worker '%@' lost for %.0f s: its %d experts move to %@", lost, now - since,
@@ -409,7 +414,8 @@ public final class Cluster {
                 return
             }
             let known = workers[name] != nil
-            workers[name] = WorkerEntry(routingId: routingId, name: name, liveness: Liveness(interval: heartbeatInterval, now: now))
+            workers[name] = WorkerEntry(routingId: routingId, name: name, capacityBytes: hello.capacityBytes,
+                                        liveness: Liveness(interval: heartbeatInterval, now: now))
             log("worker '\(name)' \(known ? "reconnected" : "connected")")
             if !placement.experts(of: name).isEmpty { try? assign(name) }
         case .ready(let ready):

@@ -33,31 +33,52 @@ public struct Placement: Sendable, Equatable {
 
     /// Balanced by bytes and deterministic for the same worker names: experts in (layer, expert)
     /// order, each to the `replicas` distinct workers with the fewest assigned bytes so far (ties:
-    /// name order). With fewer workers than `replicas`, each expert is on every worker.
-    public static func balanced(experts: [(key: ExpertKey, bytes: Int)], workers: [String], replicas: Int = 1) -> Placement {
+    /// name order) that have room for it (`capacity`: bytes a worker may hold; absent or 0: no
+    /// limit). With fewer workers than `replicas`, each expert is on every worker. Throws when the
+    /// experts do not fit.
+    public static func balanced(experts: [(key: ExpertKey, bytes: Int)], workers: [String], replicas: Int = 1,
+                                capacity: [String: Int] = [:]) throws -> Placement {
         let names = workers.sorted()
         guard !names.isEmpty else { return Placement(replicas: [:]) }
         var load = Dictionary(uniqueKeysWithValues: names.map { ($0, 0) })
         var chosen: [ExpertKey: [String]] = [:]
+        let needed = min(max(1, replicas), names.count)
         for expert in experts.sorted(by: { $0.key < $1.key }) {
-            let targets = names.sorted { (load[$0]!, $0) < (load[$1]!, $1) }.prefix(max(1, replicas))
+            let roomy = names.filter { fits(expert.bytes, on: $0, load: load, capacity: capacity) }
+            let targets = roomy.sorted { (load[$0]!, $0) < (load[$1]!, $1) }.prefix(needed)
+            guard targets.count == needed else {
+                let total = experts.reduce(0) { $0 + $1.bytes } * needed
+                throw ClusterError(String(format: "the experts do not fit the workers' --max-expert-memory: %@ needs room on %d "
+                    + "workers, %d have it (%.2f GB of experts to place in all); add workers or raise their limits",
+                    "\(expert.key)", needed, roomy.count,
+                    Double(total) / 1e9))
+            }
             chosen[expert.key] = Array(targets)
             for target in targets { load[target]! += expert.bytes }
         }
         return Placement(replicas: chosen)
     }
 
+    static func fits(_ bytes: Int, on worker: String, load: [String: Int], capacity: [String: Int]) -> Bool {
+        guard let limit = capacity[worker], limit > 0 else { return true }
+        return load[worker, default: 0] + bytes <= limit
+    }
+
     /// The placement with `lost`'s experts moved to `survivors`: each to the one with the fewest
-    /// bytes that does not hold it yet (ties: name order), so every expert keeps as many replicas as
-    /// it can. Experts every survivor already holds just lose that replica.
-    public func reassigning(_ lost: String, to survivors: [String], bytes: [ExpertKey: Int]) -> Placement {
+    /// bytes that does not hold it yet and has room (ties: name order), so every expert keeps as
+    /// many replicas as it can. Experts no survivor can take just lose that replica.
+    public func reassigning(_ lost: String, to survivors: [String], bytes: [ExpertKey: Int],
+                            capacity: [String: Int] = [:]) -> Placement {
         var load = Dictionary(uniqueKeysWithValues: survivors.map { name in
             (name, experts(of: name).reduce(0) { $0 + (bytes[$1] ?? 0) })
         })
         var moved = replicas
         for key in experts(of: lost) {
             var holders = moved[key]!.filter { $0 != lost }
-            if let target = survivors.filter({ !holders.contains($0) }).min(by: { (load[$0]!, $0) < (load[$1]!, $1) }) {
+            let candidates = survivors.filter {
+                !holders.contains($0) && Self.fits(bytes[key] ?? 0, on: $0, load: load, capacity: capacity)
+            }
+            if let target = candidates.min(by: { (load[$0]!, $0) < (load[$1]!, $1) }) {
                 holders.append(target)
                 load[target]! += bytes[key] ?? 0
             }

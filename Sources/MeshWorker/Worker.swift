@@ -11,6 +11,8 @@ public struct WorkerOptions: Sendable {
     public var heartbeatInterval: Double
     /// How the experts are held (int8: quantised as they load).
     public var expertFormat: WeightFormat
+    /// Expert bytes (as the checkpoint stores them) this worker may hold; 0: no limit.
+    public var capacityBytes: UInt64 = 0
     /// CURVE to the coordinator: this worker's key pair and the coordinator's public key.
     public var curve: (certificate: CurveCertificate, coordinatorKey: String)?
     public init(coordinator: String, modelDirectory: URL, name: String, heartbeatInterval: Double = 1.0,
@@ -63,7 +65,7 @@ public final class Worker {
             let outcome: Outcome
             do {
                 try send(socket, .hello(Hello(modelFingerprint: fingerprint, workerName: options.name,
-                                              threads: UInt32(Parallel.coreCount))))
+                                              capacityBytes: options.capacityBytes, threads: UInt32(Parallel.coreCount))))
                 outcome = try session(socket, context: context, shouldStop: shouldStop, backoff: &backoff)
             } catch let error as TransportError where error.isTimeout {
                 outcome = .lostCoordinator

@@ -220,6 +220,12 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var plainTCP: InsecureOption
 
+    @Option(help: ArgumentHelp("""
+        The most expert bytes (as the checkpoint stores them) the coordinator may place here, e.g. 48GiB, \
+        including experts moved here from a lost worker. Default: no limit.
+        """, valueName: "SIZE"))
+    var maxExpertMemory: String?
+
     @Flag(help: .hidden)
     var exitWithParent = false
 
@@ -229,6 +235,9 @@ struct WorkerCommand: ParsableCommand {
         }
         if let name, name.isEmpty || name.utf8.count > 255 { throw ValidationError("--name must be 1 to 255 bytes") }
         if let health { _ = try parseHostPort(health, option: "--health") }
+        if let maxExpertMemory, ServingArguments.bytes(maxExpertMemory) == nil {
+            throw ValidationError("--max-expert-memory must be a size such as 48GiB, got '\(maxExpertMemory)'")
+        }
         _ = try plainTCP.check(coordinator, option: "--coordinator", keyed: curve.curveSecretKey != nil,
                                role: "on the path can read the activations and pose as the coordinator")
     }
@@ -249,6 +258,7 @@ struct WorkerCommand: ParsableCommand {
             var options = WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
                                         expertFormat: weights.experts)
             options.curve = try curve.curve()
+            options.capacityBytes = maxExpertMemory.flatMap { ServingArguments.bytes($0) }.map { UInt64($0) } ?? 0
             let worker = try Worker(options: options, log: log)
             if let health {
                 let (host, port) = try parseHostPort(health, option: "--health")

@@ -203,6 +203,33 @@ final class FailoverTests: XCTestCase {
         }
     }
 
+    func testWorkersGetNoMoreExpertsThanTheirLimitAndTooSmallLimitsAreAClearError() throws {
+        let fixture = Harness.fixture("mixtral")
+        let cluster = try LoopbackCluster(model: fixture, workers: 0, minWorkers: 2, precision: "f32")
+        defer { cluster.stop() }
+        cluster.workers.append(try ChildProcess(cluster.binary, ["worker", "--coordinator", cluster.zmqEndpoint, "--model", fixture.path,
+                                                                 "--name", "small", "--max-expert-memory", "100KiB"], name: "small"))
+        try cluster.addWorker(name: "large")
+        try cluster.waitHealthy()
+        let workers = Harness.http("GET", cluster.httpURL + "/health").body["workers"] as? [[String: Any]] ?? []
+        let held = Dictionary(uniqueKeysWithValues: workers.map { ($0["name"] as? String ?? "", $0["experts"] as? Int ?? 0) })
+        XCTAssertEqual(held["small", default: 0] + held["large", default: 0], 16)
+        XCTAssertLessThan(held["small", default: 99], held["large", default: 0], "\(workers)")
+        XCTAssertEqual(Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request).status, 200)
+
+        let cramped = try LoopbackCluster(model: fixture, workers: 0, minWorkers: 2, precision: "f32",
+                                          coordinatorArguments: ["--replicas", "2"])
+        defer { cramped.stop() }
+        for name in ["tiny-1", "tiny-2"] {
+            cramped.workers.append(try ChildProcess(cramped.binary, ["worker", "--coordinator", cramped.zmqEndpoint, "--model",
+                                                                     fixture.path, "--name", name, "--max-expert-memory", "100KiB"],
+                                                    name: name))
+        }
+        cramped.coordinator.waitForExit(timeout: 30)
+        XCTAssertNotEqual(cramped.coordinator.process.terminationStatus, 0)
+        XCTAssertTrue(cramped.coordinator.log.contains("do not fit the workers' --max-expert-memory"), cramped.coordinator.log)
+    }
+
     func testTooFewWorkersForTheReplicasIsRefusedClearly() throws {
         let refused = try ChildProcess(try Harness.binary(), ["coordinator", "--model", Harness.fixture("mixtral").path,
                                                               "--min-workers", "2", "--replicas", "3"], name: "bad-replicas")

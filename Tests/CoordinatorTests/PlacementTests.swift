@@ -7,8 +7,8 @@ import XCTest
 final class PlacementTests: XCTestCase {
     let experts = (0..<4).flatMap { layer in (0..<8).map { (key: ExpertKey(layer: layer, expert: $0), bytes: 100) } }
 
-    func testEveryExpertOnExactlyOneWorkerBalancedByBytes() {
-        let placement = Placement.balanced(experts: experts, workers: ["c", "a", "b"])
+    func testEveryExpertOnExactlyOneWorkerBalancedByBytes() throws {
+        let placement = try Placement.balanced(experts: experts, workers: ["c", "a", "b"])
         XCTAssertEqual(placement.replicas.count, 32)
         XCTAssertTrue(placement.replicas.values.allSatisfy { $0.count == 1 })
         let counts = Dictionary(grouping: placement.replicas.values.joined(), by: { $0 }).mapValues(\.count)
@@ -18,7 +18,7 @@ final class PlacementTests: XCTestCase {
     }
 
     func testReplicasLandOnDistinctWorkersBalancedByBytes() throws {
-        let placement = Placement.balanced(experts: experts, workers: ["c", "a", "b", "d"], replicas: 2)
+        let placement = try Placement.balanced(experts: experts, workers: ["c", "a", "b", "d"], replicas: 2)
         XCTAssertEqual(placement.replicas.count, 32)
         XCTAssertTrue(placement.replicas.values.allSatisfy { $0.count == 2 && Set($0).count == 2 }, "two distinct workers each")
         let counts = Dictionary(grouping: placement.replicas.values.joined(), by: { $0 }).mapValues(\.count)
@@ -31,20 +31,47 @@ final class PlacementTests: XCTestCase {
         XCTAssertEqual(placement.unserved(serving: Set(placement.workers).subtracting(firstPair)).first,
                        ExpertKey(layer: 0, expert: 0), "losing both of its replicas leaves an expert unserved")
         // More replicas than workers: every expert on every worker.
-        let everywhere = Placement.balanced(experts: experts, workers: ["a", "b"], replicas: 3)
+        let everywhere = try Placement.balanced(experts: experts, workers: ["a", "b"], replicas: 3)
         XCTAssertTrue(everywhere.replicas.values.allSatisfy { Set($0) == ["a", "b"] })
     }
 
-    func testDeterministicForTheSameWorkerNamesInAnyOrder() {
-        let first = Placement.balanced(experts: experts, workers: ["w1", "w2", "w3"])
-        let second = Placement.balanced(experts: experts.reversed(), workers: ["w3", "w1", "w2"])
+    func testWorkersGetNoMoreThanTheirCapacityAndTooLittleRoomIsAClearError() throws {
+        // 32 experts of 100 bytes: "a" may hold 500, "b" and "c" have no limit.
+        let placement = try Placement.balanced(experts: experts, workers: ["a", "b", "c"], capacity: ["a": 500, "b": 0])
+        XCTAssertEqual(placement.experts(of: "a").count, 5)
+        XCTAssertEqual(placement.replicas.count, 32)
+        XCTAssertThrowsError(try Placement.balanced(experts: experts, workers: ["a", "b"], replicas: 2,
+                                                    capacity: ["a": 500, "b": 10_000])) {
+            XCTAssertTrue("\($0)".contains("do not fit the workers' --max-expert-memory"), "\($0)")
+        }
+    }
+
+    func testALostWorkersExpertsMoveToSurvivorsWithRoomOrToANewcomer() throws {
+        let bytes = Dictionary(uniqueKeysWithValues: experts.map { ($0.key, $0.bytes) })
+        let placement = try Placement.balanced(experts: experts, workers: ["a", "b", "c"], replicas: 2)
+        let moved = placement.reassigning("b", to: ["a", "c"], bytes: bytes)
+        XCTAssertEqual(moved.workers, ["a", "c"])
+        XCTAssertTrue(moved.replicas.values.allSatisfy { Set($0) == ["a", "c"] }, "2 replicas on the 2 survivors")
+        // With room for only 2 more experts on "c", the rest keep one replica.
+        let cramped = placement.reassigning("b", to: ["a", "c"], bytes: bytes,
+                                            capacity: ["a": 3200, "c": (placement.experts(of: "c").count + 2) * 100])
+        XCTAssertEqual(cramped.experts(of: "c").count, placement.experts(of: "c").count + 2)
+        XCTAssertEqual(cramped.replicas.count, 32, "no expert is dropped")
+        let replaced = placement.replacing("b", with: "d")
+        XCTAssertEqual(replaced.experts(of: "d"), placement.experts(of: "b"))
+        XCTAssertEqual(replaced.workers, ["a", "c", "d"])
+    }
+
+    func testDeterministicForTheSameWorkerNamesInAnyOrder() throws {
+        let first = try Placement.balanced(experts: experts, workers: ["w1", "w2", "w3"])
+        let second = try Placement.balanced(experts: experts.reversed(), workers: ["w3", "w1", "w2"])
         XCTAssertEqual(first, second)
     }
 
-    func testUnevenExpertSizesBalanceBytesNotCounts() {
+    func testUnevenExpertSizesBalanceBytesNotCounts() throws {
         let sized = [(key: ExpertKey(layer: 0, expert: 0), bytes: 300), (key: ExpertKey(layer: 0, expert: 1), bytes: 100),
                      (key: ExpertKey(layer: 0, expert: 2), bytes: 100), (key: ExpertKey(layer: 0, expert: 3), bytes: 100)]
-        let placement = Placement.balanced(experts: sized, workers: ["a", "b"])
+        let placement = try Placement.balanced(experts: sized, workers: ["a", "b"])
         XCTAssertEqual(placement.experts(of: "a"), [ExpertKey(layer: 0, expert: 0)])
         XCTAssertEqual(placement.experts(of: "b").count, 3)
     }
@@ -104,7 +131,7 @@ final class DispatchPlanTests: XCTestCase {
         }
     }
 
-    func testUnassignedExpertIsAnError() {
+    func testUnassignedExpertIsAnError() throws {
         XCTAssertThrowsError(try DispatchPlan(routes: [TokenRoute(experts: [3], weights: [1])], layer: 0, placement: Placement(owner: [:]))) {
             XCTAssertTrue("\($0)".contains("layer 0 expert 3 is not assigned to any worker"), "\($0)")
         }
