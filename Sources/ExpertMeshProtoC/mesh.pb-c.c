@@ -1727,7 +1727,7 @@ const ProtobufCEnumDescriptor expertmesh__v1__weight_placement__descriptor =
   expertmesh__v1__weight_placement__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue expertmesh__v1__error_code__enum_values_by_number[8] =
+static const ProtobufCEnumValue expertmesh__v1__error_code__enum_values_by_number[9] =
 {
   { "ERROR_CODE_UNSPECIFIED", "EXPERTMESH__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED", 0 },
   { "ERROR_CODE_VERSION_MISMATCH", "EXPERTMESH__V1__ERROR_CODE__ERROR_CODE_VERSION_MISMATCH", 1 },
@@ -1737,16 +1737,18 @@ static const ProtobufCEnumValue expertmesh__v1__error_code__enum_values_by_numbe
   { "ERROR_CODE_LOAD_FAILED", "EXPERTMESH__V1__ERROR_CODE__ERROR_CODE_LOAD_FAILED", 5 },
   { "ERROR_CODE_INTERNAL", "EXPERTMESH__V1__ERROR_CODE__ERROR_CODE_INTERNAL", 6 },
   { "ERROR_CODE_NOT_READY", "EXPERTMESH__V1__ERROR_CODE__ERROR_CODE_NOT_READY", 7 },
+  { "ERROR_CODE_NAME_IN_USE", "EXPERTMESH__V1__ERROR_CODE__ERROR_CODE_NAME_IN_USE", 8 },
 };
 static const ProtobufCIntRange expertmesh__v1__error_code__value_ranges[] = {
-{0, 0},{0, 8}
+{0, 0},{0, 9}
 };
-static const ProtobufCEnumValueIndex expertmesh__v1__error_code__enum_values_by_name[8] =
+static const ProtobufCEnumValueIndex expertmesh__v1__error_code__enum_values_by_name[9] =
 {
   { "ERROR_CODE_INTERNAL", 6 },
   { "ERROR_CODE_LOAD_FAILED", 5 },
   { "ERROR_CODE_MALFORMED", 3 },
   { "ERROR_CODE_MODEL_MISMATCH", 2 },
+  { "ERROR_CODE_NAME_IN_USE", 8 },
   { "ERROR_CODE_NOT_READY", 7 },
   { "ERROR_CODE_UNKNOWN_EXPERT", 4 },
   { "ERROR_CODE_UNSPECIFIED", 0 },
@@ -1759,9 +1761,9 @@ const ProtobufCEnumDescriptor expertmesh__v1__error_code__descriptor =
   "ErrorCode",
   "Expertmesh__V1__ErrorCode",
   "expertmesh.v1",
-  8,
+  9,
   expertmesh__v1__error_code__enum_values_by_number,
-  8,
+  9,
   expertmesh__v1__error_code__enum_values_by_name,
   1,
   expertmesh__v1__error_code__value_ranges,

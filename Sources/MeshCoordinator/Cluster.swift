@@ -70,6 +70,8 @@ public final class Cluster {
     }
 
     private var zap: ZAPHandler?
+    /// Each session's routing id → the name its worker said hello with.
+    private var names: [Data: String] = [:]
     /// Seconds a lost worker may take to come back before its experts move to the surviving workers
     /// (nil: they never move; a worker of the same name, or a new one, must take its place).
     public var reassignAfter: Double? = 10
@@ -388,36 +390,25 @@ public final class Cluster {
     }
 
     private func handle(from routingId: Data, _ frames: [Data]) {
-        let name = String(decoding: routingId, as: UTF8.self)
         let message: WireMessage
         do {
             message = try WireCodec.decode(frames)
         } catch {
-            log("malformed message from '\(name)': \(error)")
+            log("malformed message from '\(names[routingId] ?? "a peer that never said hello")': \(error)")
             try? send(to: routingId, WireMessage(.error(WireFailure(code: .malformed, message: "\(error)"))))
             return
         }
         let now = Date().timeIntervalSince1970
+        if case .hello(let hello) = message.body { return welcome(hello, from: routingId, now: now) }
+        // Only the session a worker's name belongs to is heard: not a stranger, not a replaced session.
+        guard let name = names[routingId], workers[name]?.routingId == routingId else {
+            try? send(to: routingId, WireMessage(.error(WireFailure(code: .notReady, message: "say hello first"))))
+            return
+        }
         workers[name]?.liveness.heard(at: now)
         switch message.body {
-        case .hello(let hello):
-            guard hello.protocolVersion == wireProtocolVersion else {
-                let text = "protocol version mismatch: worker '\(hello.workerName)' speaks \(hello.protocolVersion), coordinator speaks \(wireProtocolVersion)"
-                log(text)
-                try? send(to: routingId, WireMessage(.error(WireFailure(code: .versionMismatch, message: text))))
-                return
-            }
-            guard hello.modelFingerprint == fingerprint else {
-                let text = "model mismatch: worker '\(hello.workerName)' has \(hello.modelFingerprint), coordinator has \(fingerprint); give the worker a copy of the same model"
-                log(text)
-                try? send(to: routingId, WireMessage(.error(WireFailure(code: .modelMismatch, message: text))))
-                return
-            }
-            let known = workers[name] != nil
-            workers[name] = WorkerEntry(routingId: routingId, name: name, capacityBytes: hello.capacityBytes,
-                                        liveness: Liveness(interval: heartbeatInterval, now: now))
-            log("worker '\(name)' \(known ? "reconnected" : "connected")")
-            if !placement.experts(of: name).isEmpty { try? assign(name) }
+        case .hello:
+            break
         case .ready(let ready):
             guard workers[name] != nil else { return }
             workers[name]?.ready = ready.experts == placement.experts(of: name)
@@ -444,6 +435,39 @@ public final class Cluster {
         case .heartbeat, .assignment, .expertRequest, .statusRequest:
             break
         }
+    }
+
+    /// A worker's hello: refused on a protocol or model mismatch, or when a live worker already has
+    /// its name; otherwise the name is its session's, and it gets its experts if it has any.
+    private func welcome(_ hello: Hello, from routingId: Data, now: Double) {
+        func refuse(_ code: WireErrorCode, _ text: String) {
+            log(text)
+            try? send(to: routingId, WireMessage(.error(WireFailure(code: code, message: text))))
+        }
+        let name = hello.workerName
+        guard hello.protocolVersion == wireProtocolVersion else {
+            return refuse(.versionMismatch, "protocol version mismatch: worker '\(name)' speaks \(hello.protocolVersion), "
+                          + "coordinator speaks \(wireProtocolVersion)")
+        }
+        guard hello.modelFingerprint == fingerprint else {
+            return refuse(.modelMismatch, "model mismatch: worker '\(name)' has \(hello.modelFingerprint), coordinator has "
+                          + "\(fingerprint); give the worker a copy of the same model")
+        }
+        guard !name.isEmpty else { return refuse(.malformed, "a worker said hello without a name") }
+        // The other session is asked whether it is there (a process that died has no connection
+        // left, and the send fails at once), so a restarted worker does not wait out the heartbeats.
+        if let existing = workers[name], existing.routingId != routingId, existing.liveness.isAlive,
+           (try? send(to: existing.routingId, WireMessage(.heartbeat(sentUnixMilliseconds: UInt64(now * 1000))))) != nil {
+            return refuse(.nameInUse, "refused a second worker named '\(name)': a live worker already has that name; "
+                          + "give this one another --name, or stop the other first")
+        }
+        if let previous = workers[name]?.routingId, previous != routingId { names[previous] = nil }
+        names[routingId] = name
+        let known = workers[name] != nil
+        workers[name] = WorkerEntry(routingId: routingId, name: name, capacityBytes: hello.capacityBytes,
+                                    liveness: Liveness(interval: heartbeatInterval, now: now))
+        log("worker '\(name)' \(known ? "reconnected" : "connected")")
+        if !placement.experts(of: name).isEmpty { try? assign(name) }
     }
 
     private func send(to routingId: Data, _ message: WireMessage) throws {

@@ -107,7 +107,7 @@ public struct ExpertReplyHeader: Sendable, Equatable {
 }
 
 public enum WireErrorCode: Int, Sendable {
-    case unspecified = 0, versionMismatch, modelMismatch, malformed, unknownExpert, loadFailed, `internal`, notReady
+    case unspecified = 0, versionMismatch, modelMismatch, malformed, unknownExpert, loadFailed, `internal`, notReady, nameInUse
 }
 
 public struct WireFailure: Sendable, Equatable {

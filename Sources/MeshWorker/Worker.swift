@@ -37,6 +37,9 @@ public final class Worker {
     private var replyDType: DType = .f32
     /// Read by the health endpoint (`worker --health`).
     public let health = WorkerHealth()
+    /// This process's ZeroMQ identity: its name and a random suffix, so a second process under
+    /// the same name is told so by the coordinator instead of being dropped by ZeroMQ.
+    private lazy var routingId = Array(options.name.utf8.prefix(200)) + Array("#\(UUID().uuidString.prefix(8))".utf8)
 
     public init(options: WorkerOptions, log: @escaping (String) -> Void) throws {
         self.options = options
@@ -53,7 +56,7 @@ public final class Worker {
         var backoff = Backoff(initial: 0.1, maximum: 5)
         while !shouldStop() {
             let socket = try ZMQSocket(context: context, kind: .dealer)
-            try socket.setRoutingId(Array(options.name.utf8))
+            try socket.setRoutingId(routingId)
             try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
             // A DEALER with no connection blocks on send (a refused CURVE handshake leaves none):
             // a send that cannot go within a heartbeat interval ends the session instead.
@@ -145,7 +148,9 @@ public final class Worker {
                 tokensServed: counters.tokensServed, residentBytes: ProcessMemory.residentBytes, busySeconds: counters.busySeconds)))
         case .error(let failure):
             log("coordinator refused us: \(failure.message)")
-            if failure.code == .versionMismatch || failure.code == .modelMismatch { throw WorkerRefused(description: failure.message) }
+            if [.versionMismatch, .modelMismatch, .nameInUse].contains(failure.code) { throw WorkerRefused(description: failure.message) }
+            // A coordinator that does not know this session (it restarted): say hello again now.
+            if failure.code == .notReady, failure.requestId == 0 { return .lostCoordinator }
         case .goodbye(let reason):
             log("coordinator said goodbye: \(reason)")
             return .lostCoordinator

@@ -230,6 +230,28 @@ final class FailoverTests: XCTestCase {
         XCTAssertTrue(cramped.coordinator.log.contains("do not fit the workers' --max-expert-memory"), cramped.coordinator.log)
     }
 
+    /// A second process under a live worker's name is told so and exits; a worker that died and is
+    /// restarted under its name at once is welcome.
+    func testASecondWorkerUnderALiveWorkersNameIsRefusedWithAMessage() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 1, precision: "f32")
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        try cluster.addWorker(name: "worker-1")
+        cluster.workers[1].waitForExit(timeout: 20)
+        XCTAssertNotEqual(cluster.workers[1].process.terminationStatus, 0)
+        XCTAssertTrue(cluster.workers[1].log.contains("a live worker already has that name; give this one another --name"),
+                      cluster.workers[1].log)
+        XCTAssertTrue(cluster.coordinator.log.contains("refused a second worker named 'worker-1'"), cluster.coordinator.log)
+        XCTAssertEqual(Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request).status, 200,
+                       "the first worker keeps serving")
+
+        cluster.workers[0].kill(signal: SIGKILL)
+        try cluster.addWorker(name: "worker-1")
+        try cluster.waitHealthy()
+        XCTAssertTrue(cluster.workers[2].process.isRunning, cluster.workers[2].log)
+        XCTAssertEqual(Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request).status, 200)
+    }
+
     func testTooFewWorkersForTheReplicasIsRefusedClearly() throws {
         let refused = try ChildProcess(try Harness.binary(), ["coordinator", "--model", Harness.fixture("mixtral").path,
                                                               "--min-workers", "2", "--replicas", "3"], name: "bad-replicas")
