@@ -77,6 +77,9 @@ public final class Cluster {
     public var reassignAfter: Double? = 10
     /// Seconds a request waits for an expert no live worker holds before it fails.
     public var unservedTimeout: Double = 30
+    /// Seconds of silence after which a worker is lost (whole heartbeat intervals, at least 2).
+    public var workerTimeout: Double = 3
+    private var livesPerWorker: Int { max(2, Int((workerTimeout / heartbeatInterval).rounded(.up))) }
     /// Since when some expert has had no live replica (nil: every expert has one).
     private var unservedSince: Double?
     /// When each worker of the placement was lost, until it is ready again or replaced.
@@ -465,7 +468,7 @@ public final class Cluster {
         names[routingId] = name
         let known = workers[name] != nil
         workers[name] = WorkerEntry(routingId: routingId, name: name, capacityBytes: hello.capacityBytes,
-                                    liveness: Liveness(interval: heartbeatInterval, now: now))
+                                    liveness: Liveness(interval: heartbeatInterval, maxLives: livesPerWorker, now: now))
         log("worker '\(name)' \(known ? "reconnected" : "connected")")
         if !placement.experts(of: name).isEmpty { try? assign(name) }
     }

@@ -19,6 +19,8 @@ public struct CoordinatorOptions: Sendable {
     public var reassignAfter: Double? = 10
     /// Seconds a request waits for an expert no live worker holds.
     public var unservedTimeout: Double = 30
+    /// Seconds of silence after which a worker is lost.
+    public var workerTimeout: Double = 3
     public var wireDType: DType
     public var replyDType: DType
     public var startTimeout: Double
@@ -63,6 +65,7 @@ public final class CoordinatorService: Sendable {
                                   replyDType: options.replyDType, security: options.security, log: log)
         cluster.reassignAfter = options.reassignAfter
         cluster.unservedTimeout = options.unservedTimeout
+        cluster.workerTimeout = options.workerTimeout
         log("listening for workers on \(cluster.endpoint)"
             + (options.security.map { " with CURVE (\($0.authorizedKeys.count) authorized worker keys)" } ?? "")
             + " (activations sent in \(options.wireDType.displayName), "

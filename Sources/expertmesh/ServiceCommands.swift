@@ -56,6 +56,12 @@ struct Coordinator: ParsableCommand {
     var unservedTimeout: Double = 30
 
     @Option(help: ArgumentHelp("""
+        Seconds of silence after which a worker counts as lost (workers heartbeat every second, also while \
+        computing; at least 2). A worker whose connection drops is lost at once.
+        """, valueName: "SECONDS"))
+    var workerTimeout: Double = 3
+
+    @Option(help: ArgumentHelp("""
         Start this many worker processes on this machine with the coordinator (named local-1 …), and stop them \
         with it: a cluster on one machine for trials. They share the cores (--threads each: all cores divided \
         among them, unless --threads is given) and take --precision and --kernels from here.
@@ -94,6 +100,7 @@ struct Coordinator: ParsableCommand {
             throw ValidationError("--reassign-after must be a number of seconds or 'never', got '\(reassignAfter)'")
         }
         guard unservedTimeout >= 0 else { throw ValidationError("--unserved-timeout must be at least 0") }
+        guard workerTimeout >= 2 else { throw ValidationError("--worker-timeout must be at least 2 seconds (2 heartbeats)") }
         guard replicas >= 1 else { throw ValidationError("--replicas must be at least 1") }
         if replicas > (minWorkers ?? max(1, spawnWorkers)) {
             throw ValidationError("--replicas \(replicas) needs at least \(replicas) workers: raise --min-workers (or --spawn-workers)")
@@ -118,6 +125,7 @@ struct Coordinator: ParsableCommand {
         options.replicas = replicas
         options.reassignAfter = Double(reassignAfter)
         options.unservedTimeout = unservedTimeout
+        options.workerTimeout = workerTimeout
         let log = logLine("coordinator")
         log(compute.apply(decodeDefault: .tiles))
         if let warning = try? plainTCP.check(listen, option: "--listen", keyed: curve.curveSecretKey != nil,

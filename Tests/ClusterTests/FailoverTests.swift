@@ -252,6 +252,27 @@ final class FailoverTests: XCTestCase {
         XCTAssertEqual(Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request).status, 200)
     }
 
+    /// How long a silent worker has before it counts as lost: 3 s by default, --worker-timeout to change.
+    func testTheWorkerTimeoutDecidesWhenASilentWorkerIsLost() throws {
+        for (timeout, arguments) in [(3.0, [String]()), (6.0, ["--worker-timeout", "6"])] {
+            let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 2, coordinatorArguments: arguments)
+            defer { cluster.stop() }
+            try cluster.waitHealthy()
+            let frozen = cluster.workers[1].process.processIdentifier
+            kill(frozen, SIGSTOP)
+            defer { kill(frozen, SIGCONT) }
+            let deadline = Date().addingTimeInterval(timeout + 5)
+            while !cluster.coordinator.log.contains("worker 'worker-2' lost: silent for"), Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            let silence = cluster.coordinator.log.components(separatedBy: "worker 'worker-2' lost: silent for ").dropFirst().first
+                .flatMap { Double($0.prefix { $0 != " " }) }
+            let measured = try XCTUnwrap(silence, cluster.coordinator.log)
+            XCTAssertGreaterThanOrEqual(measured, timeout - 0.1)
+            XCTAssertLessThan(measured, timeout + 1.5, "lost too late")
+        }
+    }
+
     func testTooFewWorkersForTheReplicasIsRefusedClearly() throws {
         let refused = try ChildProcess(try Harness.binary(), ["coordinator", "--model", Harness.fixture("mixtral").path,
                                                               "--min-workers", "2", "--replicas", "3"], name: "bad-replicas")
