@@ -153,9 +153,11 @@ public final class Cluster {
     /// Nil when every expert has a ready, live replica; otherwise why not.
     public var unservedReason: String? {
         if placement.replicas.isEmpty { return "waiting for workers: \(workers.count) connected, experts not assigned yet" }
+        // Asked every engine turn: only when a worker is down are the experts themselves checked.
+        let down = placement.workers.filter { !isServing($0) }
+        guard !down.isEmpty else { return nil }
         let unserved = placement.unserved(serving: Set(placement.workers.filter(isServing)))
         guard !unserved.isEmpty else { return nil }
-        let down = placement.workers.filter { !isServing($0) }
         return "experts unserved: worker(s) \(down.joined(separator: ", ")) not ready or not responding, and "
             + "\(unserved.count) experts have no other replica"
     }
