@@ -28,6 +28,17 @@ enum Harness {
         throw XCTSkip("expertmesh binary not built; run `swift build -c release` first")
     }
 
+    /// GETs `url` until it answers `status` or `timeout` seconds pass; returns the last answer.
+    static func poll(_ url: String, until status: Int = 200, timeout: Double = 60) -> (status: Int, body: [String: Any]) {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = http("GET", url, timeout: 2)
+        while last.status != status, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            last = http("GET", url, timeout: 2)
+        }
+        return last
+    }
+
     /// proto/ compiled for Python (`protoc --python_out`) into a new folder; returns the folder.
     static func pythonProto() throws -> URL {
         let generated = FileManager.default.temporaryDirectory.appendingPathComponent("pyproto-\(UUID().uuidString)")

@@ -116,7 +116,8 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testEveryCommandHasHelpWithExamples() throws {
-        for command in ["generate", "coordinator", "worker", "tokenize", "detokenize", "bench", "bench-exchange", "plan", "status"] {
+        for command in ["generate", "chat-template", "serve", "coordinator", "worker", "status", "keygen", "tokenize",
+                        "detokenize", "bench", "bench-serve", "bench-exchange", "plan"] {
             let help = try run([command, "--help"])
             XCTAssertEqual(help.status, 0, command)
             XCTAssertTrue(help.stdout.contains("Examples:"), "\(command) --help has no examples")

@@ -82,8 +82,7 @@ final class DemoTests: XCTestCase {
             "--http", "127.0.0.1:\(http)", "--spawn-workers", "3", "--precision", "f32", "--wire-dtype", "f32",
         ], name: "demo-coordinator")
         defer { coordinator.kill(signal: SIGTERM) }
-        let deadline = Date().addingTimeInterval(60)
-        while Harness.http("GET", url + "/health", timeout: 2).status != 200, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        _ = Harness.poll(url + "/health")
         for entry in try XCTUnwrap(expected["cases"] as? [[String: Any]]) {
             let greedy = try XCTUnwrap(entry["greedy_tokens"] as? [Int])
             var request: [String: Any] = ["max_tokens": greedy.count, "temperature": 0, "ignore_eos": true,

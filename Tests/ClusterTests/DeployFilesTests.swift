@@ -111,11 +111,7 @@ final class DeployFilesTests: XCTestCase {
                                         instance: "shard-\(index)")
             workers.append(try ChildProcess(URL(fileURLWithPath: command[0]), Array(command.dropFirst()), name: "unit-worker"))
         }
-        let deadline = Date().addingTimeInterval(60)
-        while Harness.http("GET", "http://127.0.0.1:\(httpPort)/health", timeout: 2).status != 200, Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        let health = Harness.http("GET", "http://127.0.0.1:\(httpPort)/health", timeout: 5)
+        let health = Harness.poll("http://127.0.0.1:\(httpPort)/health")
         XCTAssertEqual(health.status, 200, coordinator.log)
         let names = (health.body["workers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }.sorted()
         XCTAssertEqual(names, (1...minimum).map { "host-shard-\($0)" })
@@ -210,11 +206,7 @@ final class DeployFilesTests: XCTestCase {
         let job = try ChildProcess(URL(fileURLWithPath: "/bin/bash"), [deploy.appendingPathComponent("slurm/expertmesh.sbatch").path],
                                    name: "sbatch", environment: environment)
         defer { job.kill() }
-        let deadline = Date().addingTimeInterval(60)
-        while Harness.http("GET", "http://127.0.0.1:\(httpPort)/health", timeout: 2).status != 200, Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        let health = Harness.http("GET", "http://127.0.0.1:\(httpPort)/health", timeout: 5)
+        let health = Harness.poll("http://127.0.0.1:\(httpPort)/health")
         XCTAssertEqual(health.status, 200, job.log)
         let names = (health.body["workers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }.sorted()
         XCTAssertEqual(names, ["worker-0", "worker-1"], job.log)

@@ -95,10 +95,7 @@ final class FailoverTests: XCTestCase {
         let held = Harness.http("GET", cluster.httpURL + "/health").body["workers"] as? [[String: Any]] ?? []
         let lostCount = try XCTUnwrap(held.first { $0["name"] as? String == "worker-1" }?["experts"] as? Int)
         cluster.workers[0].kill(signal: SIGKILL)
-        let deadline = Date().addingTimeInterval(15)
-        while Harness.http("GET", cluster.httpURL + "/health", timeout: 2).status == 200, Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-        }
+        _ = Harness.poll(cluster.httpURL + "/health", until: 503, timeout: 15)
         try cluster.addWorker(name: "fresh")
         try cluster.waitHealthy()
         XCTAssertTrue(cluster.coordinator.log.contains("worker 'fresh' takes over the \(lostCount) experts of lost worker 'worker-1'"),
@@ -302,11 +299,7 @@ final class CoordinatorRestartTests: XCTestCase {
             "--min-workers", "2", "--precision", "f32", "--wire-dtype", "f32",
         ], name: "restarted-coordinator")
         defer { restarted.kill(signal: SIGTERM) }
-        let deadline = Date().addingTimeInterval(30)
-        while Harness.http("GET", cluster.httpURL + "/health", timeout: 2).status != 200, Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200, restarted.log)
+        XCTAssertEqual(Harness.poll(cluster.httpURL + "/health", timeout: 30).status, 200, restarted.log)
         let after = Harness.http("POST", cluster.httpURL + "/v1/completions", json: request)
         XCTAssertEqual(after.status, 200)
         XCTAssertEqual((after.body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int],

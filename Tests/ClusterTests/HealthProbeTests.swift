@@ -4,12 +4,7 @@ import XCTest
 /// The probes orchestrators use: the coordinator's /health and /health/live, a worker's --health.
 final class HealthProbeTests: XCTestCase {
     func waitFor(_ url: String, status: Int, timeout: Double = 30) -> [String: Any] {
-        let deadline = Date().addingTimeInterval(timeout)
-        var last = Harness.http("GET", url, timeout: 2)
-        while last.status != status, Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-            last = Harness.http("GET", url, timeout: 2)
-        }
+        let last = Harness.poll(url, until: status, timeout: timeout)
         XCTAssertEqual(last.status, status, "\(url) answered \(last.status) \(last.body), expected \(status)")
         return last.body
     }

@@ -25,11 +25,7 @@ final class SpawnedWorkersTests: XCTestCase {
             "coordinator", "--model", Harness.fixture("mixtral").path, "--listen", "tcp://0.0.0.0:\(Harness.freePort())", "--insecure",
             "--http", "127.0.0.1:\(http)", "--spawn-workers", String(workers), "--precision", "f32", "--start-timeout", "60",
         ], name: "spawning-coordinator")
-        let deadline = Date().addingTimeInterval(60)
-        while Harness.http("GET", url + "/health", timeout: 2).status != 200, Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        let health = Harness.http("GET", url + "/health", timeout: 5)
+        let health = Harness.poll(url + "/health")
         XCTAssertEqual(health.status, 200, coordinator.log)
         let names = (health.body["workers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }.sorted()
         XCTAssertEqual(names, (1...workers).map { "local-\($0)" }, coordinator.log)
