@@ -2,23 +2,34 @@
 # Multi-host test on one machine: the coordinator, N workers and a client each run in their own
 # network namespace with their own address in the benchmarking range 198.18.0.0/15, joined by
 # veth pairs to a bridge. Checks that the cluster's greedy output equals local generation.
+# With --cut-worker I, worker I's network link goes down (ip link set … down) while requests run
+# back to back (for S seconds after the cut, 6 by default): with --replicas 2 every request must
+# still finish with the single-process tokens, and the coordinator must declare the worker lost.
 # Needs root and iproute2. Cleans up namespaces, links and processes on exit.
 #
 # Usage: scripts/netns-cluster-test.sh [--model DIR] [--workers N] [--binary PATH] [--tokens 1,2,3]
+#            [--replicas R] [--cut-worker I] [--seconds-after-cut S]
 # Example: sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/qwen3_moe --workers 3
+#          sudo scripts/netns-cluster-test.sh --replicas 2 --cut-worker 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=Tests/Fixtures/models/mixtral
 workers=3
 binary=""
 tokens=""
+replicas=1
+cut_worker=""
+seconds_after_cut=6
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
         --workers) workers="$2"; shift 2 ;;
         --binary) binary="$2"; shift 2 ;;
         --tokens) tokens="$2"; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --replicas) replicas="$2"; shift 2 ;;
+        --cut-worker) cut_worker="$2"; shift 2 ;;
+        --seconds-after-cut) seconds_after_cut="$2"; shift 2 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "netns: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -64,7 +75,8 @@ client=$((workers + 1))
 host "$client" 198.18.0.100
 
 ip netns exec "${tag}h0" "$binary" coordinator --model "$model" --listen "tcp://$coordinator_ip:5555" \
-    --http "$coordinator_ip:8080" --min-workers "$workers" --start-timeout 60 --insecure > "$logs/coordinator.log" 2>&1 &
+    --http "$coordinator_ip:8080" --min-workers "$workers" --start-timeout 60 --insecure \
+    --replicas "$replicas" > "$logs/coordinator.log" 2>&1 &
 pids+=($!)
 for i in $(seq 1 "$workers"); do
     ip netns exec "${tag}h$i" "$binary" worker --coordinator "tcp://$coordinator_ip:5555" --model "$model" \
@@ -81,6 +93,46 @@ for _ in $(seq 1 300); do
 done
 if [ "$healthy" != yes ]; then
     echo "netns: cluster never became healthy"; cat "$logs"/*.log; exit 1
+fi
+if [ -n "$cut_worker" ]; then
+    # Requests back to back from the client's host; worker $cut_worker's link goes down during them.
+    max_tokens=40
+    expected=$("$binary" generate --model "$model" --tokens "$tokens" --max-tokens $max_tokens --temperature 0 \
+        --ignore-eos --json | python3 -c "import json,sys; print(json.load(sys.stdin)['tokens'])")
+    (
+        n=0
+        while [ ! -e "$logs/stop" ]; do
+            n=$((n + 1))
+            start=$(date +%s.%N)
+            out=$(ip netns exec "${tag}h$client" "$binary" generate --server "http://$coordinator_ip:8080" \
+                --tokens "$tokens" --max-tokens $max_tokens --temperature 0 --ignore-eos --json 2>&1) || true
+            got=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['tokens'])" "$out" 2>/dev/null || echo "failed: $out")
+            echo "$n $(python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$start" "$(date +%s.%N)") $got"
+        done
+    ) > "$logs/requests.txt" &
+    client_pid=$!
+    sleep 1
+    ip link set "${tag}v$cut_worker" down
+    echo "netns: link of worker host-$cut_worker is down"
+    sleep "$seconds_after_cut"
+    touch "$logs/stop"
+    wait "$client_pid"
+    lost_line=$(grep -m1 "worker 'host-$cut_worker' lost" "$logs/coordinator.log" || true)
+    cat "$logs/requests.txt"
+    grep -h "replicas\|lost\|degraded" "$logs/coordinator.log" || true
+    bad=$(awk -v want="$expected" '{ line=$0; sub(/^[0-9]+ [0-9.]+ /, "", line); if (line != want) print }' "$logs/requests.txt")
+    done_count=$(wc -l < "$logs/requests.txt")
+    slowest=$(awk '{ if ($2 > max) max = $2 } END { print max }' "$logs/requests.txt")
+    echo "netns: $done_count requests across the cut, slowest $slowest s; expected $expected"
+    if [ -n "$bad" ] || [ "$done_count" -lt 3 ]; then
+        echo "netns: MISMATCH after the cut: $bad"; cat "$logs"/*.log; exit 1
+    fi
+    if [ -z "$lost_line" ]; then
+        echo "netns: the coordinator never noticed the cut link"; cat "$logs/coordinator.log"; exit 1
+    fi
+    echo "netns: detected: $lost_line"
+    echo "netns: MATCH"
+    exit 0
 fi
 remote=$(ip netns exec "${tag}h$client" "$binary" generate --server "http://$coordinator_ip:8080" --tokens "$tokens" --max-tokens 6 --temperature 0 --ignore-eos --json)
 local_result=$("$binary" generate --model "$model" --tokens "$tokens" --max-tokens 6 --temperature 0 --ignore-eos --json)

@@ -82,6 +82,10 @@ public final class Cluster {
     private var livesPerWorker: Int { max(2, Int((workerTimeout / heartbeatInterval).rounded(.up))) }
     /// Since when some expert has had no live replica (nil: every expert has one).
     private var unservedSince: Double?
+    /// Tokens routed to each expert since start, by the exchanges of this coordinator.
+    public private(set) var expertLoad = ExpertLoad()
+    /// Tokens routed to each expert in earlier runs (`--expert-load`): the placement at start goes by it.
+    public var earlierLoad: [Int: [Int]] = [:]
     /// When each worker of the placement was lost, until it is ready again or replaced.
     private var lostAt: [String: Double] = [:]
     private var expertBytes: [ExpertKey: Int] { Dictionary(uniqueKeysWithValues: expertSizes.map { ($0.key, $0.bytes) }) }
@@ -162,6 +166,26 @@ public final class Cluster {
             + "\(unserved.count) experts have no other replica"
     }
 
+    // MARK: load
+
+    /// Counts the tokens routed to each expert by one exchange.
+    public func record(layer: Int, routes: [TokenRoute]) { expertLoad.record(layer: layer, routes: routes) }
+
+    /// What placing experts goes by: the load measured lately, else since start, else in earlier runs
+    /// (empty when nothing was ever measured: then bytes alone).
+    var loadForPlacement: [ExpertKey: Int] {
+        let measured = expertLoad.forPlacement()
+        let load = measured.values.contains { $0 > 0 } ? measured : ExpertLoad.byExpert(earlierLoad)
+        return load.values.contains { $0 > 0 } ? load : [:]
+    }
+
+    /// Earlier runs' load plus this run's: what `--expert-load` keeps for the next start.
+    public var loadToKeep: [Int: [Int]] {
+        var kept = ExpertLoad(total: earlierLoad)
+        kept.add(expertLoad.total)
+        return kept.total
+    }
+
     // MARK: start-up
 
     /// Waits until `minimum` workers said hello, assigns every expert, and waits for them to be ready.
@@ -180,8 +204,9 @@ public final class Cluster {
             try pump(timeoutMilliseconds: 200)
         }
         placement = try Placement.balanced(experts: expertSizes, workers: Array(workers.keys), replicas: replicas,
-                                           capacity: capacities)
-        progress("placement:\n  " + placement.summary.joined(separator: "\n  "))
+                                           capacity: capacities, load: loadForPlacement)
+        progress("placement" + (loadForPlacement.isEmpty ? " (by bytes)" : " (by the load measured in earlier runs, and bytes)")
+                 + ":\n  " + placement.summary.joined(separator: "\n  "))
         for name in placement.workers { try assign(name) }
         while placement.workers.contains(where: { workers[$0]?.ready != true }) {
             try waiting(unservedReason ?? "loading experts")
@@ -368,7 +393,8 @@ public final class Cluster {
                 let survivors = placement.workers.filter { $0 != lost && isServing($0) }
                 guard !survivors.isEmpty else { continue }
                 let before = placement
-                placement = placement.reassigning(lost, to: survivors, bytes: expertBytes, capacity: capacities)
+                placement = placement.reassigning(lost, to: survivors, bytes: expertBytes, capacity: capacities,
+                                                  load: loadForPlacement)
                 lostAt[lost] = nil
                 let changed = survivors.filter { before.experts(of: $0) != placement.experts(of: $0) }
                 log(String(format: "worker '%@' lost for %.0f s: its %d experts move to %@", lost, now - since,

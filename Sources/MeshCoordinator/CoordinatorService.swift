@@ -21,6 +21,8 @@ public struct CoordinatorOptions: Sendable {
     public var unservedTimeout: Double = 30
     /// Seconds of silence after which a worker is lost.
     public var workerTimeout: Double = 3
+    /// Where the tokens routed to each expert are kept across runs (nil: not kept).
+    public var expertLoadFile: URL?
     public var wireDType: DType
     public var replyDType: DType
     public var startTimeout: Double
@@ -66,6 +68,14 @@ public final class CoordinatorService: Sendable {
         cluster.reassignAfter = options.reassignAfter
         cluster.unservedTimeout = options.unservedTimeout
         cluster.workerTimeout = options.workerTimeout
+        if let file = options.expertLoadFile {
+            if let earlier = try ExpertLoadFile.read(file, fingerprint: cluster.fingerprint) {
+                cluster.earlierLoad = earlier
+                log("expert load from \(file.path): \(earlier.values.joined().reduce(0, +)) routed tokens; experts are placed by it")
+            } else {
+                log("no expert load at \(file.path) yet: experts are placed by bytes, and the load measured is kept there")
+            }
+        }
         log("listening for workers on \(cluster.endpoint)"
             + (options.security.map { " with CURVE (\($0.authorizedKeys.count) authorized worker keys)" } ?? "")
             + " (activations sent in \(options.wireDType.displayName), "
@@ -101,12 +111,34 @@ public final class CoordinatorService: Sendable {
             log("stopped before the cluster was complete")
             return
         }
+        var loadSavedAt = Date()
         try runner.run(until: frontEnd, unservedReason: { cluster.unservedReason },
                        failureReason: { cluster.failureReason() }, betweenSteps: { [workerTable] in
             try cluster.pump(timeoutMilliseconds: 0)
             workerTable.value = cluster.workerSummary
+            if Date().timeIntervalSince(loadSavedAt) >= Self.loadSaveInterval {
+                loadSavedAt = Date()
+                keepLoad(of: cluster)
+            }
         })
+        keepLoad(of: cluster)
         log("stopped")
+    }
+}
+
+extension CoordinatorService {
+    /// How often the measured expert load is written to `--expert-load` besides at the stop (a crash
+    /// loses at most this much of it).
+    static let loadSaveInterval: Double = 300
+
+    /// Writes the load measured so far to `--expert-load`; a failure is logged, serving goes on.
+    func keepLoad(of cluster: Cluster) {
+        guard let file = options.expertLoadFile else { return }
+        do {
+            try ExpertLoadFile.write(cluster.loadToKeep, fingerprint: cluster.fingerprint, to: file)
+        } catch {
+            log("could not write the expert load to \(file.path): \(error); check the directory exists and is writable")
+        }
     }
 }
 

@@ -31,21 +31,29 @@ public struct Placement: Sendable, Equatable {
     /// Expert → indices into `workers` of its replicas, for one layer (out of range: unassigned).
     public func workerSlots(layer: Int) -> [[Int]] { slots[layer] ?? [] }
 
-    /// Balanced by bytes and deterministic for the same worker names: experts in (layer, expert)
-    /// order, each to the `replicas` distinct workers with the fewest assigned bytes so far (ties:
-    /// name order) that have room for it (`capacity`: bytes a worker may hold; absent or 0: no
-    /// limit). With fewer workers than `replicas`, each expert is on every worker. Throws when the
-    /// experts do not fit.
+    /// Balanced by load and bytes, deterministic for the same names and load: experts in (layer,
+    /// expert) order, the hottest of a layer first (`load`: tokens routed to each, as measured;
+    /// empty: not measured yet), each to the `replicas` distinct workers with room for it
+    /// (`capacity`: bytes a worker may hold; absent or 0: no limit) that have the least of that
+    /// layer's load so far, then the fewest assigned bytes, then the first name. Load is balanced
+    /// per layer because every MoE layer's exchange waits for its busiest worker. With fewer workers
+    /// than `replicas`, each expert is on every worker. Throws when the experts do not fit.
     public static func balanced(experts: [(key: ExpertKey, bytes: Int)], workers: [String], replicas: Int = 1,
-                                capacity: [String: Int] = [:]) throws -> Placement {
+                                capacity: [String: Int] = [:], load: [ExpertKey: Int] = [:]) throws -> Placement {
         let names = workers.sorted()
         guard !names.isEmpty else { return Placement(replicas: [:]) }
-        var load = Dictionary(uniqueKeysWithValues: names.map { ($0, 0) })
+        var bytes = Dictionary(uniqueKeysWithValues: names.map { ($0, 0) })
+        var layerLoad = LayerLoad()
         var chosen: [ExpertKey: [String]] = [:]
         let needed = min(max(1, replicas), names.count)
-        for expert in experts.sorted(by: { $0.key < $1.key }) {
-            let roomy = names.filter { fits(expert.bytes, on: $0, load: load, capacity: capacity) }
-            let targets = roomy.sorted { (load[$0]!, $0) < (load[$1]!, $1) }.prefix(needed)
+        let order = experts.sorted { a, b in
+            (a.key.layer, -(load[a.key] ?? 0), a.key.expert) < (b.key.layer, -(load[b.key] ?? 0), b.key.expert)
+        }
+        for expert in order {
+            let roomy = names.filter { fits(expert.bytes, on: $0, load: bytes, capacity: capacity) }
+            let targets = roomy.sorted {
+                (layerLoad[$0, expert.key.layer], bytes[$0]!, $0) < (layerLoad[$1, expert.key.layer], bytes[$1]!, $1)
+            }.prefix(needed)
             guard targets.count == needed else {
                 let total = experts.reduce(0) { $0 + $1.bytes } * needed
                 throw ClusterError(String(format: "the experts do not fit the workers' --max-expert-memory: %@ needs room on %d "
@@ -54,9 +62,26 @@ public struct Placement: Sendable, Equatable {
                     Double(total) / 1e9))
             }
             chosen[expert.key] = Array(targets)
-            for target in targets { load[target]! += expert.bytes }
+            for target in targets {
+                bytes[target]! += expert.bytes
+                layerLoad.add(Double(load[expert.key] ?? 0) / Double(needed), to: target, layer: expert.key.layer)
+            }
         }
         return Placement(replicas: chosen)
+    }
+
+    /// Tokens each worker computes per layer, when every replica of an expert takes an equal share.
+    struct LayerLoad {
+        private var tokens: [String: [Int: Double]] = [:]
+        subscript(worker: String, layer: Int) -> Double { tokens[worker]?[layer] ?? 0 }
+        mutating func add(_ share: Double, to worker: String, layer: Int) { tokens[worker, default: [:]][layer, default: 0] += share }
+
+        init() {}
+        init(_ placement: Placement, load: [ExpertKey: Int]) {
+            for (key, holders) in placement.replicas where !holders.isEmpty {
+                for holder in holders { add(Double(load[key] ?? 0) / Double(holders.count), to: holder, layer: key.layer) }
+            }
+        }
     }
 
     static func fits(_ bytes: Int, on worker: String, load: [String: Int], capacity: [String: Int]) -> Bool {
@@ -64,23 +89,34 @@ public struct Placement: Sendable, Equatable {
         return load[worker, default: 0] + bytes <= limit
     }
 
-    /// The placement with `lost`'s experts moved to `survivors`: each to the one with the fewest
-    /// bytes that does not hold it yet and has room (ties: name order), so every expert keeps as
-    /// many replicas as it can. Experts no survivor can take just lose that replica.
+    /// The placement with `lost`'s experts moved to `survivors`, the hottest first (`load`, as in
+    /// `balanced`): each to the one that does not hold it yet, has room, and has the least of that
+    /// layer's load, then the fewest bytes (ties: name order), so every expert keeps as many
+    /// replicas as it can. Experts no survivor can take just lose that replica.
     public func reassigning(_ lost: String, to survivors: [String], bytes: [ExpertKey: Int],
-                            capacity: [String: Int] = [:]) -> Placement {
-        var load = Dictionary(uniqueKeysWithValues: survivors.map { name in
+                            capacity: [String: Int] = [:], load: [ExpertKey: Int] = [:]) -> Placement {
+        var held = Dictionary(uniqueKeysWithValues: survivors.map { name in
             (name, experts(of: name).reduce(0) { $0 + (bytes[$1] ?? 0) })
         })
+        var layerLoad = LayerLoad(Placement(replicas: replicas.mapValues { $0.filter { $0 != lost } }), load: load)
         var moved = replicas
-        for key in experts(of: lost) {
+        let hottestFirst = experts(of: lost).sorted {
+            (-(load[$0] ?? 0), $0.layer, $0.expert) < (-(load[$1] ?? 0), $1.layer, $1.expert)
+        }
+        for key in hottestFirst {
             var holders = moved[key]!.filter { $0 != lost }
             let candidates = survivors.filter {
-                !holders.contains($0) && Self.fits(bytes[key] ?? 0, on: $0, load: load, capacity: capacity)
+                !holders.contains($0) && Self.fits(bytes[key] ?? 0, on: $0, load: held, capacity: capacity)
             }
-            if let target = candidates.min(by: { (load[$0]!, $0) < (load[$1]!, $1) }) {
+            if let target = candidates.min(by: {
+                (layerLoad[$0, key.layer], held[$0]!, $0) < (layerLoad[$1, key.layer], held[$1]!, $1)
+            }) {
+                // The expert's load is now shared by one more holder.
+                let share = Double(load[key] ?? 0)
+                for holder in holders { layerLoad.add(share / Double(holders.count + 1) - share / Double(holders.count), to: holder, layer: key.layer) }
                 holders.append(target)
-                load[target]! += bytes[key] ?? 0
+                layerLoad.add(share / Double(holders.count), to: target, layer: key.layer)
+                held[target]! += bytes[key] ?? 0
             }
             moved[key] = holders
         }

@@ -37,6 +37,7 @@ public final class RemoteExpertBackend: ExpertBackend {
 
     public func dispatch(_ request: ExpertRequest) throws -> Handle {
         var handle = Handle(request: request)
+        cluster.record(layer: request.layer, routes: request.routes)
         _ = try send(request.routes, into: &handle)
         return handle
     }

@@ -10,8 +10,9 @@ struct Coordinator: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the coordinator: embeddings, attention, router and LM head here; experts on workers.",
         discussion: """
-        Waits until --min-workers workers are connected, assigns every expert to exactly one of them
-        (balanced by bytes, printed at start), then serves the HTTP API with continuous batching:
+        Waits until --min-workers workers are connected, assigns every expert to --replicas of them
+        (balanced per layer by the load --expert-load measured in earlier runs, and by bytes; printed at
+        start), then serves the HTTP API with continuous batching:
         every step carries all running requests' tokens, one exchange per worker per MoE layer.
 
         Examples:
@@ -22,7 +23,7 @@ struct Coordinator: ParsableCommand {
           expertmesh coordinator --model DIR --min-workers 2 --max-running 32 --kv-cache-memory 4GiB
           expertmesh coordinator --model DIR --min-workers 2 --precision f32 --dense-dtype int8
           expertmesh coordinator --model models/demo --http 127.0.0.1:8080 --spawn-workers 3
-          expertmesh coordinator --model DIR --min-workers 4 --replicas 2
+          expertmesh coordinator --model DIR --min-workers 4 --replicas 2 --expert-load /var/lib/expertmesh/load.json
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -60,6 +61,13 @@ struct Coordinator: ParsableCommand {
         computing; at least 2). A worker whose connection drops is lost at once.
         """, valueName: "SECONDS"))
     var workerTimeout: Double = 3
+
+    @Option(help: ArgumentHelp("""
+        JSON file of the tokens routed to each expert: read at start to place experts by that load (busy experts \
+        spread over workers, per layer), written at stop and every 5 minutes with this run's counts added. \
+        Created if missing. Moving a lost worker's experts always goes by the load measured while serving.
+        """, valueName: "FILE"))
+    var expertLoad: String?
 
     @Option(help: ArgumentHelp("""
         Start this many worker processes on this machine with the coordinator (named local-1 …), and stop them \
@@ -126,6 +134,7 @@ struct Coordinator: ParsableCommand {
         options.reassignAfter = Double(reassignAfter)
         options.unservedTimeout = unservedTimeout
         options.workerTimeout = workerTimeout
+        options.expertLoadFile = expertLoad.map { URL(fileURLWithPath: $0) }
         let log = logLine("coordinator")
         log(compute.apply(decodeDefault: .tiles))
         if let warning = try? plainTCP.check(listen, option: "--listen", keyed: curve.curveSecretKey != nil,

@@ -2,13 +2,14 @@ import Foundation
 import XCTest
 
 /// Coordinator, 3 workers and a client, each in its own network namespace (198.18.0.0/15),
-/// connected by veth pairs and a bridge: the cluster's output equals single-process output.
+/// connected by veth pairs and a bridge: the cluster's output equals single-process output, also
+/// when a worker's network link is cut during requests.
 final class NetworkNamespaceTests: XCTestCase {
-    func runScript(fixture: String) throws {
+    func runScript(fixture: String, arguments: [String] = []) throws {
         guard getuid() == 0 else { throw XCTSkip("network namespaces need root (CI runs as root)") }
         let process = try ChildProcess(URL(fileURLWithPath: "/bin/bash"),
                                        [Harness.root.appendingPathComponent("scripts/netns-cluster-test.sh").path,
-                                        "--model", Harness.fixture(fixture).path, "--workers", "3", "--binary", try Harness.binary().path],
+                                        "--model", Harness.fixture(fixture).path, "--workers", "3", "--binary", try Harness.binary().path] + arguments,
                                        name: "netns")
         process.waitForExit(timeout: 240)
         print(process.log)
@@ -18,4 +19,10 @@ final class NetworkNamespaceTests: XCTestCase {
 
     func testMixtralAcrossNamespaces() throws { try runScript(fixture: "mixtral") }
     func testLlama4AcrossNamespaces() throws { try runScript(fixture: "llama4_text") }
+
+    /// `ip link set … down` on a worker's link mid-request: with replicas the requests go on with
+    /// unchanged tokens and the coordinator declares the worker lost (the script checks both).
+    func testAWorkersLinkCutMidRequestLosesNothing() throws {
+        try runScript(fixture: "mixtral", arguments: ["--replicas", "2", "--cut-worker", "2"])
+    }
 }

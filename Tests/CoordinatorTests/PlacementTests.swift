@@ -75,6 +75,82 @@ final class PlacementTests: XCTestCase {
         XCTAssertEqual(placement.experts(of: "a"), [ExpertKey(layer: 0, expert: 0)])
         XCTAssertEqual(placement.experts(of: "b").count, 3)
     }
+
+    /// Per layer, the most tokens any worker computes under `placement` with `load`.
+    func busiestWorkerTokens(_ placement: Placement, _ load: [ExpertKey: Int], layer: Int) -> Double {
+        var tokens: [String: Double] = [:]
+        for (key, holders) in placement.replicas where key.layer == layer {
+            for holder in holders { tokens[holder, default: 0] += Double(load[key] ?? 0) / Double(holders.count) }
+        }
+        return tokens.values.max() ?? 0
+    }
+
+    func testMeasuredLoadSpreadsEachLayersHotExpertsOverWorkers() throws {
+        // Experts 0 and 2 of every layer are hot; by bytes alone both land on "a".
+        let load = Dictionary(uniqueKeysWithValues: experts.map { ($0.key, [0, 2].contains($0.key.expert) ? 1000 : 10) })
+        let byBytes = try Placement.balanced(experts: experts, workers: ["a", "b"])
+        XCTAssertEqual(byBytes.replicas[ExpertKey(layer: 0, expert: 0)], byBytes.replicas[ExpertKey(layer: 0, expert: 2)])
+        let byLoad = try Placement.balanced(experts: experts, workers: ["a", "b"], load: load)
+        for layer in 0..<4 {
+            XCTAssertEqual(busiestWorkerTokens(byBytes, load, layer: layer), 2020)
+            XCTAssertEqual(busiestWorkerTokens(byLoad, load, layer: layer), 1030, "layer \(layer): one hot expert each")
+        }
+        XCTAssertEqual(byLoad.experts(of: "a").count, 16, "bytes stay balanced")
+        // Replicas share an expert's tokens: with 2 of 4 workers per expert, the hot ones still split.
+        let replicated = try Placement.balanced(experts: experts, workers: ["a", "b", "c", "d"], replicas: 2, load: load)
+        XCTAssertTrue(Set(replicated.replicas[ExpertKey(layer: 1, expert: 0)]!)
+            .isDisjoint(with: replicated.replicas[ExpertKey(layer: 1, expert: 2)]!))
+        // An even load places as bytes do.
+        let even = Dictionary(uniqueKeysWithValues: experts.map { ($0.key, 5) })
+        XCTAssertEqual(try Placement.balanced(experts: experts, workers: ["a", "b", "c"], load: even),
+                       try Placement.balanced(experts: experts, workers: ["a", "b", "c"]))
+    }
+
+    func testALostWorkersHotExpertsGoToTheLeastLoadedSurvivor() throws {
+        let e = { ExpertKey(layer: 0, expert: $0) }
+        let placement = Placement(owner: [e(0): "a", e(1): "b", e(2): "c", e(3): "b"])
+        let bytes = Dictionary(uniqueKeysWithValues: (0..<4).map { (e($0), 100) })
+        // By bytes, a and c tie and the name decides: b's experts go to "a", then "c".
+        let byBytes = placement.reassigning("b", to: ["a", "c"], bytes: bytes)
+        XCTAssertEqual(byBytes.replicas[e(1)], ["a"])
+        // By load, "a" already computes the hot expert 0: the hot expert 1 goes to "c".
+        let load = [e(0): 1000, e(1): 900, e(2): 10, e(3): 10]
+        let byLoad = placement.reassigning("b", to: ["a", "c"], bytes: bytes, load: load)
+        XCTAssertEqual(byLoad.replicas[e(1)], ["c"])
+        XCTAssertEqual(byLoad.replicas[e(3)], ["c"], "c (910 tokens) is still below a (1000)")
+    }
+}
+
+final class ExpertLoadTests: XCTestCase {
+    func testCountsSinceStartAndOverTheLastMinute() {
+        var load = ExpertLoad()
+        let routes = [TokenRoute(experts: [1, 3], weights: [0.5, 0.5]), TokenRoute(experts: [1, 0], weights: [0.5, 0.5])]
+        load.record(layer: 0, routes: routes, now: 1000)
+        load.record(layer: 2, routes: [routes[0]], now: 1005)
+        XCTAssertEqual(load.total, [0: [1, 2, 0, 1], 2: [0, 1, 0, 1]])
+        XCTAssertEqual(load.recent(now: 1010), load.total)
+        XCTAssertEqual(load.recent(now: 1000 + ExpertLoad.windowSeconds + 10), [:], "a minute later the window is empty")
+        XCTAssertEqual(load.forPlacement(now: 1100)[ExpertKey(layer: 0, expert: 1)], 2, "an empty window: since start")
+        load.record(layer: 0, routes: [routes[1]], now: 1100)
+        XCTAssertEqual(load.recent(now: 1100), [0: [1, 1]])
+        XCTAssertEqual(load.forPlacement(now: 1100)[ExpertKey(layer: 0, expert: 3)], nil, "only the window counts")
+        XCTAssertEqual(load.total[0], [2, 3, 0, 1])
+    }
+
+    func testTheLoadFileRoundTripsAndRefusesAnotherModelOrGarbage() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("load-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: url) }
+        XCTAssertNil(try ExpertLoadFile.read(url, fingerprint: "abc"), "no file yet")
+        try ExpertLoadFile.write([0: [4, 5], 3: [1]], fingerprint: "abc", to: url)
+        XCTAssertEqual(try ExpertLoadFile.read(url, fingerprint: "abc"), [0: [4, 5], 3: [1]])
+        XCTAssertThrowsError(try ExpertLoadFile.read(url, fingerprint: "xyz")) {
+            XCTAssertTrue("\($0)".contains("measured on another model"), "\($0)")
+        }
+        try Data("{\"tokens\": 3}".utf8).write(to: url)
+        XCTAssertThrowsError(try ExpertLoadFile.read(url, fingerprint: "abc")) {
+            XCTAssertTrue("\($0)".contains("is not an expert load file"), "\($0)")
+        }
+    }
 }
 
 final class DispatchPlanTests: XCTestCase {
