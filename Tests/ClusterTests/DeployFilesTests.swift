@@ -33,8 +33,9 @@ final class DeployFilesTests: XCTestCase {
 
     // MARK: systemd
 
-    /// The units with the binary where this build put it (verify checks that ExecStart exists).
-    func installedUnits(in directory: URL) throws -> [String] {
+    /// The units with the binary where this build put it (verify checks that ExecStart exists), and
+    /// with `curve`, the CURVE drop-ins beside them as /etc/systemd/system would hold them.
+    func installedUnits(in directory: URL, curve: Bool = false) throws -> [String] {
         let binary = try Harness.binary().path
         let folder = deploy.appendingPathComponent("systemd")
         var units: [String] = []
@@ -45,15 +46,26 @@ final class DeployFilesTests: XCTestCase {
             let installed = name.replacingOccurrences(of: "@.", with: "@shard-1.")
             try text.write(to: directory.appendingPathComponent(installed), atomically: true, encoding: .utf8)
             units.append(directory.appendingPathComponent(installed).path)
+            if curve {
+                let dropIns = directory.appendingPathComponent(name + ".d")
+                try FileManager.default.createDirectory(at: dropIns, withIntermediateDirectories: true)
+                try FileManager.default.copyItem(at: folder.appendingPathComponent("curve/\(name).d/curve.conf"),
+                                                 to: dropIns.appendingPathComponent("curve.conf"))
+            }
         }
         return units
     }
 
-    func testSystemdUnitsPassSystemdAnalyzeVerify() throws {
+    /// `systemd-analyze verify` on `units`, drop-ins found beside them.
+    func verify(_ units: [String], in directory: URL) throws -> (status: Int32, output: String) {
+        try runTool("env", ["SYSTEMD_UNIT_PATH=\(directory.path):", "systemd-analyze", "verify", "--man=no"] + units, timeout: 60)
+    }
+
+    func testSystemdUnitsAndCurveDropInsPassSystemdAnalyzeVerify() throws {
         try requireTool("systemd-analyze", installedBy: "scripts/setup.sh (Debian's systemd)")
         let directory = try temporaryDirectory()
-        let units = try installedUnits(in: directory)
-        let verified = try runTool("systemd-analyze", ["verify", "--man=no"] + units, timeout: 60)
+        let units = try installedUnits(in: directory, curve: true)
+        let verified = try verify(units, in: directory)
         XCTAssertEqual(verified.status, 0, verified.output)
         XCTAssertEqual(verified.output.trimmingCharacters(in: .whitespacesAndNewlines), "", "verify warned:\n\(verified.output)")
         for unit in units {
@@ -63,12 +75,17 @@ final class DeployFilesTests: XCTestCase {
                 XCTAssertTrue(text.contains(hardening), "\(unit) lacks \(hardening)")
             }
         }
-        // The check can fail: a misspelt setting is reported.
+        // The check can fail: a misspelt setting is reported, in a unit and in a drop-in.
         let broken = directory.appendingPathComponent("broken.service")
         try String(contentsOfFile: units[0], encoding: .utf8).replacingOccurrences(of: "Restart=on-failure", with: "Restart=sometimes")
             .write(to: broken, atomically: true, encoding: .utf8)
-        let refused = try runTool("systemd-analyze", ["verify", "--man=no", broken.path], timeout: 60)
+        let refused = try verify([broken.path], in: directory)
         XCTAssertTrue(refused.output.contains("sometimes"), refused.output)
+        let dropIn = directory.appendingPathComponent("expertmesh-worker@.service.d/curve.conf")
+        try String(contentsOf: dropIn, encoding: .utf8).replacingOccurrences(of: "LoadCredential=", with: "LoadCredentials=")
+            .write(to: dropIn, atomically: true, encoding: .utf8)
+        let misspelt = try verify(units, in: directory)
+        XCTAssertTrue(misspelt.output.contains("Unknown key 'LoadCredentials'"), misspelt.output)
     }
 
     /// Expands a unit's ExecStart as systemd does: ${VAR} one word, $VAR split at spaces, %i and %H.
@@ -82,8 +99,25 @@ final class DeployFilesTests: XCTestCase {
         }
     }
 
-    func testSystemdCommandLinesWithTheShippedEnvironmentFileServe() throws {
-        // The shipped environment file's values, with the model, addresses and ports of this test.
+    /// The Environment= settings of a unit and then its drop-ins (later ones win), specifiers resolved
+    /// (%i the instance, %d the credentials directory), and files of `/etc/expertmesh/keys` taken from `keys`.
+    func unitEnvironment(_ texts: [String], instance: String = "", credentials: URL? = nil, keys: URL? = nil) -> [String: String] {
+        var environment: [String: String] = [:]
+        for text in texts {
+            for line in text.split(separator: "\n") where line.hasPrefix("Environment=") {
+                var setting = String(line.dropFirst("Environment=".count))
+                if setting.hasPrefix("\""), setting.hasSuffix("\"") { setting = String(setting.dropFirst().dropLast()) }
+                let parts = setting.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                environment[parts[0]] = parts[1].replacingOccurrences(of: "%i", with: instance)
+                    .replacingOccurrences(of: "%d", with: credentials?.path ?? "%d")
+                    .replacingOccurrences(of: "/etc/expertmesh/keys", with: keys?.path ?? "/etc/expertmesh/keys")
+            }
+        }
+        return environment
+    }
+
+    /// The shipped environment file's values (EnvironmentFile= overrides Environment=, as in systemd).
+    func shippedEnvironmentFile() throws -> [String: String] {
         let envText = try String(contentsOf: deploy.appendingPathComponent("systemd/expertmesh.env"), encoding: .utf8)
         var environment: [String: String] = [:]
         for line in envText.split(separator: "\n") where !line.hasPrefix("#") && line.contains("=") {
@@ -92,29 +126,84 @@ final class DeployFilesTests: XCTestCase {
         }
         XCTAssertNotNil(environment["EXPERTMESH_COORDINATOR_FLAGS"])
         XCTAssertNotNil(environment["EXPERTMESH_WORKER_FLAGS"])
+        XCTAssertNil(environment["EXPERTMESH_LINK_SECURITY"], "the environment file would override the CURVE drop-ins")
+        return environment
+    }
+
+    /// Starts the coordinator and `--min-workers` worker instances from the units' command lines, the
+    /// way systemd would (with or without the CURVE drop-ins), and waits for a healthy cluster.
+    func assertUnitsServe(curve: Bool) throws -> String {
+        let directory = try temporaryDirectory()
+        let units = try installedUnits(in: directory, curve: curve)
+        var keys: URL?, credentials: [String: URL] = [:]
+        var environment = try shippedEnvironmentFile()
         let zmqPort = Harness.freePort(), httpPort = Harness.freePort()
         environment["EXPERTMESH_MODEL"] = Harness.fixture("mixtral").path
         environment["EXPERTMESH_LISTEN"] = "tcp://127.0.0.1:\(zmqPort)"
         environment["EXPERTMESH_HTTP"] = "127.0.0.1:\(httpPort)"
         environment["EXPERTMESH_COORDINATOR"] = "tcp://127.0.0.1:\(zmqPort)"
-        let units = try installedUnits(in: try temporaryDirectory())
-        let coordinatorCommand = try execStart(try String(contentsOfFile: units[0], encoding: .utf8), environment: environment)
+        let coordinatorUnit = try String(contentsOfFile: units[0], encoding: .utf8)
+        let workerUnit = try String(contentsOfFile: units[1], encoding: .utf8)
+        let minimum = Int(environment["EXPERTMESH_COORDINATOR_FLAGS"]!
+            .range(of: #"--min-workers \d+"#, options: .regularExpression)
+            .map { environment["EXPERTMESH_COORDINATOR_FLAGS"]![$0].split(separator: " ")[1] } ?? "1") ?? 1
+        let instances = (1...minimum).map { "shard-\($0)" }
+        if curve {
+            // /etc/expertmesh/keys as the README's Deploying section lays it out, and each service's
+            // credentials directory as systemd fills it from LoadCredential= (mode 0400).
+            keys = directory.appendingPathComponent("keys")
+            try FileManager.default.createDirectory(at: keys!.appendingPathComponent("workers"), withIntermediateDirectories: true)
+            let binary = try Harness.binary().path
+            XCTAssertEqual(try runTool(binary, ["keygen", "--out", keys!.appendingPathComponent("coordinator").path]).status, 0)
+            for name in ["coordinator"] + instances {
+                if name != "coordinator" {
+                    XCTAssertEqual(try runTool(binary, ["keygen", "--out", keys!.appendingPathComponent(name).path]).status, 0)
+                    try FileManager.default.copyItem(at: keys!.appendingPathComponent("\(name).key"),
+                                                     to: keys!.appendingPathComponent("workers/\(name).key"))
+                }
+                let folder = directory.appendingPathComponent("credentials-\(name)")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let credential = folder.appendingPathComponent(name == "coordinator" ? "coordinator.key_secret" : "worker.key_secret")
+                try FileManager.default.copyItem(at: keys!.appendingPathComponent("\(name).key_secret"), to: credential)
+                try FileManager.default.setAttributes([.posixPermissions: 0o400], ofItemAtPath: credential.path)
+                credentials[name] = folder
+            }
+        }
+        let dropIn = { (unit: String) in
+            curve ? try String(contentsOf: self.deploy.appendingPathComponent("systemd/curve/\(unit).d/curve.conf"), encoding: .utf8) : ""
+        }
+        let coordinatorEnvironment = unitEnvironment([coordinatorUnit, try dropIn("expertmesh-coordinator.service")],
+                                                     credentials: credentials["coordinator"], keys: keys)
+            .merging(environment) { $1 }
+        let coordinatorCommand = try execStart(coordinatorUnit, environment: coordinatorEnvironment)
         XCTAssertTrue(coordinatorCommand.contains("--min-workers"), "\(coordinatorCommand)")
+        XCTAssertEqual(coordinatorCommand.contains("--insecure"), !curve, "\(coordinatorCommand)")
         let coordinator = try ChildProcess(URL(fileURLWithPath: coordinatorCommand[0]), Array(coordinatorCommand.dropFirst()),
                                            name: "unit-coordinator")
         defer { coordinator.kill(signal: SIGTERM) }
-        let minimum = Int(coordinatorCommand[try XCTUnwrap(coordinatorCommand.firstIndex(of: "--min-workers")) + 1]) ?? 1
         var workers: [ChildProcess] = []
         defer { workers.forEach { $0.kill(signal: SIGTERM) } }
-        for index in 1...minimum {
-            let command = try execStart(try String(contentsOfFile: units[1], encoding: .utf8), environment: environment,
-                                        instance: "shard-\(index)")
+        for instance in instances {
+            let workerEnvironment = unitEnvironment([workerUnit, try dropIn("expertmesh-worker@.service")], instance: instance,
+                                                    credentials: credentials[instance], keys: keys)
+                .merging(environment) { $1 }
+            let command = try execStart(workerUnit, environment: workerEnvironment, instance: instance)
             workers.append(try ChildProcess(URL(fileURLWithPath: command[0]), Array(command.dropFirst()), name: "unit-worker"))
         }
         let health = Harness.poll("http://127.0.0.1:\(httpPort)/health")
         XCTAssertEqual(health.status, 200, coordinator.log)
         let names = (health.body["workers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }.sorted()
-        XCTAssertEqual(names, (1...minimum).map { "host-shard-\($0)" })
+        XCTAssertEqual(names, instances.map { "host-\($0)" })
+        return coordinator.log
+    }
+
+    func testSystemdCommandLinesWithTheShippedEnvironmentFileServe() throws {
+        XCTAssertFalse(try assertUnitsServe(curve: false).contains("with CURVE"))
+    }
+
+    func testSystemdUnitsWithTheCurveDropInsServeOverCurve() throws {
+        let log = try assertUnitsServe(curve: true)
+        XCTAssertTrue(log.contains("with CURVE (3 authorized worker keys)"), log)
     }
 
     // MARK: Kubernetes
@@ -153,6 +242,93 @@ final class DeployFilesTests: XCTestCase {
         XCTAssertNotEqual(refused.status, 0, refused.output)
     }
 
+    /// The shell command of the first container in a manifest file's `kind` resource.
+    func containerScript(_ file: String, kind: String) throws -> String {
+        let path = deploy.appendingPathComponent("kubernetes/\(file)").path
+        let code = """
+            import sys, yaml
+            for doc in yaml.safe_load_all(open(sys.argv[1])):
+                if doc and doc["kind"] == sys.argv[2]:
+                    print(doc["spec"]["template"]["spec"]["containers"][0]["args"][0], end="")
+            """
+        let result = try runTool("python3", ["-c", code, path, kind], timeout: 60)
+        XCTAssertEqual(result.status, 0, result.output)
+        return result.output
+    }
+
+    /// The containers' commands run as the pods would run them (the Secret's files group-readable
+    /// as fsGroup leaves them, ports on loopback): with EXPERTMESH_LINK=curve the workers join over
+    /// CURVE; without the Secret the coordinator stops with a message.
+    func testKubernetesContainersServeOverCurveWithTheSecret() throws {
+        let directory = try temporaryDirectory()
+        let binary = try Harness.binary()
+        let keys = directory.appendingPathComponent("keys")
+        try FileManager.default.createDirectory(at: keys, withIntermediateDirectories: true)
+        for name in ["coordinator", "worker"] {
+            XCTAssertEqual(try runTool(binary.path, ["keygen", "--out", keys.appendingPathComponent(name).path]).status, 0)
+        }
+        // The Secret's volume of each pod, with the items the manifests pick (mode 0440).
+        func secretVolume(_ role: String, _ items: [String: String]) throws -> URL {
+            let volume = directory.appendingPathComponent("curve-\(role)")
+            for (key, path) in items {
+                let target = volume.appendingPathComponent(path)
+                try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try FileManager.default.copyItem(at: keys.appendingPathComponent(key), to: target)
+                try FileManager.default.setAttributes([.posixPermissions: 0o440], ofItemAtPath: target.path)
+            }
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent("run-\(role)"), withIntermediateDirectories: true)
+            return volume
+        }
+        let coordinatorVolume = try secretVolume("coordinator", ["coordinator.key_secret": "coordinator.key_secret",
+                                                                 "worker.key": "workers/worker.key"])
+        let zmqPort = Harness.freePort(), httpPort = Harness.freePort()
+        var flags: [String: String] = [:]
+        for line in try String(contentsOf: deploy.appendingPathComponent("kubernetes/flags.env"), encoding: .utf8).split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            flags[parts[0]] = parts.count > 1 ? parts[1] : ""
+        }
+        XCTAssertEqual(flags["EXPERTMESH_LINK"], "curve", "the shipped flags key the link")
+        let count = Int(flags["EXPERTMESH_COORDINATOR_FLAGS"]!.components(separatedBy: "--min-workers ")[1].prefix { $0.isNumber })!
+        func pod(_ file: String, _ kind: String, role: String, volume: URL, name: String, link: String = "curve") throws -> ChildProcess {
+            let script = try containerScript(file, kind: kind)
+                .replacingOccurrences(of: "/curve", with: volume.path)
+                .replacingOccurrences(of: "/run/expertmesh", with: directory.appendingPathComponent("run-\(role)").path)
+                .replacingOccurrences(of: "tcp://0.0.0.0:5555", with: "tcp://127.0.0.1:\(zmqPort)")
+                .replacingOccurrences(of: "tcp://expertmesh-coordinator-workers:5555", with: "tcp://127.0.0.1:\(zmqPort)")
+                .replacingOccurrences(of: "0.0.0.0:8080", with: "127.0.0.1:\(httpPort)")
+                .replacingOccurrences(of: "0.0.0.0:8081", with: "127.0.0.1:\(Harness.freePort())")
+            var environment = ProcessInfo.processInfo.environment.merging(flags) { $1 }
+            environment["PATH"] = binary.deletingLastPathComponent().path + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+            environment["EXPERTMESH_MODEL"] = Harness.fixture("mixtral").path
+            environment["EXPERTMESH_LINK"] = link
+            environment["POD_NAME"] = name
+            return try ChildProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", script], name: name, environment: environment)
+        }
+
+        let keyless = try pod("coordinator.yaml", "Deployment", role: "none", volume: directory.appendingPathComponent("absent"),
+                              name: "keyless")
+        keyless.waitForExit(timeout: 30)
+        XCTAssertEqual(keyless.process.terminationStatus, 1)
+        XCTAssertTrue(keyless.log.contains("EXPERTMESH_LINK=curve needs the Secret expertmesh-curve"), keyless.log)
+        let misspelt = try pod("coordinator.yaml", "Deployment", role: "none", volume: coordinatorVolume, name: "misspelt", link: "curvy")
+        misspelt.waitForExit(timeout: 30)
+        XCTAssertTrue(misspelt.log.contains("EXPERTMESH_LINK must be curve or insecure, not 'curvy'"), misspelt.log)
+
+        let coordinator = try pod("coordinator.yaml", "Deployment", role: "coordinator", volume: coordinatorVolume, name: "coordinator")
+        defer { coordinator.kill(signal: SIGTERM) }
+        var workers: [ChildProcess] = []
+        defer { workers.forEach { $0.kill(signal: SIGTERM) } }
+        for index in 0..<count {
+            let volume = try secretVolume("worker-\(index)", ["worker.key_secret": "worker.key_secret", "coordinator.key": "coordinator.key"])
+            workers.append(try pod("workers.yaml", "StatefulSet", role: "worker-\(index)", volume: volume, name: "expertmesh-worker-\(index)"))
+        }
+        let health = Harness.poll("http://127.0.0.1:\(httpPort)/health")
+        XCTAssertEqual(health.status, 200, coordinator.log + workers.map(\.log).joined())
+        XCTAssertTrue(coordinator.log.contains("with CURVE (1 authorized worker keys)"), coordinator.log)
+        let names = (health.body["workers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }.sorted()
+        XCTAssertEqual(names, (0..<count).map { "expertmesh-worker-\($0)" })
+    }
+
     // MARK: Docker
 
     func testDockerfileIsCleanUnderHadolint() throws {
@@ -169,9 +345,14 @@ final class DeployFilesTests: XCTestCase {
     // MARK: Slurm
 
     /// The sbatch script run as Slurm would run it, with `scontrol` and `srun` stand-ins that start
-    /// each step's tasks on this machine (3 "nodes" named localhost), then cancelled as scancel does.
-    func testSlurmJobStartsTheClusterAndTearsItDownOnCancel() throws {
+    /// each step's tasks on this machine (3 "nodes" named localhost), keyed with EXPERTMESH_KEYS,
+    /// then cancelled as scancel does.
+    func testSlurmJobStartsTheClusterOverCurveAndTearsItDownOnCancel() throws {
         let shims = try temporaryDirectory()
+        let keys = try temporaryDirectory()
+        for name in ["coordinator", "workers/worker"] {
+            XCTAssertEqual(try runTool(try Harness.binary().path, ["keygen", "--out", keys.appendingPathComponent(name).path]).status, 0)
+        }
         try """
             #!/usr/bin/env bash
             # scontrol show hostnames LIST: three nodes, all this machine.
@@ -203,6 +384,7 @@ final class DeployFilesTests: XCTestCase {
         environment["EXPERTMESH_ZMQ_PORT"] = String(Harness.freePort())
         environment["EXPERTMESH_HTTP_PORT"] = String(httpPort)
         environment["EXPERTMESH_WORKER_FLAGS"] = "--threads 1"
+        environment["EXPERTMESH_KEYS"] = keys.path
         let job = try ChildProcess(URL(fileURLWithPath: "/bin/bash"), [deploy.appendingPathComponent("slurm/expertmesh.sbatch").path],
                                    name: "sbatch", environment: environment)
         defer { job.kill() }
@@ -210,6 +392,7 @@ final class DeployFilesTests: XCTestCase {
         XCTAssertEqual(health.status, 200, job.log)
         let names = (health.body["workers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }.sorted()
         XCTAssertEqual(names, ["worker-0", "worker-1"], job.log)
+        XCTAssertTrue(job.log.contains("with CURVE (1 authorized worker keys)"), job.log)
         let processes = descendants(of: job.process.processIdentifier)
         XCTAssertGreaterThanOrEqual(processes.count, 3, "coordinator and two workers under the job")
 
