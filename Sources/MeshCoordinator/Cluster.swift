@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import MeshModels
 import MeshTensors
@@ -31,6 +32,8 @@ public final class Cluster {
         /// Why its work last went to a replica for being slow, until it answers in time again.
         public var degraded: String?
         public var degradedAt: Double?
+        /// The IP address its connection comes from.
+        public var address: String?
     }
 
     public let spec: ModelSpec
@@ -84,6 +87,15 @@ public final class Cluster {
     private var unservedSince: Double?
     /// Tokens routed to each expert since start, by the exchanges of this coordinator.
     public private(set) var expertLoad = ExpertLoad()
+    /// `expertmesh_expert_routed_tokens_total{layer, expert}`, made when an expert first gets a token.
+    private var routedTokenCounters: [ExpertKey: Counter] = [:]
+    /// Each worker's requests, bytes and latencies (kept across its reconnections).
+    private var stats: [String: WorkerStats] = [:]
+    /// Workers that hold each expert, as asked at start.
+    public private(set) var replicaCount = 1
+    /// Counts changes of the worker table or placement (a worker joined, became ready, was lost…):
+    /// views of the cluster rebuild at once when it moves.
+    public private(set) var changes = 0
     /// Tokens routed to each expert in earlier runs (`--expert-load`): the placement at start goes by it.
     public var earlierLoad: [Int: [Int]] = [:]
     /// When each worker of the placement was lost, until it is ready again or replaced.
@@ -116,21 +128,52 @@ public final class Cluster {
 
     public var endpoint: String { socket.lastEndpoint }
 
-    /// One entry per known worker, for the health endpoint.
-    public var workerSummary: [[String: Any]] {
-        workers.values.sorted { $0.name < $1.name }.map { worker in
-            var entry: [String: Any] = ["name": worker.name, "ready": worker.ready, "alive": worker.liveness.isAlive,
-                                        "experts": worker.experts.count, "resident_bytes": worker.residentBytes]
+    /// What a worker is doing now.
+    public func state(of worker: WorkerEntry) -> WorkerState {
+        if worker.faulty != nil { return .faulty }
+        if !worker.liveness.isAlive { return .lost }
+        if worker.ready { return worker.degraded == nil ? .ready : .degraded }
+        return placement.workers.contains(worker.name) ? .loading : .connected
+    }
+
+    /// The cluster's part of `/v1/cluster` (schema in the README): a row per worker, the expert
+    /// load per layer (last minute and since start) with each expert's workers. Also updates the
+    /// workers' state metrics.
+    public func statusObject(now: Double = Date().timeIntervalSince1970) -> [String: Any] {
+        let bytes = expertBytes
+        let rows: [[String: Any]] = workers.values.sorted { $0.name < $1.name }.map { worker in
+            let state = state(of: worker)
+            let workerStats = stats[worker.name] ?? WorkerStats(worker: worker.name)
+            workerStats.publish(state: state.rawValue, experts: worker.experts.count)
+            var entry = workerStats.json
+            entry["name"] = worker.name
+            entry["address"] = worker.address ?? NSNull()
+            entry["state"] = state.rawValue
+            entry["ready"] = worker.ready
+            entry["alive"] = worker.liveness.isAlive
+            entry["experts"] = worker.experts.count
+            entry["expert_bytes"] = worker.experts.reduce(0) { $0 + (bytes[$1] ?? 0) }
+            entry["resident_bytes"] = worker.residentBytes
+            entry["heartbeat_age_seconds"] = worker.liveness.silence(at: now)
             if let faulty = worker.faulty { entry["faulty"] = faulty }
             if let degraded = worker.degraded { entry["degraded"] = degraded }
             return entry
         }
+        let recent = expertLoad.recent(now: now)
+        let layers: [[String: Any]] = spec.layers.indices.compactMap { layer in
+            guard let moe = spec.layers[layer].moe else { return nil }
+            let pad = { (counts: [Int]?) in (counts ?? []) + [Int](repeating: 0, count: max(0, moe.expertCount - (counts ?? []).count)) }
+            let holders = (0..<moe.expertCount).map { placement.replicas[ExpertKey(layer: layer, expert: $0)] ?? [] }
+            return ["layer": layer, "tokens": pad(recent[layer]), "total_tokens": pad(expertLoad.total[layer]), "workers": holders]
+        }
+        return ["workers": rows, "replicas": replicaCount, "model_fingerprint": fingerprint,
+                "experts": ["window_seconds": ExpertLoad.windowSeconds, "layers": layers] as [String: Any]]
     }
 
     /// Tells every worker the coordinator is leaving (they reconnect with backoff).
     public func sayGoodbye(_ reason: String) {
         for worker in workers.values {
-            try? send(to: worker.routingId, WireMessage(.goodbye(reason: reason)))
+            _ = try? send(to: worker.routingId, WireMessage(.goodbye(reason: reason)))
         }
     }
 
@@ -169,7 +212,19 @@ public final class Cluster {
     // MARK: load
 
     /// Counts the tokens routed to each expert by one exchange.
-    public func record(layer: Int, routes: [TokenRoute]) { expertLoad.record(layer: layer, routes: routes) }
+    public func record(layer: Int, routes: [TokenRoute]) {
+        expertLoad.record(layer: layer, routes: routes)
+        var counts: [Int: Int] = [:]
+        for route in routes { for expert in route.experts { counts[expert, default: 0] += 1 } }
+        for (expert, count) in counts {
+            let key = ExpertKey(layer: layer, expert: expert)
+            if routedTokenCounters[key] == nil {
+                routedTokenCounters[key] = Counter(label: "expertmesh_expert_routed_tokens_total",
+                                                   dimensions: [("layer", String(layer)), ("expert", String(expert))])
+            }
+            routedTokenCounters[key]!.increment(by: count)
+        }
+    }
 
     /// What placing experts goes by: the load measured lately, else since start, else in earlier runs
     /// (empty when nothing was ever measured: then bytes alone).
@@ -216,12 +271,14 @@ public final class Cluster {
             }
             try pump(timeoutMilliseconds: 200)
         }
+        replicaCount = replicas
         progress("all \(placement.replicas.count) experts served by \(placement.workers.count) workers"
                  + (replicas > 1 ? ", each on \(replicas) of them" : ""))
     }
 
     private func assign(_ name: String) throws {
         guard let worker = workers[name] else { return }
+        changes += 1
         workers[name]?.ready = false
         var assignment = Assignment(experts: placement.experts(of: name), replyDType: replyDType, modelFingerprint: fingerprint,
                                     heartbeatIntervalMilliseconds: UInt32(heartbeatInterval * 1000))
@@ -241,7 +298,7 @@ public final class Cluster {
             pending[request.requestId] = request.worker
             sentAt[request.requestId] = Date().timeIntervalSince1970
             do {
-                try send(to: worker.routingId, request.message)
+                stats[request.worker]?.sent(bytes: try send(to: worker.routingId, request.message))
             } catch let error as TransportError where error.isUnreachablePeer {
                 // `collect` reports the request lost, and its work goes to replicas.
                 markLost(request.worker, reason: "unreachable")
@@ -323,7 +380,10 @@ public final class Cluster {
     /// gets work again to show whether it is still slow.
     public func markDegraded(_ name: String, reason: String) {
         guard workers[name] != nil else { return }
-        if workers[name]?.degraded == nil { log("worker '\(name)' is degraded: \(reason); its work went to replicas") }
+        if workers[name]?.degraded == nil {
+            changes += 1
+            log("worker '\(name)' is degraded: \(reason); its work went to replicas")
+        }
         workers[name]?.degraded = reason
         workers[name]?.degradedAt = Date().timeIntervalSince1970
     }
@@ -338,6 +398,7 @@ public final class Cluster {
 
     public func markTimely(_ names: Set<String>) {
         for name in names where workers[name]?.degraded != nil {
+            changes += 1
             workers[name]?.degraded = nil
             workers[name]?.degradedAt = nil
             log("worker '\(name)' answers in time again")
@@ -352,7 +413,7 @@ public final class Cluster {
         while let parts = try socket.receive(timeoutMilliseconds: wait) {
             wait = 0
             guard parts.count >= 2 else { continue }
-            handle(from: parts[0], Array(parts.dropFirst()))
+            handle(from: parts[0], Array(parts.dropFirst()), address: socket.lastPeerAddress)
         }
         let now = Date().timeIntervalSince1970
         for name in workers.keys {
@@ -366,13 +427,13 @@ public final class Cluster {
         if now - lastStatusRequest >= Self.statusInterval {
             lastStatusRequest = now
             for worker in workers.values where worker.ready {
-                try? send(to: worker.routingId, WireMessage(.statusRequest))
+                _ = try? send(to: worker.routingId, WireMessage(.statusRequest))
             }
         }
         if now - lastHeartbeat >= heartbeatInterval {
             lastHeartbeat = now
             for worker in workers.values where worker.liveness.isAlive {
-                try? send(to: worker.routingId, WireMessage(.heartbeat(sentUnixMilliseconds: UInt64(now * 1000))))
+                _ = try? send(to: worker.routingId, WireMessage(.heartbeat(sentUnixMilliseconds: UInt64(now * 1000))))
             }
         }
     }
@@ -407,6 +468,7 @@ public final class Cluster {
     /// A worker whose results cannot be trusted: it gets no more work until it says hello again.
     public func markFaulty(_ name: String, reason: String) {
         guard workers[name]?.ready == true else { return }
+        changes += 1
         workers[name]?.ready = false
         workers[name]?.faulty = reason
         if placement.workers.contains(name) { lostAt[name] = Date().timeIntervalSince1970 }
@@ -415,25 +477,26 @@ public final class Cluster {
 
     private func markLost(_ name: String, reason: String) {
         guard workers[name]?.ready == true else { return }
+        changes += 1
         workers[name]?.ready = false
         if placement.workers.contains(name) { lostAt[name] = Date().timeIntervalSince1970 }
         log("worker '\(name)' lost: \(reason)")
     }
 
-    private func handle(from routingId: Data, _ frames: [Data]) {
+    private func handle(from routingId: Data, _ frames: [Data], address: String?) {
         let message: WireMessage
         do {
             message = try WireCodec.decode(frames)
         } catch {
             log("malformed message from '\(names[routingId] ?? "a peer that never said hello")': \(error)")
-            try? send(to: routingId, WireMessage(.error(WireFailure(code: .malformed, message: "\(error)"))))
+            _ = try? send(to: routingId, WireMessage(.error(WireFailure(code: .malformed, message: "\(error)"))))
             return
         }
         let now = Date().timeIntervalSince1970
-        if case .hello(let hello) = message.body { return welcome(hello, from: routingId, now: now) }
+        if case .hello(let hello) = message.body { return welcome(hello, from: routingId, address: address, now: now) }
         // Only the session a worker's name belongs to is heard: not a stranger, not a replaced session.
         guard let name = names[routingId], workers[name]?.routingId == routingId else {
-            try? send(to: routingId, WireMessage(.error(WireFailure(code: .notReady, message: "say hello first"))))
+            _ = try? send(to: routingId, WireMessage(.error(WireFailure(code: .notReady, message: "say hello first"))))
             return
         }
         workers[name]?.liveness.heard(at: now)
@@ -442,6 +505,7 @@ public final class Cluster {
             break
         case .ready(let ready):
             guard workers[name] != nil else { return }
+            changes += 1
             workers[name]?.ready = ready.experts == placement.experts(of: name)
             if workers[name]?.ready == true { lostAt[name] = nil }
             workers[name]?.experts = ready.experts
@@ -452,7 +516,11 @@ public final class Cluster {
             if pending[reply.requestId] == name {
                 replies[reply.requestId] = .success(message)
                 arrivedAt[reply.requestId] = now
-                if let sent = sentAt[reply.requestId] { replyTime.add(seconds: now - sent, tokens: Int(reply.tokenCount)) }
+                if let sent = sentAt[reply.requestId] {
+                    replyTime.add(seconds: now - sent, tokens: Int(reply.tokenCount))
+                    stats[name]?.answered(bytes: frames.reduce(0) { $0 + $1.count }, roundTrip: now - sent,
+                                          compute: reply.computeSeconds)
+                }
             }
         case .error(let failure):
             log("worker '\(name)' reported: \(failure.message)")
@@ -470,10 +538,10 @@ public final class Cluster {
 
     /// A worker's hello: refused on a protocol or model mismatch, or when a live worker already has
     /// its name; otherwise the name is its session's, and it gets its experts if it has any.
-    private func welcome(_ hello: Hello, from routingId: Data, now: Double) {
+    private func welcome(_ hello: Hello, from routingId: Data, address: String?, now: Double) {
         func refuse(_ code: WireErrorCode, _ text: String) {
             log(text)
-            try? send(to: routingId, WireMessage(.error(WireFailure(code: code, message: text))))
+            _ = try? send(to: routingId, WireMessage(.error(WireFailure(code: code, message: text))))
         }
         let name = hello.workerName
         guard hello.protocolVersion == wireProtocolVersion else {
@@ -496,13 +564,20 @@ public final class Cluster {
         names[routingId] = name
         let known = workers[name] != nil
         workers[name] = WorkerEntry(routingId: routingId, name: name, capacityBytes: hello.capacityBytes,
-                                    liveness: Liveness(interval: heartbeatInterval, maxLives: livesPerWorker, now: now))
+                                    liveness: Liveness(interval: heartbeatInterval, maxLives: livesPerWorker, now: now),
+                                    address: address)
+        if stats[name] == nil { stats[name] = WorkerStats(worker: name) }
+        changes += 1
         log("worker '\(name)' \(known ? "reconnected" : "connected")")
         if !placement.experts(of: name).isEmpty { try? assign(name) }
     }
 
-    private func send(to routingId: Data, _ message: WireMessage) throws {
-        try socket.send([routingId] + WireCodec.encode(message))
+    /// Returns the bytes sent.
+    @discardableResult
+    private func send(to routingId: Data, _ message: WireMessage) throws -> Int {
+        let frames = WireCodec.encode(message)
+        try socket.send([routingId] + frames)
+        return frames.reduce(0) { $0 + $1.count }
     }
 }
 

@@ -49,7 +49,7 @@ public struct CoordinatorOptions: Sendable {
 public final class CoordinatorService: Sendable {
     public let options: CoordinatorOptions
     private let log: @Sendable (String) -> Void
-    private let workerTable = WorkerTable()
+    private let clusterView = ClusterView()
 
     public init(options: CoordinatorOptions, log: @escaping @Sendable (String) -> Void) {
         self.options = options
@@ -90,8 +90,8 @@ public final class CoordinatorService: Sendable {
         log(description)
         let served = try ServedModel(directory: options.modelDirectory, spec: model.spec,
                                      name: options.api.servedModelName, chatTemplateFile: options.api.chatTemplateFile)
-        let api = OpenAIAPI(model: served, service: runner, limits: options.api.limits, apiKeys: options.api.apiKeys,
-                            healthDetails: { [workerTable] in ["workers": workerTable.value] })
+        let api = OpenAIAPI(model: served, service: runner, options: options.api,
+                            clusterDetails: { [clusterView] in clusterView.value })
         let frontEnd = HTTPFrontEnd(api: api, host: options.api.host, port: options.api.port,
                                     drainTimeout: options.api.drainTimeout)
         let port = try frontEnd.start()
@@ -101,8 +101,8 @@ public final class CoordinatorService: Sendable {
         defer { cluster.sayGoodbye("coordinator shutting down") }
         do {
             try cluster.start(minimumWorkers: options.minimumWorkers, replicas: options.replicas, timeout: options.startTimeout, progress: log,
-                              waiting: { [workerTable] reason in
-                                  workerTable.value = cluster.workerSummary
+                              waiting: { [clusterView] reason in
+                                  clusterView.update(from: cluster)
                                   runner.setUnservedReason(reason)
                                   if frontEnd.drainRequested { throw StoppedWhileStarting() }
                               })
@@ -113,9 +113,9 @@ public final class CoordinatorService: Sendable {
         }
         var loadSavedAt = Date()
         try runner.run(until: frontEnd, unservedReason: { cluster.unservedReason },
-                       failureReason: { cluster.failureReason() }, betweenSteps: { [workerTable] in
+                       failureReason: { cluster.failureReason() }, betweenSteps: { [clusterView] in
             try cluster.pump(timeoutMilliseconds: 0)
-            workerTable.value = cluster.workerSummary
+            clusterView.update(from: cluster)
             if Date().timeIntervalSince(loadSavedAt) >= Self.loadSaveInterval {
                 loadSavedAt = Date()
                 keepLoad(of: cluster)
@@ -144,13 +144,31 @@ extension CoordinatorService {
 
 private struct StoppedWhileStarting: Error {}
 
-/// The worker table as last seen by the engine thread, for `/health` on HTTP threads.
-final class WorkerTable: @unchecked Sendable {
+/// The cluster as last seen by the engine thread, for `/health` and `/v1/cluster` on HTTP threads.
+/// Rebuilt at once when a worker's state changed, else at most every `interval` seconds (it walks
+/// every worker and expert).
+final class ClusterView: @unchecked Sendable {
     private let lock = NSLock()
-    private var table: [[String: Any]] = []
+    private var object: [String: Any] = [:]
+    private var builtAt = 0.0
+    private var builtAtChange = -1
+    static let interval = 0.25
 
-    var value: [[String: Any]] {
-        get { lock.lock(); defer { lock.unlock() }; return table }
-        set { lock.lock(); table = newValue; lock.unlock() }
+    var value: [String: Any] {
+        lock.lock()
+        defer { lock.unlock() }
+        return object
+    }
+
+    /// On the engine thread.
+    func update(from cluster: Cluster) {
+        let now = Date().timeIntervalSince1970
+        guard now - builtAt >= Self.interval || cluster.changes != builtAtChange else { return }
+        builtAt = now
+        builtAtChange = cluster.changes
+        let built = cluster.statusObject(now: now)
+        lock.lock()
+        object = built
+        lock.unlock()
     }
 }

@@ -19,8 +19,11 @@ public struct DispatchPlan: Sendable {
     public var destinations: [Destination]
 
     /// `usable` says which workers (by index into `placement.workers`) may get work: a lost one
-    /// may not, and its experts go to their other replicas.
-    public init(routes: [TokenRoute], layer: Int, placement: Placement, usable: (Int) -> Bool = { _ in true }) throws {
+    /// may not, and its experts go to their other replicas. `rotation` breaks ties between equally
+    /// loaded replicas differently from one exchange to the next (the caller counts exchanges), so
+    /// one token at a time does not always go to the same replica.
+    public init(routes: [TokenRoute], layer: Int, placement: Placement, usable: (Int) -> Bool = { _ in true },
+                rotation: Int = 0) throws {
         // expert → replica slots, from the placement's table (built once, not per layer).
         let replicas = placement.workerSlots(layer: layer)
         let usableSlot = placement.workers.indices.map(usable)
@@ -28,9 +31,12 @@ public struct DispatchPlan: Sendable {
         for (token, route) in routes.enumerated() {
             for (expert, weight) in zip(route.experts, route.weights) {
                 // A replica that already gets this token costs no extra row on the wire; otherwise
-                // the least loaded one in this exchange (ties: the placement's order).
+                // the least loaded one in this exchange (ties: the placement's order, rotated).
                 var d = -1
-                for slot in expert >= 0 && expert < replicas.count ? replicas[expert] : [] where usableSlot[slot] {
+                let choices = expert >= 0 && expert < replicas.count ? replicas[expert] : []
+                for index in choices.indices {
+                    let slot = choices[(index + rotation) % choices.count]
+                    guard usableSlot[slot] else { continue }
                     if all[slot].tokens.last == token { d = slot; break }
                     if d < 0 || all[slot].tokens.count < all[d].tokens.count { d = slot }
                 }

@@ -22,6 +22,8 @@ public final class RemoteExpertBackend: ExpertBackend {
 
     let cluster: Cluster
     private var nextRequestId: UInt64 = 1
+    /// Exchanges planned so far: rotates the choice between equally loaded replicas.
+    private var exchanges = 0
     public private(set) var lastExchange = ExchangeStats()
     /// Requests sent again to a replica because their worker was lost (since start).
     public private(set) var resentRequests = 0
@@ -64,14 +66,17 @@ public final class RemoteExpertBackend: ExpertBackend {
     /// if no one else can). An expert no live worker holds is waited for, while the cluster finds
     /// it a new home, up to `unservedTimeout`; then the request fails.
     private func plan(_ routes: [TokenRoute], layer: Int, avoiding: Set<String>) throws -> DispatchPlan {
+        exchanges += 1
         let deadline = Date().addingTimeInterval(cluster.unservedTimeout)
         while true {
             let placement = cluster.placement
             let usable = placement.workers.map { !avoiding.contains($0) && cluster.isServing($0) }
             let preferred = placement.workers.indices.map { usable[$0] && !cluster.isOnProbation(placement.workers[$0]) }
             do {
-                return try (try? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { preferred[$0] }))
-                    ?? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { usable[$0] })
+                return try (try? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { preferred[$0] },
+                                              rotation: exchanges))
+                    ?? DispatchPlan(routes: routes, layer: layer, placement: placement, usable: { usable[$0] },
+                                    rotation: exchanges)
             } catch let error as ClusterError where !error.unserved.isEmpty && avoiding.isEmpty && Date() < deadline {
                 try cluster.pump(timeoutMilliseconds: 50)
             }

@@ -10,6 +10,8 @@ public protocol GenerationService: AnyObject, Sendable {
                 events: @escaping @Sendable (SequenceEvent) -> Void) throws
     /// The engine's counters and, when it cannot serve, why.
     var status: (stats: EngineStats, unservedReason: String?) { get }
+    /// Prompt and generated tokens per second lately.
+    var tokensPerSecond: (prompt: Double, generated: Double) { get }
 }
 
 /// Runs an `InferenceEngine` on one dedicated thread (the caller of `run`): takes requests
@@ -29,6 +31,10 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
     private var inbox: [Submission] = []
     private var published = EngineStats()
     private var publishedReason: String? = "starting"
+    private var publishedRates: (prompt: Double, generated: Double) = (0, 0)
+    /// Engine thread only.
+    private var meters = EngineMeters()
+    private var throughput = ThroughputWindow()
     /// How often a busy engine logs its pool use.
     static var logInterval: Double { 10 }
 
@@ -56,6 +62,13 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
         lock.lock()
         defer { lock.unlock() }
         return (published, publishedReason)
+    }
+
+    /// Prompt and generated tokens per second over the last 10 s.
+    public var tokensPerSecond: (prompt: Double, generated: Double) {
+        lock.lock()
+        defer { lock.unlock() }
+        return publishedRates
     }
 
     /// The engine loop, on the calling thread, until the HTTP front end has stopped.
@@ -129,9 +142,13 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
 
     private func publish(_ reason: String?) {
         let stats = engine.stats
+        meters.update(stats)
+        throughput.add(stats)
+        let rates = throughput.rates(stats)
         lock.lock()
         published = stats
         publishedReason = reason
+        publishedRates = rates
         lock.unlock()
     }
 

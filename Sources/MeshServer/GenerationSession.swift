@@ -9,13 +9,18 @@ final class EventChannel: @unchecked Sendable {
     private let continuation: AsyncStream<SequenceEvent>.Continuation
     private let lock = NSLock()
     private var cancelled = false
+    /// Touched on the engine thread only.
+    private var timer = RequestTimer()
 
     init() {
         (events, continuation) = AsyncStream.makeStream(of: SequenceEvent.self)
     }
 
     /// Called on the engine thread.
-    func push(_ event: SequenceEvent) { continuation.yield(event) }
+    func push(_ event: SequenceEvent) {
+        timer.observe(event)
+        continuation.yield(event)
+    }
 
     func cancel() {
         lock.lock()

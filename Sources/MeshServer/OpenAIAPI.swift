@@ -15,28 +15,35 @@ public struct APILimits: Sendable {
 }
 
 /// The HTTP routes of the OpenAI-compatible API: `POST /v1/completions`, `POST /v1/chat/completions`,
-/// `GET /v1/models`, `GET /health`. Handlers never block: they hand requests to the engine thread
-/// and await their events.
+/// `GET /v1/models`; and the process's own: `GET /health`, `GET /v1/cluster`, `GET /metrics`, and
+/// the dashboard at `GET /`. Handlers never block: they hand requests to the engine thread and
+/// await their events.
 public struct OpenAIAPI: Sendable {
     let model: ServedModel
     let service: GenerationService
     let limits: APILimits
     /// Clients must send `Authorization: Bearer <key>` on /v1 routes when set.
     let apiKeys: [String]
-    /// Extra fields for `/health` (the coordinator's worker table).
-    let healthDetails: @Sendable () -> [String: Any]
+    /// The cluster's part of `/v1/cluster` ("workers", "experts", …; `/health` shows its "workers").
+    let clusterDetails: @Sendable () -> [String: Any]
+    let metricsText: (@Sendable () -> String)?
+    let openMetrics: Bool
+    private let started = Date()
 
-    public init(model: ServedModel, service: GenerationService, limits: APILimits = .default, apiKeys: [String] = [],
-                healthDetails: @escaping @Sendable () -> [String: Any] = { [:] }) {
+    public init(model: ServedModel, service: GenerationService, options: APIOptions,
+                clusterDetails: @escaping @Sendable () -> [String: Any] = { [:] }) {
         self.model = model
         self.service = service
-        self.limits = limits
-        self.apiKeys = apiKeys
-        self.healthDetails = healthDetails
+        limits = options.limits
+        apiKeys = options.apiKeys
+        metricsText = options.metricsText
+        openMetrics = options.openMetrics
+        self.clusterDetails = clusterDetails
     }
 
     public static var routeSummary: String {
-        "GET /health, GET /health/live, GET /v1/models, POST /v1/completions, POST /v1/chat/completions"
+        "GET / (dashboard), GET /health, GET /health/live, GET /metrics, GET /v1/cluster, GET /v1/models, "
+            + "POST /v1/completions, POST /v1/chat/completions"
     }
 
     func router() -> Router<APIRequestContext> {
@@ -46,8 +53,23 @@ public struct OpenAIAPI: Sendable {
         // Liveness: the server answers, whatever the workers do (a lost worker must not get the
         // coordinator restarted by an orchestrator; /health says whether requests can be served).
         router.get("/health/live") { _, _ in JSON.response(["status": "live"]) }
+        // The page holds no data: it reads /v1/cluster, with the key the viewer types in if keys are set.
+        router.get("/") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
+                     body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+        }
+        let keyCheck = APIKeyMiddleware<APIRequestContext>(keys: apiKeys.map { Array($0.utf8) })
+        if let metricsText {
+            let metrics = router.group("/metrics")
+            if !apiKeys.isEmpty, !openMetrics { metrics.add(middleware: keyCheck) }
+            metrics.get { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                         body: .init(byteBuffer: ByteBuffer(string: metricsText())))
+            }
+        }
         let v1 = router.group("/v1")
-        if !apiKeys.isEmpty { v1.add(middleware: APIKeyMiddleware(keys: apiKeys.map { Array($0.utf8) })) }
+        if !apiKeys.isEmpty { v1.add(middleware: keyCheck) }
+        v1.get("/cluster") { _, _ in cluster() }
         v1.get("/models") { _, _ in
             JSON.response(["object": "list", "data": [model.modelObject]])
         }
@@ -83,11 +105,11 @@ public struct OpenAIAPI: Sendable {
         }
     }
 
-    private func health() -> Response {
+    /// The engine's counters, in `/health` and `/v1/cluster`.
+    private func engineObject() -> (object: [String: Any], unservedReason: String?) {
         let (stats, reason) = service.status
-        var body = healthDetails()
-        body["model"] = model.name
-        body["engine"] = [
+        let rates = service.tokensPerSecond
+        let object: [String: Any] = [
             "running": stats.running, "waiting": stats.waiting, "steps": stats.steps,
             "kv_blocks_total": stats.blocksTotal, "kv_blocks_used": stats.blocksUsed,
             "kv_blocks_cached": stats.blocksCached, "kv_block_size": PagedKVCache.blockSize,
@@ -95,10 +117,33 @@ public struct OpenAIAPI: Sendable {
             "prefix_cache_queried_tokens": stats.prefixQueryTokens, "prefix_cache_hit_tokens": stats.prefixHitTokens,
             "prefix_cache_hit_rate": stats.prefixHitRate, "preemptions": stats.preemptions,
             "prompt_tokens": stats.promptTokens, "generated_tokens": stats.generatedTokens,
-        ] as [String: Any]
+            "prompt_tokens_per_second": rates.prompt, "generated_tokens_per_second": rates.generated,
+        ]
+        return (object, reason)
+    }
+
+    private func health() -> Response {
+        let (engine, reason) = engineObject()
+        var body: [String: Any] = ["model": model.name, "engine": engine]
+        if let workers = clusterDetails()["workers"] { body["workers"] = workers }
         body["status"] = reason == nil ? "ok" : "unavailable"
         if let reason { body["reason"] = reason }
         return JSON.response(body, status: reason == nil ? .ok : .serviceUnavailable)
+    }
+
+    /// `GET /v1/cluster`: the process, its engine and (on a coordinator) its workers and experts;
+    /// the schema is in the README ("Watching the cluster"). Always 200: `status` says whether it serves.
+    private func cluster() -> Response {
+        let (engine, reason) = engineObject()
+        var body = clusterDetails()
+        body["object"] = "cluster"
+        body["model"] = model.name
+        body["uptime_seconds"] = Date().timeIntervalSince(started)
+        body["engine"] = engine
+        body["status"] = reason == nil ? "ok" : "unavailable"
+        if let reason { body["reason"] = reason }
+        if body["workers"] == nil { body["workers"] = [Any]() }
+        return JSON.response(body)
     }
 }
 

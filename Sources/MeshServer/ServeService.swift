@@ -15,6 +15,10 @@ public struct APIOptions: Sendable {
     public var limits = APILimits()
     /// Seconds running requests get to finish after SIGTERM.
     public var drainTimeout = 30.0
+    /// Every metric in Prometheus's text format, for `GET /metrics` (nil: no such route).
+    public var metricsText: (@Sendable () -> String)?
+    /// `/metrics` without an API key even when keys are set (for a scraper that cannot send one).
+    public var openMetrics = false
 
     public init(host: String, port: Int) {
         self.host = host
@@ -56,7 +60,7 @@ public final class ServeService: Sendable {
         let runner = EngineRunner(engine: engine, log: log)
         let model = try ServedModel(directory: modelDirectory, spec: local.spec, name: api.servedModelName,
                                     chatTemplateFile: api.chatTemplateFile)
-        let routes = OpenAIAPI(model: model, service: runner, limits: api.limits, apiKeys: api.apiKeys)
+        let routes = OpenAIAPI(model: model, service: runner, options: api)
         let frontEnd = HTTPFrontEnd(api: routes, host: api.host, port: api.port, drainTimeout: api.drainTimeout)
         let port = try frontEnd.start()
         log("HTTP API on \(api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(model.name)'"

@@ -126,6 +126,7 @@ public final class ZMQSocket: @unchecked Sendable {
     public func receive(timeoutMilliseconds: Int = -1) throws -> [Data]? {
         if timeoutMilliseconds >= 0, try !poll(timeoutMilliseconds: timeoutMilliseconds) { return nil }
         var frames: [Data] = []
+        lastPeerAddress = nil
         while true {
             let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
             zmq_msg_init(message)
@@ -137,6 +138,8 @@ public final class ZMQSocket: @unchecked Sendable {
             }
             let size = zmq_msg_size(message)
             let more = zmq_msg_more(message) != 0
+            // The routing-id frame ROUTER adds carries no metadata; the peer's own frames do.
+            if lastPeerAddress == nil, let address = zmq_msg_gets(message, "Peer-Address") { lastPeerAddress = String(cString: address) }
             if size >= Self.zeroCopyThreshold {
                 frames.append(Data(bytesNoCopy: zmq_msg_data(message), count: size, deallocator: .custom { _, _ in
                     zmq_msg_close(message)
@@ -151,6 +154,9 @@ public final class ZMQSocket: @unchecked Sendable {
         }
         return frames
     }
+
+    /// The IP address of the peer the last received message came from (TCP only; nil otherwise).
+    public private(set) var lastPeerAddress: String?
 
     /// True when a message can be read within the timeout.
     public func poll(timeoutMilliseconds: Int) throws -> Bool {

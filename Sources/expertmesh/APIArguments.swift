@@ -22,6 +22,12 @@ struct APIArguments: ParsableArguments {
         """, valueName: "FILE"))
     var apiKeyFile: String?
 
+    @Flag(help: ArgumentHelp("""
+        Serve GET /metrics without an API key even when keys are set (for a Prometheus that cannot send one). \
+        Without it, /metrics needs a key like /v1 does; /health and the dashboard page stay open.
+        """))
+    var openMetrics = false
+
     @Option(help: "Largest request body accepted, e.g. 16MiB; larger ones get 413.")
     var maxRequestBytes = "16MiB"
 
@@ -64,6 +70,8 @@ struct APIArguments: ParsableArguments {
         options.limits.maxBodyBytes = ServingArguments.bytes(maxRequestBytes) ?? options.limits.maxBodyBytes
         options.limits.idleTimeoutSeconds = httpIdleTimeout
         options.drainTimeout = shutdownTimeout
+        options.openMetrics = openMetrics
+        options.metricsText = PrometheusMetrics.text
         return options
     }
 }
