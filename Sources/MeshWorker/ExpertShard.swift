@@ -24,13 +24,17 @@ public final class ExpertShard {
 
     /// Loads `keys` from the worker's local model copy. Only the pages of these experts are read
     /// (the checkpoint is memory-mapped); they are touched now so the first request is not slow.
-    /// int8 experts are quantised copies, resident as they are made.
-    public init(model: LoadedModel, keys: [ExpertKey], format: WeightFormat = .file) throws {
+    /// int8 experts are quantised copies, resident as they are made. Experts `previous` holds
+    /// already are kept as they are (a new assignment that adds experts loads only those).
+    public init(model: LoadedModel, keys: [ExpertKey], format: WeightFormat = .file, keeping previous: ExpertShard? = nil) throws {
         self.model = model
         self.keys = keys.sorted()
-        experts = try model.loadExperts(keys, format: format)
+        let fresh = keys.filter { previous?.experts[$0] == nil }
+        var experts = try model.loadExperts(fresh, format: format)
+        for key in keys where experts[key] == nil { experts[key] = previous?.experts[key] }
+        self.experts = experts
         var sink: UInt64 = 0
-        for weights in experts.values {
+        for weights in fresh.compactMap({ experts[$0] }) {
             for matrix in [weights.gate, weights.up, weights.down] where !matrix.isQ8_0 {
                 let span = matrix.layout == .outMajor ? matrix.outFeatures : matrix.inFeatures
                 sink &+= ProcessMemory.prefault(matrix.data, byteCount: (span - 1) * matrix.leadingDimension * matrix.dtype.byteSize + 1)

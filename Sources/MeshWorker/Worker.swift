@@ -170,12 +170,14 @@ public final class Worker {
         // Set before any request of this assignment is computed, on the socket thread that serves them.
         MatmulKernels.decodeKernels = assignment.generatedTokensOnTiles ? .tiles : .dot
         if shard?.keys != assignment.experts.sorted() {
-            log("loading \(assignment.experts.count) experts (\(options.expertFormat.rawValue)) …")
+            let kept = assignment.experts.filter { shard?.experts[$0] != nil }.count
+            log("loading \(assignment.experts.count) experts (\(options.expertFormat.rawValue)"
+                + (kept > 0 ? "; \(kept) of them held already and kept" : "") + ") …")
             let start = Date()
             health.update { $0.loading = true }
             defer { health.update { $0.loading = false; $0.lastLoopTurn = Date() } }
             do {
-                let loaded = try ExpertShard(model: model, keys: assignment.experts, format: options.expertFormat)
+                let loaded = try ExpertShard(model: model, keys: assignment.experts, format: options.expertFormat, keeping: shard)
                 shard = loaded
                 health.update { $0.experts = loaded.keys.count; $0.expertBytes = loaded.expertBytes }
             } catch {

@@ -15,6 +15,9 @@ final class FailoverTests: XCTestCase {
         var all: [Answer] { lock.withLock { answers } }
     }
 
+    /// The workers' logs at the end of the last `assertRequestsSurvive`.
+    var lastSurvivorLogs: [String] = []
+
     static var request: [String: Any] {
         ["prompt": [1, 2, 3], "max_tokens": 120, "temperature": 0, "ignore_eos": true, "return_token_ids": true]
     }
@@ -47,9 +50,20 @@ final class FailoverTests: XCTestCase {
             finished.signal()
         }.start()
         Thread.sleep(forTimeInterval: 0.3)
+        let failedAt = Date()
         fail(cluster)
-        // Long enough for detection (3 heartbeats) and several more requests.
-        Thread.sleep(forTimeInterval: recovery)
+        // Long enough for detection (3 heartbeats) and several more requests; meanwhile, when every
+        // expert is back on `replicas` ready workers (the figure for the notes).
+        var degradedSeen = false, restoredAfter: Double?
+        while Date().timeIntervalSince(failedAt) < recovery {
+            let full = Self.fullyReplicated(cluster, replicas: replicas)
+            if !full { degradedSeen = true } else if degradedSeen, restoredAfter == nil {
+                restoredAfter = Date().timeIntervalSince(failedAt)
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        print(restoredAfter.map { String(format: "replication factor %d restored %.2f s after the failure", replicas, $0) }
+              ?? "replication factor \(replicas) not restored within \(recovery) s")
         results.stop = true
         XCTAssertEqual(finished.wait(timeout: .now() + 60), .success, "requests hung")
 
@@ -68,9 +82,22 @@ final class FailoverTests: XCTestCase {
             XCTAssertLessThan(slowest, maximumRequestSeconds, "a request waited out the failure")
         }
         let health = Harness.http("GET", cluster.httpURL + "/health")
+        lastSurvivorLogs = cluster.workers.map(\.log)
         XCTAssertEqual(health.status, 200, "one worker down of 3 still serves")
         XCTAssertTrue(cluster.coordinator.process.isRunning)
         return health.body["workers"] as? [[String: Any]] ?? []
+    }
+
+    /// Every expert on `replicas` serving workers (ready, or degraded: slow lately), by /v1/cluster.
+    static func fullyReplicated(_ cluster: LoopbackCluster, replicas: Int) -> Bool {
+        let view = Harness.http("GET", cluster.httpURL + "/v1/cluster", timeout: 2).body
+        let ready = Set((view["workers"] as? [[String: Any]] ?? [])
+            .filter { ["ready", "degraded"].contains($0["state"] as? String ?? "") }
+            .compactMap { $0["name"] as? String })
+        let layers = (view["experts"] as? [String: Any])?["layers"] as? [[String: Any]] ?? []
+        return !layers.isEmpty && layers.allSatisfy { layer in
+            (layer["workers"] as? [[String]] ?? []).allSatisfy { $0.filter(ready.contains).count == replicas }
+        }
     }
 
     /// Without replicas, a lost worker's experts move to the survivors after --reassign-after while
@@ -84,6 +111,8 @@ final class FailoverTests: XCTestCase {
             XCTAssertEqual(serving.compactMap { $0["name"] as? String }.sorted(), ["worker-1", "worker-3"])
             XCTAssertEqual(serving.compactMap { $0["experts"] as? Int }.reduce(0, +), 16 * replicas,
                            "every expert on \(replicas) live workers again: \(workers)")
+            XCTAssertTrue(lastSurvivorLogs.contains { $0.contains("held already and kept") },
+                          "survivors load only the experts they gain:\n\(lastSurvivorLogs.joined())")
         }
     }
 
