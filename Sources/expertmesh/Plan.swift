@@ -5,63 +5,205 @@ import MeshTensors
 
 struct Plan: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Size a cluster from a config.json alone: parameters, bytes per process, workers needed.",
+        abstract: "Size a cluster from a config.json alone: parameters, memory per host, workers needed, network.",
         discussion: """
-        Reads only config.json (no weights), so it works before downloading a checkpoint. Weights are
-        counted in --dtype; workers hold the routed experts, the coordinator everything else.
+        Reads only config.json (no weights), so it works before downloading a checkpoint, also for families
+        the engine does not run yet (DBRX, DeepSeek-V3, GLM-4.5, OLMoE). Workers hold the routed experts
+        (--replicas copies of each); the coordinator everything else plus the KV cache for --context
+        positions of --concurrency sequences. The wire figures are for one decode step; the bandwidth at
+        which the exchange would take as long as the computation assumes memory-bound decoding at
+        --memory-bandwidth on every host (measure yours with `expertmesh bench`).
+        The first line keeps its form: "<type>: <total>B parameters, <active>B active per token, …".
 
         Examples:
           expertmesh plan --config Tests/Fixtures/configs/mixtral-8x22b.json --workers 4
-          expertmesh plan --config Tests/Fixtures/configs/llama4-maverick.json --worker-memory-gb 64 --json
+          expertmesh plan --model /models/deepseek-v3 --worker-memory 256GiB --dtype int8 --replicas 2
+          expertmesh plan --config Tests/Fixtures/configs/llama4-maverick.json --worker-memory 64GiB \\
+              --coordinator-memory 128GiB --context 32768 --concurrency 16 --json
         """)
 
     @Option(help: "A model's config.json (or a model directory).")
-    var config: String
+    var config: String?
 
-    @Option(help: "Weight dtype: bf16, f16 or f32.")
+    @Option(help: "A model directory (its config.json is read).")
+    var model: String?
+
+    @Option(help: "Weight dtype: bf16, f16, f32 or int8 (Q8_0: 34 bytes per 32 weights).")
     var dtype = "bf16"
 
     @Option(help: "Number of workers to split the experts over.")
     var workers: Int?
 
-    @Option(help: "Memory per worker in GB: prints how many workers the experts need.")
-    var workerMemoryGb: Double?
+    @Option(help: ArgumentHelp("Memory per worker for experts, e.g. 64GiB: prints the fewest workers that hold them.",
+                               valueName: "SIZE"))
+    var workerMemory: String?
+
+    @Option(help: ArgumentHelp("The coordinator's memory, e.g. 128GiB: says whether its weights and KV cache fit.",
+                               valueName: "SIZE"))
+    var coordinatorMemory: String?
+
+    @Option(help: "Positions per sequence the KV cache must hold.")
+    var context = 32768
+
+    @Option(help: "Sequences served at once (KV cache, and tokens per step on the wire).")
+    var concurrency = 1
+
+    @Option(help: "Workers holding each expert.")
+    var replicas = 1
+
+    @Option(help: ArgumentHelp("Read bandwidth of each host in GB/s, for the network bandwidth figure.",
+                               valueName: "GB/s"))
+    var memoryBandwidth: Double = 100
 
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
-        guard DType(name: dtype) != nil else { throw ValidationError("--dtype must be bf16, f16 or f32") }
+        guard (config == nil) != (model == nil) else { throw ValidationError("give --config FILE or --model DIR (one of them)") }
+        guard Self.bytesPerWeight(dtype) != nil else { throw ValidationError("--dtype must be bf16, f16, f32 or int8") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
-        if let workerMemoryGb, !(workerMemoryGb > 0) { throw ValidationError("--worker-memory-gb must be positive") }
+        for (name, value) in [("--worker-memory", workerMemory), ("--coordinator-memory", coordinatorMemory)] {
+            if let value, ServingArguments.bytes(value) == nil {
+                throw ValidationError("\(name) must be a size such as 64GiB, got '\(value)'")
+            }
+        }
+        guard context >= 1, concurrency >= 1 else { throw ValidationError("--context and --concurrency must be at least 1") }
+        guard replicas >= 1 else { throw ValidationError("--replicas must be at least 1") }
+        if let workers, replicas > workers { throw ValidationError("--replicas \(replicas) needs at least \(replicas) --workers") }
+        guard memoryBandwidth > 0 else { throw ValidationError("--memory-bandwidth must be positive") }
+    }
+
+    static func bytesPerWeight(_ dtype: String) -> Double? {
+        if dtype == "int8" { return 34.0 / 32 }
+        return DType(name: dtype).map { Double($0.byteSize) }
     }
 
     func run() throws {
         try reportingErrors {
-            var url = URL(fileURLWithPath: config)
-            if url.hasDirectoryPath || !url.lastPathComponent.hasSuffix(".json") { url.appendPathComponent("config.json") }
-            let spec = try ModelSpec.decode(configFile: url)
-            let count = spec.parameterCount
-            let bytes = DType(name: dtype)!.byteSize
-            let expertBytes = Double(count.routedExperts * bytes)
-            let coordinatorBytes = Double((count.total - count.routedExperts) * bytes)
-            let needed = workerMemoryGb.map { Int((expertBytes / ($0 * 1e9)).rounded(.up)) }
-            var report: [String: Any] = [
-                "model_type": spec.modelType, "dtype": dtype, "total_parameters": count.total, "active_parameters": count.active,
-                "routed_expert_parameters": count.routedExperts, "coordinator_bytes": coordinatorBytes, "expert_bytes": expertBytes,
-                "moe_layers": spec.moeLayerIndices.count,
-            ]
-            if let workers { report["bytes_per_worker"] = expertBytes / Double(workers) }
-            if let needed { report["workers_needed"] = needed }
-            if json { print(jsonText(report)); return }
-            print(String(format: "%@: %.2fB parameters, %.2fB active per token, %d MoE layers", spec.modelType,
-                         Double(count.total) / 1e9, Double(count.active) / 1e9, spec.moeLayerIndices.count))
-            print(String(format: "coordinator (%@): %.1f GB of non-expert weights", dtype, coordinatorBytes / 1e9))
-            print(String(format: "experts (%@): %.1f GB in all", dtype, expertBytes / 1e9))
-            if let workers { print(String(format: "with %d workers: %.1f GB of experts each", workers, expertBytes / Double(workers) / 1e9)) }
-            if let needed, let workerMemoryGb {
-                print(String(format: "workers needed at %.0f GB each (experts only, no headroom): %d", workerMemoryGb, needed))
+            var url = URL(fileURLWithPath: config ?? model!)
+            if model != nil || url.hasDirectoryPath || !url.lastPathComponent.hasSuffix(".json") {
+                url.appendPathComponent("config.json")
+            }
+            let report = CapacityPlan(shape: try ModelShape.read(configFile: url), bytesPerWeight: Self.bytesPerWeight(dtype)!,
+                                      workers: workers, workerMemory: workerMemory.flatMap(ServingArguments.bytes),
+                                      coordinatorMemory: coordinatorMemory.flatMap(ServingArguments.bytes),
+                                      context: context, concurrency: concurrency, replicas: replicas,
+                                      memoryBandwidth: memoryBandwidth * 1e9)
+            if json {
+                var object = report.json
+                object["dtype"] = dtype
+                print(jsonText(object))
+            } else {
+                print(report.text(dtype: dtype), terminator: "")
             }
         }
+    }
+}
+
+/// The arithmetic of `expertmesh plan`: memory per host and bytes per step for a layout.
+struct CapacityPlan {
+    let shape: ModelShape
+    let bytesPerWeight: Double
+    let workers: Int?
+    let workerMemory: Int?
+    let coordinatorMemory: Int?
+    let context: Int
+    let concurrency: Int
+    let replicas: Int
+    let memoryBandwidth: Double
+    /// Activations go out in bf16 and partial sums come back in f32 (the coordinator's defaults).
+    static let wireBytes = 2.0, replyBytes = 4.0
+    /// The engine keeps keys and values in f32.
+    static let kvBytes = 4.0
+
+    var count: ParameterCount { shape.parameterCount }
+    var coordinatorWeightBytes: Double { Double(count.total - count.routedExperts) * bytesPerWeight }
+    var kvCacheBytes: Double { Double(shape.kvValuesPerToken * context * concurrency) * Self.kvBytes }
+    var coordinatorBytes: Double { coordinatorWeightBytes + kvCacheBytes }
+    var expertBytes: Double { Double(count.routedExperts) * bytesPerWeight }
+    var placedExpertBytes: Double { expertBytes * Double(replicas) }
+    /// The fewest workers whose memory holds every expert `replicas` times (and at least `replicas`).
+    var workersNeeded: Int? {
+        workerMemory.map { max(replicas, Int((placedExpertBytes / Double($0)).rounded(.up))) }
+    }
+    /// Workers the wire figures assume: as given, else the fewest that fit, else as many as top-k.
+    var workerCount: Int { workers ?? workersNeeded ?? max(replicas, shape.layers.map(\.topK).max() ?? 1) }
+
+    /// One decode step of `concurrency` tokens: bytes on the wire over all MoE layers. A token goes
+    /// once to each worker holding one of its experts (at most top-k, at most the workers), with its
+    /// expert ids and weights, and a partial sum comes back from each.
+    var wireBytesPerStep: Double {
+        shape.layers.filter { $0.experts > 0 }.reduce(0.0) { sum, layer in
+            let destinations = Double(min(layer.topK, workerCount))
+            let perToken = destinations * Double(shape.hiddenSize) * (Self.wireBytes + Self.replyBytes) + Double(layer.topK) * 8
+            return sum + perToken * Double(concurrency)
+        }
+    }
+
+    var wireBytesPerTokenPerLayer: Double {
+        shape.moeLayerCount == 0 ? 0 : wireBytesPerStep / Double(shape.moeLayerCount * concurrency)
+    }
+
+    /// Seconds a memory-bound decode step computes: the coordinator reads its weights and the KV
+    /// cache; each MoE layer's busiest worker reads the experts its tokens use (spread evenly).
+    var computeSecondsPerStep: Double {
+        let coordinator = (coordinatorWeightBytes + kvCacheBytes) / memoryBandwidth
+        let experts = shape.layers.filter { $0.experts > 0 }.reduce(0.0) { sum, layer in
+            let touched = Double(min(layer.experts, layer.topK * concurrency))
+            let perWorker = (touched / Double(min(workerCount, layer.experts))).rounded(.up)
+            return sum + perWorker * Double(layer.expertParameters) * bytesPerWeight / memoryBandwidth
+        }
+        return coordinator + experts
+    }
+
+    /// The network bandwidth (bytes/s) at which the exchange takes as long as the computation.
+    var breakEvenBandwidth: Double { wireBytesPerStep / computeSecondsPerStep }
+
+    var json: [String: Any] {
+        var object: [String: Any] = [
+            "model_type": shape.modelType, "total_parameters": count.total, "active_parameters": count.active,
+            "routed_expert_parameters": count.routedExperts, "moe_layers": shape.moeLayerCount,
+            "coordinator_weight_bytes": coordinatorWeightBytes, "kv_cache_bytes": kvCacheBytes,
+            "kv_cache_bytes_per_token": Double(shape.kvValuesPerToken) * Self.kvBytes,
+            "coordinator_bytes": coordinatorBytes, "expert_bytes": expertBytes, "replicas": replicas,
+            "placed_expert_bytes": placedExpertBytes, "context": context, "concurrency": concurrency,
+            "wire_workers": workerCount, "wire_bytes_per_token_per_moe_layer": wireBytesPerTokenPerLayer,
+            "wire_bytes_per_decode_step": wireBytesPerStep, "compute_seconds_per_decode_step": computeSecondsPerStep,
+            "memory_bandwidth_bytes_per_second": memoryBandwidth, "break_even_network_bytes_per_second": breakEvenBandwidth,
+        ]
+        if let workers { object["bytes_per_worker"] = placedExpertBytes / Double(workers) }
+        if let workersNeeded { object["workers_needed"] = workersNeeded }
+        if let coordinatorMemory { object["coordinator_fits"] = coordinatorBytes <= Double(coordinatorMemory) }
+        return object
+    }
+
+    func text(dtype: String) -> String {
+        let gb = { (bytes: Double) in String(format: "%.1f GB", bytes / 1e9) }
+        var lines = [String(format: "%@: %.2fB parameters, %.2fB active per token, %d MoE layers", shape.modelType,
+                            Double(count.total) / 1e9, Double(count.active) / 1e9, shape.moeLayerCount)]
+        lines.append("coordinator: \(gb(coordinatorBytes)) = \(gb(coordinatorWeightBytes)) of non-expert weights (\(dtype))"
+                     + " + \(gb(kvCacheBytes)) of KV cache (\(context) positions × \(concurrency) sequences, "
+                     + String(format: "%.0f kB per token in f32)", Double(shape.kvValuesPerToken) * Self.kvBytes / 1e3))
+        if let coordinatorMemory {
+            lines.append(coordinatorBytes <= Double(coordinatorMemory)
+                ? "  fits in --coordinator-memory \(gb(Double(coordinatorMemory)))"
+                : "  does NOT fit in --coordinator-memory \(gb(Double(coordinatorMemory))): lower --context or --concurrency, "
+                  + "use --dtype int8, or a bigger host")
+        }
+        lines.append("experts (\(dtype)): \(gb(expertBytes)) in all" + (replicas > 1 ? ", \(gb(placedExpertBytes)) with \(replicas) replicas" : ""))
+        if let workers { lines.append("with \(workers) workers: \(gb(placedExpertBytes / Double(workers))) of experts each") }
+        if let workersNeeded, let workerMemory {
+            lines.append("workers needed at \(gb(Double(workerMemory))) each (experts only, no headroom): \(workersNeeded)")
+        }
+        lines.append(String(format: "wire: %.1f kB per token per MoE layer (to and from up to %d worker(s)); "
+                            + "%.2f MB per decode step of %d token(s)", wireBytesPerTokenPerLayer / 1e3,
+                            min(shape.layers.map(\.topK).max() ?? 1, workerCount), wireBytesPerStep / 1e6, concurrency))
+        let bits = breakEvenBandwidth * 8
+        let rate = bits >= 1e9 ? String(format: "%.1f Gbit/s", bits / 1e9) : String(format: "%.1f Mbit/s", bits / 1e6)
+        lines.append(String(format: "network: at %@ the exchange takes as long as a decode step computes "
+                            + "(%.1f ms at %.0f GB/s of memory bandwidth per host); each 0.1 ms of round trip adds "
+                            + "%.1f ms per step (%d MoE layers)", rate, computeSecondsPerStep * 1e3,
+                            memoryBandwidth / 1e9, 0.1 * Double(shape.moeLayerCount), shape.moeLayerCount))
+        return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -105,14 +105,38 @@ final class CommandLineTests: XCTestCase {
 
     func testPlanSizesAClusterFromConfigAlone() throws {
         let config = Harness.root.appendingPathComponent("Tests/Fixtures/configs/mixtral-8x7b.json").path
-        let result = try run(["plan", "--config", config, "--workers", "4", "--worker-memory-gb", "24", "--json"])
+        let result = try run(["plan", "--config", config, "--workers", "4", "--worker-memory", "24GB", "--json"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(report["total_parameters"] as? Int, 46_702_792_704)
         let expertBytes = try XCTUnwrap(report["expert_bytes"] as? Double)
         XCTAssertEqual(expertBytes, Double(32 * 8 * 3 * 4096 * 14336 * 2))
-        XCTAssertEqual(report["workers_needed"] as? Int, 4, "90.2 GB of experts at 24 GB per worker")
+        XCTAssertEqual(report["workers_needed"] as? Int, 4, "90.2 GB of experts at 24 GiB per worker")
         XCTAssertEqual(try XCTUnwrap(report["bytes_per_worker"] as? Double), expertBytes / 4, accuracy: 1)
+        // KV cache: 32 layers × K and V × 8 heads × 128 in f32, for 32768 positions of one sequence.
+        XCTAssertEqual(report["kv_cache_bytes"] as? Double, Double(32 * 2 * 8 * 128 * 4 * 32768))
+        XCTAssertEqual(try XCTUnwrap(report["coordinator_bytes"] as? Double),
+                       try XCTUnwrap(report["coordinator_weight_bytes"] as? Double) + Double(32 * 2 * 8 * 128 * 4 * 32768))
+        // A token goes to its 2 experts' workers: bf16 out, f32 back, plus ids and weights.
+        XCTAssertEqual(report["wire_bytes_per_token_per_moe_layer"] as? Double, Double(2 * 4096 * (2 + 4) + 2 * 8))
+        XCTAssertGreaterThan(report["break_even_network_bytes_per_second"] as? Double ?? 0, 0)
+
+        // Replicas, int8, concurrency and the coordinator's memory; a model directory; text whose first
+        // line keeps its form; a family the engine does not run yet.
+        let replicated = try run(["plan", "--model", Harness.fixture("mixtral").path, "--replicas", "2", "--dtype", "int8",
+                                  "--worker-memory", "1MiB", "--coordinator-memory", "1MiB", "--concurrency", "4"])
+        XCTAssertEqual(replicated.status, 0, replicated.stderr)
+        XCTAssertTrue(replicated.stdout.hasPrefix("mixtral: "), replicated.stdout)
+        XCTAssertTrue(replicated.stdout.contains("with 2 replicas"), replicated.stdout)
+        XCTAssertTrue(replicated.stdout.contains("does NOT fit in --coordinator-memory"), replicated.stdout)
+        let deepseek = Harness.root.appendingPathComponent("Tests/Fixtures/configs/deepseek-v3.json").path
+        let planned = try run(["plan", "--config", deepseek, "--worker-memory", "256GiB"])
+        XCTAssertEqual(planned.status, 0, planned.stderr)
+        XCTAssertTrue(planned.stdout.hasPrefix("deepseek_v3: 671.03B parameters, 37.55B active per token, 58 MoE layers"),
+                      planned.stdout)
+        XCTAssertTrue(planned.stdout.contains("workers needed at 274.9 GB each"), planned.stdout)
+        let both = try run(["plan", "--config", deepseek, "--model", Harness.fixture("mixtral").path])
+        XCTAssertTrue(both.stderr.contains("give --config FILE or --model DIR (one of them)"), both.stderr)
     }
 
     func testEveryCommandHasHelpWithExamples() throws {

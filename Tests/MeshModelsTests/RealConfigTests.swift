@@ -32,4 +32,37 @@ final class RealConfigTests: XCTestCase {
         XCTAssertEqual(maverick.moeLayerIndices.count, 24, "interleave_moe_layer_step 2 over 48 layers")
         XCTAssertEqual(maverick.layers.filter { !$0.attention.usesRope }.count, 12, "every 4th layer is NoPE")
     }
+
+    /// Families the engine does not run yet still size (`expertmesh plan`), within 0.5% of PARAMS.md.
+    func assertShape(_ name: String, total: Double, active: Double, file: StaticString = #filePath, line: UInt = #line) throws -> ModelShape {
+        let shape = try ModelShape.read(configFile: Self.configs.appendingPathComponent("\(name).json"))
+        let count = shape.parameterCount
+        print(String(format: "%@: total %.2fB, active %.2fB", name, Double(count.total) / 1e9, Double(count.active) / 1e9))
+        XCTAssertEqual(Double(count.total) / 1e9, total, accuracy: total * 0.005, "\(name) total", file: file, line: line)
+        XCTAssertEqual(Double(count.active) / 1e9, active, accuracy: active * 0.005, "\(name) active", file: file, line: line)
+        return shape
+    }
+
+    func testFamiliesOnlyPlannedSizeAsTransformersCountsThem() throws {
+        _ = try assertShape("dbrx", total: 131.60, active: 36.47)
+        let deepseek = try assertShape("deepseek-v3", total: 671.03, active: 37.55)
+        XCTAssertEqual(deepseek.layers[0].kvValuesPerToken, 512 + 64, "MLA caches the latent and the rope key")
+        XCTAssertEqual(deepseek.moeLayerCount, 58, "61 layers, the first 3 dense")
+        _ = try assertShape("glm-4.5", total: 352.80, active: 33.63)
+        _ = try assertShape("glm-4.5-air", total: 106.85, active: 13.42)
+        _ = try assertShape("olmoe-1b-7b", total: 6.92, active: 1.28)
+        // The engine's families size through their ModelSpec, to the same counts as before.
+        let mixtral = try assertShape("mixtral-8x7b", total: 46.70, active: 12.88)
+        XCTAssertEqual(mixtral.kvValuesPerToken, 32 * 2 * 8 * 128)
+        // An assumed Behemoth shape (see its _expertmesh_note): nearly 2T total, 288B active, 16 experts.
+        let behemoth = try assertShape("llama4-behemoth-assumed", total: 1965.49, active: 287.94)
+        XCTAssertEqual(behemoth.layers.map(\.experts).max(), 16)
+        let unknown = FileManager.default.temporaryDirectory.appendingPathComponent("unknown-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: unknown) }
+        try Data(#"{"model_type": "mamba"}"#.utf8).write(to: unknown)
+        XCTAssertThrowsError(try ModelShape.read(configFile: unknown)) {
+            XCTAssertTrue("\($0)".contains("unknown model_type 'mamba'") && "\($0)".contains("sizing only: dbrx, deepseek_v3, glm4_moe, olmoe"),
+                          "\($0)")
+        }
+    }
 }

@@ -1,0 +1,83 @@
+/// Sizing for families whose configs `expertmesh plan` reads before the engine runs them: their
+/// parameters as transformers instantiates them (text model, no multi-token-prediction layers).
+extension ModelShape {
+    static let familyReaders: [String: @Sendable (ConfigReader) throws -> ModelShape] = [
+        "dbrx": dbrx, "deepseek_v3": deepseekV3, "glm4_moe": glm4Moe, "olmoe": olmoe,
+    ]
+
+    /// DBRX: fused Wqkv, LayerNorms without bias, experts under `ffn_config`.
+    static func dbrx(_ config: ConfigReader) throws -> ModelShape {
+        let h = try config.positiveInt("d_model"), heads = try config.positiveInt("n_heads")
+        guard let attention = try config.object("attn_config"), let ffn = try config.object("ffn_config") else {
+            throw ModelError("\(config.context): dbrx needs 'attn_config' and 'ffn_config' objects")
+        }
+        let kv = try attention.positiveInt("kv_n_heads"), d = h / heads
+        let experts = try ffn.positiveInt("moe_num_experts"), intermediate = try ffn.positiveInt("ffn_hidden_size")
+        let layer = Layer(attention: h * (h + 2 * kv * d) + h * h, kvValuesPerToken: 2 * kv * d, norms: 2 * h, dense: 0,
+                          router: experts * h, experts: experts, expertParameters: 3 * h * intermediate,
+                          topK: try ffn.positiveInt("moe_top_k"))
+        return ModelShape(modelType: "dbrx", hiddenSize: h, vocabSize: try config.positiveInt("vocab_size"),
+                          tiedEmbeddings: try config.bool("tie_word_embeddings", default: false),
+                          layers: Array(repeating: layer, count: try config.positiveInt("n_layers")))
+    }
+
+    /// DeepSeek-V3 (and Kimi K2): multi-head latent attention (the cache holds the latent and the rope
+    /// key), dense first layers, sigmoid routing with a score-correction bias, shared experts.
+    static func deepseekV3(_ config: ConfigReader) throws -> ModelShape {
+        let h = try config.positiveInt("hidden_size"), heads = try config.positiveInt("num_attention_heads")
+        let latent = try config.positiveInt("kv_lora_rank"), rope = try config.positiveInt("qk_rope_head_dim")
+        let nope = try config.positiveInt("qk_nope_head_dim"), value = try config.positiveInt("v_head_dim")
+        let query = try config.optionalInt("q_lora_rank").map { rank in h * rank + rank + rank * heads * (nope + rope) }
+            ?? h * heads * (nope + rope)
+        let attention = query + h * (latent + rope) + latent + latent * heads * (nope + value) + heads * value * h
+        return try routedWithSharedExperts(config, attention: attention, kvValuesPerToken: latent + rope,
+                                           expertCountKey: "n_routed_experts")
+    }
+
+    /// GLM-4.5: grouped-query attention with biases and optional q/k norms, dense first layers,
+    /// sigmoid routing with a score-correction bias, shared experts.
+    static func glm4Moe(_ config: ConfigReader) throws -> ModelShape {
+        let h = try config.positiveInt("hidden_size"), heads = try config.positiveInt("num_attention_heads")
+        let kv = try config.positiveInt("num_key_value_heads")
+        let d = try config.optionalInt("head_dim") ?? h / heads
+        let biases = try config.bool("attention_bias", default: false) ? heads * d + 2 * kv * d : 0
+        let qkNorms = try config.bool("use_qk_norm", default: false) ? 2 * d : 0
+        return try routedWithSharedExperts(config, attention: 2 * h * heads * d + 2 * h * kv * d + biases + qkNorms,
+                                           kvValuesPerToken: 2 * kv * d, expertCountKey: "n_routed_experts")
+    }
+
+    /// OLMoE: q/k norms over the whole projections, every layer MoE, no shared expert.
+    static func olmoe(_ config: ConfigReader) throws -> ModelShape {
+        let h = try config.positiveInt("hidden_size"), heads = try config.positiveInt("num_attention_heads")
+        let kv = try config.positiveInt("num_key_value_heads"), d = h / heads
+        let experts = try config.positiveInt("num_experts")
+        let layer = Layer(attention: 2 * h * heads * d + 2 * h * kv * d + h + kv * d, kvValuesPerToken: 2 * kv * d,
+                          norms: 2 * h, dense: 0, router: experts * h, experts: experts,
+                          expertParameters: 3 * h * (try config.positiveInt("intermediate_size")),
+                          topK: try config.positiveInt("num_experts_per_tok"))
+        return ModelShape(modelType: "olmoe", hiddenSize: h, vocabSize: try config.positiveInt("vocab_size"),
+                          tiedEmbeddings: try config.bool("tie_word_embeddings", default: false),
+                          layers: Array(repeating: layer, count: try config.positiveInt("num_hidden_layers")))
+    }
+
+    /// The DeepSeek-style layer stack: `first_k_dense_replace` dense layers, then MoE layers with a
+    /// router (plus a bias per expert), routed experts and `n_shared_experts` shared ones.
+    private static func routedWithSharedExperts(_ config: ConfigReader, attention: Int, kvValuesPerToken: Int,
+                                                expertCountKey: String) throws -> ModelShape {
+        let h = try config.positiveInt("hidden_size")
+        let experts = try config.positiveInt(expertCountKey), expert = 3 * h * (try config.positiveInt("moe_intermediate_size"))
+        let shared = try config.optionalInt("n_shared_experts") ?? 0
+        let denseLayers = try config.optionalInt("first_k_dense_replace") ?? 0
+        let dense = 3 * h * (try config.positiveInt("intermediate_size"))
+        let topK = try config.positiveInt("num_experts_per_tok")
+        let layers = (0..<(try config.positiveInt("num_hidden_layers"))).map { index in
+            index < denseLayers
+                ? Layer(attention: attention, kvValuesPerToken: kvValuesPerToken, norms: 2 * h, dense: dense, router: 0)
+                : Layer(attention: attention, kvValuesPerToken: kvValuesPerToken, norms: 2 * h, dense: shared * expert,
+                        router: experts * h + experts, experts: experts, expertParameters: expert, topK: topK)
+        }
+        return ModelShape(modelType: try config.string("model_type") ?? "", hiddenSize: h,
+                          vocabSize: try config.positiveInt("vocab_size"),
+                          tiedEmbeddings: try config.bool("tie_word_embeddings", default: false), layers: layers)
+    }
+}

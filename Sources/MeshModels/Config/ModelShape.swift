@@ -1,0 +1,80 @@
+import Foundation
+
+/// What sizing a model needs, layer by layer: parameters by where they live (the coordinator's
+/// attention, norms, dense and shared FFN, router; the workers' routed experts) and the KV cache
+/// values each token leaves per layer. Made from a `ModelSpec`, or read from the config of a
+/// family the engine does not run yet (`ModelShape.read`), so `expertmesh plan` sizes both.
+public struct ModelShape: Sendable {
+    public struct Layer: Sendable {
+        /// Projections, their biases and q/k norm weights.
+        public var attention: Int
+        /// Values cached per token (K and V, or a latent and a rope key).
+        public var kvValuesPerToken: Int
+        public var norms: Int
+        /// A dense FFN, or the shared experts of an MoE layer: on the coordinator.
+        public var dense: Int
+        public var router: Int
+        public var experts = 0
+        public var expertParameters = 0
+        public var topK = 0
+    }
+
+    public var modelType: String
+    public var hiddenSize: Int
+    public var vocabSize: Int
+    public var tiedEmbeddings: Bool
+    public var layers: [Layer]
+
+    /// Embeddings, LM head (unless tied) and the final norm.
+    public var outerParameters: Int { vocabSize * hiddenSize * (tiedEmbeddings ? 1 : 2) + hiddenSize }
+    public var moeLayerCount: Int { layers.filter { $0.experts > 0 }.count }
+    public var kvValuesPerToken: Int { layers.reduce(0) { $0 + $1.kvValuesPerToken } }
+
+    public var parameterCount: ParameterCount {
+        var total = outerParameters, inactive = 0, routed = 0
+        for layer in layers {
+            total += layer.attention + layer.norms + layer.dense + layer.router + layer.experts * layer.expertParameters
+            routed += layer.experts * layer.expertParameters
+            inactive += (layer.experts - layer.topK) * layer.expertParameters
+        }
+        return ParameterCount(total: total, active: total - inactive, routedExperts: routed)
+    }
+}
+
+extension ModelShape {
+    public init(spec: ModelSpec) {
+        let (h, d) = (spec.hiddenSize, spec.headDim)
+        modelType = spec.modelType
+        hiddenSize = h
+        vocabSize = spec.vocabSize
+        tiedEmbeddings = spec.tieWordEmbeddings
+        layers = spec.layers.map { layer in
+            var shape = Layer(attention: h * spec.headCount * d * 2 + h * spec.kvHeadCount * d * 2
+                                  + (layer.attention.qkNorm == .rmsBeforeRope ? 2 * d : 0),
+                              kvValuesPerToken: 2 * spec.kvHeadCount * d, norms: 2 * h, dense: 0, router: 0)
+            switch layer.feedForward {
+            case .dense(let intermediate):
+                shape.dense = 3 * h * intermediate
+            case .moe(let moe):
+                shape.dense = 3 * h * (moe.sharedExpertIntermediateSize ?? 0)
+                shape.router = moe.expertCount * h
+                (shape.experts, shape.expertParameters, shape.topK) = (moe.expertCount, 3 * h * moe.intermediateSize, moe.topK)
+            }
+            return shape
+        }
+    }
+
+    /// The shape of a `config.json`: through its `ModelSpec` for the families the engine runs, else
+    /// by the family readers below (DBRX, DeepSeek-V3/Kimi K2, GLM-4.5, OLMoE).
+    public static func read(configFile: URL) throws -> ModelShape {
+        let config = try ConfigReader(file: configFile)
+        if let modelType = try config.string("model_type"), let reader = familyReaders[modelType] {
+            return try reader(config)
+        }
+        do {
+            return ModelShape(spec: try ModelSpec.decode(configFile: configFile))
+        } catch let error as ModelError where error.description.contains("unknown model_type") {
+            throw ModelError(error.description + ", and sizing only: " + familyReaders.keys.sorted().joined(separator: ", "))
+        }
+    }
+}
