@@ -14,11 +14,15 @@ struct BenchServe: ParsableCommand {
         token ids, greedy, ignore_eos so every request yields --max-tokens tokens) until
         --requests have been answered. Prints requests/s, output tokens/s, time to first token
         and inter-token latency (p50, p99) and the prefix-cache hit rate (from /health).
+        --api llama-server loads llama.cpp's llama-server the same way, through its own /completion
+        endpoint (token-id prompts, n_predict, ignore_eos, return_tokens), for a side-by-side figure.
 
         Examples:
           expertmesh serve --model bench-models/mixtral-640m-bf16 --http 127.0.0.1:8080 &
           expertmesh bench-serve --server http://127.0.0.1:8080 --concurrency 1,4,16,64 --prompt-tokens 128 --max-tokens 128
           expertmesh bench-serve --server http://127.0.0.1:8080 --concurrency 16 --shared-prefix 96 --json
+          llama-server -m model-bf16.gguf -np 16 -c 8192 --port 8081 &
+          expertmesh bench-serve --server http://127.0.0.1:8081 --api llama-server --concurrency 1,4,16
         """)
 
     @Option(help: "Server URL.")
@@ -48,12 +52,44 @@ struct BenchServe: ParsableCommand {
     @Flag(help: "Print one JSON object per level.")
     var json = false
 
+    @Option(help: ArgumentHelp("The server's API: expertmesh (OpenAI's /v1/completions) or llama-server (llama.cpp's /completion).",
+                               valueName: "expertmesh|llama-server"))
+    var api = ServerAPI.expertmesh
+
     func validate() throws {
         _ = try levels()
         guard promptTokens >= 1, maxTokens >= 1 else { throw ValidationError("--prompt-tokens and --max-tokens must be at least 1") }
         guard (0...promptTokens).contains(sharedPrefix) else { throw ValidationError("--shared-prefix must be between 0 and --prompt-tokens") }
         if let requests, requests < 1 { throw ValidationError("--requests must be at least 1") }
         guard vocab >= 2 else { throw ValidationError("--vocab must be at least 2") }
+    }
+
+    enum ServerAPI: String, ExpressibleByArgument, Sendable {
+        case expertmesh
+        case llamaServer = "llama-server"
+
+        var path: String { self == .expertmesh ? "/v1/completions" : "/completion" }
+
+        func body(prompt: [Int], maxTokens: Int) -> [String: Any] {
+            switch self {
+            case .expertmesh:
+                return ["prompt": prompt, "max_tokens": maxTokens, "temperature": 0, "stream": true, "ignore_eos": true,
+                        "return_token_ids": true]
+            case .llamaServer:
+                return ["prompt": prompt, "n_predict": maxTokens, "temperature": 0, "stream": true, "ignore_eos": true,
+                        "return_tokens": true]
+            }
+        }
+
+        /// The tokens one streamed chunk carries.
+        func tokens(in chunk: [String: Any]) -> Int {
+            switch self {
+            case .expertmesh:
+                return ((chunk["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int])?.count ?? 0
+            case .llamaServer:
+                return (chunk["tokens"] as? [Int])?.count ?? 0
+            }
+        }
     }
 
     private func levels() throws -> [Int] {
@@ -99,11 +135,10 @@ struct BenchServe: ParsableCommand {
 
     private func runLevel(_ client: StreamingHTTPClient, concurrency: Int, count: Int, prefix: [Int],
                           random: inout SeededGenerator) throws -> LevelResult {
+        let api = self.api
         let bodies: [Data] = (0..<count).map { _ in
             let prompt = prefix + (prefix.count..<promptTokens).map { _ in 1 + Int(random.next() % UInt64(vocab - 1)) }
-            let object: [String: Any] = ["prompt": prompt, "max_tokens": maxTokens, "temperature": 0, "stream": true,
-                                         "ignore_eos": true, "return_token_ids": true]
-            return (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
+            return (try? JSONSerialization.data(withJSONObject: api.body(prompt: prompt, maxTokens: maxTokens))) ?? Data()
         }
         let results = LevelResult()
         let start = ContinuousClock.now
@@ -114,7 +149,7 @@ struct BenchServe: ParsableCommand {
             Thread {
                 var index = worker
                 while index < count {
-                    results.record(Self.timeOne(client, body: bodies[index]))
+                    results.record(Self.timeOne(client, api: api, body: bodies[index]))
                     index += concurrency
                 }
                 finished.leave()
@@ -129,17 +164,17 @@ struct BenchServe: ParsableCommand {
     }
 
     /// One streamed request: time to first token, the gaps between tokens, the token count.
-    private static func timeOne(_ client: StreamingHTTPClient, body: Data) -> Result<(ttft: Double, gaps: [Double], tokens: Int), CommandError> {
+    private static func timeOne(_ client: StreamingHTTPClient, api: ServerAPI,
+                                body: Data) -> Result<(ttft: Double, gaps: [Double], tokens: Int), CommandError> {
         let sent = ContinuousClock.now
         var arrivals: [ContinuousClock.Instant] = []
         var problem: String?
         do {
-            let status = try client.post("/v1/completions", body: body) { payload, time in
+            let status = try client.post(api.path, body: body) { payload, time in
                 guard payload != "[DONE]" else { return }
                 let object = (try? JSONSerialization.jsonObject(with: Data(payload.utf8))) as? [String: Any]
                 if let error = object?["error"] { problem = "\(error)"; return }
-                let ids = ((object?["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int]) ?? []
-                arrivals += Array(repeating: time, count: ids.count)
+                arrivals += Array(repeating: time, count: object.map(api.tokens) ?? 0)
             }
             if status != 200 { problem = "HTTP \(status): \(problem ?? "")" }
         } catch {
