@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import Logging
 import MeshModels
 import MeshTensors
 import MeshTransport
@@ -47,7 +48,7 @@ public final class Cluster {
     private let expertSizes: [(key: ExpertKey, bytes: Int)]
     private let socket: ZMQSocket
     private let context = ZMQContext()
-    private let log: (String) -> Void
+    private let logger: Logger
     /// Requests sent and not yet answered: id → worker. A reply to any other id (late, after a
     /// failure, or duplicated) is dropped.
     private var pending: [UInt64: String] = [:]
@@ -105,12 +106,12 @@ public final class Cluster {
     private var capacities: [String: Int] { workers.mapValues { Int(clamping: $0.capacityBytes) } }
 
     public init(model: LoadedModel, listen endpoint: String, wireDType: DType, replyDType: DType = .f32,
-                heartbeatInterval: Double = 1.0, security: Security? = nil, log: @escaping @Sendable (String) -> Void) throws {
+                heartbeatInterval: Double = 1.0, security: Security? = nil, logger: Logger) throws {
         spec = model.spec
         self.wireDType = wireDType
         self.replyDType = replyDType
         self.heartbeatInterval = heartbeatInterval
-        self.log = log
+        self.logger = logger
         fingerprint = ModelFingerprint.of(model)
         let perExpert = model.spec.layers.compactMap(\.moe).first.map { 3 * $0.intermediateSize * model.spec.hiddenSize * model.dense.lmHead.dtype.byteSize } ?? 0
         expertSizes = model.allExpertKeys.map { ($0, perExpert) }
@@ -118,7 +119,7 @@ public final class Cluster {
         try socket.setRouterMandatory()
         try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
         if let security {
-            zap = try ZAPHandler(context: context, keys: security.authorizedKeys, log: log)
+            zap = try ZAPHandler(context: context, keys: security.authorizedKeys, logger: logger)
             try socket.makeCurveServer(security.certificate)
         }
         try socket.bind(endpoint)
@@ -178,7 +179,7 @@ public final class Cluster {
     }
 
     /// A line in the coordinator's log.
-    public func note(_ message: String) { log(message) }
+    public func note(_ message: String, _ metadata: Logger.Metadata = [:]) { logger.info("\(message)", metadata: metadata) }
 
     /// Why requests must fail now: some expert has had no live replica for `unservedTimeout`
     /// seconds. Before that they wait for it to find a home (nil).
@@ -382,7 +383,7 @@ public final class Cluster {
         guard workers[name] != nil else { return }
         if workers[name]?.degraded == nil {
             changes += 1
-            log("worker '\(name)' is degraded: \(reason); its work went to replicas")
+            logger.warning("worker '\(name)' is degraded: \(reason); its work went to replicas", metadata: ["worker": "\(name)"])
         }
         workers[name]?.degraded = reason
         workers[name]?.degradedAt = Date().timeIntervalSince1970
@@ -401,7 +402,7 @@ public final class Cluster {
             changes += 1
             workers[name]?.degraded = nil
             workers[name]?.degradedAt = nil
-            log("worker '\(name)' answers in time again")
+            logger.info("worker '\(name)' answers in time again", metadata: ["worker": "\(name)"])
         }
     }
 
@@ -448,7 +449,8 @@ public final class Cluster {
             if let newcomer = newcomers.map(\.name).sorted().first {
                 placement = placement.replacing(lost, with: newcomer)
                 lostAt[lost] = nil
-                log("worker '\(newcomer)' takes over the \(placement.experts(of: newcomer).count) experts of lost worker '\(lost)'")
+                logger.notice("worker '\(newcomer)' takes over the \(placement.experts(of: newcomer).count) experts of lost worker '\(lost)'",
+                              metadata: ["worker": "\(newcomer)", "replaces": "\(lost)"])
                 try assign(newcomer)
             } else if let reassignAfter, let since = lostAt[lost], now - since >= reassignAfter {
                 let survivors = placement.workers.filter { $0 != lost && isServing($0) }
@@ -458,8 +460,9 @@ public final class Cluster {
                                                   load: loadForPlacement)
                 lostAt[lost] = nil
                 let changed = survivors.filter { before.experts(of: $0) != placement.experts(of: $0) }
-                log(String(format: "worker '%@' lost for %.0f s: its %d experts move to %@", lost, now - since,
-                           before.experts(of: lost).count, changed.joined(separator: ", ")))
+                let line = String(format: "worker '%@' lost for %.0f s: its %d experts move to %@", lost, now - since,
+                           before.experts(of: lost).count, changed.joined(separator: ", "))
+                logger.notice("\(line)", metadata: ["worker": "\(lost)"])
                 for name in changed { try assign(name) }
             }
         }
@@ -472,7 +475,7 @@ public final class Cluster {
         workers[name]?.ready = false
         workers[name]?.faulty = reason
         if placement.workers.contains(name) { lostAt[name] = Date().timeIntervalSince1970 }
-        log("worker '\(name)' is faulty, its results discarded: \(reason)")
+        logger.error("worker '\(name)' is faulty, its results discarded: \(reason)", metadata: ["worker": "\(name)"])
     }
 
     private func markLost(_ name: String, reason: String) {
@@ -480,7 +483,7 @@ public final class Cluster {
         changes += 1
         workers[name]?.ready = false
         if placement.workers.contains(name) { lostAt[name] = Date().timeIntervalSince1970 }
-        log("worker '\(name)' lost: \(reason)")
+        logger.warning("worker '\(name)' lost: \(reason)", metadata: ["worker": "\(name)"])
     }
 
     private func handle(from routingId: Data, _ frames: [Data], address: String?) {
@@ -488,7 +491,8 @@ public final class Cluster {
         do {
             message = try WireCodec.decode(frames)
         } catch {
-            log("malformed message from '\(names[routingId] ?? "a peer that never said hello")': \(error)")
+            logger.warning("malformed message from '\(names[routingId] ?? "a peer that never said hello")': \(error)",
+                           metadata: ["worker": "\(names[routingId] ?? "unknown")"])
             _ = try? send(to: routingId, WireMessage(.error(WireFailure(code: .malformed, message: "\(error)"))))
             return
         }
@@ -510,8 +514,10 @@ public final class Cluster {
             if workers[name]?.ready == true { lostAt[name] = nil }
             workers[name]?.experts = ready.experts
             workers[name]?.residentBytes = ready.residentBytes
-            log(String(format: "worker '%@' ready: %d experts, %.1f MB of expert weights, resident set %.1f MB",
-                       name, ready.experts.count, Double(ready.expertBytes) / 1e6, Double(ready.residentBytes) / 1e6))
+            let line = String(format: "worker '%@' ready: %d experts, %.1f MB of expert weights, resident set %.1f MB",
+                       name, ready.experts.count, Double(ready.expertBytes) / 1e6, Double(ready.residentBytes) / 1e6)
+            logger.info("\(line)",
+                        metadata: ["worker": "\(name)"])
         case .expertReply(let reply):
             if pending[reply.requestId] == name {
                 replies[reply.requestId] = .success(message)
@@ -523,10 +529,10 @@ public final class Cluster {
                 }
             }
         case .error(let failure):
-            log("worker '\(name)' reported: \(failure.message)")
+            logger.warning("worker '\(name)' reported: \(failure.message)", metadata: ["worker": "\(name)", "request": "\(failure.requestId)"])
             if pending[failure.requestId] == name { replies[failure.requestId] = .failure(ClusterError("worker '\(name)': \(failure.message)")) }
         case .goodbye(let reason):
-            log("worker '\(name)' left: \(reason)")
+            logger.notice("worker '\(name)' left: \(reason)", metadata: ["worker": "\(name)"])
             markLost(name, reason: "said goodbye")
             workers[name]?.liveness = Liveness(interval: heartbeatInterval, maxLives: 0, now: now)
         case .status(let status):
@@ -540,7 +546,7 @@ public final class Cluster {
     /// its name; otherwise the name is its session's, and it gets its experts if it has any.
     private func welcome(_ hello: Hello, from routingId: Data, address: String?, now: Double) {
         func refuse(_ code: WireErrorCode, _ text: String) {
-            log(text)
+            logger.warning("\(text)", metadata: ["worker": "\(hello.workerName)"])
             _ = try? send(to: routingId, WireMessage(.error(WireFailure(code: code, message: text))))
         }
         let name = hello.workerName
@@ -568,7 +574,7 @@ public final class Cluster {
                                     address: address)
         if stats[name] == nil { stats[name] = WorkerStats(worker: name) }
         changes += 1
-        log("worker '\(name)' \(known ? "reconnected" : "connected")")
+        logger.info("worker '\(name)' \(known ? "reconnected" : "connected")", metadata: ["worker": "\(name)", "address": "\(address ?? "?")"])
         if !placement.experts(of: name).isEmpty { try? assign(name) }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MeshEngine
 import MeshModels
 import MeshServer
@@ -48,12 +49,12 @@ public struct CoordinatorOptions: Sendable {
 /// requests through the engine runner and wait on their own event queues.
 public final class CoordinatorService: Sendable {
     public let options: CoordinatorOptions
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let clusterView = ClusterView()
 
-    public init(options: CoordinatorOptions, log: @escaping @Sendable (String) -> Void) {
+    public init(options: CoordinatorOptions, logger: Logger) {
         self.options = options
-        self.log = log
+        self.logger = logger
     }
 
     /// Runs until SIGTERM/SIGINT. Throws on start-up problems (bad model, port in use, too few workers…).
@@ -64,43 +65,46 @@ public final class CoordinatorService: Sendable {
         // broken checkpoint fails now, not when a worker is assigned.
         _ = try model.loadAllExpertsChecked()
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType,
-                                  replyDType: options.replyDType, security: options.security, log: log)
+                                  replyDType: options.replyDType, security: options.security, logger: logger)
         cluster.reassignAfter = options.reassignAfter
         cluster.unservedTimeout = options.unservedTimeout
         cluster.workerTimeout = options.workerTimeout
         if let file = options.expertLoadFile {
             if let earlier = try ExpertLoadFile.read(file, fingerprint: cluster.fingerprint) {
                 cluster.earlierLoad = earlier
-                log("expert load from \(file.path): \(earlier.values.joined().reduce(0, +)) routed tokens; experts are placed by it")
+                logger.info("expert load from \(file.path): \(earlier.values.joined().reduce(0, +)) routed tokens; experts are placed by it")
             } else {
-                log("no expert load at \(file.path) yet: experts are placed by bytes, and the load measured is kept there")
+                logger.info("no expert load at \(file.path) yet: experts are placed by bytes, and the load measured is kept there")
             }
         }
-        log("listening for workers on \(cluster.endpoint)"
+        let listeningLine = "listening for workers on \(cluster.endpoint)"
             + (options.security.map { " with CURVE (\($0.authorizedKeys.count) authorized worker keys)" } ?? "")
             + " (activations sent in \(options.wireDType.displayName), "
             + "partial sums returned in \(options.replyDType.displayName), "
-            + "model fingerprint \(cluster.fingerprint))")
+            + "model fingerprint \(cluster.fingerprint))"
+        logger.info("\(listeningLine)")
         try listening(cluster.endpoint)
         let (configuration, description) = options.serving.configuration(for: model.spec)
         let transformer = Transformer(spec: model.spec, weights: model.dense,
                                       backend: RemoteExpertBackend(cluster: cluster))
         let engine = try InferenceEngine(transformer: transformer, configuration: configuration)
-        let runner = EngineRunner(engine: engine, log: log)
-        log(description)
+        let runner = EngineRunner(engine: engine, logger: logger)
+        logger.info("\(description)")
         let served = try ServedModel(directory: options.modelDirectory, spec: model.spec,
                                      name: options.api.servedModelName, chatTemplateFile: options.api.chatTemplateFile)
         let api = OpenAIAPI(model: served, service: runner, options: options.api,
                             clusterDetails: { [clusterView] in clusterView.value })
         let frontEnd = HTTPFrontEnd(api: api, host: options.api.host, port: options.api.port,
-                                    drainTimeout: options.api.drainTimeout)
+                                    drainTimeout: options.api.drainTimeout, logger: logger)
         let port = try frontEnd.start()
-        log("HTTP API on \(options.api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(served.name)'"
-            + (served.chatTemplate == nil ? ", no chat template" : ""))
+        let serving = "HTTP API on \(options.api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(served.name)'"
+            + (served.chatTemplate == nil ? ", no chat template" : "")
+        logger.notice("\(serving)")
         // Whatever ends the run, workers hear that the coordinator is going.
         defer { cluster.sayGoodbye("coordinator shutting down") }
         do {
-            try cluster.start(minimumWorkers: options.minimumWorkers, replicas: options.replicas, timeout: options.startTimeout, progress: log,
+            try cluster.start(minimumWorkers: options.minimumWorkers, replicas: options.replicas, timeout: options.startTimeout,
+                              progress: { logger.info("\($0)") },
                               waiting: { [clusterView] reason in
                                   clusterView.update(from: cluster)
                                   runner.setUnservedReason(reason)
@@ -108,7 +112,7 @@ public final class CoordinatorService: Sendable {
                               })
         } catch is StoppedWhileStarting {
             frontEnd.drained()
-            log("stopped before the cluster was complete")
+            logger.notice("stopped before the cluster was complete")
             return
         }
         var loadSavedAt = Date()
@@ -122,7 +126,7 @@ public final class CoordinatorService: Sendable {
             }
         })
         keepLoad(of: cluster)
-        log("stopped")
+        logger.notice("stopped")
     }
 }
 
@@ -137,7 +141,7 @@ extension CoordinatorService {
         do {
             try ExpertLoadFile.write(cluster.loadToKeep, fingerprint: cluster.fingerprint, to: file)
         } catch {
-            log("could not write the expert load to \(file.path): \(error); check the directory exists and is writable")
+            logger.error("could not write the expert load to \(file.path): \(error); check the directory exists and is writable")
         }
     }
 }

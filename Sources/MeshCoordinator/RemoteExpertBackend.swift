@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MeshModels
 import MeshTensors
 import MeshWire
@@ -122,7 +123,8 @@ public final class RemoteExpertBackend: ExpertBackend {
                 // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
                 for id in lost {
                     cluster.note("layer \(handle.request.layer): worker '\(handle.requests[id]!.worker)' was lost with request "
-                                 + "\(id) (\(handle.requests[id]!.tokens.count) tokens); sending its work to replicas")
+                                 + "\(id) (\(handle.requests[id]!.tokens.count) tokens); sending its work to replicas",
+                                 ["worker": "\(handle.requests[id]!.worker)", "layer": "\(handle.request.layer)", "request": "\(id)"])
                     waiting[id] = nil
                 }
                 let again = routes(of: lost, in: handle)

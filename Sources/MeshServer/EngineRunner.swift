@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MeshEngine
 import MeshModels
 
@@ -25,7 +26,7 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
     }
 
     private let engine: InferenceEngine<Backend>
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let lock = NSLock()
     private let wake = DispatchSemaphore(value: 0)
     private var inbox: [Submission] = []
@@ -38,9 +39,9 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
     /// How often a busy engine logs its pool use.
     static var logInterval: Double { 10 }
 
-    public init(engine: InferenceEngine<Backend>, log: @escaping @Sendable (String) -> Void) {
+    public init(engine: InferenceEngine<Backend>, logger: Logger) {
         self.engine = engine
-        self.log = log
+        self.logger = logger
         published = engine.stats
     }
 
@@ -84,8 +85,9 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
             let clusterReason = failureReason.map { $0() } ?? unservedReason()
             if drainStart == nil, frontEnd.drainRequested {
                 drainStart = .now
-                log("shutting down: finishing \(engine.stats.running + engine.stats.waiting) request(s), "
-                    + "at most \(Int(frontEnd.drainTimeout)) s")
+                let message = "shutting down: finishing \(engine.stats.running + engine.stats.waiting) request(s), "
+                    + "at most \(Int(frontEnd.drainTimeout)) s"
+                logger.notice("\(message)")
             }
             lock.lock()
             let arrived = inbox
@@ -112,7 +114,7 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
                 do {
                     try engine.step()
                 } catch {
-                    log("step failed, its requests were failed: \(error)")
+                    logger.error("step failed, its requests were failed: \(error)")
                 }
             } else {
                 if drainStart != nil { frontEnd.drained() }
@@ -124,7 +126,7 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
             publish(drainStart != nil ? "the server is shutting down" : unservedReason())
             if engine.hasWork, (ContinuousClock.now - lastLog).seconds >= Self.logInterval {
                 lastLog = ContinuousClock.now
-                log(Self.describe(engine.stats))
+                logger.info("\(Self.describe(engine.stats))")
             }
         }
         publish("shutting down")

@@ -23,11 +23,12 @@ public final class HTTPFrontEnd: @unchecked Sendable {
     /// Seconds the engine may take to finish running requests once shutdown begins.
     public let drainTimeout: Double
 
-    public init(api: OpenAIAPI, host: String, port: Int, drainTimeout: Double = 30) {
+    /// `logger`: the process's; Hummingbird's own lines (one per request) show at debug and trace only.
+    public init(api: OpenAIAPI, host: String, port: Int, drainTimeout: Double = 30, logger: Logger) {
         self.host = host
         self.drainTimeout = drainTimeout
-        var logger = Logger(label: "expertmesh.http")
-        logger.logLevel = .warning
+        var logger = logger
+        if logger.logLevel > .debug { logger.logLevel = .warning }
         let limits = api.limits
         let channel = HTTP1Channel.Configuration(
             additionalChannelHandlers: [PeerCloseWatcher()],

@@ -21,10 +21,12 @@ public final class HealthEndpoint: Sendable {
     private let host: String
     private let port: Int
     private let report: @Sendable () -> Report
+    private let logger: Logger
 
-    public init(host: String, port: Int, report: @escaping @Sendable () -> Report) {
+    public init(host: String, port: Int, logger: Logger, report: @escaping @Sendable () -> Report) {
         self.host = host
         self.port = port
+        self.logger = logger
         self.report = report
     }
 
@@ -42,8 +44,8 @@ public final class HealthEndpoint: Sendable {
             let live = report().live
             return JSON.response(["status": live ? "live" : "stuck"], status: live ? .ok : .serviceUnavailable)
         }
-        var logger = Logger(label: "expertmesh.health")
-        logger.logLevel = .warning
+        var logger = logger
+        if logger.logLevel > .debug { logger.logLevel = .warning }
         let startup = Startup()
         let application = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "expertmesh"),

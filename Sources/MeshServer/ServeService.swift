@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MeshEngine
 import MeshModels
 
@@ -39,33 +40,34 @@ public final class ServeService: Sendable {
     let weights: WeightFormats
     let api: APIOptions
     let serving: ServingOptions
-    let log: @Sendable (String) -> Void
+    let logger: Logger
 
     public init(modelDirectory: URL, weights: WeightFormats = WeightFormats(), api: APIOptions, serving: ServingOptions,
-                log: @escaping @Sendable (String) -> Void) {
+                logger: Logger) {
         self.modelDirectory = modelDirectory
         self.weights = weights
         self.api = api
         self.serving = serving
-        self.log = log
+        self.logger = logger
     }
 
     /// Loads the model and serves until SIGTERM/SIGINT. Throws on start-up problems.
     public func run() throws {
-        log("loading \(modelDirectory.path) (\(weights)) …")
+        logger.info("loading \(modelDirectory.path) (\(weights)) …")
         let local = try LocalEngine(directory: modelDirectory, formats: weights)
         let (configuration, description) = serving.configuration(for: local.spec)
         let engine = try InferenceEngine(transformer: local.generator.transformer, configuration: configuration)
-        log(description)
-        let runner = EngineRunner(engine: engine, log: log)
+        logger.info("\(description)")
+        let runner = EngineRunner(engine: engine, logger: logger)
         let model = try ServedModel(directory: modelDirectory, spec: local.spec, name: api.servedModelName,
                                     chatTemplateFile: api.chatTemplateFile)
         let routes = OpenAIAPI(model: model, service: runner, options: api)
-        let frontEnd = HTTPFrontEnd(api: routes, host: api.host, port: api.port, drainTimeout: api.drainTimeout)
+        let frontEnd = HTTPFrontEnd(api: routes, host: api.host, port: api.port, drainTimeout: api.drainTimeout, logger: logger)
         let port = try frontEnd.start()
-        log("HTTP API on \(api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(model.name)'"
-            + (model.chatTemplate == nil ? ", no chat template" : ""))
+        let message = "HTTP API on \(api.url(port: port)) (\(OpenAIAPI.routeSummary)); model '\(model.name)'"
+            + (model.chatTemplate == nil ? ", no chat template" : "")
+        logger.notice("\(message)")
         try runner.run(until: frontEnd)
-        log("stopped")
+        logger.notice("stopped")
     }
 }

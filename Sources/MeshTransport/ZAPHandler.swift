@@ -1,5 +1,6 @@
 import CZeroMQ
 import Foundation
+import Logging
 
 /// The public keys allowed to connect, read from a directory of `.key` files; `reload` reads it
 /// again (the coordinator calls it on SIGHUP).
@@ -35,7 +36,7 @@ public final class ZAPHandler: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     /// Binds the handler before returning, so no handshake can happen without it.
-    public init(context: ZMQContext, keys: AuthorizedKeys, log: @escaping @Sendable (String) -> Void) throws {
+    public init(context: ZMQContext, keys: AuthorizedKeys, logger: Logger) throws {
         let bound = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var failure: (any Error)?
         let thread = Thread { [self] in
@@ -52,7 +53,7 @@ public final class ZAPHandler: @unchecked Sendable {
             bound.signal()
             while !lock.withLock({ stopped }) {
                 guard let request = try? socket.receive(timeoutMilliseconds: 200) else { continue }
-                try? socket.send(Self.answer(request, keys: keys, log: log))
+                try? socket.send(Self.answer(request, keys: keys, logger: logger))
             }
             socket.close()
             finished.signal()
@@ -64,19 +65,20 @@ public final class ZAPHandler: @unchecked Sendable {
     }
 
     /// The reply to one ZAP request: [version, request id, domain, address, identity, mechanism, key].
-    static func answer(_ request: [Data], keys: AuthorizedKeys, log: (String) -> Void) -> [Data] {
+    static func answer(_ request: [Data], keys: AuthorizedKeys, logger: Logger) -> [Data] {
         func reply(_ code: String, _ text: String, user: String = "") -> [Data] {
             [Data("1.0".utf8), request.count > 1 ? request[1] : Data(), Data(code.utf8), Data(text.utf8), Data(user.utf8), Data()]
         }
         guard request.count >= 7, String(decoding: request[0], as: UTF8.self) == "1.0",
               String(decoding: request[5], as: UTF8.self) == "CURVE", let key = CurveCertificate.z85(Array(request[6])) else {
-            log("refused a connection that is not a CURVE handshake")
+            logger.warning("refused a connection that is not a CURVE handshake")
             return reply("400", "CURVE required")
         }
         let address = String(decoding: request[3], as: UTF8.self)
         guard let file = keys.file(of: key) else {
-            log("refused a worker from \(address): its public key \(key) is not among the authorized keys in \(keys.directory) "
-                + "(copy its .key file there and send SIGHUP)")
+            let refusal = "refused a worker from \(address): its public key \(key) is not among the authorized keys in "
+                + "\(keys.directory) (copy its .key file there and send SIGHUP)"
+            logger.warning("\(refusal)", metadata: ["address": "\(address)", "key": "\(key)"])
             return reply("400", "key not authorized")
         }
         return reply("200", "OK", user: file)

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MeshModels
 import MeshTensors
 import MeshTransport
@@ -30,7 +31,7 @@ public struct WorkerOptions: Sendable {
 /// coordinator falls silent it reconnects with backoff and says hello again.
 public final class Worker {
     public let options: WorkerOptions
-    private let log: (String) -> Void
+    private let logger: Logger
     private let model: LoadedModel
     private let fingerprint: String
     private var shard: ExpertShard?
@@ -41,9 +42,9 @@ public final class Worker {
     /// the same name is told so by the coordinator instead of being dropped by ZeroMQ.
     private lazy var routingId = Array(options.name.utf8.prefix(200)) + Array("#\(UUID().uuidString.prefix(8))".utf8)
 
-    public init(options: WorkerOptions, log: @escaping (String) -> Void) throws {
+    public init(options: WorkerOptions, logger: Logger) throws {
         self.options = options
-        self.log = log
+        self.logger = logger
         try options.expertFormat.checkSupported()
         model = try LoadedModel(directory: options.modelDirectory)
         fingerprint = ModelFingerprint.of(model)
@@ -63,8 +64,9 @@ public final class Worker {
             try socket.setSendTimeout(milliseconds: Int32(options.heartbeatInterval * 1000))
             if let curve = options.curve { try socket.makeCurveClient(curve.certificate, serverKey: curve.coordinatorKey) }
             try socket.connect(options.coordinator)
-            log(String(format: "connecting to %@ as '%@' (resident set %.1f MB before loading experts)",
-                       options.coordinator, options.name, Double(ProcessMemory.residentBytes) / 1e6))
+            let line = String(format: "connecting to %@ as '%@' (resident set %.1f MB before loading experts)",
+                                      options.coordinator, options.name, Double(ProcessMemory.residentBytes) / 1e6)
+            logger.info("\(line)")
             let outcome: Outcome
             do {
                 try send(socket, .hello(Hello(modelFingerprint: fingerprint, workerName: options.name,
@@ -82,7 +84,7 @@ public final class Worker {
             socket.close()
             let delay = backoff.next()
             let hint = options.curve.map { " (or it does not authorize this worker's public key \($0.certificate.publicKey))" } ?? ""
-            log("coordinator unreachable or gone\(hint); reconnecting in \(String(format: "%.1f", delay)) s")
+            logger.warning("coordinator unreachable or gone\(hint); reconnecting in \(String(format: "%.1f", delay)) s")
             Thread.sleep(forTimeInterval: delay)
         }
     }
@@ -112,7 +114,7 @@ public final class Worker {
                     let message = try WireCodec.decode(parts)
                     if try handle(message, socket, lane: lane) == .lostCoordinator { return .lostCoordinator }
                 } catch let error as WireError {
-                    log("refused a malformed message: \(error)")
+                    logger.warning("refused a malformed message: \(error)")
                     try send(socket, .error(WireFailure(code: error.code, message: error.description)))
                 }
             }
@@ -147,12 +149,12 @@ public final class Worker {
                 workerName: options.name, experts: shard?.keys ?? [], requestsServed: counters.requestsServed,
                 tokensServed: counters.tokensServed, residentBytes: ProcessMemory.residentBytes, busySeconds: counters.busySeconds)))
         case .error(let failure):
-            log("coordinator refused us: \(failure.message)")
+            logger.error("coordinator refused us: \(failure.message)")
             if [.versionMismatch, .modelMismatch, .nameInUse].contains(failure.code) { throw WorkerRefused(description: failure.message) }
             // A coordinator that does not know this session (it restarted): say hello again now.
             if failure.code == .notReady, failure.requestId == 0 { return .lostCoordinator }
         case .goodbye(let reason):
-            log("coordinator said goodbye: \(reason)")
+            logger.notice("coordinator said goodbye: \(reason)")
             return .lostCoordinator
         case .heartbeat, .hello, .ready, .expertReply, .status:
             break
@@ -171,8 +173,7 @@ public final class Worker {
         MatmulKernels.decodeKernels = assignment.generatedTokensOnTiles ? .tiles : .dot
         if shard?.keys != assignment.experts.sorted() {
             let kept = assignment.experts.filter { shard?.experts[$0] != nil }.count
-            log("loading \(assignment.experts.count) experts (\(options.expertFormat.rawValue)"
-                + (kept > 0 ? "; \(kept) of them held already and kept" : "") + ") …")
+            logger.info("loading \(assignment.experts.count) experts (\(options.expertFormat.rawValue)\(kept > 0 ? "; \(kept) of them held already and kept" : "")) …")
             let start = Date()
             health.update { $0.loading = true }
             defer { health.update { $0.loading = false; $0.lastLoopTurn = Date() } }
@@ -184,8 +185,9 @@ public final class Worker {
                 try send(socket, .error(WireFailure(code: .loadFailed, message: "worker '\(options.name)' cannot load its experts: \(error)")))
                 return
             }
-            log(String(format: "loaded %d experts (%.1f MB) in %.2f s; resident set %.1f MB", assignment.experts.count,
-                       Double(shard!.expertBytes) / 1e6, Date().timeIntervalSince(start), Double(ProcessMemory.residentBytes) / 1e6))
+            let line = String(format: "loaded %d experts (%.1f MB) in %.2f s; resident set %.1f MB", assignment.experts.count,
+                       Double(shard!.expertBytes) / 1e6, Date().timeIntervalSince(start), Double(ProcessMemory.residentBytes) / 1e6)
+            logger.info("\(line)")
         }
         try send(socket, .ready(Ready(experts: shard!.keys, expertBytes: shard!.expertBytes,
                                       residentBytes: ProcessMemory.residentBytes, loadSeconds: 0)))

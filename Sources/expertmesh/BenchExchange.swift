@@ -45,6 +45,8 @@ struct BenchExchange: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    @OptionGroup var logs: LogOptions
+
     @Option(help: "Tokens to decode for the cluster vs single-process comparison (0 skips it).")
     var decodeTokens = 32
 
@@ -62,7 +64,8 @@ struct BenchExchange: ParsableCommand {
             guard let layer = model.spec.moeLayerIndices.first, let moe = model.spec.layers[layer].moe else {
                 throw CommandError("\(modelOptions.model) has no MoE layer: bench-exchange needs a MoE model")
             }
-            let cluster = try Cluster(model: model, listen: "tcp://127.0.0.1:*", wireDType: DType(name: wireDtype)!, log: { printError("  \($0)") })
+            let cluster = try Cluster(model: model, listen: "tcp://127.0.0.1:*", wireDType: DType(name: wireDtype)!,
+                                      logger: logs.logger("bench-exchange"))
             let binary = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
             var children: [Process] = []
             defer { children.forEach { $0.terminate(); $0.waitUntilExit() } }

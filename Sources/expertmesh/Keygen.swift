@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import MeshCoordinator
 import MeshTransport
 
@@ -54,7 +55,7 @@ struct InsecureOption: ParsableArguments {
                 \(role): give keys (see `expertmesh keygen --help`), or --insecure on a network you trust
                 """)
         }
-        return "WARNING: plain TCP on \(endpoint) (--insecure): anyone who reaches it \(role); give CURVE keys to prevent it"
+        return "plain TCP on \(endpoint) (--insecure): anyone who reaches it \(role); give CURVE keys to prevent it"
     }
 }
 
@@ -76,14 +77,15 @@ struct CoordinatorCurveOptions: ParsableArguments {
     }
 
     /// The security settings, with SIGHUP re-reading the authorized keys.
-    func security(log: @escaping @Sendable (String) -> Void) throws -> Cluster.Security? {
+    func security(logger: Logger) throws -> Cluster.Security? {
         guard let curveSecretKey, let authorizedKeys else { return nil }
         let keys = try AuthorizedKeys(directory: authorizedKeys)
         ReloadSignal.onHangup {
             do {
-                log("SIGHUP: \(try keys.reload()) authorized worker keys in \(authorizedKeys)")
+                let count = try keys.reload()
+                logger.notice("SIGHUP: \(count) authorized worker keys in \(authorizedKeys)")
             } catch {
-                log("SIGHUP: kept the previous authorized keys: \(error)")
+                logger.error("SIGHUP: kept the previous authorized keys: \(error)")
             }
         }
         return Cluster.Security(certificate: try CurveCertificate.readSecret(curveSecretKey), authorizedKeys: keys)

@@ -100,6 +100,8 @@ struct Coordinator: ParsableCommand {
 
     @OptionGroup var dense: DenseWeightOption
 
+    @OptionGroup var logs: LogOptions
+
     func validate() throws {
         if let minWorkers, minWorkers < 1 { throw ValidationError("--min-workers must be at least 1") }
         _ = try plainTCP.check(listen, option: "--listen", keyed: curve.curveSecretKey != nil,
@@ -135,20 +137,20 @@ struct Coordinator: ParsableCommand {
         options.unservedTimeout = unservedTimeout
         options.workerTimeout = workerTimeout
         options.expertLoadFile = expertLoad.map { URL(fileURLWithPath: $0) }
-        let log = logLine("coordinator")
-        log(compute.apply(decodeDefault: .tiles))
+        let logger = logs.logger("coordinator")
+        logger.info("\(compute.apply(decodeDefault: .tiles))")
         if let warning = try? plainTCP.check(listen, option: "--listen", keyed: curve.curveSecretKey != nil,
                                              role: "can join as a worker and read every activation") {
-            log(warning)
+            logger.warning("\(warning)")
         }
         try reportingErrors {
-            options.security = try curve.security(log: log)
+            options.security = try curve.security(logger: logger)
             var spawned: SpawnedWorkers?
             defer { spawned?.stop() }
-            try CoordinatorService(options: options, log: log).run(listening: { endpoint in
+            try CoordinatorService(options: options, logger: logger).run(listening: { endpoint in
                 guard spawnWorkers > 0 else { return }
                 spawned = try SpawnedWorkers(count: spawnWorkers, endpoint: endpoint, model: modelOptions.directory,
-                                             arguments: spawnedWorkerArguments, log: log)
+                                             arguments: spawnedWorkerArguments, logger: logger)
             })
         }
     }
@@ -156,7 +158,7 @@ struct Coordinator: ParsableCommand {
     /// Compute options for spawned workers: this command's, with the cores shared among them.
     private var spawnedWorkerArguments: [String] {
         let threads = compute.threads == nil ? ["--threads", String(max(1, Parallel.coreCount / spawnWorkers))] : []
-        return compute.arguments + threads + ["--weights-dtype", spawnedWeights.experts.rawValue]
+        return compute.arguments + threads + ["--weights-dtype", spawnedWeights.experts.rawValue] + logs.arguments
     }
 }
 
@@ -188,13 +190,15 @@ struct Serve: ParsableCommand {
 
     @OptionGroup var dense: DenseWeightOption
 
+    @OptionGroup var logs: LogOptions
+
     func run() throws {
         let options = try api.options()
-        let log = logLine("serve")
-        log(compute.apply(decodeDefault: .tiles))
+        let logger = logs.logger("serve")
+        logger.info("\(compute.apply(decodeDefault: .tiles))")
         try reportingErrors {
             try ServeService(modelDirectory: modelOptions.directory, weights: WeightFormats(experts: experts.experts, dense: dense.dense),
-                             api: options, serving: serving.options, log: log).run()
+                             api: options, serving: serving.options, logger: logger).run()
         }
     }
 }
@@ -237,6 +241,8 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var plainTCP: InsecureOption
 
+    @OptionGroup var logs: LogOptions
+
     @Option(help: ArgumentHelp("""
         The most expert bytes (as the checkpoint stores them) the coordinator may place here, e.g. 48GiB, \
         including experts moved here from a lost worker. Default: no limit.
@@ -265,22 +271,23 @@ struct WorkerCommand: ParsableCommand {
         // A worker that `coordinator --spawn-workers` started ends with it, even if it was killed outright.
         let parent = getppid()
         let parentGone = { exitWithParent && getppid() != parent }
-        let log = logLine("worker \(workerName)")
-        log(compute.apply())
+        let logger = logs.logger("worker \(workerName)")
+        logger.info("\(compute.apply())")
         if let warning = try? plainTCP.check(coordinator, option: "--coordinator", keyed: curve.curveSecretKey != nil,
                                              role: "on the path can read the activations and pose as the coordinator") {
-            log(warning)
+            logger.warning("\(warning)")
         }
         try reportingErrors {
             var options = WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
                                         expertFormat: weights.experts)
             options.curve = try curve.curve()
             options.capacityBytes = maxExpertMemory.flatMap { ServingArguments.bytes($0) }.map { UInt64($0) } ?? 0
-            let worker = try Worker(options: options, log: log)
+            let worker = try Worker(options: options, logger: logger)
             if let health {
                 let (host, port) = try parseHostPort(health, option: "--health")
-                let bound = try HealthEndpoint(host: host, port: port, report: worker.health.report(name: workerName)).start()
-                log("health on http://\(host.contains(":") ? "[\(host)]" : host):\(bound)/health and /health/live")
+                let bound = try HealthEndpoint(host: host, port: port, logger: logger,
+                                               report: worker.health.report(name: workerName)).start()
+                logger.info("health on http://\(host.contains(":") ? "[\(host)]" : host):\(bound)/health and /health/live")
             }
             try worker.run { stop.isStopped || parentGone() }
         }

@@ -25,14 +25,6 @@ final class StopSignal: @unchecked Sendable {
     }
 }
 
-/// Timestamped log lines on stderr (the executable owns logging; libraries get this closure).
-func logLine(_ component: String) -> @Sendable (String) -> Void {
-    { message in
-        let time = ISO8601DateFormatter().string(from: Date())
-        FileHandle.standardError.write(Data("\(time) [\(component)] \(message)\n".utf8))
-    }
-}
-
 /// SIGHUP runs a handler (the coordinator re-reads its authorized keys).
 enum ReloadSignal {
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []

@@ -1,15 +1,16 @@
 import Foundation
+import Logging
 
 /// `coordinator --spawn-workers N`: N worker processes of this same binary on this machine, for
 /// one-machine trials. They write their logs to the coordinator's stderr, end when it stops, and
 /// end on their own (`--exit-with-parent`) if it is killed outright.
 final class SpawnedWorkers {
     private var processes: [Process] = []
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
 
     /// Starts workers named `local-1` … `local-N` connecting to `endpoint` (as the coordinator bound it).
-    init(count: Int, endpoint: String, model: URL, arguments: [String], log: @escaping @Sendable (String) -> Void) throws {
-        self.log = log
+    init(count: Int, endpoint: String, model: URL, arguments: [String], logger: Logger) throws {
+        self.logger = logger
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let coordinator = Self.localEndpoint(endpoint)
         for index in 1...count {
@@ -25,8 +26,9 @@ final class SpawnedWorkers {
             }
             processes.append(process)
         }
-        log("started \(count) local worker processes (pids \(processes.map { String($0.processIdentifier) }.joined(separator: ", "))) "
-            + "connecting to \(coordinator)")
+        let message = "started \(count) local worker processes (pids \(processes.map { String($0.processIdentifier) }.joined(separator: ", "))) "
+            + "connecting to \(coordinator)"
+        logger.info("\(message)")
     }
 
     /// Where a worker on this machine reaches a coordinator bound to `endpoint`: a wildcard
@@ -47,11 +49,11 @@ final class SpawnedWorkers {
         let deadline = Date().addingTimeInterval(timeout)
         while running.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         for process in running where process.isRunning {
-            log("worker pid \(process.processIdentifier) did not stop within \(Int(timeout)) s; killing it")
+            logger.warning("worker pid \(process.processIdentifier) did not stop within \(Int(timeout)) s; killing it")
             kill(process.processIdentifier, SIGKILL)
         }
         running.forEach { $0.waitUntilExit() }
-        log("stopped \(running.count) local worker processes")
+        logger.info("stopped \(running.count) local worker processes")
     }
 
     deinit { stop() }

@@ -143,7 +143,7 @@ final class CurveTests: XCTestCase {
         while !allowed.log.contains("waiting for workers"), allowed.process.isRunning, Date() < deadline {
             Thread.sleep(forTimeInterval: 0.05)
         }
-        XCTAssertTrue(allowed.log.contains("WARNING: plain TCP on tcp://0.0.0.0:"), allowed.log)
+        XCTAssertTrue(allowed.log.contains("warning: plain TCP on tcp://0.0.0.0:"), allowed.log)
         XCTAssertTrue(allowed.process.isRunning, allowed.log)
     }
 

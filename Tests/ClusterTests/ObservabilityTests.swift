@@ -167,6 +167,37 @@ final class ObservabilityTests: XCTestCase {
         XCTAssertTrue(status.output.contains("no workers: every expert is in this process"), status.output)
     }
 
+    // MARK: logs
+
+    /// `--log-format json`: every line an object with time, level, component, message and the
+    /// event's metadata as fields; `--log-level` hides what is less severe.
+    func testLogsAreJSONWithMetadataAndHonourTheLevel() throws {
+        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 1, precision: "f32",
+                                          coordinatorArguments: ["--log-format", "json"], workerArguments: ["--log-format", "json"])
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        for process in [cluster.coordinator, cluster.workers[0]] {
+            let lines = process.log.split(separator: "\n")
+            XCTAssertGreaterThan(lines.count, 3, process.log)
+            for line in lines {
+                let object = try XCTUnwrap(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
+                for field in ["time", "level", "component", "message"] { XCTAssertNotNil(object[field], "\(line)") }
+            }
+        }
+        let connected = cluster.coordinator.log.split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { ($0["message"] as? String)?.contains("worker 'worker-1' connected") == true }
+        XCTAssertEqual(connected?["worker"] as? String, "worker-1", cluster.coordinator.log)
+        XCTAssertEqual(connected?["address"] as? String, "127.0.0.1")
+        XCTAssertEqual(connected?["level"] as? String, "info")
+        XCTAssertEqual(connected?["component"] as? String, "coordinator")
+
+        let quiet = try ServeProcess(model: Harness.fixture("mixtral"), arguments: ["--log-level", "warning"])
+        let verbose = try ServeProcess(model: Harness.fixture("mixtral"))
+        XCTAssertFalse(quiet.child.log.contains("HTTP API on"), quiet.child.log)
+        XCTAssertTrue(verbose.child.log.contains("[serve] HTTP API on"), verbose.child.log)
+    }
+
     // MARK: dashboard
 
     /// Headless Chromium with the page's console on stderr.
