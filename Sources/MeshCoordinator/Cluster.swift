@@ -97,6 +97,10 @@ public final class Cluster {
     /// Counts changes of the worker table or placement (a worker joined, became ready, was lost…):
     /// views of the cluster rebuild at once when it moves.
     public private(set) var changes = 0
+    /// Called (on the engine thread) after a pump that changed the worker table, also while a step
+    /// waits for workers: status views stay current during an outage.
+    public var onChange: ((Cluster) -> Void)?
+    private var notifiedChanges = 0
     /// Tokens routed to each expert in earlier runs (`--expert-load`): the placement at start goes by it.
     public var earlierLoad: [Int: [Int]] = [:]
     /// When each worker of the placement was lost, until it is ready again or replaced.
@@ -425,6 +429,10 @@ public final class Cluster {
             markLost(name, reason: String(format: "silent for %.1f s", worker.liveness.silence(at: now)))
         }
         try maintainPlacement(now: now)
+        if changes != notifiedChanges {
+            notifiedChanges = changes
+            onChange?(self)
+        }
         if now - lastStatusRequest >= Self.statusInterval {
             lastStatusRequest = now
             for worker in workers.values where worker.ready {

@@ -69,6 +69,7 @@ public final class CoordinatorService: Sendable {
         cluster.reassignAfter = options.reassignAfter
         cluster.unservedTimeout = options.unservedTimeout
         cluster.workerTimeout = options.workerTimeout
+        cluster.onChange = { [clusterView] in clusterView.update(from: $0) }
         if let file = options.expertLoadFile {
             if let earlier = try ExpertLoadFile.read(file, fingerprint: cluster.fingerprint) {
                 cluster.earlierLoad = earlier
