@@ -69,7 +69,6 @@ public final class CoordinatorService: Sendable {
         cluster.reassignAfter = options.reassignAfter
         cluster.unservedTimeout = options.unservedTimeout
         cluster.workerTimeout = options.workerTimeout
-        cluster.onChange = { [clusterView] in clusterView.update(from: $0) }
         if let file = options.expertLoadFile {
             if let earlier = try ExpertLoadFile.read(file, fingerprint: cluster.fingerprint) {
                 cluster.earlierLoad = earlier
@@ -90,6 +89,10 @@ public final class CoordinatorService: Sendable {
                                       backend: RemoteExpertBackend(cluster: cluster))
         let engine = try InferenceEngine(transformer: transformer, configuration: configuration)
         let runner = EngineRunner(engine: engine, logger: logger)
+        cluster.onChange = { [clusterView] cluster in
+            clusterView.update(from: cluster)
+            if cluster.placement.workers.isEmpty == false { runner.refresh(unservedReason: cluster.unservedReason) }
+        }
         logger.info("\(description)")
         let served = try ServedModel(directory: options.modelDirectory, spec: model.spec,
                                      name: options.api.servedModelName, chatTemplateFile: options.api.chatTemplateFile)

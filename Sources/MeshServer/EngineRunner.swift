@@ -35,6 +35,7 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
     private var publishedRates: (prompt: Double, generated: Double) = (0, 0)
     /// Engine thread only.
     private var meters = EngineMeters()
+    private var draining = false
     private var throughput = ThroughputWindow()
     /// How often a busy engine logs its pool use.
     static var logInterval: Double { 10 }
@@ -85,6 +86,7 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
             let clusterReason = failureReason.map { $0() } ?? unservedReason()
             if drainStart == nil, frontEnd.drainRequested {
                 drainStart = .now
+                draining = true
                 let message = "shutting down: finishing \(engine.stats.running + engine.stats.waiting) request(s), "
                     + "at most \(Int(frontEnd.drainTimeout)) s"
                 logger.notice("\(message)")
@@ -141,6 +143,14 @@ public final class EngineRunner<Backend: ExpertBackend>: GenerationService, @unc
 
     /// Says why the engine cannot serve yet, before `run` starts (e.g. waiting for workers).
     public func setUnservedReason(_ reason: String) { publish(reason) }
+
+    /// Says whether the engine can serve, from the engine thread outside the loop's own turns (the
+    /// cluster changed while a step waits for workers), so `/health` follows an outage at once.
+    /// Ignored once shutdown has begun.
+    public func refresh(unservedReason reason: String?) {
+        guard !draining else { return }
+        publish(reason)
+    }
 
     private func publish(_ reason: String?) {
         let stats = engine.stats

@@ -15,8 +15,9 @@ final class FailoverTests: XCTestCase {
         var all: [Answer] { lock.withLock { answers } }
     }
 
-    /// The workers' logs at the end of the last `assertRequestsSurvive`.
+    /// The workers' logs at the end of the last `assertRequestsSurvive`, and the /health statuses seen during it.
     var lastSurvivorLogs: [String] = []
+    var lastHealthSeen: Set<Int> = []
 
     static var request: [String: Any] {
         ["prompt": [1, 2, 3], "max_tokens": 120, "temperature": 0, "ignore_eos": true, "return_token_ids": true]
@@ -55,7 +56,9 @@ final class FailoverTests: XCTestCase {
         // Long enough for detection (3 heartbeats) and several more requests; meanwhile, when every
         // expert is back on `replicas` ready workers (the figure for the notes).
         var degradedSeen = false, restoredAfter: Double?
+        lastHealthSeen = []
         while Date().timeIntervalSince(failedAt) < recovery {
+            lastHealthSeen.insert(Harness.http("GET", cluster.httpURL + "/health", timeout: 2).status)
             let full = Self.fullyReplicated(cluster, replicas: replicas)
             if !full { degradedSeen = true } else if degradedSeen, restoredAfter == nil {
                 restoredAfter = Date().timeIntervalSince(failedAt)
@@ -111,6 +114,8 @@ final class FailoverTests: XCTestCase {
             XCTAssertEqual(serving.compactMap { $0["name"] as? String }.sorted(), ["worker-1", "worker-3"])
             XCTAssertEqual(serving.compactMap { $0["experts"] as? Int }.reduce(0, +), 16 * replicas,
                            "every expert on \(replicas) live workers again: \(workers)")
+            // Without replicas, readiness turns 503 while the requests wait for the experts' new home.
+            XCTAssertEqual(lastHealthSeen.contains(503), replicas == 1, "\(lastHealthSeen)")
             XCTAssertTrue(lastSurvivorLogs.contains { $0.contains("held already and kept") },
                           "survivors load only the experts they gain:\n\(lastSurvivorLogs.joined())")
         }
