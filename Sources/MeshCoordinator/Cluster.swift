@@ -149,7 +149,7 @@ public final class Cluster {
         let rows: [[String: Any]] = workers.values.sorted { $0.name < $1.name }.map { worker in
             let state = state(of: worker)
             let workerStats = stats[worker.name] ?? WorkerStats(worker: worker.name)
-            workerStats.publish(state: state.rawValue, experts: worker.experts.count)
+            workerStats.publish(state: state, experts: worker.experts.count)
             var entry = workerStats.json
             entry["name"] = worker.name
             entry["address"] = worker.address ?? NSNull()
@@ -218,10 +218,7 @@ public final class Cluster {
 
     /// Counts the tokens routed to each expert by one exchange.
     public func record(layer: Int, routes: [TokenRoute]) {
-        expertLoad.record(layer: layer, routes: routes)
-        var counts: [Int: Int] = [:]
-        for route in routes { for expert in route.experts { counts[expert, default: 0] += 1 } }
-        for (expert, count) in counts {
+        for (expert, count) in expertLoad.record(layer: layer, routes: routes) {
             let key = ExpertKey(layer: layer, expert: expert)
             if routedTokenCounters[key] == nil {
                 routedTokenCounters[key] = Counter(label: "expertmesh_expert_routed_tokens_total",

@@ -91,7 +91,8 @@ public final class CoordinatorService: Sendable {
         let runner = EngineRunner(engine: engine, logger: logger)
         cluster.onChange = { [clusterView] cluster in
             clusterView.update(from: cluster)
-            if cluster.placement.workers.isEmpty == false { runner.refresh(unservedReason: cluster.unservedReason) }
+            // Before experts are placed, `start`'s own wait says why (it counts the workers it needs).
+            if !cluster.placement.workers.isEmpty { runner.refresh(unservedReason: cluster.unservedReason) }
         }
         logger.info("\(description)")
         let served = try ServedModel(directory: options.modelDirectory, spec: model.spec,

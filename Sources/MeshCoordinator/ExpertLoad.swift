@@ -13,25 +13,28 @@ public struct ExpertLoad: Sendable {
 
     public init(total: [Int: [Int]] = [:]) { self.total = total }
 
-    /// Counts one exchange of `layer`: each token's experts.
-    public mutating func record(layer: Int, routes: [TokenRoute], now: Double = Date().timeIntervalSince1970) {
+    /// Counts one exchange of `layer`: each token's experts. Returns this exchange's tokens per expert.
+    @discardableResult
+    public mutating func record(layer: Int, routes: [TokenRoute], now: Double = Date().timeIntervalSince1970) -> [Int: Int] {
         let start = (now / Self.bucketSeconds).rounded(.down) * Self.bucketSeconds
         if buckets.last?.start != start {
             buckets.removeAll { $0.start <= now - Self.windowSeconds }
             buckets.append((start, [:]))
         }
+        var exchange: [Int: Int] = [:]
+        for route in routes { for expert in route.experts where expert >= 0 { exchange[expert, default: 0] += 1 } }
         var counts = total[layer] ?? []
         var recent = buckets[buckets.count - 1].counts[layer] ?? []
-        for route in routes {
-            for expert in route.experts where expert >= 0 {
-                if expert >= counts.count { counts += [Int](repeating: 0, count: expert + 1 - counts.count) }
-                if expert >= recent.count { recent += [Int](repeating: 0, count: expert + 1 - recent.count) }
-                counts[expert] += 1
-                recent[expert] += 1
-            }
+        let width = (exchange.keys.max() ?? -1) + 1
+        if counts.count < width { counts += [Int](repeating: 0, count: width - counts.count) }
+        if recent.count < width { recent += [Int](repeating: 0, count: width - recent.count) }
+        for (expert, count) in exchange {
+            counts[expert] += count
+            recent[expert] += count
         }
         total[layer] = counts
         buckets[buckets.count - 1].counts[layer] = recent
+        return exchange
     }
 
     /// layer → tokens routed to each expert over the last `windowSeconds`.

@@ -31,12 +31,9 @@ struct WorkerStats {
     }
 
     /// The worker's state as a gauge per state (1 for the current one), and its expert count.
-    func publish(state: String, experts: Int) {
-        for candidate in WorkerState.allCases {
-            Gauge(label: "expertmesh_worker_state", dimensions: [("worker", meters.worker), ("state", candidate.rawValue)])
-                .record(candidate.rawValue == state ? 1 : 0)
-        }
-        meters.up.record(state == WorkerState.ready.rawValue || state == WorkerState.degraded.rawValue ? 1 : 0)
+    func publish(state: WorkerState, experts: Int) {
+        for (candidate, gauge) in meters.states { gauge.record(candidate == state ? 1 : 0) }
+        meters.up.record(state == .ready || state == .degraded ? 1 : 0)
         meters.experts.record(experts)
     }
 
@@ -46,13 +43,13 @@ struct WorkerStats {
     }
 
     private struct Meters {
-        let worker: String
         let requests: Counter, bytesOut: Counter, bytesIn: Counter
         let roundTrip: CoreMetrics.Timer, compute: CoreMetrics.Timer
         let up: Gauge, experts: Gauge
+        /// `expertmesh_worker_state{worker, state}`, one per state.
+        let states: [(WorkerState, Gauge)]
 
         init(worker: String) {
-            self.worker = worker
             let label = [("worker", worker)]
             requests = Counter(label: "expertmesh_worker_requests_total", dimensions: label)
             bytesOut = Counter(label: "expertmesh_worker_sent_bytes_total", dimensions: label)
@@ -61,6 +58,9 @@ struct WorkerStats {
             compute = CoreMetrics.Timer(label: "expertmesh_worker_compute_seconds", dimensions: label)
             up = Gauge(label: "expertmesh_worker_up", dimensions: label)
             experts = Gauge(label: "expertmesh_worker_experts", dimensions: label)
+            states = WorkerState.allCases.map {
+                ($0, Gauge(label: "expertmesh_worker_state", dimensions: label + [("state", $0.rawValue)]))
+            }
         }
     }
 }

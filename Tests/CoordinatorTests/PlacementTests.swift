@@ -207,6 +207,13 @@ final class DispatchPlanTests: XCTestCase {
         }
     }
 
+    func testEquallyLoadedReplicasTakeTurnsFromOneExchangeToTheNext() throws {
+        let placement = Placement(replicas: [ExpertKey(layer: 0, expert: 0): ["a", "b"]])
+        let one = [TokenRoute(experts: [0], weights: [1])]
+        let chosen = try (0..<4).map { try DispatchPlan(routes: one, layer: 0, placement: placement, rotation: $0).destinations[0].worker }
+        XCTAssertEqual(chosen, ["a", "b", "a", "b"])
+    }
+
     func testUnassignedExpertIsAnError() throws {
         XCTAssertThrowsError(try DispatchPlan(routes: [TokenRoute(experts: [3], weights: [1])], layer: 0, placement: Placement(owner: [:]))) {
             XCTAssertTrue("\($0)".contains("layer 0 expert 3 is not assigned to any worker"), "\($0)")

@@ -68,13 +68,13 @@ extension ModelShape {
     /// by the family readers below (DBRX, DeepSeek-V3/Kimi K2, GLM-4.5, OLMoE).
     public static func read(configFile: URL) throws -> ModelShape {
         let config = try ConfigReader(file: configFile)
-        if let modelType = try config.string("model_type"), let reader = familyReaders[modelType] {
-            return try reader(config)
+        let modelType = try config.string("model_type")
+        if let modelType, let reader = familyReaders[modelType] { return try reader(config) }
+        if let modelType, !ArchitectureRegistry.supportedModelTypes.contains(modelType) {
+            throw ModelError("unknown model_type '\(modelType)'; supported: "
+                             + ArchitectureRegistry.supportedModelTypes.joined(separator: ", ")
+                             + ", and sizing only: " + familyReaders.keys.sorted().joined(separator: ", "))
         }
-        do {
-            return ModelShape(spec: try ModelSpec.decode(configFile: configFile))
-        } catch let error as ModelError where error.description.contains("unknown model_type") {
-            throw ModelError(error.description + ", and sizing only: " + familyReaders.keys.sorted().joined(separator: ", "))
-        }
+        return ModelShape(spec: try ModelSpec.decode(configFile: configFile))
     }
 }
