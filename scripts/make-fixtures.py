@@ -23,8 +23,10 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration, Llama4TextConfig,
-                          MixtralConfig, MixtralForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
+from transformers import (LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
+                          Llama4TextConfig, MistralConfig, MistralForCausalLM, MixtralConfig, MixtralForCausalLM,
+                          OlmoeConfig, OlmoeForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 GENERATED = 6
 VOCAB = 320
@@ -62,7 +64,9 @@ def router_margin(model, input_ids):
     margins = []
     hooks = []
     config = text_config(model)
-    k = config.num_experts_per_tok
+    k = getattr(config, "num_experts_per_tok", None)
+    if k is None:
+        return 1.0   # a dense model routes nothing
 
     def hook(_module, inputs, _output):
         x = inputs[0].reshape(-1, inputs[0].shape[-1])
@@ -123,7 +127,7 @@ def write_fixture(directory, model, prompt, notes, extra=None, save=None, reload
     (save or (lambda d: model.save_pretrained(d)))(directory)
     reference = reload(directory) if reload else model
     generated, logits, logit_margin = run_reference(reference, prompt)
-    check_greedy_matches_generate(reference, prompt, generated)
+    check_greedy_matches_generate(reload(directory) if reload else reference, prompt, generated)
     margin = router_margin(reference, torch.tensor([prompt + generated]))
     np.save(os.path.join(directory, "logits.npy"), logits)
     expected = {
@@ -275,6 +279,49 @@ def main():
             f"seed {seed}; Llama4ForConditionalGeneration checkpoint (vision tower included); reference logits from its "
             "language_model (a Llama4ForCausalLM) on the reloaded weights",
             reload=lambda d: llama4_text_view(Llama4ForConditionalGeneration.from_pretrained(d, attn_implementation="eager").eval()))
+
+    # Dense models (served by the coordinator alone) and the other MoE families. Each is built with
+    # eager attention and its reference computed on the reloaded checkpoint (a fresh model: dynamic
+    # RoPE keeps state between calls in transformers).
+    small = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=80, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, initializer_range=0.25, max_position_embeddings=256,
+                 bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    families = {
+        "llama": (LlamaForCausalLM, LlamaConfig(**small, attention_bias=True,
+                  rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}),
+                  "attention biases on q/k/v/o; linear RoPE scaling (factor 2)"),
+        "mistral": (MistralForCausalLM, MistralConfig(**small, sliding_window=4, rope_theta=1e6),
+                    "sliding window 4 on every layer (a 12-token prompt reaches past it)"),
+        "qwen2": (Qwen2ForCausalLM, Qwen2Config(**{**small, "num_hidden_layers": 4}, use_sliding_window=True, sliding_window=5,
+                  max_window_layers=2, rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                                        "original_max_position_embeddings": 64}),
+                  "q/k/v biases; sliding window 5 on layers 2-3 (max_window_layers 2); YaRN RoPE (factor 4)"),
+        "qwen3": (Qwen3ForCausalLM, Qwen3Config(**{**small, "max_position_embeddings": 8},
+                  rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 16.0}),
+                  "dense Qwen 3 (q/k norm); dynamic NTK RoPE with max_position_embeddings 8, so the 12-token "
+                  "prompt and every generated token take grown frequencies"),
+        "qwen2_moe": (Qwen2MoeForCausalLM, Qwen2MoeConfig(**{**small, "num_hidden_layers": 3}, moe_intermediate_size=32,
+                      shared_expert_intermediate_size=56, num_experts=8, num_experts_per_tok=2, norm_topk_prob=False,
+                      mlp_only_layers=[1], rope_theta=1e6),
+                      "shared expert with its sigmoid gate; q/k/v biases; layer 1 dense (mlp_only_layers)"),
+        "olmoe": (OlmoeForCausalLM, OlmoeConfig(**{k: v for k, v in small.items() if k != "head_dim"}, num_experts=8,
+                  num_experts_per_tok=2, norm_topk_prob=False, clip_qkv=3.0, rope_theta=1e4),
+                  "q/k RMSNorm across heads; clip_qkv 3; softmax top-2 without renormalisation"),
+    }
+    for offset, (name, (model_class, config, notes)) in enumerate(families.items()):
+        if not wanted(name):
+            continue
+        directory = os.path.join(args.out, name)
+        reload = lambda d, cls=model_class: cls.from_pretrained(d, attn_implementation="eager").eval()
+        def fresh(model, cls=model_class):
+            # search on a copy made from the state dict, so dynamic RoPE state never leaks between runs
+            copy = cls._from_config(model.config, attn_implementation="eager").eval()
+            copy.load_state_dict(model.state_dict())
+            return copy
+        seed, model, prompt = search(lambda: model_class._from_config(config, attn_implementation="eager"),
+                                     lambda m: random_prompt(23 + offset, VOCAB, 12), seeds=range(1500 + 200 * offset, 1700 + 200 * offset),
+                                     view=fresh)
+        report[name] = write_fixture(directory, model, prompt, f"seed {seed}; eager attention; {notes}", reload=reload)
 
     for name, (router, logit, generated) in report.items():
         print(f"{name:16s} router margin {router:.4f}  logit margin {logit:.4f}  greedy {generated}")

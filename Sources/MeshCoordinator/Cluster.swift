@@ -204,6 +204,7 @@ public final class Cluster {
 
     /// Nil when every expert has a ready, live replica; otherwise why not.
     public var unservedReason: String? {
+        guard !expertSizes.isEmpty else { return nil }   // a dense model needs no workers
         if placement.replicas.isEmpty { return "waiting for workers: \(workers.count) connected, experts not assigned yet" }
         // Asked every engine turn: only when a worker is down are the experts themselves checked.
         let down = placement.workers.filter { !isServing($0) }

@@ -107,18 +107,22 @@ public final class CoordinatorService: Sendable {
         logger.notice("\(serving)")
         // Whatever ends the run, workers hear that the coordinator is going.
         defer { cluster.sayGoodbye("coordinator shutting down") }
-        do {
-            try cluster.start(minimumWorkers: options.minimumWorkers, replicas: options.replicas, timeout: options.startTimeout,
-                              progress: { logger.info("\($0)") },
-                              waiting: { [clusterView] reason in
-                                  clusterView.update(from: cluster)
-                                  runner.setUnservedReason(reason)
-                                  if frontEnd.drainRequested { throw StoppedWhileStarting() }
-                              })
-        } catch is StoppedWhileStarting {
-            frontEnd.drained()
-            logger.notice("stopped before the cluster was complete")
-            return
+        if model.spec.moeLayerIndices.isEmpty {
+            logger.notice("\(model.spec.modelType) is a dense model (no experts): serving it alone, no workers needed")
+        } else {
+            do {
+                try cluster.start(minimumWorkers: options.minimumWorkers, replicas: options.replicas,
+                                  timeout: options.startTimeout, progress: { logger.info("\($0)") },
+                                  waiting: { [clusterView] reason in
+                                      clusterView.update(from: cluster)
+                                      runner.setUnservedReason(reason)
+                                      if frontEnd.drainRequested { throw StoppedWhileStarting() }
+                                  })
+            } catch is StoppedWhileStarting {
+                frontEnd.drained()
+                logger.notice("stopped before the cluster was complete")
+                return
+            }
         }
         var loadSavedAt = Date()
         try runner.run(until: frontEnd, unservedReason: { cluster.unservedReason },

@@ -265,7 +265,8 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     private func admit(_ sequence: Sequence) -> Bool {
         let size = PagedKVCache.blockSize
         let tokens = sequence.tokens[...]
-        let reusable = sequence.needsEveryPromptRow ? 0 : (tokens.count - 1) / size
+        // Under dynamic RoPE a prompt's keys depend on its length: nothing is shared then.
+        let reusable = sequence.needsEveryPromptRow || spec.rope.dependsOnSequenceLength ? 0 : (tokens.count - 1) / size
         let shared = blocks.match(tokens, promptLength: sequence.promptCount, maximumBlocks: reusable)
         let needed = (tokens.count + size - 1) / size - shared.count
         let headroom = running.isEmpty ? 0 : running.count

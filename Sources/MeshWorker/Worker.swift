@@ -47,6 +47,10 @@ public final class Worker {
         self.logger = logger
         try options.expertFormat.checkSupported()
         model = try LoadedModel(directory: options.modelDirectory)
+        guard !model.spec.moeLayerIndices.isEmpty else {
+            throw ModelError("\(options.modelDirectory.lastPathComponent) is a dense \(model.spec.modelType) model: it has no "
+                             + "experts for a worker to hold; serve it with `expertmesh serve` or a coordinator alone")
+        }
         fingerprint = ModelFingerprint.of(model)
     }
 

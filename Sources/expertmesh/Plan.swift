@@ -190,6 +190,10 @@ struct CapacityPlan {
                 : "  does NOT fit in --coordinator-memory \(gb(Double(coordinatorMemory))): lower --context or --concurrency, "
                   + "use --dtype int8, or a bigger host")
         }
+        guard shape.moeLayerCount > 0 else {
+            lines.append("dense model: no experts, so no workers; the coordinator (or `expertmesh serve`) runs it alone")
+            return lines.joined(separator: "\n") + "\n"
+        }
         lines.append("experts (\(dtype)): \(gb(expertBytes)) in all" + (replicas > 1 ? ", \(gb(placedExpertBytes)) with \(replicas) replicas" : ""))
         if let workers { lines.append("with \(workers) workers: \(gb(placedExpertBytes / Double(workers))) of experts each") }
         if let workersNeeded, let workerMemory {

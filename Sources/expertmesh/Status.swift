@@ -101,7 +101,10 @@ enum StatusReport {
                             100 * number(engine["kv_cache_usage"]), Int(number(engine["kv_blocks_total"])),
                             100 * number(engine["prefix_cache_hit_rate"])))
         if workers.isEmpty {
-            lines.append("no workers: every expert is in this process")
+            let layers = (cluster["experts"] as? [String: Any])?["layers"] as? [Any]
+            lines.append(layers == nil ? "no workers: every expert is in this process"
+                         : layers!.isEmpty ? "no workers: a dense model (no experts) is served by the coordinator alone"
+                         : "no workers connected")
             return lines.joined(separator: "\n") + "\n"
         }
         let header = ["worker", "address", "state", "experts", "bytes", "heard", "requests", "round trip p50/p99",

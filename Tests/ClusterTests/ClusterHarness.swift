@@ -1,4 +1,5 @@
 import Foundation
+import MeshModels
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +13,16 @@ enum Harness {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardizedFileURL
 
     static func fixture(_ name: String) -> URL { root.appendingPathComponent("Tests/Fixtures/models/\(name)") }
+
+    /// The transformers fixtures with routed experts (`withExperts`) or dense, sorted.
+    static func fixtures(withExperts: Bool) -> [String] {
+        let folder = root.appendingPathComponent("Tests/Fixtures/models")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return names.sorted().filter { name in
+            guard let spec = try? ModelSpec.decode(configFile: fixture(name).appendingPathComponent("config.json")) else { return false }
+            return spec.moeLayerIndices.isEmpty != withExperts
+        }
+    }
 
     /// The expertmesh binary built beside this test bundle (`swift build` / `swift test` build it).
     static func binary() throws -> URL {

@@ -6,7 +6,7 @@ import XCTest
 
 /// Coordinator + 3 workers as real processes on loopback: results equal the in-process engine.
 final class LoopbackClusterTests: XCTestCase {
-    static let architectures = ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4"]
+    static let architectures = Harness.fixtures(withExperts: true)
 
     func prompt(_ fixture: String) throws -> [Int] {
         let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: Harness.fixture(fixture).appendingPathComponent("expected.json"))) as? [String: Any]
@@ -84,6 +84,38 @@ final class LoopbackClusterTests: XCTestCase {
             XCTAssertLessThan(diff, 1e-4, "\(fixture): logprobs differ")
             XCTAssertTrue(cluster.workers[0].log.contains("(int8)"), cluster.workers[0].log)
         }
+    }
+
+    /// A dense model (llama, mistral, qwen2, qwen3) is served by the coordinator alone, at once, even
+    /// when --min-workers asks for workers; its results equal transformers' and the local engine's.
+    /// A worker started with it refuses clearly.
+    func testDenseModelsAreServedByTheCoordinatorAlone() throws {
+        let dense = Harness.fixtures(withExperts: false)
+        XCTAssertEqual(Set(dense), ["llama", "mistral", "qwen2", "qwen3"])
+        for fixture in dense {
+            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 0, minWorkers: 2)
+            defer { cluster.stop() }
+            try cluster.waitHealthy(timeout: 30)
+            XCTAssertTrue(cluster.coordinator.log.contains("dense model (no experts): serving it alone"), cluster.coordinator.log)
+            let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: Harness.fixture(fixture)
+                .appendingPathComponent("expected.json"))) as? [String: Any]
+            let tokens = try XCTUnwrap(expected?["prompt_tokens"] as? [Int])
+            let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
+                "prompt": tokens, "max_tokens": 6, "temperature": 0, "logprobs": 1, "return_token_ids": true, "ignore_eos": true])
+            XCTAssertEqual(status, 200, "\(fixture): \(body)")
+            let choice = try XCTUnwrap((body["choices"] as? [[String: Any]])?.first, fixture)
+            XCTAssertEqual(choice["token_ids"] as? [Int], expected?["greedy_tokens"] as? [Int], "\(fixture): differs from transformers")
+            let local = try LocalEngine(directory: Harness.fixture(fixture)).generator
+                .generate(GenerationRequest(prompt: tokens, maxTokens: 6, logprobs: 1))
+            let remote = try XCTUnwrap((choice["logprobs"] as? [String: Any])?["token_logprobs"] as? [Double])
+            let diff = zip(remote, local.logprobs.map { Double($0.logprob) }).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThan(diff, 1e-4, "\(fixture): logprobs differ from the local engine")
+        }
+        let worker = try ChildProcess(try Harness.binary(), ["worker", "--coordinator", "tcp://127.0.0.1:\(Harness.freePort())",
+                                                             "--model", Harness.fixture("llama").path], name: "worker")
+        worker.waitForExit(timeout: 20)
+        XCTAssertNotEqual(worker.process.terminationStatus, 0)
+        XCTAssertTrue(worker.log.contains("dense llama model: it has no experts for a worker to hold"), worker.log)
     }
 
     func testBF16AndF16WireStayCloseToF32() throws {

@@ -10,6 +10,20 @@ enum Fixtures {
 
     static func directory(_ name: String) -> URL { root.appendingPathComponent(name) }
 
+    /// Every fixture (a folder with an expected.json), sorted: a new fixture joins each test that loops over them.
+    static var all: [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.filter { FileManager.default.fileExists(atPath: directory($0).appendingPathComponent("expected.json").path) }.sorted()
+    }
+
+    /// The fixtures with routed experts.
+    static var moe: [String] {
+        all.filter { name in
+            let spec = try? ModelSpec.decode(configFile: directory(name).appendingPathComponent("config.json"))
+            return spec.map { !$0.moeLayerIndices.isEmpty } ?? false
+        }
+    }
+
     struct Expected {
         let promptTokens: [Int]
         let greedyTokens: [Int]

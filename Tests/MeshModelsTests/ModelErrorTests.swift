@@ -22,7 +22,7 @@ final class ModelErrorTests: XCTestCase {
     func testUnknownModelTypeListsSupportedOnes() throws {
         let dir = try Fixtures.scratchCopy("mixtral")
         try editConfig(dir) { $0["model_type"] = "gpt_oss" }
-        assertLoadFails(dir, containing: "unknown model_type 'gpt_oss'; supported: llama4, llama4_text, mixtral, qwen3_moe")
+        assertLoadFails(dir, containing: "unknown model_type 'gpt_oss'; supported: llama, llama4, llama4_text, mistral, mixtral, olmoe, qwen2, qwen2_moe, qwen3, qwen3_moe")
     }
 
     func testMissingConfigFieldIsNamed() throws {
@@ -64,6 +64,30 @@ final class ModelErrorTests: XCTestCase {
         let dir = try Fixtures.scratchCopy("mixtral")
         try editConfig(dir) { $0["num_hidden_layers"] = (($0["num_hidden_layers"] as? Int) ?? 2) - 1 }
         assertLoadFails(dir, containing: "unexpected tensors in checkpoint: model.layers.")
+    }
+
+    /// The layouts of the families added later fail as precisely: a bias the config promises and
+    /// the checkpoint lacks, one it has and the config does not promise, a layer type list of the
+    /// wrong length or kind, a RoPE type or partial rotary factor the engine does not run.
+    func testNewFamiliesLayoutsFailPrecisely() throws {
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            ("olmoe", { $0["attention_bias"] = true }, "'model.layers.0.self_attn.q_proj.bias'"),
+            ("qwen2_moe", { $0["qkv_bias"] = false }, "unexpected tensors in checkpoint: model.layers.0.self_attn."),
+            ("qwen2", { $0["layer_types"] = ["full_attention"] }, "'layer_types' has 1 entries for 4 layers"),
+            ("qwen2", { $0["layer_types"] = Array(repeating: "chunked_attention", count: 4) },
+             "layer type 'chunked_attention' is not supported; supported: sliding_attention, full_attention"),
+            ("llama", { $0["rope_parameters"] = ["rope_type": "longrope", "rope_theta": 10000.0] },
+             "rope_type 'longrope' is not supported; supported: default, linear, dynamic, yarn, llama3"),
+            ("llama", { $0["partial_rotary_factor"] = 0.1 }, "partial_rotary_factor 0.1 gives 1 rotated values of a 16-value head"),
+            ("llama", { $0["mlp_bias"] = true }, "'mlp_bias: true' is not supported"),
+            ("qwen2_moe", { $0.removeValue(forKey: "shared_expert_intermediate_size") },
+             "missing or invalid field 'shared_expert_intermediate_size'"),
+        ]
+        for (fixture, edit, message) in cases {
+            let dir = try Fixtures.scratchCopy(fixture)
+            try editConfig(dir, edit)
+            assertLoadFails(dir, containing: message)
+        }
     }
 
     func testTruncatedWeightsFile() throws {

@@ -33,6 +33,13 @@ final class RealConfigTests: XCTestCase {
         XCTAssertEqual(maverick.layers.filter { !$0.attention.usesRope }.count, 12, "every 4th layer is NoPE")
     }
 
+    func testOlmoe() throws {
+        try assertCounts("olmoe-1b-7b", total: 6.92, active: 1.28)
+        let spec = try ModelSpec.decode(configFile: Self.configs.appendingPathComponent("olmoe-1b-7b.json"))
+        XCTAssertEqual(spec.rmsNormEps, 1e-5, "transformers' default where the config says nothing")
+        XCTAssertEqual(spec.layers[0].attention.qkNorm, .rmsAcrossHeadsBeforeRope)
+    }
+
     /// Families the engine does not run yet still size (`expertmesh plan`), within 0.5% of PARAMS.md.
     func assertShape(_ name: String, total: Double, active: Double, file: StaticString = #filePath, line: UInt = #line) throws -> ModelShape {
         let shape = try ModelShape.read(configFile: Self.configs.appendingPathComponent("\(name).json"))
@@ -50,7 +57,6 @@ final class RealConfigTests: XCTestCase {
         XCTAssertEqual(deepseek.moeLayerCount, 58, "61 layers, the first 3 dense")
         _ = try assertShape("glm-4.5", total: 352.80, active: 33.63)
         _ = try assertShape("glm-4.5-air", total: 106.85, active: 13.42)
-        _ = try assertShape("olmoe-1b-7b", total: 6.92, active: 1.28)
         // The engine's families size through their ModelSpec, to the same counts as before.
         let mixtral = try assertShape("mixtral-8x7b", total: 46.70, active: 12.88)
         XCTAssertEqual(mixtral.kvValuesPerToken, 32 * 2 * 8 * 128)
@@ -61,7 +67,7 @@ final class RealConfigTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: unknown) }
         try Data(#"{"model_type": "mamba"}"#.utf8).write(to: unknown)
         XCTAssertThrowsError(try ModelShape.read(configFile: unknown)) {
-            XCTAssertTrue("\($0)".contains("unknown model_type 'mamba'") && "\($0)".contains("sizing only: dbrx, deepseek_v3, glm4_moe, olmoe"),
+            XCTAssertTrue("\($0)".contains("unknown model_type 'mamba'") && "\($0)".contains("sizing only: dbrx, deepseek_v3, glm4_moe"),
                           "\($0)")
         }
     }

@@ -26,6 +26,19 @@ final class TransformersParityTests: XCTestCase {
     func testQwen3MoeNormalisedTopK() throws { try assertMatchesTransformers("qwen3_moe-norm") }
     func testLlama4Text() throws { try assertMatchesTransformers("llama4_text") }
     func testLlama4ConditionalGenerationTextPart() throws { try assertMatchesTransformers("llama4") }
+    func testQwen2MoeSharedExpertGate() throws { try assertMatchesTransformers("qwen2_moe") }
+    func testOlmoeNormAcrossHeadsAndClip() throws { try assertMatchesTransformers("olmoe") }
+    func testLlamaDenseWithBiasesAndLinearRope() throws { try assertMatchesTransformers("llama") }
+    func testMistralSlidingWindow() throws { try assertMatchesTransformers("mistral") }
+    func testQwen2SlidingWindowLayersAndYarn() throws { try assertMatchesTransformers("qwen2") }
+    func testQwen3DenseWithDynamicRope() throws { try assertMatchesTransformers("qwen3") }
+
+    /// No fixture is left out of the named tests above.
+    func testEveryFixtureHasItsParityTest() throws {
+        let named = ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4",
+                     "qwen2_moe", "olmoe", "llama", "mistral", "qwen2", "qwen3"]
+        XCTAssertEqual(Set(Fixtures.all), Set(named), "add a parity test for each new fixture")
+    }
 
     /// The bf16 kernels (activations rounded to bf16, as transformers computes a bf16 model) against
     /// the f32-accumulated transformers reference: the cost of the rounding, measured and bounded.
@@ -64,13 +77,13 @@ final class TransformersParityTests: XCTestCase {
         let variants = [saved] + (MatmulKernels.supported.contains(.amxBF16) ? [.amxBF16] : [])
         for variant in variants {
             MatmulKernels.use(variant)
-            for name in ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4"] {
+            for name in Fixtures.moe {
                 // Random tiny fixtures (hidden 64, flat next-token distributions) are harsh on quantisation:
-                // with the int8 kernel, int8 experts move log-probabilities by ≤ 0.24 here and int8
+                // with the int8 kernel, int8 experts move log-probabilities by ≤ 0.33 here and int8
                 // everywhere by up to 3.5; widened to bf16 for the tiles (the weights lose 3 more bits)
                 // ≤ 0.40 and 5.0. Near-ties flip greedy tokens. The bench model's figures are in the README.
                 let tiles = variant == .amxBF16
-                try assertInt8Close(name, WeightFormats(experts: .int8), bound: tiles ? 0.5 : 0.25, label: variant.name)
+                try assertInt8Close(name, WeightFormats(experts: .int8), bound: tiles ? 0.5 : 0.35, label: variant.name)
                 try assertInt8Close(name, WeightFormats(experts: .int8, dense: .int8), bound: tiles ? 6 : 4, label: variant.name)
             }
         }

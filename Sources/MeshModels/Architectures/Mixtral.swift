@@ -7,9 +7,8 @@ enum Mixtral: Architecture {
         let basics = try DecoderBasics(c)
         let moe = try MoESpec(expertCount: c.positiveInt("num_local_experts"), topK: c.positiveInt("num_experts_per_tok"),
                               intermediateSize: c.positiveInt("intermediate_size"),
-                              routing: .softmaxTopK(normalize: true), sharedExpertIntermediateSize: nil)
-        let attention = AttentionSpec(usesRope: true, qkNorm: .none, chunkSize: nil, temperatureTuning: nil)
-        let layer = LayerSpec(attention: attention, feedForward: .moe(moe))
+                              routing: .softmaxTopK(normalize: true))
+        let layer = LayerSpec(attention: AttentionSpec(), feedForward: .moe(moe))
         return try basics.spec(modelType: "mixtral", layers: Array(repeating: layer, count: basics.layerCount), pairing: .halves)
     }
 

@@ -82,6 +82,12 @@ public struct ConfigReader: @unchecked Sendable {
         }
     }
 
+    public func stringList(_ key: String) throws -> [String]? {
+        guard has(key) else { return nil }
+        guard let list = values[key] as? [String] else { throw invalid(key, "a list of strings") }
+        return list
+    }
+
     /// An int or a list of ints (e.g. `eos_token_id`).
     public func intOrList(_ key: String) throws -> [Int] {
         guard has(key) else { return [] }

@@ -2,7 +2,7 @@
 /// parameters as transformers instantiates them (text model, no multi-token-prediction layers).
 extension ModelShape {
     static let familyReaders: [String: @Sendable (ConfigReader) throws -> ModelShape] = [
-        "dbrx": dbrx, "deepseek_v3": deepseekV3, "glm4_moe": glm4Moe, "olmoe": olmoe,
+        "dbrx": dbrx, "deepseek_v3": deepseekV3, "glm4_moe": glm4Moe,
     ]
 
     /// DBRX: fused Wqkv, LayerNorms without bias, experts under `ffn_config`.
@@ -44,20 +44,6 @@ extension ModelShape {
         let qkNorms = try config.bool("use_qk_norm", default: false) ? 2 * d : 0
         return try routedWithSharedExperts(config, attention: 2 * h * heads * d + 2 * h * kv * d + biases + qkNorms,
                                            kvValuesPerToken: 2 * kv * d, expertCountKey: "n_routed_experts")
-    }
-
-    /// OLMoE: q/k norms over the whole projections, every layer MoE, no shared expert.
-    static func olmoe(_ config: ConfigReader) throws -> ModelShape {
-        let h = try config.positiveInt("hidden_size"), heads = try config.positiveInt("num_attention_heads")
-        let kv = try config.positiveInt("num_key_value_heads"), d = h / heads
-        let experts = try config.positiveInt("num_experts")
-        let layer = Layer(attention: 2 * h * heads * d + 2 * h * kv * d + h + kv * d, kvValuesPerToken: 2 * kv * d,
-                          norms: 2 * h, dense: 0, router: experts * h, experts: experts,
-                          expertParameters: 3 * h * (try config.positiveInt("intermediate_size")),
-                          topK: try config.positiveInt("num_experts_per_tok"))
-        return ModelShape(modelType: "olmoe", hiddenSize: h, vocabSize: try config.positiveInt("vocab_size"),
-                          tiedEmbeddings: try config.bool("tie_word_embeddings", default: false),
-                          layers: Array(repeating: layer, count: try config.positiveInt("num_hidden_layers")))
     }
 
     /// The DeepSeek-style layer stack: `first_k_dense_replace` dense layers, then MoE layers with a

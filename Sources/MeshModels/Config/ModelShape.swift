@@ -49,14 +49,22 @@ extension ModelShape {
         vocabSize = spec.vocabSize
         tiedEmbeddings = spec.tieWordEmbeddings
         layers = spec.layers.map { layer in
-            var shape = Layer(attention: h * spec.headCount * d * 2 + h * spec.kvHeadCount * d * 2
-                                  + (layer.attention.qkNorm == .rmsBeforeRope ? 2 * d : 0),
-                              kvValuesPerToken: 2 * spec.kvHeadCount * d, norms: 2 * h, dense: 0, router: 0)
+            let a = layer.attention
+            let (qWidth, kvWidth) = (spec.headCount * d, spec.kvHeadCount * d)
+            let biases = (a.qkvBias ? qWidth + 2 * kvWidth : 0) + (a.outputBias ? h : 0)
+            let qkNorms: Int
+            switch a.qkNorm {
+            case .rmsBeforeRope: qkNorms = 2 * d
+            case .rmsAcrossHeadsBeforeRope: qkNorms = qWidth + kvWidth
+            case .none, .l2AfterRope: qkNorms = 0
+            }
+            var shape = Layer(attention: 2 * h * qWidth + 2 * h * kvWidth + biases + qkNorms,
+                              kvValuesPerToken: 2 * kvWidth, norms: 2 * h, dense: 0, router: 0)
             switch layer.feedForward {
             case .dense(let intermediate):
                 shape.dense = 3 * h * intermediate
             case .moe(let moe):
-                shape.dense = 3 * h * (moe.sharedExpertIntermediateSize ?? 0)
+                shape.dense = 3 * h * (moe.sharedExpertIntermediateSize ?? 0) + (moe.sharedExpertGated ? h : 0)
                 shape.router = moe.expertCount * h
                 (shape.experts, shape.expertParameters, shape.topK) = (moe.expertCount, 3 * h * moe.intermediateSize, moe.topK)
             }
@@ -65,7 +73,7 @@ extension ModelShape {
     }
 
     /// The shape of a `config.json`: through its `ModelSpec` for the families the engine runs, else
-    /// by the family readers below (DBRX, DeepSeek-V3/Kimi K2, GLM-4.5, OLMoE).
+    /// by the family readers below (DBRX, DeepSeek-V3/Kimi K2, GLM-4.5).
     public static func read(configFile: URL) throws -> ModelShape {
         let config = try ConfigReader(file: configFile)
         let modelType = try config.string("model_type")

@@ -41,6 +41,8 @@ public struct AttentionSpec: Sendable {
         case rmsBeforeRope
         /// Weightless L2 norm after RoPE (Llama 4, RoPE layers only).
         case l2AfterRope
+        /// RMSNorm across all heads of q ([heads·D] weight) and of k ([kvHeads·D]), before RoPE (OLMoE).
+        case rmsAcrossHeadsBeforeRope
     }
 
     /// Llama 4's attention temperature tuning on NoPE layers:
@@ -55,6 +57,33 @@ public struct AttentionSpec: Sendable {
     /// Keys visible to a query are those in the same block of `chunkSize` positions (Llama 4).
     public var chunkSize: Int?
     public var temperatureTuning: TemperatureTuning?
+    /// A query sees only the last `slidingWindow` positions, its own included (Mistral, Qwen 2).
+    public var slidingWindow: Int?
+    /// q, k and v clamped to ±clip after their projections (OLMoE's `clip_qkv`).
+    public var clipQKV: Float?
+    /// Biases on the q, k and v projections (Qwen 2), and on the output projection.
+    public var qkvBias: Bool
+    public var outputBias: Bool
+
+    public init(usesRope: Bool = true, qkNorm: QKNorm = .none, chunkSize: Int? = nil,
+                temperatureTuning: TemperatureTuning? = nil, slidingWindow: Int? = nil, clipQKV: Float? = nil,
+                qkvBias: Bool = false, outputBias: Bool = false) {
+        self.usesRope = usesRope
+        self.qkNorm = qkNorm
+        self.chunkSize = chunkSize
+        self.temperatureTuning = temperatureTuning
+        self.slidingWindow = slidingWindow
+        self.clipQKV = clipQKV
+        self.qkvBias = qkvBias
+        self.outputBias = outputBias
+    }
+
+    /// The first position a query at `position` sees.
+    func firstVisible(from position: Int) -> Int {
+        var first = chunkSize.map { (position / $0) * $0 } ?? 0
+        if let window = slidingWindow { first = max(first, position - window + 1) }
+        return first
+    }
 }
 
 public enum FeedForwardSpec: Sendable {
@@ -76,6 +105,18 @@ public struct MoESpec: Sendable {
     public var routing: Routing
     /// Intermediate size of an always-on shared expert (Llama 4), nil if none.
     public var sharedExpertIntermediateSize: Int?
+    /// The shared expert's output is scaled by sigmoid(x · w) of its own [1, H] gate (Qwen 2 MoE).
+    public var sharedExpertGated = false
+
+    public init(expertCount: Int, topK: Int, intermediateSize: Int, routing: Routing,
+                sharedExpertIntermediateSize: Int? = nil, sharedExpertGated: Bool = false) {
+        self.expertCount = expertCount
+        self.topK = topK
+        self.intermediateSize = intermediateSize
+        self.routing = routing
+        self.sharedExpertIntermediateSize = sharedExpertIntermediateSize
+        self.sharedExpertGated = sharedExpertGated
+    }
 
     public var weightPlacement: RoutingWeightPlacement {
         if case .topKSigmoid = routing { return .input }

@@ -37,6 +37,8 @@ public struct MoENames: Sendable {
     /// Storage of a fused expert matrix when its shape cannot tell (hidden == 2·intermediate).
     public var fusedDefaultLayout: LinearWeight.Layout
     public var shared: MLPNames?
+    /// The shared expert's [1, H] gate (Qwen 2 MoE).
+    public var sharedGate: String? = nil
 }
 
 /// Where the decoder's tensors live in a checkpoint.

@@ -57,16 +57,30 @@ public final class Transformer<Backend: ExpertBackend> {
         switch layer.feedForward {
         case .dense(let mlp):
             mlp.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
-        case .moe(let router, let shared):
+        case .moe(let weights):
             guard let moe = spec.layers[index].moe else { return }
             let logits = Matrix(rows: x.rows, columns: moe.expertCount)   // [T, E]
-            matmul(x.data, rows: x.rows, router, into: logits.data, generated: generated)
+            matmul(x.data, rows: x.rows, weights.router, into: logits.data, generated: generated)
             let request = ExpertRequest(layer: index, input: x, routes: moe.route(logits: logits), placement: moe.weightPlacement,
                                         generated: generated)
             let pending = try backend.dispatch(request)
             out.zero()
-            shared?.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
+            if let shared = weights.shared {
+                shared.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
+                if let gate = weights.sharedGate { scaleBySigmoidGate(out, gate, x, generated: generated) }
+            }
             try backend.combine(pending, into: out)
+        }
+    }
+
+    /// rows of out [T, H] *= sigmoid(x [T, H] · gate [1, H]) (Qwen 2 MoE's shared expert gate).
+    private func scaleBySigmoidGate(_ out: Matrix, _ gate: LinearWeight, _ x: Matrix, generated: [Bool]) {
+        let scores = Matrix(rows: x.rows, columns: 1)                 // [T, 1]
+        matmul(x.data, rows: x.rows, gate, into: scores.data, generated: generated)
+        for row in 0..<x.rows {
+            let scale = sigmoid(scores.data[row])
+            let target = out.row(row)
+            for j in 0..<out.columns { target[j] *= scale }
         }
     }
 }

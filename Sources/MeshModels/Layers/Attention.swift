@@ -19,16 +19,33 @@ struct Attention {
         let k = Matrix(rows: t, columns: kvHeads * d)      // [T, kvHeads·D]
         let v = Matrix(rows: t, columns: kvHeads * d)
         matmul(x.data, rows: t, [(weights.q, q.data), (weights.k, k.data), (weights.v, v.data)], generated: layout.generated)
+        q.addToEveryRow(weights.qBias)
+        k.addToEveryRow(weights.kBias)
+        v.addToEveryRow(weights.vBias)
 
         for row in 0..<t {
             let position = layout.positions[row]
-            if layerSpec.qkNorm == .rmsBeforeRope {
+            switch layerSpec.qkNorm {
+            case .rmsBeforeRope:
                 rmsNorm(q.row(row), rows: heads, width: d, weight: weights.qNorm, eps: spec.rmsNormEps, into: q.row(row))
                 rmsNorm(k.row(row), rows: kvHeads, width: d, weight: weights.kNorm, eps: spec.rmsNormEps, into: k.row(row))
+            case .rmsAcrossHeadsBeforeRope:
+                rmsNorm(q.row(row), rows: 1, width: heads * d, weight: weights.qNorm, eps: spec.rmsNormEps, into: q.row(row))
+                rmsNorm(k.row(row), rows: 1, width: kvHeads * d, weight: weights.kNorm, eps: spec.rmsNormEps, into: k.row(row))
+            case .none, .l2AfterRope:
+                break
+            }
+            if let clip = layerSpec.clipQKV {
+                for matrix in [(q, heads), (k, kvHeads), (v, kvHeads)] {
+                    let values = matrix.0.row(row)
+                    for j in 0..<(matrix.1 * d) { values[j] = min(max(values[j], -clip), clip) }
+                }
             }
             if layerSpec.usesRope {
-                spec.rope.apply(q.row(row), heads: heads, position: position)
-                spec.rope.apply(k.row(row), heads: kvHeads, position: position)
+                // Dynamic NTK: prompt tokens take the prompt's length, generated ones their own (as transformers).
+                let length = max(batch.segments[layout.segment[row]].promptLength, position + 1)
+                spec.rope.apply(q.row(row), heads: heads, position: position, sequenceLength: length)
+                spec.rope.apply(k.row(row), heads: kvHeads, position: position, sequenceLength: length)
             }
             if layerSpec.qkNorm == .l2AfterRope {
                 rmsNorm(q.row(row), rows: heads, width: d, weight: nil, eps: spec.rmsNormEps, into: q.row(row))
@@ -58,8 +75,8 @@ struct Attention {
                 let (row, head) = (task / heads, task % heads)
                 let position = layout.positions[row]
                 let segment = batch.segments[layout.segment[row]]
-                // Causal; with chunking only keys in the query's chunk of positions.
-                let first = layerSpec.chunkSize.map { (position / $0) * $0 } ?? 0
+                // Causal; with chunking only keys in the query's chunk, with a window only its last positions.
+                let first = layerSpec.firstVisible(from: position)
                 let span = position - first + 1
                 if row != previousRow {
                     for j in 0..<span { slots[j] = segment.slot(first + j) }
@@ -76,5 +93,6 @@ struct Attention {
             }
         }
         matmul(context.data, rows: t, weights.o, into: out.data, generated: layout.generated)
+        out.addToEveryRow(weights.oBias)
     }
 }

@@ -100,25 +100,37 @@ struct DenseWeightLoader {
     private func layer(_ index: Int, _ layerSpec: LayerSpec) throws -> LayerWeights {
         let n = names.layer(index, layerSpec)
         let (h, d) = (spec.hiddenSize, spec.headDim)
+        let (qWidth, kvWidth) = (spec.headCount * d, spec.kvHeadCount * d)
+        let a = layerSpec.attention
+        let acrossHeads = a.qkNorm == .rmsAcrossHeadsBeforeRope
         let attention = AttentionWeights(
-            q: try linear(n.q, spec.headCount * d, h), k: try linear(n.k, spec.kvHeadCount * d, h),
-            v: try linear(n.v, spec.kvHeadCount * d, h), o: try linear(n.o, h, spec.headCount * d),
-            qNorm: try n.qNorm.map { (name: String) throws -> [Float] in try vector(name, d) },
-            kNorm: try n.kNorm.map { (name: String) throws -> [Float] in try vector(name, d) })
+            q: try linear(n.q, qWidth, h), k: try linear(n.k, kvWidth, h), v: try linear(n.v, kvWidth, h),
+            o: try linear(n.o, h, qWidth),
+            qNorm: try n.qNorm.map { try vector($0, acrossHeads ? qWidth : d) },
+            kNorm: try n.kNorm.map { try vector($0, acrossHeads ? kvWidth : d) },
+            qBias: a.qkvBias ? try vector(Self.bias(of: n.q), qWidth) : nil,
+            kBias: a.qkvBias ? try vector(Self.bias(of: n.k), kvWidth) : nil,
+            vBias: a.qkvBias ? try vector(Self.bias(of: n.v), kvWidth) : nil,
+            oBias: a.outputBias ? try vector(Self.bias(of: n.o), h) : nil)
         let feedForward: FeedForwardWeights
         switch (layerSpec.feedForward, n.feedForward) {
         case (.dense(let size), .dense(let mlp)):
             feedForward = .dense(try mlpWeights(mlp, intermediate: size))
         case (.moe(let moe), .moe(let moeNames)):
             let routerName = moeNames.router.first(where: checkpoint.contains) ?? moeNames.router[0]
-            feedForward = .moe(router: try linear(routerName, moe.expertCount, h),
-                               shared: try moeNames.shared.map { (shared: MLPNames) throws -> MLPWeights in
-                                   try mlpWeights(shared, intermediate: moe.sharedExpertIntermediateSize ?? moe.intermediateSize) })
+            let shared = try moeNames.shared.map { try mlpWeights($0, intermediate: moe.sharedExpertIntermediateSize ?? moe.intermediateSize) }
+            let gate = try moeNames.sharedGate.map { try linear($0, 1, h) }
+            feedForward = .moe(MoEWeights(router: try linear(routerName, moe.expertCount, h), shared: shared, sharedGate: gate))
         default:
             throw TensorError.io("internal: layer \(index) names do not match its spec")
         }
         return LayerWeights(inputNorm: try vector(n.inputNorm, h), postAttentionNorm: try vector(n.postAttentionNorm, h),
                             attention: attention, feedForward: feedForward)
+    }
+
+    /// `…q_proj.weight` → `…q_proj.bias`.
+    static func bias(of weight: String) -> String {
+        (weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight) + ".bias"
     }
 
     private func mlpWeights(_ n: MLPNames, intermediate: Int) throws -> MLPWeights {

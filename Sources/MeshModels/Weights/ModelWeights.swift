@@ -11,14 +11,24 @@ public struct MLPWeights: Sendable {
 
 public struct AttentionWeights: Sendable {
     public var q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight
-    /// Qwen 3's per-head norm weights [headDim].
+    /// q/k norm weights: [headDim] per head (Qwen 3), or [heads·D] and [kvHeads·D] (OLMoE).
     public var qNorm: [Float]?, kNorm: [Float]?
+    /// Projection biases where the architecture has them.
+    public var qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, oBias: [Float]?
+}
+
+/// What the coordinator holds of a MoE layer; the routed experts live in an `ExpertBackend`.
+public struct MoEWeights: Sendable {
+    /// [E, H]
+    public var router: LinearWeight
+    public var shared: MLPWeights?
+    /// [1, H]: scales the shared expert's output by its sigmoid (Qwen 2 MoE).
+    public var sharedGate: LinearWeight?
 }
 
 public enum FeedForwardWeights: Sendable {
     case dense(MLPWeights)
-    /// Router [E, H]; the routed experts live in an `ExpertBackend`.
-    case moe(router: LinearWeight, shared: MLPWeights?)
+    case moe(MoEWeights)
 }
 
 public struct LayerWeights: Sendable {
@@ -51,7 +61,8 @@ public struct DenseWeights: Sendable {
             all += [a.q, a.k, a.v, a.o]
             switch layer.feedForward {
             case .dense(let mlp): all += [mlp.gate, mlp.up, mlp.down]
-            case .moe(let router, let shared): all += [router] + (shared.map { [$0.gate, $0.up, $0.down] } ?? [])
+            case .moe(let moe):
+                all += [moe.router] + (moe.shared.map { [$0.gate, $0.up, $0.down] } ?? []) + (moe.sharedGate.map { [$0] } ?? [])
             }
         }
         return all

@@ -54,7 +54,9 @@ extension DenseWeights {
             layer.attention.o = format.apply(a.o)
             switch layer.feedForward {
             case .dense(let mlp): layer.feedForward = .dense(mlp.converted(to: format))
-            case .moe(let router, let shared): layer.feedForward = .moe(router: router, shared: shared?.converted(to: format))
+            case .moe(var moe):
+                moe.shared = moe.shared?.converted(to: format)
+                layer.feedForward = .moe(moe)
             }
             return layer
         }

@@ -49,4 +49,14 @@ public final class Matrix: @unchecked Sendable {
     public func add(_ other: Matrix) {
         for i in 0..<count { data[i] += other.data[i] }
     }
+
+    /// Every row += `vector` [columns] (a projection's bias); nothing when there is none.
+    public func addToEveryRow(_ vector: [Float]?) {
+        guard let vector else { return }
+        precondition(vector.count == columns, "a bias of \(vector.count) values for rows of \(columns)")
+        for r in 0..<rows {
+            let target = row(r)
+            for j in 0..<columns { target[j] += vector[j] }
+        }
+    }
 }
