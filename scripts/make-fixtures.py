@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
+from transformers import (Glm4MoeConfig, Glm4MoeForCausalLM, LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
                           Llama4TextConfig, MistralConfig, MistralForCausalLM, MixtralConfig, MixtralForCausalLM,
                           OlmoeConfig, OlmoeForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
                           Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
@@ -70,8 +70,18 @@ def router_margin(model, input_ids):
 
     def hook(_module, inputs, _output):
         x = inputs[0].reshape(-1, inputs[0].shape[-1])
-        logits = torch.nn.functional.linear(x, _module.weight)
-        if config.model_type != "llama4_text":
+        logits = torch.nn.functional.linear(x.float(), _module.weight.float())
+        if hasattr(_module, "e_score_correction_bias"):
+            # grouped sigmoid routing: the group choice and the expert choice must both be clear
+            scores = logits.sigmoid() + _module.e_score_correction_bias
+            groups = scores.view(-1, config.n_group, scores.shape[-1] // config.n_group)
+            group_scores = groups.topk(2, dim=-1).values.sum(-1)
+            if config.topk_group < config.n_group:
+                g = torch.topk(group_scores, config.topk_group + 1, dim=-1).values
+                margins.append(float((g[:, -2] - g[:, -1]).min()))
+            keep = torch.zeros_like(group_scores).scatter_(1, torch.topk(group_scores, config.topk_group, dim=-1)[1], 1)
+            logits = scores.masked_fill(~keep.repeat_interleave(scores.shape[-1] // config.n_group, 1).bool(), -1e9)
+        elif config.model_type != "llama4_text":
             logits = torch.softmax(logits.float(), dim=-1)
         top = torch.topk(logits, k + 1, dim=-1).values
         margins.append(float((top[:, k - 1] - top[:, k]).min()))
@@ -307,6 +317,11 @@ def main():
         "olmoe": (OlmoeForCausalLM, OlmoeConfig(**{k: v for k, v in small.items() if k != "head_dim"}, num_experts=8,
                   num_experts_per_tok=2, norm_topk_prob=False, clip_qkv=3.0, rope_theta=1e4),
                   "q/k RMSNorm across heads; clip_qkv 3; softmax top-2 without renormalisation"),
+        "glm4_moe": (Glm4MoeForCausalLM, Glm4MoeConfig(**small, moe_intermediate_size=32, n_routed_experts=8, n_group=2,
+                     topk_group=1, num_experts_per_tok=2, n_shared_experts=2, first_k_dense_replace=1, routed_scaling_factor=2.5,
+                     norm_topk_prob=True, use_qk_norm=True, attention_bias=True, partial_rotary_factor=0.5, rope_theta=1e4),
+                     "layer 0 dense; grouped sigmoid routing (2 groups, 1 kept, random score-correction bias, scale 2.5); "
+                     "2 shared experts; q/k/v biases; per-head q/k norm; RoPE on half of each head"),
     }
     for offset, (name, (model_class, config, notes)) in enumerate(families.items()):
         if not wanted(name):
@@ -318,7 +333,14 @@ def main():
             copy = cls._from_config(model.config, attn_implementation="eager").eval()
             copy.load_state_dict(model.state_dict())
             return copy
-        seed, model, prompt = search(lambda: model_class._from_config(config, attn_implementation="eager"),
+        def build(cls=model_class, config=config):
+            model = cls._from_config(config, attn_implementation="eager")
+            with torch.no_grad():   # transformers starts score-correction biases at zero; make them count
+                for name, buffer in model.named_buffers():
+                    if name.endswith("e_score_correction_bias"):
+                        buffer.copy_(torch.randn_like(buffer) * 0.5)
+            return model
+        seed, model, prompt = search(build,
                                      lambda m: random_prompt(23 + offset, VOCAB, 12), seeds=range(1500 + 200 * offset, 1700 + 200 * offset),
                                      view=fresh)
         report[name] = write_fixture(directory, model, prompt, f"seed {seed}; eager attention; {notes}", reload=reload)

@@ -50,9 +50,11 @@ struct DecoderBasics {
     }
 
     /// `normEps`: the family's `rms_norm_eps` in transformers when a config leaves it out (nil: required).
-    func spec(modelType: String, layers: [LayerSpec], pairing: RotaryEmbedding.Pairing, normEps: Double? = nil) throws -> ModelSpec {
+    /// `partialRotaryDefault`: the family's `partial_rotary_factor` when the config leaves it out.
+    func spec(modelType: String, layers: [LayerSpec], pairing: RotaryEmbedding.Pairing, normEps: Double? = nil,
+              partialRotaryDefault: Double = 1) throws -> ModelSpec {
         let c = config
-        let rope = try RopeConfig.read(c, headDim: headDim, pairing: pairing)
+        let rope = try RopeConfig.read(c, headDim: headDim, pairing: pairing, partialDefault: partialRotaryDefault)
         return try ModelSpec(
             modelType: modelType, vocabSize: c.positiveInt("vocab_size"), hiddenSize: hiddenSize, headCount: headCount,
             kvHeadCount: try c.optionalInt("num_key_value_heads") ?? headCount, headDim: headDim,

@@ -2,7 +2,7 @@
 /// parameters as transformers instantiates them (text model, no multi-token-prediction layers).
 extension ModelShape {
     static let familyReaders: [String: @Sendable (ConfigReader) throws -> ModelShape] = [
-        "dbrx": dbrx, "deepseek_v3": deepseekV3, "glm4_moe": glm4Moe,
+        "dbrx": dbrx, "deepseek_v3": deepseekV3,
     ]
 
     /// DBRX: fused Wqkv, LayerNorms without bias, experts under `ffn_config`.
@@ -32,18 +32,6 @@ extension ModelShape {
         let attention = query + h * (latent + rope) + latent + latent * heads * (nope + value) + heads * value * h
         return try routedWithSharedExperts(config, attention: attention, kvValuesPerToken: latent + rope,
                                            expertCountKey: "n_routed_experts")
-    }
-
-    /// GLM-4.5: grouped-query attention with biases and optional q/k norms, dense first layers,
-    /// sigmoid routing with a score-correction bias, shared experts.
-    static func glm4Moe(_ config: ConfigReader) throws -> ModelShape {
-        let h = try config.positiveInt("hidden_size"), heads = try config.positiveInt("num_attention_heads")
-        let kv = try config.positiveInt("num_key_value_heads")
-        let d = try config.optionalInt("head_dim") ?? h / heads
-        let biases = try config.bool("attention_bias", default: false) ? heads * d + 2 * kv * d : 0
-        let qkNorms = try config.bool("use_qk_norm", default: false) ? 2 * d : 0
-        return try routedWithSharedExperts(config, attention: 2 * h * heads * d + 2 * h * kv * d + biases + qkNorms,
-                                           kvValuesPerToken: 2 * kv * d, expertCountKey: "n_routed_experts")
     }
 
     /// The DeepSeek-style layer stack: `first_k_dense_replace` dense layers, then MoE layers with a

@@ -66,6 +66,7 @@ extension ModelShape {
             case .moe(let moe):
                 shape.dense = 3 * h * (moe.sharedExpertIntermediateSize ?? 0) + (moe.sharedExpertGated ? h : 0)
                 shape.router = moe.expertCount * h
+                if case .groupedSigmoid = moe.routing { shape.router += moe.expertCount }   // the score-correction bias
                 (shape.experts, shape.expertParameters, shape.topK) = (moe.expertCount, 3 * h * moe.intermediateSize, moe.topK)
             }
             return shape

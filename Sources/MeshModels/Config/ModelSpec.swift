@@ -18,6 +18,9 @@ public struct ModelSpec: Sendable {
     public var eosTokenIds: [Int]
     /// `max_position_embeddings`: the longest sequence the model was built for (nil: unknown).
     public var maxPositions: Int?
+    /// Layers the checkpoint holds after the last one and inference does not use (GLM-4.5's and
+    /// DeepSeek-V3's multi-token-prediction layers): their tensors are expected, and left alone.
+    public var unusedTrailingLayers = 0
 
     public var layerCount: Int { layers.count }
     public var moeLayerIndices: [Int] { layers.indices.filter { layers[$0].moe != nil } }
@@ -97,6 +100,18 @@ public struct MoESpec: Sendable {
         case softmaxTopK(normalize: Bool)
         /// top-k on logits, sigmoid of the chosen logits; weight scales the expert's input (Llama 4).
         case topKSigmoid
+        /// DeepSeek-V3 / GLM-4.5: sigmoid scores, plus a learned per-expert bias for choosing only;
+        /// experts split in `groups`, the `topKGroups` groups with the best two-expert sums kept,
+        /// top-k among their experts; weights are the unbiased scores, optionally renormalised,
+        /// times `scale` (`routed_scaling_factor`).
+        case groupedSigmoid(GroupedSigmoid)
+    }
+
+    public struct GroupedSigmoid: Sendable, Equatable {
+        public var groups: Int
+        public var topKGroups: Int
+        public var normalize: Bool
+        public var scale: Float
     }
 
     public var expertCount: Int

@@ -5,12 +5,15 @@ import MeshTensors
 enum RopeConfig {
     static let supportedTypes = ["default", "linear", "dynamic", "yarn", "llama3"]
 
-    static func read(_ config: ConfigReader, headDim: Int, pairing: RotaryEmbedding.Pairing) throws -> RotaryEmbedding {
+    /// `partialDefault`: the rotated fraction of a head when the config does not say (GLM-4.5: 0.5).
+    static func read(_ config: ConfigReader, headDim: Int, pairing: RotaryEmbedding.Pairing,
+                     partialDefault: Double = 1) throws -> RotaryEmbedding {
         let parameters = try config.object("rope_parameters")
         let scaling = try parameters ?? config.object("rope_scaling")
         let theta = try parameters?.double("rope_theta") ?? config.double("rope_theta")
         let type = try scaling?.string("rope_type") ?? scaling?.string("type") ?? "default"
-        let partial = try parameters?.optionalDouble("partial_rotary_factor") ?? config.optionalDouble("partial_rotary_factor") ?? 1
+        let partial = try parameters?.optionalDouble("partial_rotary_factor") ?? config.optionalDouble("partial_rotary_factor")
+            ?? partialDefault
         let rotaryDim = Int(Double(headDim) * partial)
         guard rotaryDim > 0, rotaryDim <= headDim, rotaryDim % 2 == 0 else {
             throw ModelError("\(config.context): partial_rotary_factor \(partial) gives \(rotaryDim) rotated values of a "

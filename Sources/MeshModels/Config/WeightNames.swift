@@ -39,6 +39,8 @@ public struct MoENames: Sendable {
     public var shared: MLPNames?
     /// The shared expert's [1, H] gate (Qwen 2 MoE).
     public var sharedGate: String? = nil
+    /// The router's score-correction bias [E] (DeepSeek-V3, GLM-4.5).
+    public var scoreCorrectionBias: String? = nil
 }
 
 /// Where the decoder's tensors live in a checkpoint.

@@ -61,8 +61,8 @@ public final class Transformer<Backend: ExpertBackend> {
             guard let moe = spec.layers[index].moe else { return }
             let logits = Matrix(rows: x.rows, columns: moe.expertCount)   // [T, E]
             matmul(x.data, rows: x.rows, weights.router, into: logits.data, generated: generated)
-            let request = ExpertRequest(layer: index, input: x, routes: moe.route(logits: logits), placement: moe.weightPlacement,
-                                        generated: generated)
+            let routes = moe.route(logits: logits, correctionBias: weights.scoreCorrectionBias)
+            let request = ExpertRequest(layer: index, input: x, routes: routes, placement: moe.weightPlacement, generated: generated)
             let pending = try backend.dispatch(request)
             out.zero()
             if let shared = weights.shared {

@@ -28,6 +28,7 @@ public final class LoadedModel: @unchecked Sendable {
         }
         var names = architecture.names(prefix: layout.decoder)
         names.lmHead = layout.lmHead
+        names.ignoredPrefixes += (spec.layerCount ..< spec.layerCount + spec.unusedTrailingLayers).map { "\(layout.decoder)layers.\($0)." }
         self.names = names
         self.spec = spec
         dense = try DenseWeightLoader(spec: spec, names: names, checkpoint: checkpoint).load().converted(to: denseFormat)
@@ -120,7 +121,9 @@ struct DenseWeightLoader {
             let routerName = moeNames.router.first(where: checkpoint.contains) ?? moeNames.router[0]
             let shared = try moeNames.shared.map { try mlpWeights($0, intermediate: moe.sharedExpertIntermediateSize ?? moe.intermediateSize) }
             let gate = try moeNames.sharedGate.map { try linear($0, 1, h) }
-            feedForward = .moe(MoEWeights(router: try linear(routerName, moe.expertCount, h), shared: shared, sharedGate: gate))
+            let correction = try moeNames.scoreCorrectionBias.map { try vector($0, moe.expertCount) }
+            feedForward = .moe(MoEWeights(router: try linear(routerName, moe.expertCount, h), shared: shared, sharedGate: gate,
+                                          scoreCorrectionBias: correction))
         default:
             throw TensorError.io("internal: layer \(index) names do not match its spec")
         }

@@ -24,6 +24,8 @@ public struct MoEWeights: Sendable {
     public var shared: MLPWeights?
     /// [1, H]: scales the shared expert's output by its sigmoid (Qwen 2 MoE).
     public var sharedGate: LinearWeight?
+    /// [E]: added to the scores for choosing experts only (grouped sigmoid routing).
+    public var scoreCorrectionBias: [Float]?
 }
 
 public enum FeedForwardWeights: Sendable {
