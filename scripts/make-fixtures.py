@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (Glm4MoeConfig, Glm4MoeForCausalLM, LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
+from transformers import (DbrxConfig, DbrxForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
                           Llama4TextConfig, MistralConfig, MistralForCausalLM, MixtralConfig, MixtralForCausalLM,
                           OlmoeConfig, OlmoeForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
                           Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
@@ -64,7 +64,7 @@ def router_margin(model, input_ids):
     margins = []
     hooks = []
     config = text_config(model)
-    k = getattr(config, "num_experts_per_tok", None)
+    k = getattr(config, "num_experts_per_tok", None) or getattr(getattr(config, "ffn_config", None), "moe_top_k", None)
     if k is None:
         return 1.0   # a dense model routes nothing
 
@@ -87,7 +87,7 @@ def router_margin(model, input_ids):
         margins.append(float((top[:, k - 1] - top[:, k]).min()))
 
     for name, module in model.named_modules():
-        if name.endswith(("block_sparse_moe.gate", "mlp.gate", "feed_forward.router")):
+        if name.endswith(("block_sparse_moe.gate", "mlp.gate", "feed_forward.router", "ffn.router.layer")):
             hooks.append(module.register_forward_hook(hook))
     with torch.no_grad():
         model(input_ids)
@@ -153,14 +153,30 @@ def write_fixture(directory, model, prompt, notes, extra=None, save=None, reload
     return margin, logit_margin, generated
 
 
-def search(build, prompt_for, accept=1e-3, seeds=range(1, 200), view=lambda m: m):
-    """First seed whose model has router and logit margins >= accept and varied greedy tokens."""
+def f32_rounding_error(model, prompt):
+    """Max |logits in f32 - logits in f64| over the prompt: how much f32 rounding alone moves the
+    reference. A random model whose residual stream drifts to a large mean (seen with DBRX's
+    LayerNorms) is ill-conditioned, and two correct f32 implementations then differ by more than 1e-4."""
+    import copy
+    with torch.no_grad():
+        f32 = model(torch.tensor([prompt])).logits[0]
+        reference = copy.deepcopy(model).double()
+        reference.set_experts_implementation("eager")   # the grouped products take no f64
+        f64 = reference(torch.tensor([prompt])).logits[0]
+    return float((f32.double() - f64).abs().max())
+
+
+def search(build, prompt_for, accept=1e-3, seeds=range(1, 200), view=lambda m: m, conditioning=None):
+    """First seed whose model has router and logit margins >= accept and varied greedy tokens (and,
+    given `conditioning`, an f32 reference within that of the f64 one)."""
     for seed in seeds:
         torch.manual_seed(seed)
         model = build().eval()
         prompt = prompt_for(model)
         generated, _, logit_margin = run_reference(view(model), prompt)
         margin = router_margin(view(model), torch.tensor([prompt + generated]))
+        if conditioning is not None and f32_rounding_error(view(model), prompt) > conditioning:
+            continue
         if margin >= accept and logit_margin >= accept and len(set(generated)) >= 3:
             return seed, model, prompt
     raise SystemExit("no seed gave clear margins; widen initializer_range")
@@ -322,6 +338,13 @@ def main():
                      norm_topk_prob=True, use_qk_norm=True, attention_bias=True, partial_rotary_factor=0.5, rope_theta=1e4),
                      "layer 0 dense; grouped sigmoid routing (2 groups, 1 kept, random score-correction bias, scale 2.5); "
                      "2 shared experts; q/k/v biases; per-head q/k norm; RoPE on half of each head"),
+        "dbrx": (DbrxForCausalLM, DbrxConfig(vocab_size=VOCAB, d_model=48, n_heads=4, n_layers=2, max_seq_len=256,
+                 initializer_range=0.25, tie_word_embeddings=False,
+                 attn_config={"kv_n_heads": 2, "clip_qkv": 2.0, "rope_theta": 5e5},
+                 rope_parameters={"rope_type": "default", "rope_theta": 5e5},   # transformers 5 reads this one
+                 ffn_config={"ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 3, "moe_normalize_expert_weights": 1.0}),
+                 "LayerNorms without bias; fused Wqkv clamped to ±2; top-3 of 8 renormalised by the 1-norm; experts "
+                 "stacked as ffn.experts.mlp.w1/v1/w2 [E·I, H]"),
     }
     for offset, (name, (model_class, config, notes)) in enumerate(families.items()):
         if not wanted(name):
@@ -339,10 +362,14 @@ def main():
                 for name, buffer in model.named_buffers():
                     if name.endswith("e_score_correction_bias"):
                         buffer.copy_(torch.randn_like(buffer) * 0.5)
+                if config.model_type == "dbrx":   # its LayerNorm weights start at one; make them count
+                    for name, parameter in model.named_parameters():
+                        if name.endswith(("norm_1.weight", "norm_2.weight", "norm_f.weight")):
+                            parameter.copy_(1 + torch.randn_like(parameter) * 0.3)
             return model
         seed, model, prompt = search(build,
                                      lambda m: random_prompt(23 + offset, VOCAB, 12), seeds=range(1500 + 200 * offset, 1700 + 200 * offset),
-                                     view=fresh)
+                                     view=fresh, conditioning=1e-5)
         report[name] = write_fixture(directory, model, prompt, f"seed {seed}; eager attention; {notes}", reload=reload)
 
     for name, (router, logit, generated) in report.items():

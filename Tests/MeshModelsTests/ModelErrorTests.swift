@@ -84,6 +84,14 @@ final class ModelErrorTests: XCTestCase {
             ("llama", { $0["mlp_bias"] = true }, "'mlp_bias: true' is not supported"),
             ("qwen2_moe", { $0.removeValue(forKey: "shared_expert_intermediate_size") },
              "missing or invalid field 'shared_expert_intermediate_size'"),
+            ("dbrx", { $0["attn_config"] = ["kv_n_heads": 4, "clip_qkv": 2.0] },
+             "tensor 'transformer.blocks.0.norm_attn_norm.attn.Wqkv.weight' has shape [96, 48], expected [144, 48]"),
+            ("dbrx", { $0["ffn_config"] = ["ffn_hidden_size": 16, "moe_num_experts": 8, "moe_top_k": 3] },
+             "ffn.experts.mlp.w1' has shape [256, 48], expected [128, 48]"),
+            ("dbrx", { $0["ffn_config"] = ["ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 3,
+                                           "moe_normalize_expert_weights": 2.0] },
+             "moe_normalize_expert_weights 2.0 is not supported"),
+            ("glm4_moe", { $0["n_group"] = 3 }, "n_group 3 must divide the 8 routed experts"),
         ]
         for (fixture, edit, message) in cases {
             let dir = try Fixtures.scratchCopy(fixture)

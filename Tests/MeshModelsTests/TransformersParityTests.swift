@@ -29,6 +29,7 @@ final class TransformersParityTests: XCTestCase {
     func testQwen2MoeSharedExpertGate() throws { try assertMatchesTransformers("qwen2_moe") }
     func testOlmoeNormAcrossHeadsAndClip() throws { try assertMatchesTransformers("olmoe") }
     func testGlm4MoeGroupedSigmoidRoutingAndPartialRope() throws { try assertMatchesTransformers("glm4_moe") }
+    func testDbrxLayerNormFusedQKVStackedExperts() throws { try assertMatchesTransformers("dbrx") }
     func testLlamaDenseWithBiasesAndLinearRope() throws { try assertMatchesTransformers("llama") }
     func testMistralSlidingWindow() throws { try assertMatchesTransformers("mistral") }
     func testQwen2SlidingWindowLayersAndYarn() throws { try assertMatchesTransformers("qwen2") }
@@ -37,7 +38,7 @@ final class TransformersParityTests: XCTestCase {
     /// No fixture is left out of the named tests above.
     func testEveryFixtureHasItsParityTest() throws {
         let named = ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4",
-                     "qwen2_moe", "olmoe", "glm4_moe", "llama", "mistral", "qwen2", "qwen3"]
+                     "qwen2_moe", "olmoe", "glm4_moe", "dbrx", "llama", "mistral", "qwen2", "qwen3"]
         XCTAssertEqual(Set(Fixtures.all), Set(named), "add a parity test for each new fixture")
     }
 

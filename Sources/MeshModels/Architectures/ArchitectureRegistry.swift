@@ -11,7 +11,7 @@ protocol Architecture: Sendable {
 /// `model_type` → architecture, and unwrapping of multimodal wrappers to their text model.
 public enum ArchitectureRegistry {
     static let architectures: [any Architecture.Type] = [
-        Mixtral.self, Qwen3.self, Llama4.self, Qwen2Moe.self, Olmoe.self, Glm4Moe.self, Llama.self, Mistral.self, Qwen2.self,
+        Mixtral.self, Qwen3.self, Llama4.self, Qwen2Moe.self, Olmoe.self, Glm4Moe.self, Dbrx.self, Llama.self, Mistral.self, Qwen2.self,
     ]
 
     /// Wrappers whose text model sits in `text_config`.
@@ -22,11 +22,12 @@ public enum ArchitectureRegistry {
     }
 
     /// Where the text decoder and LM head may live: plain causal LMs, then wrapper layouts
-    /// (transformers 4.x `language_model.model.`, 5.x `model.language_model.`).
+    /// (transformers 4.x `language_model.model.`, 5.x `model.language_model.`), then DBRX's `transformer.`.
     static let layouts: [(decoder: String, lmHead: String)] = [
         ("model.", "lm_head.weight"),
         ("language_model.model.", "language_model.lm_head.weight"),
         ("model.language_model.", "lm_head.weight"),
+        ("transformer.", "lm_head.weight"),
     ]
 
     static func resolve(_ config: ConfigReader) throws -> (any Architecture.Type, ConfigReader) {

@@ -2,24 +2,8 @@
 /// parameters as transformers instantiates them (text model, no multi-token-prediction layers).
 extension ModelShape {
     static let familyReaders: [String: @Sendable (ConfigReader) throws -> ModelShape] = [
-        "dbrx": dbrx, "deepseek_v3": deepseekV3,
+        "deepseek_v3": deepseekV3,
     ]
-
-    /// DBRX: fused Wqkv, LayerNorms without bias, experts under `ffn_config`.
-    static func dbrx(_ config: ConfigReader) throws -> ModelShape {
-        let h = try config.positiveInt("d_model"), heads = try config.positiveInt("n_heads")
-        guard let attention = try config.object("attn_config"), let ffn = try config.object("ffn_config") else {
-            throw ModelError("\(config.context): dbrx needs 'attn_config' and 'ffn_config' objects")
-        }
-        let kv = try attention.positiveInt("kv_n_heads"), d = h / heads
-        let experts = try ffn.positiveInt("moe_num_experts"), intermediate = try ffn.positiveInt("ffn_hidden_size")
-        let layer = Layer(attention: h * (h + 2 * kv * d) + h * h, kvValuesPerToken: 2 * kv * d, norms: 2 * h, dense: 0,
-                          router: experts * h, experts: experts, expertParameters: 3 * h * intermediate,
-                          topK: try ffn.positiveInt("moe_top_k"))
-        return ModelShape(modelType: "dbrx", hiddenSize: h, vocabSize: try config.positiveInt("vocab_size"),
-                          tiedEmbeddings: try config.bool("tie_word_embeddings", default: false),
-                          layers: Array(repeating: layer, count: try config.positiveInt("n_layers")))
-    }
 
     /// DeepSeek-V3 (and Kimi K2): multi-head latent attention (the cache holds the latent and the rope
     /// key), dense first layers, sigmoid routing with a score-correction bias, shared experts.

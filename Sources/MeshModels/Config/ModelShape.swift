@@ -74,7 +74,7 @@ extension ModelShape {
     }
 
     /// The shape of a `config.json`: through its `ModelSpec` for the families the engine runs, else
-    /// by the family readers below (DBRX, DeepSeek-V3/Kimi K2, GLM-4.5).
+    /// by the family readers below (DeepSeek-V3/Kimi K2).
     public static func read(configFile: URL) throws -> ModelShape {
         let config = try ConfigReader(file: configFile)
         let modelType = try config.string("model_type")

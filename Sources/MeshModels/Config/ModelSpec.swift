@@ -10,7 +10,9 @@ public struct ModelSpec: Sendable {
     public var headCount: Int
     public var kvHeadCount: Int
     public var headDim: Int
-    public var rmsNormEps: Float
+    /// The decoder's norms (input, post-attention, final) and their epsilon.
+    public var norm: NormKind = .rms
+    public var normEps: Float
     public var rope: RotaryEmbedding
     public var tieWordEmbeddings: Bool
     public var layers: [LayerSpec]
@@ -24,6 +26,22 @@ public struct ModelSpec: Sendable {
 
     public var layerCount: Int { layers.count }
     public var moeLayerIndices: [Int] { layers.indices.filter { layers[$0].moe != nil } }
+}
+
+public enum NormKind: Sendable {
+    case rms
+    /// LayerNorm with a weight and no bias (DBRX).
+    case layerNorm
+}
+
+extension ModelSpec {
+    /// The decoder norm on each row of x [rows, H].
+    func normalize(_ x: UnsafePointer<Float>, rows: Int, weight: [Float], into y: UnsafeMutablePointer<Float>) {
+        switch norm {
+        case .rms: rmsNorm(x, rows: rows, width: hiddenSize, weight: weight, eps: normEps, into: y)
+        case .layerNorm: layerNorm(x, rows: rows, width: hiddenSize, weight: weight, eps: normEps, into: y)
+        }
+    }
 }
 
 public struct LayerSpec: Sendable {

@@ -9,6 +9,8 @@ public struct LayerWeightNames: Sendable {
     public var qNorm: String?
     public var kNorm: String?
     public var feedForward: FeedForwardNames
+    /// One [q + 2·kv, H] tensor holding q, k and v in that order (DBRX's `Wqkv`); then q, k, v are unused.
+    public var fusedQKV: String? = nil
 }
 
 public struct MLPNames: Sendable {
@@ -17,6 +19,13 @@ public struct MLPNames: Sendable {
         self.gate = "\(prefix)\(gate).weight"
         self.up = "\(prefix)\(up).weight"
         self.down = "\(prefix)\(down).weight"
+    }
+
+    /// Full tensor names (parameters stored without a `.weight` suffix).
+    public init(gate: String, up: String, down: String) {
+        self.gate = gate
+        self.up = up
+        self.down = down
     }
 }
 
@@ -41,6 +50,8 @@ public struct MoENames: Sendable {
     public var sharedGate: String? = nil
     /// The router's score-correction bias [E] (DeepSeek-V3, GLM-4.5).
     public var scoreCorrectionBias: String? = nil
+    /// Experts stacked in 2-D tensors [E·I, H] (DBRX's `w1`, `v1`, `w2`; `w2` is applied as x · w2).
+    public var stacked: MLPNames? = nil
 }
 
 /// Where the decoder's tensors live in a checkpoint.

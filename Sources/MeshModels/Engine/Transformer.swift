@@ -34,18 +34,18 @@ public final class Transformer<Backend: ExpertBackend> {
         let branch = Matrix(rows: t, columns: h)
         for (index, layer) in weights.layers.enumerated() {
             let layerSpec = spec.layers[index]
-            rmsNorm(x.data, rows: t, width: h, weight: layer.inputNorm, eps: spec.rmsNormEps, into: normed.data)
+            spec.normalize(x.data, rows: t, weight: layer.inputNorm, into: normed.data)
             Attention(spec: spec, layerSpec: layerSpec.attention, weights: layer.attention, layer: index)
                 .forward(normed, batch: batch, layout: layout, cache: cache, into: branch)
             x.add(branch)
-            rmsNorm(x.data, rows: t, width: h, weight: layer.postAttentionNorm, eps: spec.rmsNormEps, into: normed.data)
+            spec.normalize(x.data, rows: t, weight: layer.postAttentionNorm, into: normed.data)
             try feedForward(index, layer, normed, generated: layout.generated, into: branch)
             x.add(branch)
         }
         let rows = batch.logitRows.count
         let finalInput = Matrix(rows: rows, columns: h)       // [rows, H]
         for (index, row) in batch.logitRows.enumerated() {
-            rmsNorm(x.row(row), rows: 1, width: h, weight: weights.finalNorm, eps: spec.rmsNormEps, into: finalInput.row(index))
+            spec.normalize(x.row(row), rows: 1, weight: weights.finalNorm, into: finalInput.row(index))
         }
         let logits = Matrix(rows: rows, columns: spec.vocabSize)   // [rows, vocab]
         matmul(finalInput.data, rows: rows, weights.lmHead, into: logits.data, generated: batch.logitRows.map { layout.generated[$0] })

@@ -27,11 +27,11 @@ struct Attention {
             let position = layout.positions[row]
             switch layerSpec.qkNorm {
             case .rmsBeforeRope:
-                rmsNorm(q.row(row), rows: heads, width: d, weight: weights.qNorm, eps: spec.rmsNormEps, into: q.row(row))
-                rmsNorm(k.row(row), rows: kvHeads, width: d, weight: weights.kNorm, eps: spec.rmsNormEps, into: k.row(row))
+                rmsNorm(q.row(row), rows: heads, width: d, weight: weights.qNorm, eps: spec.normEps, into: q.row(row))
+                rmsNorm(k.row(row), rows: kvHeads, width: d, weight: weights.kNorm, eps: spec.normEps, into: k.row(row))
             case .rmsAcrossHeadsBeforeRope:
-                rmsNorm(q.row(row), rows: 1, width: heads * d, weight: weights.qNorm, eps: spec.rmsNormEps, into: q.row(row))
-                rmsNorm(k.row(row), rows: 1, width: kvHeads * d, weight: weights.kNorm, eps: spec.rmsNormEps, into: k.row(row))
+                rmsNorm(q.row(row), rows: 1, width: heads * d, weight: weights.qNorm, eps: spec.normEps, into: q.row(row))
+                rmsNorm(k.row(row), rows: 1, width: kvHeads * d, weight: weights.kNorm, eps: spec.normEps, into: k.row(row))
             case .none, .l2AfterRope:
                 break
             }
@@ -48,8 +48,8 @@ struct Attention {
                 spec.rope.apply(k.row(row), heads: kvHeads, position: position, sequenceLength: length)
             }
             if layerSpec.qkNorm == .l2AfterRope {
-                rmsNorm(q.row(row), rows: heads, width: d, weight: nil, eps: spec.rmsNormEps, into: q.row(row))
-                rmsNorm(k.row(row), rows: kvHeads, width: d, weight: nil, eps: spec.rmsNormEps, into: k.row(row))
+                rmsNorm(q.row(row), rows: heads, width: d, weight: nil, eps: spec.normEps, into: q.row(row))
+                rmsNorm(k.row(row), rows: kvHeads, width: d, weight: nil, eps: spec.normEps, into: k.row(row))
             }
             if let tuning = layerSpec.temperatureTuning {
                 // Llama 4 NoPE layers: scale q by log1p(floor((pos + 1) / floor_scale)) · attn_scale + 1 (f32).

@@ -23,8 +23,10 @@ public final class LoadedModel: @unchecked Sendable {
             let eos = try generation.intOrList("eos_token_id")
             if !eos.isEmpty { spec.eosTokenIds = eos }
         }
-        guard let layout = ArchitectureRegistry.layouts.first(where: { checkpoint.contains($0.decoder + "embed_tokens.weight") }) else {
-            throw ModelError("tensor 'model.embed_tokens.weight' is missing: no embedding table found in \(directory.lastPathComponent)")
+        let layouts = ArchitectureRegistry.layouts
+        guard let layout = layouts.first(where: { checkpoint.contains(architecture.names(prefix: $0.decoder).embed) }) else {
+            let expected = architecture.names(prefix: layouts[0].decoder).embed
+            throw ModelError("tensor '\(expected)' is missing: no embedding table found in \(directory.lastPathComponent)")
         }
         var names = architecture.names(prefix: layout.decoder)
         names.lmHead = layout.lmHead
@@ -104,9 +106,9 @@ struct DenseWeightLoader {
         let (qWidth, kvWidth) = (spec.headCount * d, spec.kvHeadCount * d)
         let a = layerSpec.attention
         let acrossHeads = a.qkNorm == .rmsAcrossHeadsBeforeRope
+        let (q, k, v) = try projections(n, qWidth: qWidth, kvWidth: kvWidth)
         let attention = AttentionWeights(
-            q: try linear(n.q, qWidth, h), k: try linear(n.k, kvWidth, h), v: try linear(n.v, kvWidth, h),
-            o: try linear(n.o, h, qWidth),
+            q: q, k: k, v: v, o: try linear(n.o, h, qWidth),
             qNorm: try n.qNorm.map { try vector($0, acrossHeads ? qWidth : d) },
             kNorm: try n.kNorm.map { try vector($0, acrossHeads ? kvWidth : d) },
             qBias: a.qkvBias ? try vector(Self.bias(of: n.q), qWidth) : nil,
@@ -129,6 +131,16 @@ struct DenseWeightLoader {
         }
         return LayerWeights(inputNorm: try vector(n.inputNorm, h), postAttentionNorm: try vector(n.postAttentionNorm, h),
                             attention: attention, feedForward: feedForward)
+    }
+
+    /// q, k and v: three tensors, or row ranges of one fused tensor.
+    private func projections(_ n: LayerWeightNames, qWidth: Int, kvWidth: Int) throws -> (LinearWeight, LinearWeight, LinearWeight) {
+        let h = spec.hiddenSize
+        guard let fused = n.fusedQKV else {
+            return (try linear(n.q, qWidth, h), try linear(n.k, kvWidth, h), try linear(n.v, kvWidth, h))
+        }
+        let qkv = try linear(fused, qWidth + 2 * kvWidth, h)
+        return (qkv.outputs(0..<qWidth), qkv.outputs(qWidth..<(qWidth + kvWidth)), qkv.outputs((qWidth + kvWidth)..<(qWidth + 2 * kvWidth)))
     }
 
     /// `…q_proj.weight` → `…q_proj.bias`.
@@ -161,6 +173,16 @@ struct ExpertLoader {
     func load(_ experts: [Int]) throws -> [(Int, MLPWeights)] {
         guard let moe = spec.layers[layer].moe, case .moe(let n) = names.layer(layer, spec.layers[layer]).feedForward else { return [] }
         let (h, i, e) = (spec.hiddenSize, moe.intermediateSize, moe.expertCount)
+        if let stacked = n.stacked, checkpoint.contains(stacked.gate) {
+            // [E·I, H] each, viewed as [E, I, H]; the down matrix is applied as x · w2, so in-major.
+            let (gate, up, down) = try (checkpoint.tensor(stacked.gate, shape: [e * i, h]).reshaped([e, i, h]),
+                                        checkpoint.tensor(stacked.up, shape: [e * i, h]).reshaped([e, i, h]),
+                                        checkpoint.tensor(stacked.down, shape: [e * i, h]).reshaped([e, i, h]))
+            return try experts.map { expert in
+                (expert, MLPWeights(gate: try LinearWeight(gate.slice(expert)), up: try LinearWeight(up.slice(expert)),
+                                    down: try LinearWeight(inMajor: down.slice(expert))))
+            }
+        }
         if let gateUpName = n.fusedGateUp.first(where: checkpoint.contains) {
             let downName = n.fusedDown.first(where: checkpoint.contains) ?? n.fusedDown[0]
             let gateUp = try checkpoint.tensor(gateUpName)

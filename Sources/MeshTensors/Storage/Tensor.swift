@@ -25,6 +25,12 @@ public struct TensorView: @unchecked Sendable {
         return TensorView(name: "\(name)[\(index)]", dtype: dtype, shape: inner, data: data + index * stride, owner: owner)
     }
 
+    /// The same bytes seen with another shape of as many elements (e.g. [E·I, H] as [E, I, H]).
+    public func reshaped(_ newShape: [Int]) -> TensorView {
+        precondition(newShape.reduce(1, *) == elementCount, "reshape of \(shape) to \(newShape)")
+        return TensorView(name: name, dtype: dtype, shape: newShape, data: data, owner: owner)
+    }
+
     /// All elements widened to f32 (tests, small tensors such as norms).
     public func toFloats() -> [Float] {
         [Float](unsafeUninitializedCapacity: elementCount) { buffer, count in
