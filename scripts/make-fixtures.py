@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (DbrxConfig, DbrxForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
+from transformers import (DbrxConfig, DbrxForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
                           Llama4TextConfig, MistralConfig, MistralForCausalLM, MixtralConfig, MixtralForCausalLM,
                           OlmoeConfig, OlmoeForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
                           Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
@@ -312,6 +312,12 @@ def main():
     small = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=80, num_hidden_layers=3, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, initializer_range=0.25, max_position_embeddings=256,
                  bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    deepseek = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=80, moe_intermediate_size=32, num_hidden_layers=3,
+                    num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8,
+                    v_head_dim=12, n_routed_experts=8, n_group=2, topk_group=1, num_experts_per_tok=2, n_shared_experts=1,
+                    first_k_dense_replace=1, routed_scaling_factor=2.5, norm_topk_prob=True, rms_norm_eps=1e-6,
+                    initializer_range=0.25, max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
+                    tie_word_embeddings=False)
     families = {
         "llama": (LlamaForCausalLM, LlamaConfig(**small, attention_bias=True,
                   rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}),
@@ -345,12 +351,24 @@ def main():
                  ffn_config={"ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 3, "moe_normalize_expert_weights": 1.0}),
                  "LayerNorms without bias; fused Wqkv clamped to ±2; top-3 of 8 renormalised by the 1-norm; experts "
                  "stacked as ffn.experts.mlp.w1/v1/w2 [E·I, H]"),
+        "deepseek_v3": (DeepseekV3ForCausalLM, DeepseekV3Config(**deepseek, q_lora_rank=24, rope_interleave=True,
+                        rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                         "original_max_position_embeddings": 64, "mscale": 1.0, "mscale_all_dim": 0.8}),
+                        "multi-head latent attention (q_lora_rank 24, kv_lora_rank 16, nope 8, rope 8, v 12), RoPE on "
+                        "interleaved pairs with YaRN (factor 4, mscale_all_dim 0.8: softmax scale x mscale^2); layer 0 dense; "
+                        "grouped sigmoid routing with a random correction bias, 1 shared expert"),
+        "deepseek_v3-lite-bf16": (DeepseekV3ForCausalLM, DeepseekV3Config(**deepseek, q_lora_rank=None, rope_interleave=False,
+                                  rope_theta=1e4),
+                                  "bf16 checkpoint (reference in f32 on the same bf16 values); MLA without the low-rank "
+                                  "query step (q_proj, as DeepSeek-V2-Lite), RoPE on rotate_half pairs"),
     }
     for offset, (name, (model_class, config, notes)) in enumerate(families.items()):
         if not wanted(name):
             continue
         directory = os.path.join(args.out, name)
-        reload = lambda d, cls=model_class: cls.from_pretrained(d, attn_implementation="eager").eval()
+        bf16 = name.endswith("-bf16")
+        reload = lambda d, cls=model_class: (cls.from_pretrained(d, attn_implementation="eager", dtype=torch.bfloat16).float()
+                                             if bf16 else cls.from_pretrained(d, attn_implementation="eager")).eval()
         def fresh(model, cls=model_class):
             # search on a copy made from the state dict, so dynamic RoPE state never leaks between runs
             copy = cls._from_config(model.config, attn_implementation="eager").eval()
@@ -362,6 +380,10 @@ def main():
                 for name, buffer in model.named_buffers():
                     if name.endswith("e_score_correction_bias"):
                         buffer.copy_(torch.randn_like(buffer) * 0.5)
+                if bf16:   # round to bf16 so the f32 reference runs on exactly the saved values
+                    saved = list(model.parameters()) + [b for n, b in model.named_buffers() if n.endswith("correction_bias")]
+                    for tensor in saved:
+                        tensor.copy_(tensor.to(torch.bfloat16).to(torch.float32))
                 if config.model_type == "dbrx":   # its LayerNorm weights start at one; make them count
                     for name, parameter in model.named_parameters():
                         if name.endswith(("norm_1.weight", "norm_2.weight", "norm_f.weight")):
@@ -370,7 +392,8 @@ def main():
         seed, model, prompt = search(build,
                                      lambda m: random_prompt(23 + offset, VOCAB, 12), seeds=range(1500 + 200 * offset, 1700 + 200 * offset),
                                      view=fresh, conditioning=1e-5)
-        report[name] = write_fixture(directory, model, prompt, f"seed {seed}; eager attention; {notes}", reload=reload)
+        save = (lambda d, m=model: m.to(torch.bfloat16).save_pretrained(d)) if bf16 else None
+        report[name] = write_fixture(directory, model, prompt, f"seed {seed}; eager attention; {notes}", reload=reload, save=save)
 
     for name, (router, logit, generated) in report.items():
         print(f"{name:16s} router margin {router:.4f}  logit margin {logit:.4f}  greedy {generated}")

@@ -7,8 +7,8 @@ struct Plan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Size a cluster from a config.json alone: parameters, memory per host, workers needed, network.",
         discussion: """
-        Reads only config.json (no weights), so it works before downloading a checkpoint, also for families
-        the engine does not run yet (DBRX, DeepSeek-V3, GLM-4.5, OLMoE). Workers hold the routed experts
+        Reads only config.json (no weights), so it works before downloading a checkpoint, for every
+        supported model_type (DeepSeek-V3, GLM-4.5, DBRX, Qwen, Llama 4, Mixtral, …). Workers hold the routed experts
         (--replicas copies of each); the coordinator everything else plus the KV cache for --context
         positions of --concurrency sequences. The wire figures are for one decode step; the bandwidth at
         which the exchange would take as long as the computation assumes memory-bound decoding at

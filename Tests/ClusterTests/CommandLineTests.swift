@@ -1,4 +1,5 @@
 import Foundation
+import MeshModels
 import MeshTensors
 import XCTest
 
@@ -66,7 +67,7 @@ final class CommandLineTests: XCTestCase {
         config["model_type"] = "bert"
         try JSONSerialization.data(withJSONObject: config).write(to: broken.appendingPathComponent("config.json"))
         let cases: [([String], String)] = [
-            (["generate", "--model", broken.path, "--tokens", "1,2"], "error: unknown model_type 'bert'; supported: llama4, llama4_text, mixtral, qwen3_moe"),
+            (["generate", "--model", broken.path, "--tokens", "1,2"], "error: unknown model_type 'bert'; supported: " + ArchitectureRegistry.supportedModelTypes.joined(separator: ", ")),
             (["generate", "--model", "/nonexistent", "--tokens", "1,2"], "error: cannot read /nonexistent/config.json"),
             (["generate", "--model", Harness.fixture("qwen3_moe").path, "--prompt", "hi"], "has no tokenizer.json: pass the prompt as --tokens"),
             (["generate", "--model", Harness.fixture("qwen3_moe").path, "--tokens", "1,99999"], "prompt token 99999 is outside the vocabulary (0..<320)"),
@@ -122,7 +123,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertGreaterThan(report["break_even_network_bytes_per_second"] as? Double ?? 0, 0)
 
         // Replicas, int8, concurrency and the coordinator's memory; a model directory; text whose first
-        // line keeps its form; a family the engine does not run yet.
+        // line keeps its form; a config file alone (DeepSeek-V3's).
         let replicated = try run(["plan", "--model", Harness.fixture("mixtral").path, "--replicas", "2", "--dtype", "int8",
                                   "--worker-memory", "1MiB", "--coordinator-memory", "1MiB", "--concurrency", "4"])
         XCTAssertEqual(replicated.status, 0, replicated.stderr)

@@ -92,12 +92,31 @@ final class ModelErrorTests: XCTestCase {
                                            "moe_normalize_expert_weights": 2.0] },
              "moe_normalize_expert_weights 2.0 is not supported"),
             ("glm4_moe", { $0["n_group"] = 3 }, "n_group 3 must divide the 8 routed experts"),
+            ("deepseek_v3", { $0["kv_lora_rank"] = 12 },
+             "tensor 'model.layers.0.self_attn.kv_a_proj_with_mqa.weight' has shape [24, 48], expected [20, 48]"),
+            ("deepseek_v3", { $0["attention_bias"] = true }, "'attention_bias: true' is not supported for deepseek_v3"),
         ]
         for (fixture, edit, message) in cases {
             let dir = try Fixtures.scratchCopy(fixture)
             try editConfig(dir, edit)
             assertLoadFails(dir, containing: message)
         }
+    }
+
+    /// A checkpoint without one of multi-head latent attention's tensors names it.
+    func testMissingLatentAttentionTensorIsNamed() throws {
+        let dir = try Fixtures.scratchCopy("deepseek_v3")
+        let file = dir.appendingPathComponent("model.safetensors")
+        let checkpoint = try Checkpoint(directory: dir)
+        let missing = "model.layers.1.self_attn.kv_a_proj_with_mqa.weight"
+        let entries = try checkpoint.tensorNames.filter { $0 != missing }.map { name in
+            let view = try checkpoint.tensor(name)
+            return SafetensorsWriter.Entry(name: name, dtype: view.dtype, shape: view.shape,
+                                           bytes: Data(bytes: view.data, count: view.byteCount))
+        }
+        try SafetensorsWriter.write(entries, to: file)
+        assertLoadFails(dir, containing: "'\(missing)'")
+        assertLoadFails(dir, containing: "is missing")
     }
 
     func testTruncatedWeightsFile() throws {

@@ -56,7 +56,17 @@ final class RealConfigTests: XCTestCase {
         XCTAssertEqual(air.unusedTrailingLayers, 1, "one multi-token-prediction layer")
     }
 
-    /// Families the engine does not run yet still size (`expertmesh plan`), within 0.5% of PARAMS.md.
+    func testDeepseekV3() throws {
+        try assertCounts("deepseek-v3", total: 671.03, active: 37.55)
+        let spec = try ModelSpec.decode(configFile: Self.configs.appendingPathComponent("deepseek-v3.json"))
+        XCTAssertEqual(spec.cacheWidths.key + spec.cacheWidths.value, 512 + 64, "MLA caches the latent and the rope key")
+        XCTAssertEqual(PagedKVCache.bytesPerBlock(spec), 61 * 16 * (512 + 64) * 4)
+        XCTAssertEqual(spec.moeLayerIndices.count, 58, "61 layers, the first 3 dense")
+        XCTAssertEqual(spec.unusedTrailingLayers, 1, "one multi-token-prediction layer")
+        XCTAssertEqual(spec.maxPositions, 163_840, "YaRN: 4096 original positions × 40")
+    }
+
+    /// `expertmesh plan`'s sizes, through `ModelShape`, within 0.5% of PARAMS.md.
     func assertShape(_ name: String, total: Double, active: Double, file: StaticString = #filePath, line: UInt = #line) throws -> ModelShape {
         let shape = try ModelShape.read(configFile: Self.configs.appendingPathComponent("\(name).json"))
         let count = shape.parameterCount
@@ -66,10 +76,9 @@ final class RealConfigTests: XCTestCase {
         return shape
     }
 
-    func testFamiliesOnlyPlannedSizeAsTransformersCountsThem() throws {
+    func testPlanSizesEveryReferenceConfig() throws {
         let deepseek = try assertShape("deepseek-v3", total: 671.03, active: 37.55)
         XCTAssertEqual(deepseek.layers[0].kvValuesPerToken, 512 + 64, "MLA caches the latent and the rope key")
-        XCTAssertEqual(deepseek.moeLayerCount, 58, "61 layers, the first 3 dense")
         // The engine's families size through their ModelSpec, to the same counts as before.
         let mixtral = try assertShape("mixtral-8x7b", total: 46.70, active: 12.88)
         XCTAssertEqual(mixtral.kvValuesPerToken, 32 * 2 * 8 * 128)
@@ -80,8 +89,7 @@ final class RealConfigTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: unknown) }
         try Data(#"{"model_type": "mamba"}"#.utf8).write(to: unknown)
         XCTAssertThrowsError(try ModelShape.read(configFile: unknown)) {
-            XCTAssertTrue("\($0)".contains("unknown model_type 'mamba'") && "\($0)".contains("sizing only: deepseek_v3"),
-                          "\($0)")
+            XCTAssertTrue("\($0)".contains("unknown model_type 'mamba'; supported: dbrx, deepseek_v3, glm4_moe,"), "\($0)")
         }
     }
 }

@@ -9,6 +9,20 @@ enum Glm4Moe: Architecture {
 
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
         let basics = try DecoderBasics(c)
+        let moe = try groupedMoE(c)
+        let firstSparse = try c.optionalInt("first_k_dense_replace") ?? 1
+        let attention = AttentionSpec(qkNorm: try c.bool("use_qk_norm", default: false) ? .rmsBeforeRope : .none,
+                                      qkvBias: try c.bool("attention_bias", default: false))
+        let layers = try (0..<basics.layerCount).map { index in
+            try basics.layer(index, attention: attention, moe: index >= firstSparse ? moe : nil, denseSizeField: "intermediate_size")
+        }
+        var spec = try basics.spec(modelType: "glm4_moe", layers: layers, pairing: .halves, partialRotaryDefault: 0.5)
+        spec.unusedTrailingLayers = try c.optionalInt("num_nextn_predict_layers") ?? 0
+        return spec
+    }
+
+    /// The routed experts of GLM-4.5 and DeepSeek-V3: grouped sigmoid routing and shared experts.
+    static func groupedMoE(_ c: ConfigReader) throws -> MoESpec {
         let experts = try c.optionalInt("n_routed_experts") ?? c.positiveInt("num_local_experts")
         let groups = try c.optionalInt("n_group") ?? 1
         guard groups > 0, experts % groups == 0 else {
@@ -19,17 +33,8 @@ enum Glm4Moe: Architecture {
             scale: Float(c.optionalDouble("routed_scaling_factor") ?? 1))
         let expertSize = try c.positiveInt("moe_intermediate_size")
         let shared = try c.optionalInt("n_shared_experts") ?? 1
-        let moe = try MoESpec(expertCount: experts, topK: c.positiveInt("num_experts_per_tok"), intermediateSize: expertSize,
-                              routing: .groupedSigmoid(rule), sharedExpertIntermediateSize: shared > 0 ? expertSize * shared : nil)
-        let firstSparse = try c.optionalInt("first_k_dense_replace") ?? 1
-        let attention = AttentionSpec(qkNorm: try c.bool("use_qk_norm", default: false) ? .rmsBeforeRope : .none,
-                                      qkvBias: try c.bool("attention_bias", default: false))
-        let layers = try (0..<basics.layerCount).map { index in
-            try basics.layer(index, attention: attention, moe: index >= firstSparse ? moe : nil, denseSizeField: "intermediate_size")
-        }
-        var spec = try basics.spec(modelType: "glm4_moe", layers: layers, pairing: .halves, partialRotaryDefault: 0.5)
-        spec.unusedTrailingLayers = try c.optionalInt("num_nextn_predict_layers") ?? 0
-        return spec
+        return try MoESpec(expertCount: experts, topK: c.positiveInt("num_experts_per_tok"), intermediateSize: expertSize,
+                           routing: .groupedSigmoid(rule), sharedExpertIntermediateSize: shared > 0 ? expertSize * shared : nil)
     }
 
     static func names(prefix p: String) -> ModelWeightNames {

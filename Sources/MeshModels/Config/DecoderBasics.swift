@@ -51,10 +51,11 @@ struct DecoderBasics {
 
     /// `normEps`: the family's `rms_norm_eps` in transformers when a config leaves it out (nil: required).
     /// `partialRotaryDefault`: the family's `partial_rotary_factor` when the config leaves it out.
+    /// `ropeHeadDim`: the values RoPE turns per head when they are not the head (DeepSeek's rope part).
     func spec(modelType: String, layers: [LayerSpec], pairing: RotaryEmbedding.Pairing, normEps: Double? = nil,
-              partialRotaryDefault: Double = 1) throws -> ModelSpec {
+              partialRotaryDefault: Double = 1, ropeHeadDim: Int? = nil) throws -> ModelSpec {
         let c = config
-        let rope = try RopeConfig.read(c, headDim: headDim, pairing: pairing, partialDefault: partialRotaryDefault)
+        let rope = try RopeConfig.read(c, headDim: ropeHeadDim ?? headDim, pairing: pairing, partialDefault: partialRotaryDefault)
         return try ModelSpec(
             modelType: modelType, vocabSize: c.positiveInt("vocab_size"), hiddenSize: hiddenSize, headCount: headCount,
             kvHeadCount: try c.optionalInt("num_key_value_heads") ?? headCount, headDim: headDim,

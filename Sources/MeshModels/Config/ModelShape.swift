@@ -2,8 +2,7 @@ import Foundation
 
 /// What sizing a model needs, layer by layer: parameters by where they live (the coordinator's
 /// attention, norms, dense and shared FFN, router; the workers' routed experts) and the KV cache
-/// values each token leaves per layer. Made from a `ModelSpec`, or read from the config of a
-/// family the engine does not run yet (`ModelShape.read`), so `expertmesh plan` sizes both.
+/// values each token leaves per layer, made from a `ModelSpec` (`expertmesh plan` sizes a model by it).
 public struct ModelShape: Sendable {
     public struct Layer: Sendable {
         /// Projections, their biases and q/k norm weights.
@@ -42,24 +41,37 @@ public struct ModelShape: Sendable {
 }
 
 extension ModelShape {
+    /// Attention parameters and cached values per token of one layer.
+    static func attention(_ a: AttentionSpec, _ spec: ModelSpec) -> Layer {
+        let (h, d, heads) = (spec.hiddenSize, spec.headDim, spec.headCount)
+        if let mla = a.latent {
+            let queryWidth = heads * (mla.nopeDim + mla.ropeDim)
+            let query = mla.queryRank.map { h * $0 + $0 + $0 * queryWidth } ?? h * queryWidth
+            let kv = h * (mla.kvRank + mla.ropeDim) + mla.kvRank + mla.kvRank * heads * (mla.nopeDim + mla.valueDim)
+            return Layer(attention: query + kv + heads * mla.valueDim * h, kvValuesPerToken: mla.kvRank + mla.ropeDim,
+                         norms: 0, dense: 0, router: 0)
+        }
+        let (qWidth, kvWidth) = (heads * d, spec.kvHeadCount * d)
+        let biases = (a.qkvBias ? qWidth + 2 * kvWidth : 0) + (a.outputBias ? h : 0)
+        let qkNorms: Int
+        switch a.qkNorm {
+        case .rmsBeforeRope: qkNorms = 2 * d
+        case .rmsAcrossHeadsBeforeRope: qkNorms = qWidth + kvWidth
+        case .none, .l2AfterRope: qkNorms = 0
+        }
+        return Layer(attention: 2 * h * qWidth + 2 * h * kvWidth + biases + qkNorms, kvValuesPerToken: 2 * kvWidth,
+                     norms: 0, dense: 0, router: 0)
+    }
+
     public init(spec: ModelSpec) {
-        let (h, d) = (spec.hiddenSize, spec.headDim)
+        let h = spec.hiddenSize
         modelType = spec.modelType
         hiddenSize = h
         vocabSize = spec.vocabSize
         tiedEmbeddings = spec.tieWordEmbeddings
         layers = spec.layers.map { layer in
-            let a = layer.attention
-            let (qWidth, kvWidth) = (spec.headCount * d, spec.kvHeadCount * d)
-            let biases = (a.qkvBias ? qWidth + 2 * kvWidth : 0) + (a.outputBias ? h : 0)
-            let qkNorms: Int
-            switch a.qkNorm {
-            case .rmsBeforeRope: qkNorms = 2 * d
-            case .rmsAcrossHeadsBeforeRope: qkNorms = qWidth + kvWidth
-            case .none, .l2AfterRope: qkNorms = 0
-            }
-            var shape = Layer(attention: 2 * h * qWidth + 2 * h * kvWidth + biases + qkNorms,
-                              kvValuesPerToken: 2 * kvWidth, norms: 2 * h, dense: 0, router: 0)
+            var shape = Self.attention(layer.attention, spec)
+            shape.norms = 2 * h
             switch layer.feedForward {
             case .dense(let intermediate):
                 shape.dense = 3 * h * intermediate
@@ -73,17 +85,8 @@ extension ModelShape {
         }
     }
 
-    /// The shape of a `config.json`: through its `ModelSpec` for the families the engine runs, else
-    /// by the family readers below (DeepSeek-V3/Kimi K2).
+    /// The shape of a `config.json` (through its `ModelSpec`; no weights needed).
     public static func read(configFile: URL) throws -> ModelShape {
-        let config = try ConfigReader(file: configFile)
-        let modelType = try config.string("model_type")
-        if let modelType, let reader = familyReaders[modelType] { return try reader(config) }
-        if let modelType, !ArchitectureRegistry.supportedModelTypes.contains(modelType) {
-            throw ModelError("unknown model_type '\(modelType)'; supported: "
-                             + ArchitectureRegistry.supportedModelTypes.joined(separator: ", ")
-                             + ", and sizing only: " + familyReaders.keys.sorted().joined(separator: ", "))
-        }
-        return ModelShape(spec: try ModelSpec.decode(configFile: configFile))
+        ModelShape(spec: try ModelSpec.decode(configFile: configFile))
     }
 }

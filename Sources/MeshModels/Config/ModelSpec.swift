@@ -25,6 +25,10 @@ public struct ModelSpec: Sendable {
     public var unusedTrailingLayers = 0
 
     public var layerCount: Int { layers.count }
+    /// Values the KV cache keeps per token and layer, in its key and value arrays.
+    public var cacheWidths: (key: Int, value: Int) {
+        layers.first.map { $0.attention.cacheWidths(kvHeads: kvHeadCount, headDim: headDim) } ?? (0, 0)
+    }
     public var moeLayerIndices: [Int] { layers.indices.filter { layers[$0].moe != nil } }
 }
 
@@ -85,10 +89,12 @@ public struct AttentionSpec: Sendable {
     /// Biases on the q, k and v projections (Qwen 2), and on the output projection.
     public var qkvBias: Bool
     public var outputBias: Bool
+    /// Multi-head latent attention instead of one K and V per head (DeepSeek-V3).
+    public var latent: LatentAttentionSpec?
 
     public init(usesRope: Bool = true, qkNorm: QKNorm = .none, chunkSize: Int? = nil,
                 temperatureTuning: TemperatureTuning? = nil, slidingWindow: Int? = nil, clipQKV: Float? = nil,
-                qkvBias: Bool = false, outputBias: Bool = false) {
+                qkvBias: Bool = false, outputBias: Bool = false, latent: LatentAttentionSpec? = nil) {
         self.usesRope = usesRope
         self.qkNorm = qkNorm
         self.chunkSize = chunkSize
@@ -97,6 +103,14 @@ public struct AttentionSpec: Sendable {
         self.clipQKV = clipQKV
         self.qkvBias = qkvBias
         self.outputBias = outputBias
+        self.latent = latent
+    }
+
+    /// What the KV cache stores per token: keys and values of every KV head, or MLA's latent and
+    /// shared rotated key (in the key and value arrays).
+    func cacheWidths(kvHeads: Int, headDim: Int) -> (key: Int, value: Int) {
+        if let latent { return (latent.kvRank, latent.ropeDim) }
+        return (kvHeads * headDim, kvHeads * headDim)
     }
 
     /// The first position a query at `position` sees.
@@ -105,6 +119,19 @@ public struct AttentionSpec: Sendable {
         if let window = slidingWindow { first = max(first, position - window + 1) }
         return first
     }
+}
+
+/// DeepSeek-V3's multi-head latent attention: queries [heads, nope + rope] (through a low-rank
+/// `q_lora_rank` step or directly), one compressed latent [kvRank] and one shared rotated key
+/// [rope] per token, expanded per head by `kv_b_proj` into keys [nope] and values [valueDim].
+public struct LatentAttentionSpec: Sendable, Equatable {
+    public var queryRank: Int?
+    public var kvRank: Int
+    public var nopeDim: Int
+    public var ropeDim: Int
+    public var valueDim: Int
+    /// Softmax scale: (nope + rope)^-0.5, times YaRN's mscale² where the config asks.
+    public var scale: Float
 }
 
 public enum FeedForwardSpec: Sendable {

@@ -11,6 +11,22 @@ public struct LayerWeightNames: Sendable {
     public var feedForward: FeedForwardNames
     /// One [q + 2·kv, H] tensor holding q, k and v in that order (DBRX's `Wqkv`); then q, k, v are unused.
     public var fusedQKV: String? = nil
+    /// Multi-head latent attention's tensors (then q, k, v are unused).
+    public var latent: LatentAttentionNames? = nil
+}
+
+/// DeepSeek-V3's attention tensors under `self_attn.`.
+public struct LatentAttentionNames: Sendable {
+    public var queryDown: String, queryDownNorm: String, queryUp: String
+    /// `q_proj`, when there is no low-rank query step
+    public var query: String
+    public var kvDown: String, kvDownNorm: String, kvUp: String
+
+    public init(prefix p: String) {
+        (queryDown, queryDownNorm, queryUp) = ("\(p)q_a_proj.weight", "\(p)q_a_layernorm.weight", "\(p)q_b_proj.weight")
+        query = "\(p)q_proj.weight"
+        (kvDown, kvDownNorm, kvUp) = ("\(p)kv_a_proj_with_mqa.weight", "\(p)kv_a_layernorm.weight", "\(p)kv_b_proj.weight")
+    }
 }
 
 public struct MLPNames: Sendable {

@@ -35,8 +35,14 @@ public final class Transformer<Backend: ExpertBackend> {
         for (index, layer) in weights.layers.enumerated() {
             let layerSpec = spec.layers[index]
             spec.normalize(x.data, rows: t, weight: layer.inputNorm, into: normed.data)
-            Attention(spec: spec, layerSpec: layerSpec.attention, weights: layer.attention, layer: index)
-                .forward(normed, batch: batch, layout: layout, cache: cache, into: branch)
+            switch layer.attention {
+            case .standard(let weights):
+                Attention(spec: spec, layerSpec: layerSpec.attention, weights: weights, layer: index)
+                    .forward(normed, batch: batch, layout: layout, cache: cache, into: branch)
+            case .latent(let weights):
+                LatentAttention(spec: spec, layerSpec: layerSpec.attention, weights: weights, layer: index)
+                    .forward(normed, batch: batch, layout: layout, cache: cache, into: branch)
+            }
             x.add(branch)
             spec.normalize(x.data, rows: t, weight: layer.postAttentionNorm, into: normed.data)
             try feedForward(index, layer, normed, generated: layout.generated, into: branch)

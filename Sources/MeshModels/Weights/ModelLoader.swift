@@ -102,19 +102,13 @@ struct DenseWeightLoader {
 
     private func layer(_ index: Int, _ layerSpec: LayerSpec) throws -> LayerWeights {
         let n = names.layer(index, layerSpec)
-        let (h, d) = (spec.hiddenSize, spec.headDim)
-        let (qWidth, kvWidth) = (spec.headCount * d, spec.kvHeadCount * d)
-        let a = layerSpec.attention
-        let acrossHeads = a.qkNorm == .rmsAcrossHeadsBeforeRope
-        let (q, k, v) = try projections(n, qWidth: qWidth, kvWidth: kvWidth)
-        let attention = AttentionWeights(
-            q: q, k: k, v: v, o: try linear(n.o, h, qWidth),
-            qNorm: try n.qNorm.map { try vector($0, acrossHeads ? qWidth : d) },
-            kNorm: try n.kNorm.map { try vector($0, acrossHeads ? kvWidth : d) },
-            qBias: a.qkvBias ? try vector(Self.bias(of: n.q), qWidth) : nil,
-            kBias: a.qkvBias ? try vector(Self.bias(of: n.k), kvWidth) : nil,
-            vBias: a.qkvBias ? try vector(Self.bias(of: n.v), kvWidth) : nil,
-            oBias: a.outputBias ? try vector(Self.bias(of: n.o), h) : nil)
+        let h = spec.hiddenSize
+        let attention: AttentionLayerWeights
+        if let latent = layerSpec.attention.latent, let latentNames = n.latent {
+            attention = .latent(try latentAttention(latent, latentNames, o: n.o))
+        } else {
+            attention = .standard(try standardAttention(layerSpec.attention, n))
+        }
         let feedForward: FeedForwardWeights
         switch (layerSpec.feedForward, n.feedForward) {
         case (.dense(let size), .dense(let mlp)):
@@ -131,6 +125,32 @@ struct DenseWeightLoader {
         }
         return LayerWeights(inputNorm: try vector(n.inputNorm, h), postAttentionNorm: try vector(n.postAttentionNorm, h),
                             attention: attention, feedForward: feedForward)
+    }
+
+    private func standardAttention(_ a: AttentionSpec, _ n: LayerWeightNames) throws -> AttentionWeights {
+        let (h, d) = (spec.hiddenSize, spec.headDim)
+        let (qWidth, kvWidth) = (spec.headCount * d, spec.kvHeadCount * d)
+        let acrossHeads = a.qkNorm == .rmsAcrossHeadsBeforeRope
+        let (q, k, v) = try projections(n, qWidth: qWidth, kvWidth: kvWidth)
+        return AttentionWeights(
+            q: q, k: k, v: v, o: try linear(n.o, h, qWidth),
+            qNorm: try n.qNorm.map { try vector($0, acrossHeads ? qWidth : d) },
+            kNorm: try n.kNorm.map { try vector($0, acrossHeads ? kvWidth : d) },
+            qBias: a.qkvBias ? try vector(Self.bias(of: n.q), qWidth) : nil,
+            kBias: a.qkvBias ? try vector(Self.bias(of: n.k), kvWidth) : nil,
+            vBias: a.qkvBias ? try vector(Self.bias(of: n.v), kvWidth) : nil,
+            oBias: a.outputBias ? try vector(Self.bias(of: n.o), h) : nil)
+    }
+
+    private func latentAttention(_ a: LatentAttentionSpec, _ n: LatentAttentionNames, o: String) throws -> LatentAttentionWeights {
+        let (h, heads) = (spec.hiddenSize, spec.headCount)
+        let queryWidth = heads * (a.nopeDim + a.ropeDim)
+        return LatentAttentionWeights(
+            queryDown: try a.queryRank.map { try linear(n.queryDown, $0, h) },
+            queryDownNorm: try a.queryRank.map { try vector(n.queryDownNorm, $0) },
+            query: a.queryRank == nil ? try linear(n.query, queryWidth, h) : try linear(n.queryUp, queryWidth, a.queryRank!),
+            kvDown: try linear(n.kvDown, a.kvRank + a.ropeDim, h), kvDownNorm: try vector(n.kvDownNorm, a.kvRank),
+            kvUp: try linear(n.kvUp, heads * (a.nopeDim + a.valueDim), a.kvRank), o: try linear(o, h, heads * a.valueDim))
     }
 
     /// q, k and v: three tensors, or row ranges of one fused tensor.

@@ -17,6 +17,34 @@ public struct AttentionWeights: Sendable {
     public var qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, oBias: [Float]?
 }
 
+/// Multi-head latent attention (DeepSeek-V3): see `LatentAttentionSpec`.
+public struct LatentAttentionWeights: Sendable {
+    /// [queryRank, H] and its RMSNorm [queryRank], when queries go through a low-rank step.
+    public var queryDown: LinearWeight?, queryDownNorm: [Float]?
+    /// [heads·(nope + rope), queryRank or H]
+    public var query: LinearWeight
+    /// [kvRank + rope, H] (`kv_a_proj_with_mqa`) and the latent's RMSNorm [kvRank]
+    public var kvDown: LinearWeight, kvDownNorm: [Float]
+    /// [heads·(nope + value), kvRank] (`kv_b_proj`): per head, the key rows then the value rows
+    public var kvUp: LinearWeight
+    /// [H, heads·value]
+    public var o: LinearWeight
+}
+
+/// A layer's attention weights, of the kind its spec selects.
+public enum AttentionLayerWeights: Sendable {
+    case standard(AttentionWeights)
+    case latent(LatentAttentionWeights)
+
+    /// Every matrix a token is multiplied by.
+    public var projections: [LinearWeight] {
+        switch self {
+        case .standard(let a): return [a.q, a.k, a.v, a.o]
+        case .latent(let a): return (a.queryDown.map { [$0] } ?? []) + [a.query, a.kvDown, a.kvUp, a.o]
+        }
+    }
+}
+
 /// What the coordinator holds of a MoE layer; the routed experts live in an `ExpertBackend`.
 public struct MoEWeights: Sendable {
     /// [E, H]
@@ -36,7 +64,7 @@ public enum FeedForwardWeights: Sendable {
 public struct LayerWeights: Sendable {
     public var inputNorm: [Float]
     public var postAttentionNorm: [Float]
-    public var attention: AttentionWeights
+    public var attention: AttentionLayerWeights
     public var feedForward: FeedForwardWeights
 }
 
@@ -59,8 +87,7 @@ public struct DenseWeights: Sendable {
     var projections: [LinearWeight] {
         var all = [lmHead]
         for layer in layers {
-            let a = layer.attention
-            all += [a.q, a.k, a.v, a.o]
+            all += layer.attention.projections
             switch layer.feedForward {
             case .dense(let mlp): all += [mlp.gate, mlp.up, mlp.down]
             case .moe(let moe):

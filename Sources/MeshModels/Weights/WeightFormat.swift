@@ -47,11 +47,16 @@ extension DenseWeights {
         result.lmHead = format.apply(lmHead)
         result.layers = layers.map { layer in
             var layer = layer
-            let a = layer.attention
-            layer.attention.q = format.apply(a.q)
-            layer.attention.k = format.apply(a.k)
-            layer.attention.v = format.apply(a.v)
-            layer.attention.o = format.apply(a.o)
+            switch layer.attention {
+            case .standard(var a):
+                (a.q, a.k, a.v, a.o) = (format.apply(a.q), format.apply(a.k), format.apply(a.v), format.apply(a.o))
+                layer.attention = .standard(a)
+            case .latent(var a):
+                // kv_b_proj stays: its rows are also read transposed (queries absorbed into the latent).
+                a.queryDown = a.queryDown.map(format.apply)
+                (a.query, a.kvDown, a.o) = (format.apply(a.query), format.apply(a.kvDown), format.apply(a.o))
+                layer.attention = .latent(a)
+            }
             switch layer.feedForward {
             case .dense(let mlp): layer.feedForward = .dense(mlp.converted(to: format))
             case .moe(var moe):

@@ -1,0 +1,106 @@
+import MeshTensors
+
+/// DeepSeek-V3's multi-head latent attention (MLA) for the T tokens of a step. The cache keeps per
+/// token and layer only the normalised latent c [R] (in its key array) and the shared rotated key
+/// k_rot [r] (in its value array), not per-head keys and values. Each head's keys and values are
+/// `kv_b_proj` rows applied to c, so they are never expanded: the query is absorbed instead,
+///   q_lat = W_UKᵀ · q_nope            [R]      (W_UK: the head's key rows of kv_b_proj, [n, R])
+///   s_j   = (q_lat · c_j + q_rot · k_rot_j) · scale
+///   out   = W_UV · Σ_j softmax(s)_j c_j  [v]      (W_UV: the head's value rows, [v, R])
+/// which is transformers' expand-then-attend, summed in another order.
+struct LatentAttention {
+    let spec: ModelSpec
+    let layerSpec: AttentionSpec
+    let weights: LatentAttentionWeights
+    let layer: Int
+
+    /// x [T, H] (normalised) → out [T, H] (o_proj output).
+    func forward(_ x: Matrix, batch: ForwardBatch, layout: RowLayout, cache: PagedKVCache, into out: Matrix) {
+        guard let mla = layerSpec.latent else { return }
+        let (t, heads) = (x.rows, spec.headCount)
+        let (nope, rope, rank, valueDim) = (mla.nopeDim, mla.ropeDim, mla.kvRank, mla.valueDim)
+        let queryWidth = nope + rope
+        let generated = layout.generated
+
+        let q = Matrix(rows: t, columns: heads * queryWidth)     // [T, heads·(n + r)]
+        if let down = weights.queryDown, let norm = weights.queryDownNorm {
+            let compressed = Matrix(rows: t, columns: down.outFeatures)   // [T, queryRank]
+            matmul(x.data, rows: t, down, into: compressed.data, generated: generated)
+            rmsNorm(compressed.data, rows: t, width: down.outFeatures, weight: norm, eps: spec.normEps, into: compressed.data)
+            matmul(compressed.data, rows: t, weights.query, into: q.data, generated: generated)
+        } else {
+            matmul(x.data, rows: t, weights.query, into: q.data, generated: generated)
+        }
+        let kv = Matrix(rows: t, columns: rank + rope)            // [T, R + r]: latent, then the rope key
+        matmul(x.data, rows: t, weights.kvDown, into: kv.data, generated: generated)
+        for row in 0..<t {
+            let position = layout.positions[row]
+            let length = max(batch.segments[layout.segment[row]].promptLength, position + 1)
+            rmsNorm(kv.row(row), rows: 1, width: rank, weight: weights.kvDownNorm, eps: spec.normEps, into: kv.row(row))
+            spec.rope.apply(kv.row(row) + rank, heads: 1, position: position, sequenceLength: length)
+            for head in 0..<heads {
+                spec.rope.apply(q.row(row) + head * queryWidth + nope, heads: 1, position: position, sequenceLength: length)
+            }
+            cache.key(layer: layer, slot: layout.slots[row]).update(from: kv.row(row), count: rank)
+            cache.value(layer: layer, slot: layout.slots[row]).update(from: kv.row(row) + rank, count: rope)
+        }
+
+        // Absorb each head's key rows into its query: q_lat [T, heads·R].
+        let queryLatent = Matrix(rows: t, columns: heads * rank)
+        let headQuery = Matrix(rows: t, columns: nope)          // [T, n]
+        let headLatent = Matrix(rows: t, columns: rank)         // [T, R]
+        for head in 0..<heads {
+            for row in 0..<t { headQuery.row(row).update(from: q.row(row) + head * queryWidth, count: nope) }
+            matmul(headQuery.data, rows: t, keyRowsTransposed(head, nope: nope, valueDim: valueDim), into: headLatent.data,
+                   generated: generated)
+            for row in 0..<t { (queryLatent.row(row) + head * rank).update(from: headLatent.row(row), count: rank) }
+        }
+
+        let contextLatent = Matrix(rows: t, columns: heads * rank)   // [T, heads·R]: Σ_j p_j c_j
+        let longest = (layout.positions.max() ?? 0) + 1
+        let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * (rank + rope)
+        Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 20 ? 4 : t * heads) { range in
+            var scores = [Float](repeating: 0, count: longest)
+            for task in range {
+                let (row, head) = (task / heads, task % heads)
+                let position = layout.positions[row]
+                let segment = batch.segments[layout.segment[row]]
+                let first = layerSpec.firstVisible(from: position)
+                let span = position - first + 1
+                let latentQuery = queryLatent.row(row) + head * rank
+                let ropeQuery = q.row(row) + head * queryWidth + nope
+                let target = contextLatent.row(row) + head * rank
+                scores.withUnsafeMutableBufferPointer { s in
+                    for j in 0..<span {
+                        let slot = segment.slot(first + j)
+                        s[j] = (dot(latentQuery, cache.key(layer: layer, slot: slot), rank)
+                                + dot(ropeQuery, cache.value(layer: layer, slot: slot), rope)) * mla.scale
+                    }
+                    softmax(s.baseAddress!, count: span)
+                    for j in 0..<span { axpy(s[j], cache.key(layer: layer, slot: segment.slot(first + j)), target, rank) }
+                }
+            }
+        }
+
+        // Each head's value rows on its context latent: context [T, heads·v].
+        let context = Matrix(rows: t, columns: heads * valueDim)
+        let headValues = Matrix(rows: t, columns: valueDim)     // [T, v]
+        for head in 0..<heads {
+            for row in 0..<t { headLatent.row(row).update(from: contextLatent.row(row) + head * rank, count: rank) }
+            let valueRows = head * (nope + valueDim) + nope
+            matmul(headLatent.data, rows: t, weights.kvUp.outputs(valueRows ..< valueRows + valueDim), into: headValues.data,
+                   generated: generated)
+            for row in 0..<t { (context.row(row) + head * valueDim).update(from: headValues.row(row), count: valueDim) }
+        }
+        matmul(context.data, rows: t, weights.o, into: out.data, generated: generated)
+    }
+
+    /// W_UKᵀ of `head` as a weight [out R, in n]: kv_b_proj's key rows of that head read transposed.
+    private func keyRowsTransposed(_ head: Int, nope: Int, valueDim: Int) -> LinearWeight {
+        let up = weights.kvUp
+        let firstRow = head * (nope + valueDim)
+        return LinearWeight(data: up.data + firstRow * up.leadingDimension * up.dtype.byteSize, dtype: up.dtype,
+                            outFeatures: up.inFeatures, inFeatures: nope, layout: .inMajor,
+                            leadingDimension: up.leadingDimension, owner: up.owner)
+    }
+}
