@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (DbrxConfig, DbrxForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
+from transformers import (DbrxConfig, DbrxForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, GptOssConfig,
+                          GptOssForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, LlamaConfig, LlamaForCausalLM, Llama4Config, Llama4ForCausalLM, Llama4ForConditionalGeneration,
                           Llama4TextConfig, MistralConfig, MistralForCausalLM, MixtralConfig, MixtralForCausalLM,
                           OlmoeConfig, OlmoeForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
                           Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
@@ -70,7 +71,8 @@ def router_margin(model, input_ids):
 
     def hook(_module, inputs, _output):
         x = inputs[0].reshape(-1, inputs[0].shape[-1])
-        logits = torch.nn.functional.linear(x.float(), _module.weight.float())
+        logits = torch.nn.functional.linear(x.float(), _module.weight.float(),
+                                            _module.bias.float() if getattr(_module, "bias", None) is not None else None)
         if hasattr(_module, "e_score_correction_bias"):
             # grouped sigmoid routing: the group choice and the expert choice must both be clear
             scores = logits.sigmoid() + _module.e_score_correction_bias
@@ -81,13 +83,13 @@ def router_margin(model, input_ids):
                 margins.append(float((g[:, -2] - g[:, -1]).min()))
             keep = torch.zeros_like(group_scores).scatter_(1, torch.topk(group_scores, config.topk_group, dim=-1)[1], 1)
             logits = scores.masked_fill(~keep.repeat_interleave(scores.shape[-1] // config.n_group, 1).bool(), -1e9)
-        elif config.model_type != "llama4_text":
+        elif config.model_type not in ("llama4_text", "gpt_oss"):   # these choose on the logits
             logits = torch.softmax(logits.float(), dim=-1)
         top = torch.topk(logits, k + 1, dim=-1).values
         margins.append(float((top[:, k - 1] - top[:, k]).min()))
 
     for name, module in model.named_modules():
-        if name.endswith(("block_sparse_moe.gate", "mlp.gate", "feed_forward.router", "ffn.router.layer")):
+        if name.endswith(("block_sparse_moe.gate", "mlp.gate", "feed_forward.router", "ffn.router.layer", "mlp.router")):
             hooks.append(module.register_forward_hook(hook))
     with torch.no_grad():
         model(input_ids)
@@ -361,6 +363,13 @@ def main():
                                   rope_theta=1e4),
                                   "bf16 checkpoint (reference in f32 on the same bf16 values); MLA without the low-rank "
                                   "query step (q_proj, as DeepSeek-V2-Lite), RoPE on rotate_half pairs"),
+        "gpt_oss": (GptOssForCausalLM, GptOssConfig(**{**small, "intermediate_size": 32}, num_local_experts=8,
+                    num_experts_per_tok=2, sliding_window=4, attention_bias=True,
+                    rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0, "beta_fast": 32.0,
+                                     "beta_slow": 1.0, "original_max_position_embeddings": 64, "truncate": False}),
+                    "sliding window 4 on layers 0 and 2, full attention on 1; attention sinks, biases; YaRN without "
+                    "truncation; router bias, softmax over the top-2 logits; experts with biases, clamped SwiGLU and "
+                    "interleaved gate/up (dequantized: MXFP4 blocks are not covered here)"),
     }
     for offset, (name, (model_class, config, notes)) in enumerate(families.items()):
         if not wanted(name):
@@ -384,6 +393,10 @@ def main():
                     saved = list(model.parameters()) + [b for n, b in model.named_buffers() if n.endswith("correction_bias")]
                     for tensor in saved:
                         tensor.copy_(tensor.to(torch.bfloat16).to(torch.float32))
+                if config.model_type == "gpt_oss":   # biases and sinks may start at zero; make them count
+                    for name, parameter in model.named_parameters():
+                        if name.endswith(("bias", "sinks")):
+                            parameter.copy_(torch.randn_like(parameter) * 0.5)
                 if config.model_type == "dbrx":   # its LayerNorm weights start at one; make them count
                     for name, parameter in model.named_parameters():
                         if name.endswith(("norm_1.weight", "norm_2.weight", "norm_f.weight")):

@@ -21,10 +21,10 @@ final class ModelErrorTests: XCTestCase {
 
     func testUnknownModelTypeListsSupportedOnes() throws {
         let dir = try Fixtures.scratchCopy("mixtral")
-        try editConfig(dir) { $0["model_type"] = "gpt_oss" }
+        try editConfig(dir) { $0["model_type"] = "mamba" }
         let supported = ArchitectureRegistry.supportedModelTypes
-        XCTAssertTrue(["glm4_moe", "llama", "llama4", "mixtral", "olmoe", "qwen2_moe", "qwen3_moe"].allSatisfy(supported.contains))
-        assertLoadFails(dir, containing: "unknown model_type 'gpt_oss'; supported: " + supported.joined(separator: ", "))
+        XCTAssertTrue(["gpt_oss", "glm4_moe", "llama", "llama4", "mixtral", "olmoe", "qwen2_moe", "qwen3_moe"].allSatisfy(supported.contains))
+        assertLoadFails(dir, containing: "unknown model_type 'mamba'; supported: " + supported.joined(separator: ", "))
     }
 
     func testMissingConfigFieldIsNamed() throws {
@@ -95,6 +95,7 @@ final class ModelErrorTests: XCTestCase {
             ("deepseek_v3", { $0["kv_lora_rank"] = 12 },
              "tensor 'model.layers.0.self_attn.kv_a_proj_with_mqa.weight' has shape [24, 48], expected [20, 48]"),
             ("deepseek_v3", { $0["attention_bias"] = true }, "'attention_bias: true' is not supported for deepseek_v3"),
+            ("gpt_oss", { $0["attention_bias"] = false }, "unexpected tensors in checkpoint: model.layers.0.self_attn."),
         ]
         for (fixture, edit, message) in cases {
             let dir = try Fixtures.scratchCopy(fixture)
@@ -103,20 +104,37 @@ final class ModelErrorTests: XCTestCase {
         }
     }
 
-    /// A checkpoint without one of multi-head latent attention's tensors names it.
-    func testMissingLatentAttentionTensorIsNamed() throws {
-        let dir = try Fixtures.scratchCopy("deepseek_v3")
-        let file = dir.appendingPathComponent("model.safetensors")
+    /// Rewrites a scratch fixture's model.safetensors through `edit`.
+    func rewriteCheckpoint(_ dir: URL, _ edit: ([SafetensorsWriter.Entry]) -> [SafetensorsWriter.Entry]) throws {
         let checkpoint = try Checkpoint(directory: dir)
-        let missing = "model.layers.1.self_attn.kv_a_proj_with_mqa.weight"
-        let entries = try checkpoint.tensorNames.filter { $0 != missing }.map { name in
+        let entries = try checkpoint.tensorNames.map { name in
             let view = try checkpoint.tensor(name)
             return SafetensorsWriter.Entry(name: name, dtype: view.dtype, shape: view.shape,
                                            bytes: Data(bytes: view.data, count: view.byteCount))
         }
-        try SafetensorsWriter.write(entries, to: file)
+        try SafetensorsWriter.write(edit(entries), to: dir.appendingPathComponent("model.safetensors"))
+    }
+
+    /// A checkpoint without one of multi-head latent attention's tensors names it.
+    func testMissingLatentAttentionTensorIsNamed() throws {
+        let dir = try Fixtures.scratchCopy("deepseek_v3")
+        let missing = "model.layers.1.self_attn.kv_a_proj_with_mqa.weight"
+        try rewriteCheckpoint(dir) { $0.filter { $0.name != missing } }
         assertLoadFails(dir, containing: "'\(missing)'")
         assertLoadFails(dir, containing: "is missing")
+    }
+
+    /// gpt-oss experts as MXFP4 blocks are refused with what to do, not read as something else.
+    func testMXFP4ExpertsAreRefusedClearly() throws {
+        let dir = try Fixtures.scratchCopy("gpt_oss")
+        try rewriteCheckpoint(dir) { entries in
+            entries.map { entry in
+                var renamed = entry
+                if entry.name.hasSuffix("experts.gate_up_proj") { renamed.name += "_blocks" }
+                return renamed
+            }
+        }
+        assertLoadFails(dir, containing: "experts.gate_up_proj_blocks': MXFP4 expert weights are not supported yet")
     }
 
     func testTruncatedWeightsFile() throws {

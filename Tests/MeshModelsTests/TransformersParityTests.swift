@@ -32,6 +32,7 @@ final class TransformersParityTests: XCTestCase {
     func testDbrxLayerNormFusedQKVStackedExperts() throws { try assertMatchesTransformers("dbrx") }
     func testDeepseekV3LatentAttentionAndYarn() throws { try assertMatchesTransformers("deepseek_v3") }
     func testDeepseekV3LiteBF16WithoutQueryLowRank() throws { try assertMatchesTransformers("deepseek_v3-lite-bf16") }
+    func testGptOssSinksSlidingLayersBiasedExperts() throws { try assertMatchesTransformers("gpt_oss") }
     func testLlamaDenseWithBiasesAndLinearRope() throws { try assertMatchesTransformers("llama") }
     func testMistralSlidingWindow() throws { try assertMatchesTransformers("mistral") }
     func testQwen2SlidingWindowLayersAndYarn() throws { try assertMatchesTransformers("qwen2") }
@@ -40,7 +41,7 @@ final class TransformersParityTests: XCTestCase {
     /// No fixture is left out of the named tests above.
     func testEveryFixtureHasItsParityTest() throws {
         let named = ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4",
-                     "qwen2_moe", "olmoe", "glm4_moe", "dbrx", "deepseek_v3", "deepseek_v3-lite-bf16", "llama", "mistral", "qwen2", "qwen3"]
+                     "qwen2_moe", "olmoe", "glm4_moe", "dbrx", "deepseek_v3", "deepseek_v3-lite-bf16", "gpt_oss", "llama", "mistral", "qwen2", "qwen3"]
         XCTAssertEqual(Set(Fixtures.all), Set(named), "add a parity test for each new fixture")
     }
 

@@ -59,7 +59,8 @@ extension ModelShape {
         case .rmsAcrossHeadsBeforeRope: qkNorms = qWidth + kvWidth
         case .none, .l2AfterRope: qkNorms = 0
         }
-        return Layer(attention: 2 * h * qWidth + 2 * h * kvWidth + biases + qkNorms, kvValuesPerToken: 2 * kvWidth,
+        let sinks = a.sinks ? heads : 0
+        return Layer(attention: 2 * h * qWidth + 2 * h * kvWidth + biases + qkNorms + sinks, kvValuesPerToken: 2 * kvWidth,
                      norms: 0, dense: 0, router: 0)
     }
 
@@ -77,9 +78,10 @@ extension ModelShape {
                 shape.dense = 3 * h * intermediate
             case .moe(let moe):
                 shape.dense = 3 * h * (moe.sharedExpertIntermediateSize ?? 0) + (moe.sharedExpertGated ? h : 0)
-                shape.router = moe.expertCount * h
+                shape.router = moe.expertCount * h + (moe.routerBias ? moe.expertCount : 0)
                 if case .groupedSigmoid = moe.routing { shape.router += moe.expertCount }   // the score-correction bias
-                (shape.experts, shape.expertParameters, shape.topK) = (moe.expertCount, 3 * h * moe.intermediateSize, moe.topK)
+                (shape.experts, shape.expertParameters, shape.topK) =
+                    (moe.expertCount, 3 * h * moe.intermediateSize + (moe.expertBiases ? 2 * moe.intermediateSize + h : 0), moe.topK)
             }
             return shape
         }

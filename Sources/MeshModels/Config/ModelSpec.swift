@@ -91,10 +91,12 @@ public struct AttentionSpec: Sendable {
     public var outputBias: Bool
     /// Multi-head latent attention instead of one K and V per head (DeepSeek-V3).
     public var latent: LatentAttentionSpec?
+    /// A learned per-head logit joins every softmax's denominator (gpt-oss's attention sinks).
+    public var sinks: Bool
 
     public init(usesRope: Bool = true, qkNorm: QKNorm = .none, chunkSize: Int? = nil,
                 temperatureTuning: TemperatureTuning? = nil, slidingWindow: Int? = nil, clipQKV: Float? = nil,
-                qkvBias: Bool = false, outputBias: Bool = false, latent: LatentAttentionSpec? = nil) {
+                qkvBias: Bool = false, outputBias: Bool = false, latent: LatentAttentionSpec? = nil, sinks: Bool = false) {
         self.usesRope = usesRope
         self.qkNorm = qkNorm
         self.chunkSize = chunkSize
@@ -104,6 +106,7 @@ public struct AttentionSpec: Sendable {
         self.qkvBias = qkvBias
         self.outputBias = outputBias
         self.latent = latent
+        self.sinks = sinks
     }
 
     /// What the KV cache stores per token: keys and values of every KV head, or MLA's latent and
@@ -150,6 +153,8 @@ public struct MoESpec: Sendable {
         /// top-k among their experts; weights are the unbiased scores, optionally renormalised,
         /// times `scale` (`routed_scaling_factor`).
         case groupedSigmoid(GroupedSigmoid)
+        /// top-k on the logits (router bias included), softmax over the k chosen (gpt-oss).
+        case topKSoftmax
     }
 
     public struct GroupedSigmoid: Sendable, Equatable {
@@ -167,6 +172,11 @@ public struct MoESpec: Sendable {
     public var sharedExpertIntermediateSize: Int?
     /// The shared expert's output is scaled by sigmoid(x · w) of its own [1, H] gate (Qwen 2 MoE).
     public var sharedExpertGated = false
+    /// How the routed experts combine gate and up (gpt-oss: clamped SwiGLU).
+    public var expertActivation: GatedActivation = .silu
+    /// The router adds a bias to its logits, and the experts have biases on their projections (gpt-oss).
+    public var routerBias = false
+    public var expertBiases = false
 
     public init(expertCount: Int, topK: Int, intermediateSize: Int, routing: Routing,
                 sharedExpertIntermediateSize: Int? = nil, sharedExpertGated: Bool = false) {

@@ -13,6 +13,8 @@ public struct LayerWeightNames: Sendable {
     public var fusedQKV: String? = nil
     /// Multi-head latent attention's tensors (then q, k, v are unused).
     public var latent: LatentAttentionNames? = nil
+    /// Attention sinks [heads] (gpt-oss).
+    public var sinks: String? = nil
 }
 
 /// DeepSeek-V3's attention tensors under `self_attn.`.
@@ -68,6 +70,12 @@ public struct MoENames: Sendable {
     public var scoreCorrectionBias: String? = nil
     /// Experts stacked in 2-D tensors [E·I, H] (DBRX's `w1`, `v1`, `w2`; `w2` is applied as x · w2).
     public var stacked: MLPNames? = nil
+    /// The fused gate/up outputs alternate gate, up, gate, up… instead of all gates then all ups (gpt-oss).
+    public var interleavedGateUp = false
+    /// Biases of the fused expert tensors: [E, 2I] (laid out like the outputs) and [E, H] (gpt-oss).
+    public var fusedGateUpBias: String? = nil, fusedDownBias: String? = nil
+    /// The router's bias [E] (gpt-oss).
+    public var routerBias: String? = nil
 }
 
 /// Where the decoder's tensors live in a checkpoint.

@@ -67,6 +67,7 @@ public final class Transformer<Backend: ExpertBackend> {
             guard let moe = spec.layers[index].moe else { return }
             let logits = Matrix(rows: x.rows, columns: moe.expertCount)   // [T, E]
             matmul(x.data, rows: x.rows, weights.router, into: logits.data, generated: generated)
+            logits.addToEveryRow(weights.routerBias)
             let routes = moe.route(logits: logits, correctionBias: weights.scoreCorrectionBias)
             let request = ExpertRequest(layer: index, input: x, routes: routes, placement: moe.weightPlacement, generated: generated)
             let pending = try backend.dispatch(request)

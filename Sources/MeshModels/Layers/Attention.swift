@@ -86,7 +86,11 @@ struct Attention {
                 let kvOffset = (head / group) * d
                 scores.withUnsafeMutableBufferPointer { s in
                     for j in 0..<span { s[j] = dot(query, cache.key(layer: layer, slot: slots[j]) + kvOffset, d) * scale }
-                    softmax(s.baseAddress!, count: span)
+                    if let sinks = weights.sinks {
+                        softmax(s.baseAddress!, count: span, sink: sinks[head])
+                    } else {
+                        softmax(s.baseAddress!, count: span)
+                    }
                     let target = context.row(row) + head * d
                     for j in 0..<span { axpy(s[j], cache.value(layer: layer, slot: slots[j]) + kvOffset, target, d) }
                 }

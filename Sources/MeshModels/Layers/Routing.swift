@@ -33,6 +33,11 @@ extension MoESpec {
                 return TokenRoute(experts: chosen, weights: chosen.map { sigmoid(row[$0]) })
             case .groupedSigmoid(let rule):
                 return groupedSigmoid(logits.rowArray(t), rule, correctionBias: correctionBias)
+            case .topKSoftmax:
+                let chosen = MeshTensors.topK(row, count: expertCount, k: topK)
+                var weights = chosen.map { row[$0] }
+                weights.withUnsafeMutableBufferPointer { softmax($0.baseAddress!, count: topK) }
+                return TokenRoute(experts: chosen, weights: weights)
             }
         }
     }

@@ -119,7 +119,8 @@ struct DenseWeightLoader {
             let gate = try moeNames.sharedGate.map { try linear($0, 1, h) }
             let correction = try moeNames.scoreCorrectionBias.map { try vector($0, moe.expertCount) }
             feedForward = .moe(MoEWeights(router: try linear(routerName, moe.expertCount, h), shared: shared, sharedGate: gate,
-                                          scoreCorrectionBias: correction))
+                                          scoreCorrectionBias: correction,
+                                          routerBias: try moeNames.routerBias.map { try vector($0, moe.expertCount) }))
         default:
             throw TensorError.io("internal: layer \(index) names do not match its spec")
         }
@@ -139,7 +140,8 @@ struct DenseWeightLoader {
             qBias: a.qkvBias ? try vector(Self.bias(of: n.q), qWidth) : nil,
             kBias: a.qkvBias ? try vector(Self.bias(of: n.k), kvWidth) : nil,
             vBias: a.qkvBias ? try vector(Self.bias(of: n.v), kvWidth) : nil,
-            oBias: a.outputBias ? try vector(Self.bias(of: n.o), h) : nil)
+            oBias: a.outputBias ? try vector(Self.bias(of: n.o), h) : nil,
+            sinks: a.sinks ? try vector(n.sinks ?? "", spec.headCount) : nil)
     }
 
     private func latentAttention(_ a: LatentAttentionSpec, _ n: LatentAttentionNames, o: String) throws -> LatentAttentionWeights {
@@ -203,6 +205,11 @@ struct ExpertLoader {
                                     down: try LinearWeight(inMajor: down.slice(expert))))
             }
         }
+        if let blocks = n.fusedGateUp.map({ $0 + "_blocks" }).first(where: checkpoint.contains) {
+            throw ModelError("tensor '\(blocks)': MXFP4 expert weights are not supported yet; use a checkpoint with "
+                             + "dequantized experts (transformers: from_pretrained(..., quantization_config=Mxfp4Config("
+                             + "dequantize=True)) then save_pretrained)")
+        }
         if let gateUpName = n.fusedGateUp.first(where: checkpoint.contains) {
             let downName = n.fusedDown.first(where: checkpoint.contains) ?? n.fusedDown[0]
             let gateUp = try checkpoint.tensor(gateUpName)
@@ -219,18 +226,36 @@ struct ExpertLoader {
                 throw TensorError.shapeMismatch(name: gateUpName, expected: n.fusedDefaultLayout == .outMajor ? [e, 2 * i, h] : [e, h, 2 * i], found: gateUp.shape)
             }
             try down.expect(shape: outMajor ? [e, h, i] : [e, i, h])
+            let gateUpBias = try n.fusedGateUpBias.map { try checkpoint.tensor($0, shape: [e, 2 * i]) }
+            let downBias = try n.fusedDownBias.map { try checkpoint.tensor($0, shape: [e, h]) }
             return try experts.map { (expert: Int) throws -> (Int, MLPWeights) in
-                let fused = outMajor ? try LinearWeight(gateUp.slice(expert)) : try LinearWeight(inMajor: gateUp.slice(expert))
                 let downWeight = outMajor ? try LinearWeight(down.slice(expert)) : try LinearWeight(inMajor: down.slice(expert))
-                // chunk(2, dim=-1): gate is the first half of the fused output features, up the second.
-                return (expert, MLPWeights(gate: fused.outputs(0..<i), up: fused.outputs(i..<(2 * i)), down: downWeight))
+                var weights: MLPWeights
+                if n.interleavedGateUp {
+                    // gate in the even outputs, up in the odd ones (gpt-oss), copied apart.
+                    let slice = gateUp.slice(expert)
+                    let (gate, up) = outMajor
+                        ? (try LinearWeight(slice).everyOtherOutput(from: 0), try LinearWeight(slice).everyOtherOutput(from: 1))
+                        : (try LinearWeight(inMajor: slice.everyOtherColumn(from: 0)), try LinearWeight(inMajor: slice.everyOtherColumn(from: 1)))
+                    weights = MLPWeights(gate: gate, up: up, down: downWeight)
+                    let bias = gateUpBias?.slice(expert).toFloats()
+                    weights.gateBias = bias.map { b in stride(from: 0, to: 2 * i, by: 2).map { b[$0] } }
+                    weights.upBias = bias.map { b in stride(from: 1, to: 2 * i, by: 2).map { b[$0] } }
+                } else {
+                    let fused = outMajor ? try LinearWeight(gateUp.slice(expert)) : try LinearWeight(inMajor: gateUp.slice(expert))
+                    // chunk(2, dim=-1): gate is the first half of the fused output features, up the second.
+                    weights = MLPWeights(gate: fused.outputs(0..<i), up: fused.outputs(i..<(2 * i)), down: downWeight)
+                }
+                weights.downBias = downBias?.slice(expert).toFloats()
+                weights.activation = moe.expertActivation
+                return (expert, weights)
             }
         }
         return try experts.map { (expert: Int) throws -> (Int, MLPWeights) in
             let m = n.perExpert(expert)
             return (expert, MLPWeights(gate: try LinearWeight(checkpoint.tensor(m.gate, shape: [i, h])),
                                        up: try LinearWeight(checkpoint.tensor(m.up, shape: [i, h])),
-                                       down: try LinearWeight(checkpoint.tensor(m.down, shape: [h, i]))))
+                                       down: try LinearWeight(checkpoint.tensor(m.down, shape: [h, i])), activation: moe.expertActivation))
         }
     }
 }

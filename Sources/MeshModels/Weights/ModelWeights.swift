@@ -1,12 +1,23 @@
 import MeshTensors
 
-/// A gated MLP: down(silu(gate(x)) · up(x)). Dense layers, shared experts and routed experts.
+/// A gated MLP: down(act(gate(x), up(x))). Dense layers, shared experts and routed experts.
 public struct MLPWeights: Sendable {
     public var gate: LinearWeight
     public var up: LinearWeight
     public var down: LinearWeight
+    public var activation: GatedActivation = .silu
+    /// Biases of the three projections (gpt-oss experts), nil where there are none.
+    public var gateBias: [Float]? = nil, upBias: [Float]? = nil, downBias: [Float]? = nil
 
     public var byteCount: Int { gate.byteCount + up.byteCount + down.byteCount }
+}
+
+/// How a gated MLP combines its gate and up projections.
+public enum GatedActivation: Sendable, Equatable {
+    /// silu(gate) · up
+    case silu
+    /// gpt-oss: g = min(gate, limit), u = clamp(up, ±limit); g · sigmoid(alpha · g) · (u + 1)
+    case clampedSwiGLU(alpha: Float, limit: Float)
 }
 
 public struct AttentionWeights: Sendable {
@@ -15,6 +26,8 @@ public struct AttentionWeights: Sendable {
     public var qNorm: [Float]?, kNorm: [Float]?
     /// Projection biases where the architecture has them.
     public var qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, oBias: [Float]?
+    /// A learned logit per head that joins each softmax's denominator (gpt-oss's attention sinks).
+    public var sinks: [Float]? = nil
 }
 
 /// Multi-head latent attention (DeepSeek-V3): see `LatentAttentionSpec`.
@@ -54,6 +67,8 @@ public struct MoEWeights: Sendable {
     public var sharedGate: LinearWeight?
     /// [E]: added to the scores for choosing experts only (grouped sigmoid routing).
     public var scoreCorrectionBias: [Float]?
+    /// [E]: the router's own bias, added to its logits (gpt-oss).
+    public var routerBias: [Float]? = nil
 }
 
 public enum FeedForwardWeights: Sendable {

@@ -33,7 +33,9 @@ public struct WeightFormats: Sendable, CustomStringConvertible {
 
 extension MLPWeights {
     public func converted(to format: WeightFormat) -> MLPWeights {
-        MLPWeights(gate: format.apply(gate), up: format.apply(up), down: format.apply(down))
+        var result = self
+        (result.gate, result.up, result.down) = (format.apply(gate), format.apply(up), format.apply(down))
+        return result
     }
 }
 

@@ -10,6 +10,19 @@ public func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointe
     for i in 0..<count { gate[i] = silu(gate[i]) * up[i] }
 }
 
+/// In-place softmax of one row whose denominator also holds exp(`sink`), a logit with no value
+/// (gpt-oss's attention sinks: the row may sum to less than one).
+public func softmax(_ x: UnsafeMutablePointer<Float>, count: Int, sink: Float) {
+    var maximum = sink
+    for i in 0..<count { maximum = max(maximum, x[i]) }
+    var sum = exp(sink - maximum)
+    for i in 0..<count {
+        x[i] = exp(x[i] - maximum)
+        sum += x[i]
+    }
+    for i in 0..<count { x[i] /= sum }
+}
+
 /// In-place softmax of one row, computed stably (max subtracted).
 public func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
     guard count > 0 else { return }

@@ -63,6 +63,14 @@ public struct LinearWeight: @unchecked Sendable {
                             inFeatures: inFeatures, layout: layout, leadingDimension: leadingDimension, owner: owner)
     }
 
+    /// Of an [out, in] weight (not quantised) whose outputs alternate two matrices, the one in
+    /// outputs `first`, `first + 2`, …: a view that steps over every other row.
+    public func everyOtherOutput(from first: Int) -> LinearWeight {
+        precondition(layout == .outMajor && !isQ8_0 && outFeatures % 2 == 0, "every other output of this weight")
+        return LinearWeight(data: data + first * leadingDimension * dtype.byteSize, dtype: dtype, outFeatures: outFeatures / 2,
+                            inFeatures: inFeatures, layout: .outMajor, leadingDimension: 2 * leadingDimension, owner: owner)
+    }
+
     /// Bytes a forward pass reads from this weight.
     public var byteCount: Int {
         isQ8_0 ? outFeatures * (inFeatures + 31) / 32 * 34 : outFeatures * inFeatures * dtype.byteSize

@@ -31,6 +31,20 @@ public struct TensorView: @unchecked Sendable {
         return TensorView(name: name, dtype: dtype, shape: newShape, data: data, owner: owner)
     }
 
+    /// Of a 2-D [rows, 2·n] tensor whose columns alternate two matrices, the [rows, n] one in the
+    /// columns `first`, `first + 2`, … (gpt-oss's interleaved gate/up), copied in the same dtype.
+    public func everyOtherColumn(from first: Int) -> TensorView {
+        precondition(shape.count == 2 && shape[1] % 2 == 0, "every other column of \(shape)")
+        let (rows, half, size) = (shape[0], shape[1] / 2, dtype.byteSize)
+        let storage = OwnedBytes(count: rows * half * size)
+        for r in 0..<rows {
+            for c in 0..<half {
+                (storage.bytes + (r * half + c) * size).copyMemory(from: data + (r * shape[1] + 2 * c + first) * size, byteCount: size)
+            }
+        }
+        return TensorView(name: "\(name)[:, \(first)::2]", dtype: dtype, shape: [rows, half], data: storage.bytes, owner: storage)
+    }
+
     /// All elements widened to f32 (tests, small tensors such as norms).
     public func toFloats() -> [Float] {
         [Float](unsafeUninitializedCapacity: elementCount) { buffer, count in
@@ -42,4 +56,11 @@ public struct TensorView: @unchecked Sendable {
     public func expect(shape expected: [Int]) throws {
         guard shape == expected else { throw TensorError.shapeMismatch(name: name, expected: expected, found: shape) }
     }
+}
+
+/// Bytes a view owns (a copy made at load, e.g. a de-interleaved matrix).
+final class OwnedBytes {
+    let bytes: UnsafeMutableRawPointer
+    init(count: Int) { bytes = .allocate(byteCount: max(count, 1), alignment: 64) }
+    deinit { bytes.deallocate() }
 }
