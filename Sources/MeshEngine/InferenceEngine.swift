@@ -126,8 +126,7 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     /// Fails every request (running and waiting) with `error`, freeing their blocks.
     public func failAll(_ error: EngineError) {
         for sequence in running + waiting {
-            blocks.release(sequence.blocks)
-            sequence.blocks = []
+            releaseBlocks(of: sequence)
             sequence.emit(.failed(error))
         }
         running = []
@@ -205,11 +204,13 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         let size = PagedKVCache.blockSize
         let before = sequence.computed
         sequence.computed += count
-        for block in (before / size) ..< (sequence.computed / size) {
+        // A block joins the prefix cache under its parent; none once the window let go of the parent.
+        for block in (before / size) ..< (sequence.computed / size) where block == 0 || block > sequence.releasedBlocks {
             blocks.register(sequence.blocks[block], parent: block > 0 ? sequence.blocks[block - 1] : -1,
                             tokens: sequence.tokens[block * size ..< (block + 1) * size],
                             promptTokens: BlockManager.promptTokens(blockStart: block * size, promptLength: sequence.promptCount))
         }
+        releaseOutOfWindow(sequence)
         let vocab = spec.vocabSize
         var recorded: [Float] = []
         for (offset, position) in positions.enumerated() {
@@ -305,12 +306,32 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     /// recomputed (mostly from the prefix cache) when admitted again.
     private func preempt(_ sequence: Sequence) {
         running.removeAll { $0 === sequence }
-        blocks.release(sequence.blocks)
-        sequence.blocks = []
+        releaseBlocks(of: sequence)
         sequence.computed = 0
         sequence.timings.preemptions += 1
         counters.preemptions += 1
         waiting.insert(sequence, at: 0)
+    }
+
+    /// Gives back every block the sequence still holds.
+    private func releaseBlocks(of sequence: Sequence) {
+        blocks.release(Array(sequence.blocks[sequence.releasedBlocks...]))
+        sequence.blocks = []
+        sequence.releasedBlocks = 0
+    }
+
+    /// Under a sliding window on every layer, the blocks whose positions no later query can see
+    /// go back to the pool (a long sequence holds a window's worth of blocks, not its whole length).
+    /// Their table entries stay as placeholders: positions keep their blocks' indices.
+    private func releaseOutOfWindow(_ sequence: Sequence) {
+        guard let window = spec.cacheWindow else { return }
+        // The next query is at position `computed`; it sees positions from computed − window + 1.
+        let firstVisible = sequence.computed - window + 1
+        let outOfWindow = min(max(0, firstVisible / PagedKVCache.blockSize), sequence.blocks.count)
+        guard outOfWindow > sequence.releasedBlocks else { return }
+        blocks.release(Array(sequence.blocks[sequence.releasedBlocks ..< outOfWindow]))
+        for block in sequence.releasedBlocks ..< outOfWindow { sequence.blocks[block] = Sequence.releasedBlock }
+        sequence.releasedBlocks = outOfWindow
     }
 
     private func dropCancelled() {
@@ -322,8 +343,7 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     private func finish(_ sequence: Sequence, reason: FinishReason? = nil, failure: EngineError? = nil) {
         running.removeAll { $0 === sequence }
         waiting.removeAll { $0 === sequence }
-        blocks.release(sequence.blocks)
-        sequence.blocks = []
+        releaseBlocks(of: sequence)
         if let failure {
             sequence.emit(.failed(failure))
             return

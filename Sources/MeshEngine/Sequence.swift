@@ -10,7 +10,12 @@ final class Sequence {
     private(set) var tokens: [Int]
     /// Positions 0 ..< computed have their keys and values in `blocks`.
     var computed = 0
+    /// The block table: position p lives in block `blocks[p / blockSize]`.
     var blocks: [Int] = []
+    /// The first `releasedBlocks` entries of `blocks` went back to the pool (out of a sliding
+    /// window) and hold `releasedBlock`.
+    var releasedBlocks = 0
+    static let releasedBlock = -1
     var sampler: Sampler
     let emit: (SequenceEvent) -> Void
     let isCancelled: () -> Bool

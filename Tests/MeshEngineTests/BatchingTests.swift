@@ -135,6 +135,26 @@ final class BatchingTests: XCTestCase {
         for name in ["mixtral", "llama4"] { try assertPreemptedRequestsRecomputeTheSame(name) }
     }
 
+    /// Under a sliding window on every layer (the Mistral fixture: 4 positions) a sequence holds only
+    /// the blocks its window reaches. Five requests that would need 65 blocks with whole-context
+    /// caches share a pool of 20 without a single preemption; the blocks they let go are reused by
+    /// the others at once (so reading one would change a result), and each equals the request alone.
+    func testSlidingWindowSequencesHoldOnlyTheirWindow() throws {
+        let local = try LocalEngine(directory: Self.fixture("mistral"))
+        XCTAssertEqual(local.spec.cacheWindow, 4)
+        var random = SeededGenerator(seed: 11)
+        let requests = (0..<5).map { index in
+            GenerationRequest(prompt: (0..<(20 + 7 * index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
+                              maxTokens: 150, logprobs: 2)
+        }
+        let alone = try requests.map { try local.generator.generate($0) }
+        let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 20))
+        XCTAssertEqual(stats.preemptions, 0, "sequences kept blocks their window no longer reaches")
+        for index in requests.indices { assertSame(together[index], alone[index], "mistral request \(index)") }
+        XCTAssertEqual(stats.blocksUsed, 0, "blocks leaked")
+        XCTAssertNil(try LocalEngine(directory: Self.fixture("qwen2")).spec.cacheWindow, "qwen2's full layers need every position")
+    }
+
     /// A preempted request's generated tokens are recomputed in a prompt-sized chunk, yet keep
     /// their role (and so, under AMX, their kernels): the results must not change.
     func assertPreemptedRequestsRecomputeTheSame(_ name: String, label: String = "", formats: WeightFormats = WeightFormats()) throws {

@@ -25,6 +25,14 @@ public struct ModelSpec: Sendable {
     public var unusedTrailingLayers = 0
 
     public var layerCount: Int { layers.count }
+    /// The positions every layer's queries look back over when all layers slide (Mistral): older
+    /// positions can leave the KV cache. Nil when any layer attends to the whole context.
+    public var cacheWindow: Int? {
+        let windows = layers.map { $0.attention.latent == nil ? $0.attention.slidingWindow : nil }
+        guard !windows.isEmpty, windows.allSatisfy({ $0 != nil }) else { return nil }
+        return windows.compactMap { $0 }.max()
+    }
+
     /// Values the KV cache keeps per token and layer, in its key and value arrays.
     public var cacheWidths: (key: Int, value: Int) {
         layers.first.map { $0.attention.cacheWidths(kvHeads: kvHeadCount, headDim: headDim) } ?? (0, 0)
