@@ -226,6 +226,73 @@ def llama4_text_config(**overrides):
     return Llama4TextConfig(**base)
 
 
+FP4_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def mxfp4_quantize(weight):
+    """[..., rows, cols] (cols a multiple of 32) → (blocks uint8 [..., rows, cols/32, 16], scales uint8
+    [..., rows, cols/32]) as the gpt-oss checkpoints store them: E2M1 values, the even one in the low
+    nibble, one power-of-two scale (E8M0, bias 127) per 32 values, chosen so the block's largest value fits 6."""
+    *prefix, rows, cols = weight.shape
+    groups = weight.reshape(*prefix, rows, cols // 32, 32).float()
+    largest = groups.abs().amax(-1).clamp(min=1e-30)
+    exponent = torch.ceil(torch.log2(largest / 6.0)).clamp(-127, 127)
+    scaled = groups / torch.ldexp(torch.ones_like(exponent), exponent.int()).unsqueeze(-1)
+    index = (scaled.unsqueeze(-1) - FP4_VALUES).abs().argmin(-1).to(torch.uint8)   # nearest E2M1 value
+    blocks = index[..., 0::2] | (index[..., 1::2] << 4)
+    return blocks, (exponent + 127).to(torch.uint8)
+
+
+def mxfp4_dequantize(blocks, scales):
+    """The values `mxfp4_quantize` stored, [..., rows, cols] in f32."""
+    values = torch.stack([FP4_VALUES[(blocks & 0x0F).long()], FP4_VALUES[(blocks >> 4).long()]], -1).flatten(-2)
+    values = torch.ldexp(values, (scales.int() - 127).unsqueeze(-1))
+    return values.flatten(-2)
+
+
+def gpt_oss_mxfp4(directory, report):
+    """gpt-oss with its experts stored as MXFP4 blocks, as the hub checkpoints ship them; the reference
+    is transformers' own: the checkpoint loaded with Mxfp4Config(dequantize=True)."""
+    from transformers import Mxfp4Config
+    config = GptOssConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, head_dim=16, num_local_experts=8, num_experts_per_tok=2, sliding_window=4,
+                          rms_norm_eps=1e-5, initializer_range=0.25, max_position_embeddings=256, bos_token_id=1,
+                          eos_token_id=2, tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 1e4})
+
+    def build():
+        model = GptOssForCausalLM._from_config(config, attn_implementation="eager")
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name.endswith(("bias", "sinks")):
+                    parameter.copy_(torch.randn_like(parameter) * 0.5)
+                if name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+                    # keep exactly what MXFP4 can hold, so the search sees the model the checkpoint stores
+                    parameter.copy_(mxfp4_dequantize(*mxfp4_quantize(parameter.transpose(1, 2))).transpose(1, 2))
+        return model
+
+    seed, model, prompt = search(build, lambda m: random_prompt(61, VOCAB, 12), seeds=range(4000, 4200))
+
+    def save(d):
+        state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith(("gate_up_proj", "down_proj"))}
+        for name, tensor in model.state_dict().items():
+            if name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+                blocks, scales = mxfp4_quantize(tensor.transpose(1, 2))   # rows: the outputs, as [E, out, in]
+                state[name + "_blocks"], state[name + "_scales"] = blocks.contiguous(), scales.contiguous()
+        save_file(state, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        config_dict = model.config.to_dict()
+        config_dict["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+            "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(config_dict, f, indent=2)
+
+    reload = lambda d: GptOssForCausalLM.from_pretrained(d, quantization_config=Mxfp4Config(dequantize=True),
+                                                         attn_implementation="eager", dtype=torch.float32).eval()
+    report["gpt_oss-mxfp4"] = write_fixture(directory, model, prompt,
+                                            f"seed {seed}; experts stored as MXFP4 blocks/scales (our quantiser); reference: "
+                                            "transformers' own dequantisation (Mxfp4Config(dequantize=True)), f32",
+                                            save=save, reload=reload)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="Tests/Fixtures/models")
@@ -407,6 +474,9 @@ def main():
                                      view=fresh, conditioning=1e-5)
         save = (lambda d, m=model: m.to(torch.bfloat16).save_pretrained(d)) if bf16 else None
         report[name] = write_fixture(directory, model, prompt, f"seed {seed}; eager attention; {notes}", reload=reload, save=save)
+
+    if wanted("gpt_oss-mxfp4"):
+        gpt_oss_mxfp4(os.path.join(args.out, "gpt_oss-mxfp4"), report)
 
     for name, (router, logit, generated) in report.items():
         print(f"{name:16s} router margin {router:.4f}  logit margin {logit:.4f}  greedy {generated}")

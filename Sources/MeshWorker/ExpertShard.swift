@@ -36,8 +36,7 @@ public final class ExpertShard {
         var sink: UInt64 = 0
         for weights in fresh.compactMap({ experts[$0] }) {
             for matrix in [weights.gate, weights.up, weights.down] where !matrix.isQ8_0 {
-                let span = matrix.layout == .outMajor ? matrix.outFeatures : matrix.inFeatures
-                sink &+= ProcessMemory.prefault(matrix.data, byteCount: (span - 1) * matrix.leadingDimension * matrix.dtype.byteSize + 1)
+                sink &+= ProcessMemory.prefault(matrix.data, byteCount: matrix.rowsByteSpan)
             }
         }
         if sink == 1 { print("", terminator: "") }   // keeps the page touches

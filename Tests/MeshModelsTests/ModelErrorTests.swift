@@ -108,6 +108,12 @@ final class ModelErrorTests: XCTestCase {
     func rewriteCheckpoint(_ dir: URL, _ edit: ([SafetensorsWriter.Entry]) -> [SafetensorsWriter.Entry]) throws {
         let checkpoint = try Checkpoint(directory: dir)
         let entries = try checkpoint.tensorNames.map { name in
+            let entry = try checkpoint.peek(name)
+            if entry.dtypeName == "U8" {
+                let bytes = try checkpoint.byteTensor(name)
+                return SafetensorsWriter.Entry(name: name, dtypeName: "U8", shape: bytes.shape,
+                                               bytes: Data(bytes: bytes.data, count: bytes.shape.reduce(1, *)))
+            }
             let view = try checkpoint.tensor(name)
             return SafetensorsWriter.Entry(name: name, dtype: view.dtype, shape: view.shape,
                                            bytes: Data(bytes: view.data, count: view.byteCount))
@@ -124,17 +130,27 @@ final class ModelErrorTests: XCTestCase {
         assertLoadFails(dir, containing: "is missing")
     }
 
-    /// gpt-oss experts as MXFP4 blocks are refused with what to do, not read as something else.
-    func testMXFP4ExpertsAreRefusedClearly() throws {
-        let dir = try Fixtures.scratchCopy("gpt_oss")
+    /// A wrong MXFP4 block shape or scale dtype names the tensor and what was expected.
+    func testWrongMXFP4BlocksAreNamed() throws {
+        let dir = try Fixtures.scratchCopy("gpt_oss-mxfp4")
         try rewriteCheckpoint(dir) { entries in
             entries.map { entry in
-                var renamed = entry
-                if entry.name.hasSuffix("experts.gate_up_proj") { renamed.name += "_blocks" }
-                return renamed
+                guard entry.name == "model.layers.0.mlp.experts.down_proj_blocks" else { return entry }
+                var reshaped = entry
+                reshaped.shape = [entry.shape[0], entry.shape[1], entry.shape[2] * 2, 8]
+                return reshaped
             }
         }
-        assertLoadFails(dir, containing: "experts.gate_up_proj_blocks': MXFP4 expert weights are not supported yet")
+        assertLoadFails(dir, containing: "tensor 'model.layers.0.mlp.experts.down_proj_blocks' has shape [8, 64, 4, 8], expected [8, 64, 2, 16]")
+        let scales = try Fixtures.scratchCopy("gpt_oss-mxfp4")
+        try rewriteCheckpoint(scales) { entries in
+            entries.map { entry in
+                guard entry.name == "model.layers.1.mlp.experts.gate_up_proj_scales" else { return entry }
+                return SafetensorsWriter.Entry(name: entry.name, dtype: .f16, shape: [entry.shape[0], entry.shape[1], entry.shape[2] / 2],
+                                               bytes: entry.bytes)
+            }
+        }
+        assertLoadFails(scales, containing: "model.layers.1.mlp.experts.gate_up_proj_scales")
     }
 
     func testTruncatedWeightsFile() throws {

@@ -33,6 +33,23 @@ final class TransformersParityTests: XCTestCase {
     func testDeepseekV3LatentAttentionAndYarn() throws { try assertMatchesTransformers("deepseek_v3") }
     func testDeepseekV3LiteBF16WithoutQueryLowRank() throws { try assertMatchesTransformers("deepseek_v3-lite-bf16") }
     func testGptOssSinksSlidingLayersBiasedExperts() throws { try assertMatchesTransformers("gpt_oss") }
+
+    /// gpt-oss's experts as the hub ships them, MXFP4 blocks, against transformers' own
+    /// dequantisation; the experts stay 4-bit in memory (17 bytes per 32 values, read in place).
+    func testGptOssMXFP4ExpertsStayFourBit() throws {
+        try assertMatchesTransformers("gpt_oss-mxfp4")
+        let model = try LoadedModel(directory: Fixtures.directory("gpt_oss-mxfp4"))
+        let experts = try model.loadExperts(model.allExpertKeys)
+        for weights in experts.values {
+            for weight in [weights.gate, weights.up, weights.down] {
+                XCTAssertTrue(weight.isMXFP4)
+                XCTAssertEqual(weight.byteCount, weight.outFeatures * weight.inFeatures * 17 / 32)
+            }
+        }
+        // --weights-dtype int8 keeps them MXFP4 (already smaller than int8).
+        let int8 = try model.loadExperts([ExpertKey(layer: 0, expert: 0)], format: .int8)
+        XCTAssertTrue(int8.values.first?.gate.isMXFP4 ?? false)
+    }
     func testLlamaDenseWithBiasesAndLinearRope() throws { try assertMatchesTransformers("llama") }
     func testMistralSlidingWindow() throws { try assertMatchesTransformers("mistral") }
     func testQwen2SlidingWindowLayersAndYarn() throws { try assertMatchesTransformers("qwen2") }
@@ -41,7 +58,7 @@ final class TransformersParityTests: XCTestCase {
     /// No fixture is left out of the named tests above.
     func testEveryFixtureHasItsParityTest() throws {
         let named = ["mixtral", "mixtral-fused", "mixtral-bf16", "qwen3_moe", "qwen3_moe-norm", "llama4_text", "llama4",
-                     "qwen2_moe", "olmoe", "glm4_moe", "dbrx", "deepseek_v3", "deepseek_v3-lite-bf16", "gpt_oss", "llama", "mistral", "qwen2", "qwen3"]
+                     "qwen2_moe", "olmoe", "glm4_moe", "dbrx", "deepseek_v3", "deepseek_v3-lite-bf16", "gpt_oss", "gpt_oss-mxfp4", "llama", "mistral", "qwen2", "qwen3"]
         XCTAssertEqual(Set(Fixtures.all), Set(named), "add a parity test for each new fixture")
     }
 
@@ -82,7 +99,8 @@ final class TransformersParityTests: XCTestCase {
         let variants = [saved] + (MatmulKernels.supported.contains(.amxBF16) ? [.amxBF16] : [])
         for variant in variants {
             MatmulKernels.use(variant)
-            for name in Fixtures.moe {
+            // MXFP4 experts stay 4-bit under --weights-dtype int8: nothing to measure there.
+            for name in Fixtures.moe where !name.hasSuffix("-mxfp4") {
                 // Random tiny fixtures (hidden 64, flat next-token distributions) are harsh on quantisation:
                 // with the int8 kernel, int8 experts move log-probabilities by ≤ 0.33 here and int8
                 // everywhere by up to 5.1 (DeepSeek's bf16 MLA fixture; 3.5 for the others); widened to bf16

@@ -2,7 +2,8 @@
 /// layers alternating with full ones (`layer_types`, by default the even layers slide), YaRN RoPE;
 /// every layer MoE, the router with a bias, softmax over the top-k logits, and experts with biases
 /// and a clamped SwiGLU (`swiglu_alpha`, `swiglu_limit`) whose fused gate/up outputs interleave.
-/// Checkpoints whose experts are MXFP4 blocks (`*_blocks`/`*_scales`) are refused for now.
+/// The hub's checkpoints store the experts as MXFP4 blocks (`*_blocks`/`*_scales`): they are read
+/// in place and multiplied 4 bits a value (`LinearWeight(mxfp4Blocks:scales:)`), on workers too.
 enum GptOss: Architecture {
     static let modelTypes = ["gpt_oss"]
 

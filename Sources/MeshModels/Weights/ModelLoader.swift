@@ -205,49 +205,27 @@ struct ExpertLoader {
                                     down: try LinearWeight(inMajor: down.slice(expert))))
             }
         }
+        let fused: (gateAndUp: (Int) throws -> (LinearWeight, LinearWeight), down: (Int) throws -> LinearWeight)?
         if let blocks = n.fusedGateUp.map({ $0 + "_blocks" }).first(where: checkpoint.contains) {
-            throw ModelError("tensor '\(blocks)': MXFP4 expert weights are not supported yet; use a checkpoint with "
-                             + "dequantized experts (transformers: from_pretrained(..., quantization_config=Mxfp4Config("
-                             + "dequantize=True)) then save_pretrained)")
+            fused = try mxfp4Experts(blocks, n)
+        } else if let gateUpName = n.fusedGateUp.first(where: checkpoint.contains) {
+            fused = try fusedExperts(gateUpName, n)
+        } else {
+            fused = nil
         }
-        if let gateUpName = n.fusedGateUp.first(where: checkpoint.contains) {
-            let downName = n.fusedDown.first(where: checkpoint.contains) ?? n.fusedDown[0]
-            let gateUp = try checkpoint.tensor(gateUpName)
-            let down = try checkpoint.tensor(downName)
-            // [E, 2I, H] is nn.Linear storage (Mixtral/Qwen in transformers 5); [E, H, 2I] is x @ W (Llama 4).
-            let outMajor: Bool
-            if gateUp.shape == [e, 2 * i, h], gateUp.shape == [e, h, 2 * i] {
-                outMajor = n.fusedDefaultLayout == .outMajor
-            } else if gateUp.shape == [e, 2 * i, h] {
-                outMajor = true
-            } else if gateUp.shape == [e, h, 2 * i] {
-                outMajor = false
-            } else {
-                throw TensorError.shapeMismatch(name: gateUpName, expected: n.fusedDefaultLayout == .outMajor ? [e, 2 * i, h] : [e, h, 2 * i], found: gateUp.shape)
-            }
-            try down.expect(shape: outMajor ? [e, h, i] : [e, i, h])
+        if let fused {
             let gateUpBias = try n.fusedGateUpBias.map { try checkpoint.tensor($0, shape: [e, 2 * i]) }
             let downBias = try n.fusedDownBias.map { try checkpoint.tensor($0, shape: [e, h]) }
             return try experts.map { (expert: Int) throws -> (Int, MLPWeights) in
-                let downWeight = outMajor ? try LinearWeight(down.slice(expert)) : try LinearWeight(inMajor: down.slice(expert))
-                var weights: MLPWeights
-                if n.interleavedGateUp {
-                    // gate in the even outputs, up in the odd ones (gpt-oss), copied apart.
-                    let slice = gateUp.slice(expert)
-                    let (gate, up) = outMajor
-                        ? (try LinearWeight(slice).everyOtherOutput(from: 0), try LinearWeight(slice).everyOtherOutput(from: 1))
-                        : (try LinearWeight(inMajor: slice.everyOtherColumn(from: 0)), try LinearWeight(inMajor: slice.everyOtherColumn(from: 1)))
-                    weights = MLPWeights(gate: gate, up: up, down: downWeight)
-                    let bias = gateUpBias?.slice(expert).toFloats()
-                    weights.gateBias = bias.map { b in stride(from: 0, to: 2 * i, by: 2).map { b[$0] } }
-                    weights.upBias = bias.map { b in stride(from: 1, to: 2 * i, by: 2).map { b[$0] } }
-                } else {
-                    let fused = outMajor ? try LinearWeight(gateUp.slice(expert)) : try LinearWeight(inMajor: gateUp.slice(expert))
-                    // chunk(2, dim=-1): gate is the first half of the fused output features, up the second.
-                    weights = MLPWeights(gate: fused.outputs(0..<i), up: fused.outputs(i..<(2 * i)), down: downWeight)
+                let (gate, up) = try fused.gateAndUp(expert)
+                var weights = MLPWeights(gate: gate, up: up, down: try fused.down(expert), activation: moe.expertActivation)
+                if let bias = gateUpBias?.slice(expert).toFloats() {
+                    // laid out like the outputs: interleaved (gpt-oss) or gates then ups
+                    let (gates, ups) = n.interleavedGateUp
+                        ? (Array(stride(from: 0, to: 2 * i, by: 2)), Array(stride(from: 1, to: 2 * i, by: 2))) : (Array(0..<i), Array(i..<(2 * i)))
+                    (weights.gateBias, weights.upBias) = (gates.map { bias[$0] }, ups.map { bias[$0] })
                 }
                 weights.downBias = downBias?.slice(expert).toFloats()
-                weights.activation = moe.expertActivation
                 return (expert, weights)
             }
         }
@@ -257,5 +235,75 @@ struct ExpertLoader {
                                        up: try LinearWeight(checkpoint.tensor(m.up, shape: [i, h])),
                                        down: try LinearWeight(checkpoint.tensor(m.down, shape: [h, i])), activation: moe.expertActivation))
         }
+    }
+
+    /// Fused 3-D expert tensors in either layout: [E, 2I, H] (nn.Linear storage: Mixtral/Qwen in
+    /// transformers 5) or [E, H, 2I] (x @ W: Llama 4, gpt-oss).
+    private func fusedExperts(_ gateUpName: String, _ n: MoENames)
+        throws -> (gateAndUp: (Int) throws -> (LinearWeight, LinearWeight), down: (Int) throws -> LinearWeight) {
+        guard let moe = spec.layers[layer].moe else { throw ModelError("internal: layer \(layer) has no experts") }
+        let (h, i, e) = (spec.hiddenSize, moe.intermediateSize, moe.expertCount)
+        let downName = n.fusedDown.first(where: checkpoint.contains) ?? n.fusedDown[0]
+        let gateUp = try checkpoint.tensor(gateUpName)
+        let down = try checkpoint.tensor(downName)
+        let outMajor: Bool
+        if gateUp.shape == [e, 2 * i, h], gateUp.shape == [e, h, 2 * i] {
+            outMajor = n.fusedDefaultLayout == .outMajor
+        } else if gateUp.shape == [e, 2 * i, h] {
+            outMajor = true
+        } else if gateUp.shape == [e, h, 2 * i] {
+            outMajor = false
+        } else {
+            throw TensorError.shapeMismatch(name: gateUpName, expected: n.fusedDefaultLayout == .outMajor ? [e, 2 * i, h] : [e, h, 2 * i],
+                                            found: gateUp.shape)
+        }
+        try down.expect(shape: outMajor ? [e, h, i] : [e, i, h])
+        return (gateAndUp: { expert in
+            let slice = gateUp.slice(expert)
+            if n.interleavedGateUp {
+                // gate in the even outputs, up in the odd ones (gpt-oss); in-major columns are copied apart.
+                return outMajor
+                    ? (try LinearWeight(slice).everyOtherOutput(from: 0), try LinearWeight(slice).everyOtherOutput(from: 1))
+                    : (try LinearWeight(inMajor: slice.everyOtherColumn(from: 0)), try LinearWeight(inMajor: slice.everyOtherColumn(from: 1)))
+            }
+            // chunk(2, dim=-1): gate is the first half of the fused output features, up the second.
+            let fused = outMajor ? try LinearWeight(slice) : try LinearWeight(inMajor: slice)
+            return (fused.outputs(0..<i), fused.outputs(i..<(2 * i)))
+        }, down: { expert in
+            outMajor ? try LinearWeight(down.slice(expert)) : try LinearWeight(inMajor: down.slice(expert))
+        })
+    }
+
+    /// gpt-oss's MXFP4 experts, read in place: `gate_up_proj_blocks` [E, 2I, H/32, 16] with
+    /// `_scales` [E, 2I, H/32] (rows are the outputs, gate and up interleaved), `down_proj_blocks`
+    /// [E, H, I/32, 16] with `_scales` [E, H, I/32].
+    private func mxfp4Experts(_ gateUpBlocksName: String, _ n: MoENames)
+        throws -> (gateAndUp: (Int) throws -> (LinearWeight, LinearWeight), down: (Int) throws -> LinearWeight) {
+        guard let moe = spec.layers[layer].moe else { throw ModelError("internal: layer \(layer) has no experts") }
+        let (h, i, e) = (spec.hiddenSize, moe.intermediateSize, moe.expertCount)
+        guard h % 32 == 0, i % 32 == 0 else {
+            throw ModelError("\(gateUpBlocksName): MXFP4 needs hidden_size (\(h)) and intermediate_size (\(i)) to be multiples of 32")
+        }
+        let base = String(gateUpBlocksName.dropLast("_blocks".count))
+        let downBase = n.fusedDown.first(where: { checkpoint.contains($0 + "_blocks") }) ?? n.fusedDown[0]
+        func pair(_ name: String, rows: Int, inner: Int) throws -> (ByteTensor, ByteTensor) {
+            let (blocks, scales) = (try checkpoint.byteTensor(name + "_blocks"), try checkpoint.byteTensor(name + "_scales"))
+            guard blocks.shape == [e, rows, inner / 32, 16] else {
+                throw TensorError.shapeMismatch(name: blocks.name, expected: [e, rows, inner / 32, 16], found: blocks.shape)
+            }
+            guard scales.shape == [e, rows, inner / 32] else {
+                throw TensorError.shapeMismatch(name: scales.name, expected: [e, rows, inner / 32], found: scales.shape)
+            }
+            return (blocks, scales)
+        }
+        let (gateUpBlocks, gateUpScales) = try pair(base, rows: 2 * i, inner: h)
+        let (downBlocks, downScales) = try pair(downBase, rows: h, inner: i)
+        return (gateAndUp: { expert in
+            let fused = try LinearWeight(mxfp4Blocks: gateUpBlocks.slice(expert), scales: gateUpScales.slice(expert))
+            return n.interleavedGateUp ? (fused.everyOtherOutput(from: 0), fused.everyOtherOutput(from: 1))
+                : (fused.outputs(0..<i), fused.outputs(i..<(2 * i)))
+        }, down: { expert in
+            try LinearWeight(mxfp4Blocks: downBlocks.slice(expert), scales: downScales.slice(expert))
+        })
     }
 }

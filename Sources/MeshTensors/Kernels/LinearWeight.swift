@@ -20,6 +20,10 @@ public struct LinearWeight: @unchecked Sendable {
     public let layout: Layout
     public let leadingDimension: Int
     public let owner: AnyObject
+    /// MXFP4 (gpt-oss experts): `data` holds 16 bytes of E2M1 codes per 32 values (rows of
+    /// `leadingDimension` bytes), these one E8M0 scale per 32 values (rows of `mxfp4ScaleStride`).
+    public let mxfp4Scales: UnsafePointer<UInt8>?
+    public let mxfp4ScaleStride: Int
 
     /// A `[out, in]` tensor (the `nn.Linear` convention).
     public init(_ view: TensorView) throws {
@@ -40,7 +44,10 @@ public struct LinearWeight: @unchecked Sendable {
     }
 
     public init(data: UnsafeRawPointer, dtype: DType, outFeatures: Int, inFeatures: Int,
-                layout: Layout, leadingDimension: Int, owner: AnyObject, q8Scales: UnsafePointer<UInt16>? = nil) {
+                layout: Layout, leadingDimension: Int, owner: AnyObject, q8Scales: UnsafePointer<UInt16>? = nil,
+                mxfp4Scales: UnsafePointer<UInt8>? = nil, mxfp4ScaleStride: Int = 0) {
+        self.mxfp4Scales = mxfp4Scales
+        self.mxfp4ScaleStride = mxfp4ScaleStride
         self.data = data
         self.dtype = dtype
         self.q8Scales = q8Scales
@@ -51,8 +58,27 @@ public struct LinearWeight: @unchecked Sendable {
         self.owner = owner
     }
 
+    /// An MXFP4 weight [out, in] from its `*_blocks` [out, in/32, 16] and `*_scales` [out, in/32], read in
+    /// place. Its nominal dtype is f32 (what the kernel computes in).
+    public init(mxfp4Blocks blocks: ByteTensor, scales: ByteTensor) throws {
+        guard blocks.shape.count == 3, blocks.shape[2] == 16, scales.shape == Array(blocks.shape.prefix(2)) else {
+            throw TensorError.shapeMismatch(name: "\(blocks.name) and \(scales.name)", expected: [-1, -1, 16],
+                                            found: blocks.shape + scales.shape)
+        }
+        let (out, groups) = (blocks.shape[0], blocks.shape[1])
+        self.init(data: blocks.data, dtype: .f32, outFeatures: out, inFeatures: groups * 32, layout: .outMajor,
+                  leadingDimension: groups * 16, owner: blocks.owner, mxfp4Scales: scales.data, mxfp4ScaleStride: groups)
+    }
+
+    public var isMXFP4: Bool { mxfp4Scales != nil }
+
     /// Output features `range` only (e.g. the gate half of a fused gate/up projection).
     public func outputs(_ range: Range<Int>) -> LinearWeight {
+        if let mxfp4Scales {
+            return LinearWeight(data: data + range.lowerBound * leadingDimension, dtype: dtype, outFeatures: range.count,
+                                inFeatures: inFeatures, layout: .outMajor, leadingDimension: leadingDimension, owner: owner,
+                                mxfp4Scales: mxfp4Scales + range.lowerBound * mxfp4ScaleStride, mxfp4ScaleStride: mxfp4ScaleStride)
+        }
         if let q8Scales {
             return LinearWeight(data: data + range.lowerBound * leadingDimension, dtype: dtype, outFeatures: range.count,
                                 inFeatures: inFeatures, layout: .outMajor, leadingDimension: leadingDimension, owner: owner,
@@ -67,13 +93,27 @@ public struct LinearWeight: @unchecked Sendable {
     /// outputs `first`, `first + 2`, …: a view that steps over every other row.
     public func everyOtherOutput(from first: Int) -> LinearWeight {
         precondition(layout == .outMajor && !isQ8_0 && outFeatures % 2 == 0, "every other output of this weight")
+        if let mxfp4Scales {
+            return LinearWeight(data: data + first * leadingDimension, dtype: dtype, outFeatures: outFeatures / 2,
+                                inFeatures: inFeatures, layout: .outMajor, leadingDimension: 2 * leadingDimension, owner: owner,
+                                mxfp4Scales: mxfp4Scales + first * mxfp4ScaleStride, mxfp4ScaleStride: 2 * mxfp4ScaleStride)
+        }
         return LinearWeight(data: data + first * leadingDimension * dtype.byteSize, dtype: dtype, outFeatures: outFeatures / 2,
                             inFeatures: inFeatures, layout: .outMajor, leadingDimension: 2 * leadingDimension, owner: owner)
     }
 
+    /// Bytes from `data` to the start of the last stored row, plus one: the range its rows lie in
+    /// (pages to touch before first use).
+    public var rowsByteSpan: Int {
+        let rows = layout == .outMajor ? outFeatures : inFeatures
+        let elementBytes = isMXFP4 || isQ8_0 ? 1 : dtype.byteSize   // their leading dimension counts bytes
+        return (rows - 1) * leadingDimension * elementBytes + 1
+    }
+
     /// Bytes a forward pass reads from this weight.
     public var byteCount: Int {
-        isQ8_0 ? outFeatures * (inFeatures + 31) / 32 * 34 : outFeatures * inFeatures * dtype.byteSize
+        if isMXFP4 { return outFeatures * inFeatures / 32 * 17 }
+        return isQ8_0 ? outFeatures * (inFeatures + 31) / 32 * 34 : outFeatures * inFeatures * dtype.byteSize
     }
 
     public var isQ8_0: Bool { q8Scales != nil }
@@ -81,6 +121,10 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// Element (o, i) widened to f32 (reference kernels and tests).
     @inline(__always) public func element(_ o: Int, _ i: Int) -> Float {
+        if let mxfp4Scales {
+            return mesh_mxfp4_value(data.assumingMemoryBound(to: UInt8.self) + o * leadingDimension,
+                                    mxfp4Scales + o * mxfp4ScaleStride, i)
+        }
         if let q8Scales {
             let value = data.load(fromByteOffset: o * leadingDimension + i, as: Int8.self)
             return Float(value) * f16ToFloat(q8Scales[o * q8ScaleStride + i / 32])
@@ -117,7 +161,7 @@ extension LinearWeight {
     /// This weight quantised to Q8_0 (llama.cpp's q8_0 blocks: 32 values, one f16 scale), stored
     /// [out, in] whatever the source layout. The source is read once, in parallel.
     public func quantizedQ8_0() -> LinearWeight {
-        if isQ8_0 { return self }
+        if isQ8_0 || isMXFP4 { return self }   // MXFP4 is smaller than int8 already
         let storage = Q8Storage(outFeatures: outFeatures, inFeatures: inFeatures)
         Parallel.forRanges(outFeatures, minimumPerTask: 16) { range in
             mesh_quantize_q8_0(data, dtype.kernelCode, layout == .inMajor ? 1 : 0, inFeatures, leadingDimension,

@@ -52,6 +52,15 @@ public final class Checkpoint: @unchecked Sendable {
         return try file.tensor(name)
     }
 
+    /// Returns a tensor of bytes (U8) and marks it used.
+    public func byteTensor(_ name: String) throws -> ByteTensor {
+        guard let fileName = location[name], let file = files[fileName] else {
+            throw TensorError.missingTensor(name: name, file: directory.lastPathComponent)
+        }
+        lock.lock(); used.insert(name); lock.unlock()
+        return try file.byteTensor(name)
+    }
+
     /// Returns the tensor after checking its shape.
     public func tensor(_ name: String, shape: [Int]) throws -> TensorView {
         let view = try tensor(name)

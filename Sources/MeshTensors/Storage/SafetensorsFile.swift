@@ -69,4 +69,30 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         return TensorView(name: name, dtype: dtype, shape: entry.shape, data: file.base + dataStart + entry.begin, owner: file)
     }
+
+    /// A tensor of bytes ("U8": MXFP4 blocks and scales), whatever the DType list holds.
+    public func byteTensor(_ name: String) throws -> ByteTensor {
+        guard let entry = entries[name] else {
+            throw TensorError.missingTensor(name: name, file: (path as NSString).lastPathComponent)
+        }
+        guard entry.dtypeName == "U8", entry.end - entry.begin == entry.shape.reduce(1, *) else {
+            throw TensorError.unsupportedDType(name: name, dtype: entry.dtypeName + " (expected U8)")
+        }
+        return ByteTensor(name: name, shape: entry.shape,
+                          data: (file.base + dataStart + entry.begin).assumingMemoryBound(to: UInt8.self), owner: file)
+    }
+}
+
+/// Raw bytes of a checkpoint tensor (MXFP4 blocks and scales).
+public struct ByteTensor: @unchecked Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let data: UnsafePointer<UInt8>
+    public let owner: AnyObject
+
+    /// The `index`-th slice along the first axis.
+    public func slice(_ index: Int) -> ByteTensor {
+        let inner = Array(shape.dropFirst())
+        return ByteTensor(name: "\(name)[\(index)]", shape: inner, data: data + index * inner.reduce(1, *), owner: owner)
+    }
 }

@@ -4,12 +4,16 @@ import Foundation
 public enum SafetensorsWriter {
     public struct Entry {
         public var name: String
-        public var dtype: DType
+        /// The safetensors dtype name ("F32", "BF16", "U8", …).
+        public var dtypeName: String
         public var shape: [Int]
         public var bytes: Data
         public init(name: String, dtype: DType, shape: [Int], bytes: Data) {
+            self.init(name: name, dtypeName: dtype.rawValue, shape: shape, bytes: bytes)
+        }
+        public init(name: String, dtypeName: String, shape: [Int], bytes: Data) {
             self.name = name
-            self.dtype = dtype
+            self.dtypeName = dtypeName
             self.shape = shape
             self.bytes = bytes
         }
@@ -19,7 +23,7 @@ public enum SafetensorsWriter {
         var header: [String: Any] = [:]
         var offset = 0
         for entry in entries {
-            header[entry.name] = ["dtype": entry.dtype.rawValue, "shape": entry.shape, "data_offsets": [offset, offset + entry.bytes.count]]
+            header[entry.name] = ["dtype": entry.dtypeName, "shape": entry.shape, "data_offsets": [offset, offset + entry.bytes.count]]
             offset += entry.bytes.count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
