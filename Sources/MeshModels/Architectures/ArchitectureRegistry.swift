@@ -11,7 +11,8 @@ protocol Architecture: Sendable {
 /// `model_type` → architecture, and unwrapping of multimodal wrappers to their text model.
 public enum ArchitectureRegistry {
     static let architectures: [any Architecture.Type] = [
-        Mixtral.self, Qwen3.self, Llama4.self, Qwen2Moe.self, Olmoe.self, Glm4Moe.self, DeepseekV3.self, GptOss.self, Dbrx.self, Llama.self, Mistral.self, Qwen2.self,
+        Mixtral.self, Qwen3.self, Llama4.self, Qwen2Moe.self, Olmoe.self, Glm4Moe.self, DeepseekV3.self, GptOss.self,
+        Dbrx.self, Llama.self, Mistral.self, Qwen2.self,
     ]
 
     /// Wrappers whose text model sits in `text_config`.

@@ -20,15 +20,17 @@ enum Dbrx: Architecture {
                              + "DBRX checkpoints use 1 (the 1-norm) or null")
         }
         let moe = try MoESpec(expertCount: ffn.positiveInt("moe_num_experts"), topK: ffn.positiveInt("moe_top_k"),
-                              intermediateSize: ffn.positiveInt("ffn_hidden_size"), routing: .softmaxTopK(normalize: normalization != nil))
-        let layer = LayerSpec(attention: AttentionSpec(clipQKV: try attention.optionalDouble("clip_qkv").map { Float($0) }),
-                              feedForward: .moe(moe))
+                              intermediateSize: ffn.positiveInt("ffn_hidden_size"),
+                              routing: .softmaxTopK(normalize: normalization != nil))
+        let clip = try attention.optionalDouble("clip_qkv").map { Float($0) }
+        let layer = LayerSpec(attention: AttentionSpec(clipQKV: clip), feedForward: .moe(moe))
         var spec = try ModelSpec(
             modelType: "dbrx", vocabSize: c.positiveInt("vocab_size"), hiddenSize: h, headCount: heads,
             kvHeadCount: attention.optionalInt("kv_n_heads") ?? heads, headDim: h / heads, normEps: 1e-5,
             rope: rope(c, attention, headDim: h / heads),
             tieWordEmbeddings: c.bool("tie_word_embeddings", default: false),
-            layers: Array(repeating: layer, count: c.positiveInt("n_layers")), bosTokenId: c.optionalInt("bos_token_id"),
+            layers: Array(repeating: layer, count: c.positiveInt("n_layers")),
+            bosTokenId: c.optionalInt("bos_token_id"),
             eosTokenIds: c.intOrList("eos_token_id"), maxPositions: c.optionalInt("max_seq_len"))
         spec.norm = .layerNorm
         return spec
@@ -37,16 +39,19 @@ enum Dbrx: Architecture {
     /// transformers 5 writes `rope_parameters` and reads only that; hub configs keep the theta in `attn_config`.
     static func rope(_ c: ConfigReader, _ attention: ConfigReader, headDim: Int) throws -> RotaryEmbedding {
         if c.has("rope_parameters") { return try RopeConfig.read(c, headDim: headDim, pairing: .halves) }
-        return RotaryEmbedding(headDim: headDim, theta: try attention.optionalDouble("rope_theta") ?? 10000, pairing: .halves)
+        let theta = try attention.optionalDouble("rope_theta") ?? 10000
+        return RotaryEmbedding(headDim: headDim, theta: theta, pairing: .halves)
     }
 
     static func names(prefix p: String) -> ModelWeightNames {
-        ModelWeightNames(embed: "\(p)wte.weight", finalNorm: "\(p)norm_f.weight", lmHead: "lm_head.weight", layer: { l, _ in
+        ModelWeightNames(embed: "\(p)wte.weight", finalNorm: "\(p)norm_f.weight", lmHead: "lm_head.weight",
+                         layer: { l, _ in
             let block = "\(p)blocks.\(l)."
             let (attention, ffn) = ("\(block)norm_attn_norm.", "\(block)ffn.")
-            let stacked = MLPNames(gate: "\(ffn)experts.mlp.w1", up: "\(ffn)experts.mlp.v1", down: "\(ffn)experts.mlp.w2")
-            let moe = MoENames(router: ["\(ffn)router.layer.weight"], perExpert: { _ in stacked }, fusedGateUp: [], fusedDown: [],
-                               fusedDefaultLayout: .outMajor, shared: nil, stacked: stacked)
+            let mlp = "\(ffn)experts.mlp."
+            let stacked = MLPNames(gate: "\(mlp)w1", up: "\(mlp)v1", down: "\(mlp)w2")
+            let moe = MoENames(router: ["\(ffn)router.layer.weight"], perExpert: { _ in stacked }, fusedGateUp: [],
+                               fusedDown: [], fusedDefaultLayout: .outMajor, shared: nil, stacked: stacked)
             return LayerWeightNames(
                 inputNorm: "\(attention)norm_1.weight", postAttentionNorm: "\(attention)norm_2.weight",
                 q: "", k: "", v: "", o: "\(attention)attn.out_proj.weight", qNorm: nil, kNorm: nil,

@@ -13,11 +13,13 @@ enum DeepseekV3: Architecture {
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
         let basics = try DecoderBasics(c)
         if try c.bool("attention_bias", default: false) {
-            throw ModelError("\(c.context): 'attention_bias: true' is not supported for deepseek_v3 (no released checkpoint uses it)")
+            throw ModelError("\(c.context): 'attention_bias: true' is not supported for deepseek_v3 "
+                             + "(no released checkpoint uses it)")
         }
         let (nope, rope) = (try c.positiveInt("qk_nope_head_dim"), try c.positiveInt("qk_rope_head_dim"))
-        var latent = LatentAttentionSpec(queryRank: try c.optionalInt("q_lora_rank"), kvRank: try c.positiveInt("kv_lora_rank"),
-                                         nopeDim: nope, ropeDim: rope, valueDim: try c.positiveInt("v_head_dim"),
+        var latent = LatentAttentionSpec(queryRank: try c.optionalInt("q_lora_rank"),
+                                         kvRank: try c.positiveInt("kv_lora_rank"), nopeDim: nope, ropeDim: rope,
+                                         valueDim: try c.positiveInt("v_head_dim"),
                                          scale: 1 / Float(nope + rope).squareRoot())
         let moe = try Glm4Moe.groupedMoE(c)
         let firstSparse = try c.optionalInt("first_k_dense_replace") ?? 0
@@ -28,7 +30,8 @@ enum DeepseekV3: Architecture {
             }
         }
         let pairing: RotaryEmbedding.Pairing = try c.bool("rope_interleave", default: true) ? .interleaved : .halves
-        var spec = try basics.spec(modelType: "deepseek_v3", layers: layers(latent), pairing: pairing, ropeHeadDim: rope)
+        var spec = try basics.spec(modelType: "deepseek_v3", layers: layers(latent), pairing: pairing,
+                                   ropeHeadDim: rope)
         // transformers' yarn_apply_mscale: YaRN with mscale_all_dim sharpens the softmax by mscale².
         if case .yarn(let yarn) = spec.rope.scaling, let all = yarn.mscaleAllDim, all != 0, yarn.factor > 1 {
             let mscale = Float(0.1 * all * log(yarn.factor) + 1)
@@ -41,17 +44,10 @@ enum DeepseekV3: Architecture {
     }
 
     static func names(prefix p: String) -> ModelWeightNames {
-        ModelWeightNames(embed: "\(p)embed_tokens.weight", finalNorm: "\(p)norm.weight", lmHead: "lm_head.weight", layer: { l, spec in
-            let layer = "\(p)layers.\(l)."
-            let feedForward: FeedForwardNames = spec.moe == nil ? .dense(MLPNames(prefix: "\(layer)mlp.")) : .moe(MoENames(
-                router: ["\(layer)mlp.gate.weight"],
-                perExpert: { e in MLPNames(prefix: "\(layer)mlp.experts.\(e).") },
-                fusedGateUp: ["\(layer)mlp.experts.gate_up_proj"], fusedDown: ["\(layer)mlp.experts.down_proj"],
-                fusedDefaultLayout: .outMajor, shared: MLPNames(prefix: "\(layer)mlp.shared_experts."),
-                scoreCorrectionBias: "\(layer)mlp.gate.e_score_correction_bias"))
-            var names = standardLayerNames(layer, feedForward: feedForward)
+        .llamaLayout(p) { layer, spec in
+            var names = standardLayerNames(layer, feedForward: Glm4Moe.groupedFeedForward(layer, spec))
             names.latent = LatentAttentionNames(prefix: "\(layer)self_attn.")
             return names
-        }, ignoredPrefixes: [])
+        }
     }
 }

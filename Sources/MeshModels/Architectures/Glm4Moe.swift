@@ -14,7 +14,8 @@ enum Glm4Moe: Architecture {
         let attention = AttentionSpec(qkNorm: try c.bool("use_qk_norm", default: false) ? .rmsBeforeRope : .none,
                                       qkvBias: try c.bool("attention_bias", default: false))
         let layers = try (0..<basics.layerCount).map { index in
-            try basics.layer(index, attention: attention, moe: index >= firstSparse ? moe : nil, denseSizeField: "intermediate_size")
+            try basics.layer(index, attention: attention, moe: index >= firstSparse ? moe : nil,
+                             denseSizeField: "intermediate_size")
         }
         var spec = try basics.spec(modelType: "glm4_moe", layers: layers, pairing: .halves, partialRotaryDefault: 0.5)
         spec.unusedTrailingLayers = try c.optionalInt("num_nextn_predict_layers") ?? 0
@@ -29,28 +30,30 @@ enum Glm4Moe: Architecture {
             throw ModelError("\(c.context): n_group \(groups) must divide the \(experts) routed experts")
         }
         let rule = try MoESpec.GroupedSigmoid(
-            groups: groups, topKGroups: c.optionalInt("topk_group") ?? 1, normalize: c.bool("norm_topk_prob", default: true),
+            groups: groups, topKGroups: c.optionalInt("topk_group") ?? 1,
+            normalize: c.bool("norm_topk_prob", default: true),
             scale: Float(c.optionalDouble("routed_scaling_factor") ?? 1))
         let expertSize = try c.positiveInt("moe_intermediate_size")
         let shared = try c.optionalInt("n_shared_experts") ?? 1
-        return try MoESpec(expertCount: experts, topK: c.positiveInt("num_experts_per_tok"), intermediateSize: expertSize,
-                           routing: .groupedSigmoid(rule), sharedExpertIntermediateSize: shared > 0 ? expertSize * shared : nil)
+        return try MoESpec(expertCount: experts, topK: c.positiveInt("num_experts_per_tok"),
+                           intermediateSize: expertSize,
+                           routing: .groupedSigmoid(rule),
+                           sharedExpertIntermediateSize: shared > 0 ? expertSize * shared : nil)
     }
 
     static func names(prefix p: String) -> ModelWeightNames {
-        ModelWeightNames(embed: "\(p)embed_tokens.weight", finalNorm: "\(p)norm.weight", lmHead: "lm_head.weight", layer: { l, spec in
-            let layer = "\(p)layers.\(l)."
-            let qkNorm = spec.attention.qkNorm == .rmsBeforeRope
-            guard spec.moe != nil else {
-                return standardLayerNames(layer, qkNorm: qkNorm, feedForward: .dense(MLPNames(prefix: "\(layer)mlp.")))
-            }
-            let moe = MoENames(
-                router: ["\(layer)mlp.gate.weight"],
-                perExpert: { e in MLPNames(prefix: "\(layer)mlp.experts.\(e).") },
-                fusedGateUp: ["\(layer)mlp.experts.gate_up_proj"], fusedDown: ["\(layer)mlp.experts.down_proj"],
-                fusedDefaultLayout: .outMajor, shared: MLPNames(prefix: "\(layer)mlp.shared_experts."),
-                scoreCorrectionBias: "\(layer)mlp.gate.e_score_correction_bias")
-            return standardLayerNames(layer, qkNorm: qkNorm, feedForward: .moe(moe))
-        }, ignoredPrefixes: [])
+        .llamaLayout(p) { layer, spec in
+            standardLayerNames(layer, qkNorm: spec.attention.qkNorm == .rmsBeforeRope,
+                               feedForward: groupedFeedForward(layer, spec))
+        }
+    }
+
+    /// A dense MLP, or routed experts with the router's correction bias and the shared experts
+    /// (GLM-4.5 and DeepSeek-V3 name them alike).
+    static func groupedFeedForward(_ layer: String, _ spec: LayerSpec) -> FeedForwardNames {
+        guard spec.moe != nil else { return .dense(MLPNames(prefix: "\(layer)mlp.")) }
+        var moe = MoENames.mlpExperts(layer, shared: MLPNames(prefix: "\(layer)mlp.shared_experts."))
+        moe.scoreCorrectionBias = "\(layer)mlp.gate.e_score_correction_bias"
+        return .moe(moe)
     }
 }

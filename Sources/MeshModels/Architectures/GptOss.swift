@@ -9,7 +9,8 @@ enum GptOss: Architecture {
 
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
         let basics = try DecoderBasics(c)
-        var moe = try MoESpec(expertCount: c.positiveInt("num_local_experts"), topK: c.positiveInt("num_experts_per_tok"),
+        var moe = try MoESpec(expertCount: c.positiveInt("num_local_experts"),
+                              topK: c.positiveInt("num_experts_per_tok"),
                               intermediateSize: c.positiveInt("intermediate_size"), routing: .topKSoftmax)
         moe.expertActivation = .clampedSwiGLU(alpha: Float(try c.optionalDouble("swiglu_alpha") ?? 1.702),
                                               limit: Float(try c.optionalDouble("swiglu_limit") ?? 7))
@@ -17,25 +18,25 @@ enum GptOss: Architecture {
         let bias = try c.bool("attention_bias", default: true)
         let windows = try basics.slidingWindows { $0 % 2 == 0 }
         let layers = (0..<basics.layerCount).map { index in
-            LayerSpec(attention: AttentionSpec(slidingWindow: windows[index], qkvBias: bias, outputBias: bias, sinks: true),
-                      feedForward: .moe(moe))
+            LayerSpec(attention: AttentionSpec(slidingWindow: windows[index], qkvBias: bias, outputBias: bias,
+                                               sinks: true), feedForward: .moe(moe))
         }
         return try basics.spec(modelType: "gpt_oss", layers: layers, pairing: .halves)
     }
 
     static func names(prefix p: String) -> ModelWeightNames {
-        ModelWeightNames(embed: "\(p)embed_tokens.weight", finalNorm: "\(p)norm.weight", lmHead: "lm_head.weight", layer: { l, _ in
-            let layer = "\(p)layers.\(l)."
+        .llamaLayout(p) { layer, _ in
             let experts = "\(layer)mlp.experts."
-            var moe = MoENames(
-                router: ["\(layer)mlp.router.weight"], perExpert: { e in MLPNames(prefix: "\(experts)\(e).") },
-                fusedGateUp: ["\(experts)gate_up_proj"], fusedDown: ["\(experts)down_proj"], fusedDefaultLayout: .inMajor, shared: nil)
+            var moe = MoENames(router: ["\(layer)mlp.router.weight"],
+                               perExpert: { e in MLPNames(prefix: "\(experts)\(e).") },
+                               fusedGateUp: ["\(experts)gate_up_proj"], fusedDown: ["\(experts)down_proj"],
+                               fusedDefaultLayout: .inMajor, shared: nil)
             moe.interleavedGateUp = true
             (moe.fusedGateUpBias, moe.fusedDownBias) = ("\(experts)gate_up_proj_bias", "\(experts)down_proj_bias")
             moe.routerBias = "\(layer)mlp.router.bias"
             var names = standardLayerNames(layer, feedForward: .moe(moe))
             names.sinks = "\(layer)self_attn.sinks"
             return names
-        }, ignoredPrefixes: [])
+        }
     }
 }

@@ -6,15 +6,17 @@ enum Llama: Architecture {
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
         let basics = try DecoderBasics(c)
         let bias = try c.bool("attention_bias", default: false)
-        return try denseSpec(basics, modelType: "llama", attention: { _ in AttentionSpec(qkvBias: bias, outputBias: bias) })
+        return try denseSpec(basics, modelType: "llama") { _ in AttentionSpec(qkvBias: bias, outputBias: bias) }
     }
 
     static func names(prefix p: String) -> ModelWeightNames { denseNames(prefix: p) }
 
     /// Every layer dense with `intermediate_size` (a config asking for MLP biases is refused).
-    static func denseSpec(_ basics: DecoderBasics, modelType: String, attention: (Int) throws -> AttentionSpec) throws -> ModelSpec {
+    static func denseSpec(_ basics: DecoderBasics, modelType: String,
+                          attention: (Int) throws -> AttentionSpec) throws -> ModelSpec {
         if try basics.config.bool("mlp_bias", default: false) {
-            throw ModelError("\(basics.config.context): 'mlp_bias: true' is not supported (no released \(modelType) checkpoint uses it)")
+            throw ModelError("\(basics.config.context): 'mlp_bias: true' is not supported "
+                             + "(no released \(modelType) checkpoint uses it)")
         }
         let layers = try (0..<basics.layerCount).map { index in
             try basics.layer(index, attention: attention(index), moe: nil, denseSizeField: "intermediate_size")
@@ -23,10 +25,7 @@ enum Llama: Architecture {
     }
 
     /// `model.layers.N.self_attn.{q,k,v,o}_proj`, `model.layers.N.mlp.{gate,up,down}_proj`.
-    static func denseNames(prefix p: String, qkNorm: Bool = false) -> ModelWeightNames {
-        ModelWeightNames(embed: "\(p)embed_tokens.weight", finalNorm: "\(p)norm.weight", lmHead: "lm_head.weight", layer: { l, _ in
-            let layer = "\(p)layers.\(l)."
-            return standardLayerNames(layer, qkNorm: qkNorm, feedForward: .dense(MLPNames(prefix: "\(layer)mlp.")))
-        }, ignoredPrefixes: [])
+    static func denseNames(prefix p: String) -> ModelWeightNames {
+        .llamaLayout(p) { layer, _ in standardLayerNames(layer, feedForward: .dense(MLPNames(prefix: "\(layer)mlp."))) }
     }
 }

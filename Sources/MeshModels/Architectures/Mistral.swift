@@ -6,7 +6,7 @@ enum Mistral: Architecture {
     static func spec(_ c: ConfigReader) throws -> ModelSpec {
         let basics = try DecoderBasics(c)
         let windows = try basics.slidingWindows { _ in true }
-        return try Llama.denseSpec(basics, modelType: "mistral", attention: { AttentionSpec(slidingWindow: windows[$0]) })
+        return try Llama.denseSpec(basics, modelType: "mistral") { AttentionSpec(slidingWindow: windows[$0]) }
     }
 
     static func names(prefix p: String) -> ModelWeightNames { Llama.denseNames(prefix: p) }

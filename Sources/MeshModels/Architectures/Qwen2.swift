@@ -7,7 +7,9 @@ enum Qwen2: Architecture {
         let basics = try DecoderBasics(c)
         let maxWindowLayers = try c.optionalInt("max_window_layers") ?? basics.layerCount
         let windows = try basics.slidingWindows { $0 >= maxWindowLayers }
-        return try Llama.denseSpec(basics, modelType: "qwen2", attention: { AttentionSpec(slidingWindow: windows[$0], qkvBias: true) })
+        return try Llama.denseSpec(basics, modelType: "qwen2") {
+            AttentionSpec(slidingWindow: windows[$0], qkvBias: true)
+        }
     }
 
     static func names(prefix p: String) -> ModelWeightNames { Llama.denseNames(prefix: p) }

@@ -26,16 +26,13 @@ enum Qwen2Moe: Architecture {
     }
 
     static func names(prefix p: String) -> ModelWeightNames {
-        ModelWeightNames(embed: "\(p)embed_tokens.weight", finalNorm: "\(p)norm.weight", lmHead: "lm_head.weight", layer: { l, spec in
-            let layer = "\(p)layers.\(l)."
-            guard spec.moe != nil else { return standardLayerNames(layer, feedForward: .dense(MLPNames(prefix: "\(layer)mlp."))) }
-            let moe = MoENames(
-                router: ["\(layer)mlp.gate.weight"],
-                perExpert: { e in MLPNames(prefix: "\(layer)mlp.experts.\(e).") },
-                fusedGateUp: ["\(layer)mlp.experts.gate_up_proj"], fusedDown: ["\(layer)mlp.experts.down_proj"],
-                fusedDefaultLayout: .outMajor, shared: MLPNames(prefix: "\(layer)mlp.shared_expert."),
-                sharedGate: "\(layer)mlp.shared_expert_gate.weight")
+        .llamaLayout(p) { layer, spec in
+            guard spec.moe != nil else {
+                return standardLayerNames(layer, feedForward: .dense(MLPNames(prefix: "\(layer)mlp.")))
+            }
+            var moe = MoENames.mlpExperts(layer, shared: MLPNames(prefix: "\(layer)mlp.shared_expert."))
+            moe.sharedGate = "\(layer)mlp.shared_expert_gate.weight"
             return standardLayerNames(layer, feedForward: .moe(moe))
-        }, ignoredPrefixes: [])
+        }
     }
 }

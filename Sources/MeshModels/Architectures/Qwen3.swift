@@ -19,26 +19,20 @@ enum Qwen3: Architecture {
         let windows = try basics.slidingWindows { $0 >= maxWindowLayers }
         var layers: [LayerSpec] = []
         for index in 0..<basics.layerCount {
-            let attention = AttentionSpec(qkNorm: .rmsBeforeRope, slidingWindow: windows[index], qkvBias: bias, outputBias: bias)
+            let attention = AttentionSpec(qkNorm: .rmsBeforeRope, slidingWindow: windows[index], qkvBias: bias,
+                                          outputBias: bias)
             // transformers: MoE when not in mlp_only_layers and (index + 1) % decoder_sparse_step == 0.
             let sparse = !denseOnly.contains(index) && sparseStep > 0 && (index + 1) % sparseStep == 0
-            layers.append(try basics.layer(index, attention: attention, moe: sparse ? moe : nil, denseSizeField: "intermediate_size"))
+            layers.append(try basics.layer(index, attention: attention, moe: sparse ? moe : nil,
+                                           denseSizeField: "intermediate_size"))
         }
         return try basics.spec(modelType: c.string("model_type") ?? "qwen3_moe", layers: layers, pairing: .halves)
     }
 
     static func names(prefix p: String) -> ModelWeightNames {
-        ModelWeightNames(embed: "\(p)embed_tokens.weight", finalNorm: "\(p)norm.weight", lmHead: "lm_head.weight", layer: { l, spec in
-            let layer = "\(p)layers.\(l)."
-            guard spec.moe != nil else {
-                return standardLayerNames(layer, qkNorm: true, feedForward: .dense(MLPNames(prefix: "\(layer)mlp.")))
-            }
-            let moe = MoENames(
-                router: ["\(layer)mlp.gate.weight"],
-                perExpert: { e in MLPNames(prefix: "\(layer)mlp.experts.\(e).") },
-                fusedGateUp: ["\(layer)mlp.experts.gate_up_proj"], fusedDown: ["\(layer)mlp.experts.down_proj"],
-                fusedDefaultLayout: .outMajor, shared: nil)
-            return standardLayerNames(layer, qkNorm: true, feedForward: .moe(moe))
-        }, ignoredPrefixes: [])
+        .llamaLayout(p) { layer, spec in
+            standardLayerNames(layer, qkNorm: true, feedForward: spec.moe == nil
+                ? .dense(MLPNames(prefix: "\(layer)mlp.")) : .moe(.mlpExperts(layer)))
+        }
     }
 }

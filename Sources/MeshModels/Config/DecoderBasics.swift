@@ -59,7 +59,8 @@ struct DecoderBasics {
         return try ModelSpec(
             modelType: modelType, vocabSize: c.positiveInt("vocab_size"), hiddenSize: hiddenSize, headCount: headCount,
             kvHeadCount: try c.optionalInt("num_key_value_heads") ?? headCount, headDim: headDim,
-            normEps: Float(try normEps.map { try c.optionalDouble("rms_norm_eps") ?? $0 } ?? c.double("rms_norm_eps")), rope: rope,
+            normEps: Float(try normEps.map { try c.optionalDouble("rms_norm_eps") ?? $0 } ?? c.double("rms_norm_eps")),
+            rope: rope,
             tieWordEmbeddings: try c.bool("tie_word_embeddings", default: false), layers: layers,
             bosTokenId: try c.optionalInt("bos_token_id"), eosTokenIds: try c.intOrList("eos_token_id"),
             maxPositions: try c.optionalInt("max_position_embeddings").map { Self.context($0, rope.scaling) })

@@ -30,7 +30,8 @@ enum RopeConfig {
         case "linear":
             kind = .linear(factor: try fields().double("factor"))
         case "dynamic":
-            kind = .dynamic(factor: try fields().double("factor"), maxPositions: Double(try config.positiveInt("max_position_embeddings")))
+            let maxPositions = Double(try config.positiveInt("max_position_embeddings"))
+            kind = .dynamic(factor: try fields().double("factor"), maxPositions: maxPositions)
         case "llama3":
             let s = try fields()
             kind = .llama3(try RotaryEmbedding.Llama3Scaling(

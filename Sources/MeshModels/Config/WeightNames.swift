@@ -87,3 +87,24 @@ public struct ModelWeightNames: Sendable {
     /// Tensors that may be present and are deliberately not used (e.g. a vision tower).
     public var ignoredPrefixes: [String]
 }
+
+extension ModelWeightNames {
+    /// The Llama-family layout under `p` (`embed_tokens`, `norm`, `layers.N.`): `layer` names the
+    /// tensors of one layer given its prefix (`model.layers.3.`) and spec.
+    static func llamaLayout(_ p: String, ignoring ignored: [String] = [],
+                            layer: @escaping @Sendable (String, LayerSpec) -> LayerWeightNames) -> ModelWeightNames {
+        ModelWeightNames(embed: "\(p)embed_tokens.weight", finalNorm: "\(p)norm.weight", lmHead: "lm_head.weight",
+                         layer: { index, spec in layer("\(p)layers.\(index).", spec) }, ignoredPrefixes: ignored)
+    }
+}
+
+extension MoENames {
+    /// Experts under `layer` + `mlp.` as Qwen, OLMoE, GLM-4.5 and DeepSeek-V3 name them: router
+    /// `mlp.gate`, experts `mlp.experts.E.{gate,up,down}_proj` or fused `mlp.experts.gate_up_proj`
+    /// [E, 2I, H] and `down_proj`.
+    static func mlpExperts(_ layer: String, shared: MLPNames? = nil) -> MoENames {
+        MoENames(router: ["\(layer)mlp.gate.weight"], perExpert: { e in MLPNames(prefix: "\(layer)mlp.experts.\(e).") },
+                 fusedGateUp: ["\(layer)mlp.experts.gate_up_proj"], fusedDown: ["\(layer)mlp.experts.down_proj"],
+                 fusedDefaultLayout: .outMajor, shared: shared)
+    }
+}

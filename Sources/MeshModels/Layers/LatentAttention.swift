@@ -26,7 +26,8 @@ struct LatentAttention {
         if let down = weights.queryDown, let norm = weights.queryDownNorm {
             let compressed = Matrix(rows: t, columns: down.outFeatures)   // [T, queryRank]
             matmul(x.data, rows: t, down, into: compressed.data, generated: generated)
-            rmsNorm(compressed.data, rows: t, width: down.outFeatures, weight: norm, eps: spec.normEps, into: compressed.data)
+            rmsNorm(compressed.data, rows: t, width: down.outFeatures, weight: norm, eps: spec.normEps,
+                    into: compressed.data)
             matmul(compressed.data, rows: t, weights.query, into: q.data, generated: generated)
         } else {
             matmul(x.data, rows: t, weights.query, into: q.data, generated: generated)
@@ -39,7 +40,8 @@ struct LatentAttention {
             rmsNorm(kv.row(row), rows: 1, width: rank, weight: weights.kvDownNorm, eps: spec.normEps, into: kv.row(row))
             spec.rope.apply(kv.row(row) + rank, heads: 1, position: position, sequenceLength: length)
             for head in 0..<heads {
-                spec.rope.apply(q.row(row) + head * queryWidth + nope, heads: 1, position: position, sequenceLength: length)
+                let ropeQuery = q.row(row) + head * queryWidth + nope
+                spec.rope.apply(ropeQuery, heads: 1, position: position, sequenceLength: length)
             }
             cache.key(layer: layer, slot: layout.slots[row]).update(from: kv.row(row), count: rank)
             cache.value(layer: layer, slot: layout.slots[row]).update(from: kv.row(row) + rank, count: rope)
@@ -51,8 +53,8 @@ struct LatentAttention {
         let headLatent = Matrix(rows: t, columns: rank)         // [T, R]
         for head in 0..<heads {
             for row in 0..<t { headQuery.row(row).update(from: q.row(row) + head * queryWidth, count: nope) }
-            matmul(headQuery.data, rows: t, keyRowsTransposed(head, nope: nope, valueDim: valueDim), into: headLatent.data,
-                   generated: generated)
+            let keyRows = keyRowsTransposed(head, nope: nope, valueDim: valueDim)
+            matmul(headQuery.data, rows: t, keyRows, into: headLatent.data, generated: generated)
             for row in 0..<t { (queryLatent.row(row) + head * rank).update(from: headLatent.row(row), count: rank) }
         }
 
@@ -77,7 +79,9 @@ struct LatentAttention {
                                 + dot(ropeQuery, cache.value(layer: layer, slot: slot), rope)) * mla.scale
                     }
                     softmax(s.baseAddress!, count: span)
-                    for j in 0..<span { axpy(s[j], cache.key(layer: layer, slot: segment.slot(first + j)), target, rank) }
+                    for j in 0..<span {
+                        axpy(s[j], cache.key(layer: layer, slot: segment.slot(first + j)), target, rank)
+                    }
                 }
             }
         }
@@ -88,8 +92,8 @@ struct LatentAttention {
         for head in 0..<heads {
             for row in 0..<t { headLatent.row(row).update(from: contextLatent.row(row) + head * rank, count: rank) }
             let valueRows = head * (nope + valueDim) + nope
-            matmul(headLatent.data, rows: t, weights.kvUp.outputs(valueRows ..< valueRows + valueDim), into: headValues.data,
-                   generated: generated)
+            let valueRowsOfHead = weights.kvUp.outputs(valueRows ..< valueRows + valueDim)
+            matmul(headLatent.data, rows: t, valueRowsOfHead, into: headValues.data, generated: generated)
             for row in 0..<t { (context.row(row) + head * valueDim).update(from: headValues.row(row), count: valueDim) }
         }
         matmul(context.data, rows: t, weights.o, into: out.data, generated: generated)
