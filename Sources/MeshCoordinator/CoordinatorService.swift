@@ -63,7 +63,7 @@ public final class CoordinatorService: Sendable {
         let model = try LoadedModel(directory: options.modelDirectory, denseFormat: options.denseFormat)
         // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
         // broken checkpoint fails now, not when a worker is assigned.
-        _ = try model.loadAllExpertsChecked()
+        try model.checkAllExperts()
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType,
                                   replyDType: options.replyDType, security: options.security, logger: logger)
         cluster.reassignAfter = options.reassignAfter

@@ -153,6 +153,29 @@ final class ModelErrorTests: XCTestCase {
         assertLoadFails(scales, containing: "model.layers.1.mlp.experts.gate_up_proj_scales")
     }
 
+    /// The coordinator's start-up check (no expert kept or copied) passes every fixture and fails a
+    /// checkpoint whose expert tensor is missing or misshapen, naming it.
+    func testCoordinatorCheckOfExpertTensors() throws {
+        for name in Fixtures.moe { XCTAssertNoThrow(try LoadedModel(directory: Fixtures.directory(name)).checkAllExperts(), name) }
+        let dir = try Fixtures.scratchCopy("gpt_oss")
+        try rewriteCheckpoint(dir) { entries in
+            entries.map { entry in
+                guard entry.name == "model.layers.1.mlp.experts.gate_up_proj" else { return entry }
+                var reshaped = entry
+                reshaped.shape = [entry.shape[0], entry.shape[1] * 2 / 3, entry.shape[2] * 3 / 2]   // [8, 32, 96]
+                return reshaped
+            }
+        }
+        XCTAssertThrowsError(try LoadedModel(directory: dir).checkAllExperts()) { error in
+            XCTAssertTrue("\(error)".contains("model.layers.1.mlp.experts.gate_up_proj' has shape [8, 32, 96], expected [8, 48, 64]"), "\(error)")
+        }
+        let missing = try Fixtures.scratchCopy("qwen2_moe")
+        try rewriteCheckpoint(missing) { $0.filter { $0.name != "model.layers.2.mlp.experts.5.up_proj.weight" } }
+        XCTAssertThrowsError(try LoadedModel(directory: missing).checkAllExperts()) { error in
+            XCTAssertTrue("\(error)".contains("model.layers.2.mlp.experts.5.up_proj.weight"), "\(error)")
+        }
+    }
+
     func testTruncatedWeightsFile() throws {
         let dir = try Fixtures.scratchCopy("mixtral")
         let url = dir.appendingPathComponent("model.safetensors")

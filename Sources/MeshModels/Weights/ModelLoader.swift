@@ -73,12 +73,27 @@ public final class LoadedModel: @unchecked Sendable {
     /// Loads everything and fails on any tensor the model would not use.
     public func loadAllExpertsChecked(format: WeightFormat = .file) throws -> [ExpertKey: MLPWeights] {
         let experts = try loadExperts(allExpertKeys, format: format)
+        try refuseUnexpectedTensors()
+        return experts
+    }
+
+    /// Checks every expert tensor's name and shape without keeping or copying any (the coordinator,
+    /// which computes no expert, fails at start on a broken checkpoint), then refuses extra tensors.
+    public func checkAllExperts() throws {
+        for layer in spec.moeLayerIndices {
+            try ExpertLoader(spec: spec, layer: layer, names: names, checkpoint: checkpoint).check()
+        }
+        try refuseUnexpectedTensors()
+    }
+
+    private func refuseUnexpectedTensors() throws {
         let extra = unexpectedTensors()
         if !extra.isEmpty {
             let shown = extra.prefix(5).joined(separator: ", ")
-            throw ModelError("unexpected tensor\(extra.count > 1 ? "s" : "") in checkpoint: \(shown)\(extra.count > 5 ? " (+\(extra.count - 5) more)" : ""): the weights do not match config.json")
+            let more = extra.count > 5 ? " (+\(extra.count - 5) more)" : ""
+            throw ModelError("unexpected tensor\(extra.count > 1 ? "s" : "") in checkpoint: \(shown)\(more): "
+                             + "the weights do not match config.json")
         }
-        return experts
     }
 }
 
@@ -193,19 +208,36 @@ struct ExpertLoader {
     let checkpoint: Checkpoint
 
     func load(_ experts: [Int]) throws -> [(Int, MLPWeights)] {
-        guard let moe = spec.layers[layer].moe, case .moe(let n) = names.layer(layer, spec.layers[layer]).feedForward else { return [] }
+        guard let sources = try sources() else { return [] }
+        return try experts.map { ($0, try sources.make($0)) }
+    }
+
+    /// Checks every expert tensor of the layer (names, shapes) without copying any weight.
+    func check() throws {
+        guard let sources = try sources(), let moe = spec.layers[layer].moe else { return }
+        // Making an expert only views the checkpoint (a copy only for gpt-oss's in-major interleave,
+        // whose shapes `sources` checked already).
+        if !sources.copies { for expert in 0..<moe.expertCount { _ = try sources.make(expert) } }
+    }
+
+    /// The layer's expert tensors found and shape-checked, and how to make expert e's weights from
+    /// them (`copies`: whether that copies weights rather than viewing the checkpoint).
+    private func sources() throws -> (make: (Int) throws -> MLPWeights, copies: Bool)? {
+        guard let moe = spec.layers[layer].moe, case .moe(let n) = names.layer(layer, spec.layers[layer]).feedForward else {
+            return nil
+        }
         let (h, i, e) = (spec.hiddenSize, moe.intermediateSize, moe.expertCount)
         if let stacked = n.stacked, checkpoint.contains(stacked.gate) {
             // [E·I, H] each, viewed as [E, I, H]; the down matrix is applied as x · w2, so in-major.
             let (gate, up, down) = try (checkpoint.tensor(stacked.gate, shape: [e * i, h]).reshaped([e, i, h]),
                                         checkpoint.tensor(stacked.up, shape: [e * i, h]).reshaped([e, i, h]),
                                         checkpoint.tensor(stacked.down, shape: [e * i, h]).reshaped([e, i, h]))
-            return try experts.map { expert in
-                (expert, MLPWeights(gate: try LinearWeight(gate.slice(expert)), up: try LinearWeight(up.slice(expert)),
-                                    down: try LinearWeight(inMajor: down.slice(expert))))
-            }
+            return (make: { expert in
+                MLPWeights(gate: try LinearWeight(gate.slice(expert)), up: try LinearWeight(up.slice(expert)),
+                           down: try LinearWeight(inMajor: down.slice(expert)))
+            }, copies: false)
         }
-        let fused: (gateAndUp: (Int) throws -> (LinearWeight, LinearWeight), down: (Int) throws -> LinearWeight)?
+        let fused: FusedExperts?
         if let blocks = n.fusedGateUp.map({ $0 + "_blocks" }).first(where: checkpoint.contains) {
             fused = try mxfp4Experts(blocks, n)
         } else if let gateUpName = n.fusedGateUp.first(where: checkpoint.contains) {
@@ -213,34 +245,40 @@ struct ExpertLoader {
         } else {
             fused = nil
         }
-        if let fused {
-            let gateUpBias = try n.fusedGateUpBias.map { try checkpoint.tensor($0, shape: [e, 2 * i]) }
-            let downBias = try n.fusedDownBias.map { try checkpoint.tensor($0, shape: [e, h]) }
-            return try experts.map { (expert: Int) throws -> (Int, MLPWeights) in
-                let (gate, up) = try fused.gateAndUp(expert)
-                var weights = MLPWeights(gate: gate, up: up, down: try fused.down(expert), activation: moe.expertActivation)
-                if let bias = gateUpBias?.slice(expert).toFloats() {
-                    // laid out like the outputs: interleaved (gpt-oss) or gates then ups
-                    let (gates, ups) = n.interleavedGateUp
-                        ? (Array(stride(from: 0, to: 2 * i, by: 2)), Array(stride(from: 1, to: 2 * i, by: 2))) : (Array(0..<i), Array(i..<(2 * i)))
-                    (weights.gateBias, weights.upBias) = (gates.map { bias[$0] }, ups.map { bias[$0] })
-                }
-                weights.downBias = downBias?.slice(expert).toFloats()
-                return (expert, weights)
+        guard let fused else {
+            return (make: { expert in
+                let m = n.perExpert(expert)
+                return MLPWeights(gate: try LinearWeight(checkpoint.tensor(m.gate, shape: [i, h])),
+                                  up: try LinearWeight(checkpoint.tensor(m.up, shape: [i, h])),
+                                  down: try LinearWeight(checkpoint.tensor(m.down, shape: [h, i])), activation: moe.expertActivation)
+            }, copies: false)
+        }
+        let gateUpBias = try n.fusedGateUpBias.map { try checkpoint.tensor($0, shape: [e, 2 * i]) }
+        let downBias = try n.fusedDownBias.map { try checkpoint.tensor($0, shape: [e, h]) }
+        // Bias entries laid out like the outputs: interleaved (gpt-oss) or gates then ups.
+        let (gates, ups) = n.interleavedGateUp
+            ? (Array(stride(from: 0, to: 2 * i, by: 2)), Array(stride(from: 1, to: 2 * i, by: 2))) : (Array(0..<i), Array(i..<(2 * i)))
+        return (make: { expert in
+            let (gate, up) = try fused.gateAndUp(expert)
+            var weights = MLPWeights(gate: gate, up: up, down: try fused.down(expert), activation: moe.expertActivation)
+            if let bias = gateUpBias?.slice(expert).toFloats() {
+                (weights.gateBias, weights.upBias) = (gates.map { bias[$0] }, ups.map { bias[$0] })
             }
-        }
-        return try experts.map { (expert: Int) throws -> (Int, MLPWeights) in
-            let m = n.perExpert(expert)
-            return (expert, MLPWeights(gate: try LinearWeight(checkpoint.tensor(m.gate, shape: [i, h])),
-                                       up: try LinearWeight(checkpoint.tensor(m.up, shape: [i, h])),
-                                       down: try LinearWeight(checkpoint.tensor(m.down, shape: [h, i])), activation: moe.expertActivation))
-        }
+            weights.downBias = downBias?.slice(expert).toFloats()
+            return weights
+        }, copies: fused.copies)
+    }
+
+    /// How to view (or copy) one expert's gate, up and down matrices out of fused tensors.
+    struct FusedExperts {
+        var gateAndUp: (Int) throws -> (LinearWeight, LinearWeight)
+        var down: (Int) throws -> LinearWeight
+        var copies: Bool
     }
 
     /// Fused 3-D expert tensors in either layout: [E, 2I, H] (nn.Linear storage: Mixtral/Qwen in
     /// transformers 5) or [E, H, 2I] (x @ W: Llama 4, gpt-oss).
-    private func fusedExperts(_ gateUpName: String, _ n: MoENames)
-        throws -> (gateAndUp: (Int) throws -> (LinearWeight, LinearWeight), down: (Int) throws -> LinearWeight) {
+    private func fusedExperts(_ gateUpName: String, _ n: MoENames) throws -> FusedExperts {
         guard let moe = spec.layers[layer].moe else { throw ModelError("internal: layer \(layer) has no experts") }
         let (h, i, e) = (spec.hiddenSize, moe.intermediateSize, moe.expertCount)
         let downName = n.fusedDown.first(where: checkpoint.contains) ?? n.fusedDown[0]
@@ -258,7 +296,7 @@ struct ExpertLoader {
                                             found: gateUp.shape)
         }
         try down.expect(shape: outMajor ? [e, h, i] : [e, i, h])
-        return (gateAndUp: { expert in
+        return FusedExperts(gateAndUp: { expert in
             let slice = gateUp.slice(expert)
             if n.interleavedGateUp {
                 // gate in the even outputs, up in the odd ones (gpt-oss); in-major columns are copied apart.
@@ -271,14 +309,13 @@ struct ExpertLoader {
             return (fused.outputs(0..<i), fused.outputs(i..<(2 * i)))
         }, down: { expert in
             outMajor ? try LinearWeight(down.slice(expert)) : try LinearWeight(inMajor: down.slice(expert))
-        })
+        }, copies: n.interleavedGateUp && !outMajor)
     }
 
     /// gpt-oss's MXFP4 experts, read in place: `gate_up_proj_blocks` [E, 2I, H/32, 16] with
     /// `_scales` [E, 2I, H/32] (rows are the outputs, gate and up interleaved), `down_proj_blocks`
     /// [E, H, I/32, 16] with `_scales` [E, H, I/32].
-    private func mxfp4Experts(_ gateUpBlocksName: String, _ n: MoENames)
-        throws -> (gateAndUp: (Int) throws -> (LinearWeight, LinearWeight), down: (Int) throws -> LinearWeight) {
+    private func mxfp4Experts(_ gateUpBlocksName: String, _ n: MoENames) throws -> FusedExperts {
         guard let moe = spec.layers[layer].moe else { throw ModelError("internal: layer \(layer) has no experts") }
         let (h, i, e) = (spec.hiddenSize, moe.intermediateSize, moe.expertCount)
         guard h % 32 == 0, i % 32 == 0 else {
@@ -298,12 +335,12 @@ struct ExpertLoader {
         }
         let (gateUpBlocks, gateUpScales) = try pair(base, rows: 2 * i, inner: h)
         let (downBlocks, downScales) = try pair(downBase, rows: h, inner: i)
-        return (gateAndUp: { expert in
+        return FusedExperts(gateAndUp: { expert in
             let fused = try LinearWeight(mxfp4Blocks: gateUpBlocks.slice(expert), scales: gateUpScales.slice(expert))
             return n.interleavedGateUp ? (fused.everyOtherOutput(from: 0), fused.everyOtherOutput(from: 1))
                 : (fused.outputs(0..<i), fused.outputs(i..<(2 * i)))
         }, down: { expert in
             try LinearWeight(mxfp4Blocks: downBlocks.slice(expert), scales: downScales.slice(expert))
-        })
+        }, copies: false)
     }
 }
