@@ -64,39 +64,52 @@ struct Attention {
         let context = Matrix(rows: t, columns: heads * d)   // [T, heads·D]
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
-        // Threads only pay off once there is real work (scores and sums: ~ Σ heads · span · D).
-        let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * d
-        let longest = (layout.positions.max() ?? 0) + 1
-        Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 20 ? 4 : t * heads) { range in
-            var scores = [Float](repeating: 0, count: longest)
-            var slots = [Int](repeating: 0, count: longest)
-            var previousRow = -1
-            for task in range {
-                let (row, head) = (task / heads, task % heads)
-                let position = layout.positions[row]
-                let segment = batch.segments[layout.segment[row]]
-                // Causal; with chunking only keys in the query's chunk, with a window only its last positions.
-                let first = layerSpec.firstVisible(from: position)
-                let span = position - first + 1
-                if row != previousRow {
-                    for j in 0..<span { slots[j] = segment.slot(first + j) }
-                    previousRow = row
-                }
-                let query = q.row(row) + head * d
-                let kvOffset = (head / group) * d
-                scores.withUnsafeMutableBufferPointer { s in
-                    for j in 0..<span { s[j] = dot(query, cache.key(layer: layer, slot: slots[j]) + kvOffset, d) * scale }
-                    if let sinks = weights.sinks {
-                        softmax(s.baseAddress!, count: span, sink: sinks[head])
-                    } else {
-                        softmax(s.baseAddress!, count: span)
-                    }
-                    let target = context.row(row) + head * d
-                    for j in 0..<span { axpy(s[j], cache.value(layer: layer, slot: slots[j]) + kvOffset, target, d) }
-                }
+        forEachQueryHead(heads: heads, valuesPerKey: d, batch: batch, layout: layout, layerSpec: layerSpec) { row, head, slots, s in
+            let span = slots.count
+            let query = q.row(row) + head * d
+            let kvOffset = (head / group) * d
+            for j in 0..<span { s[j] = dot(query, cache.key(layer: layer, slot: slots[j]) + kvOffset, d) * scale }
+            if let sinks = weights.sinks {
+                softmax(s, count: span, sink: sinks[head])
+            } else {
+                softmax(s, count: span)
             }
+            let target = context.row(row) + head * d
+            for j in 0..<span { axpy(s[j], cache.value(layer: layer, slot: slots[j]) + kvOffset, target, d) }
         }
         matmul(context.data, rows: t, weights.o, into: out.data, generated: layout.generated)
         out.addToEveryRow(weights.oBias)
+    }
+}
+
+/// Runs `body(row, head, slots, scores)` for every query row and head of a step: `slots` are the
+/// cache slots the row's query sees (causal; with chunking only its chunk, with a window only its
+/// last positions), `scores` has room for as many values. Threads only pay off once there is real
+/// work (scores and sums: ~ Σ span · heads · `valuesPerKey`).
+func forEachQueryHead(heads: Int, valuesPerKey: Int, batch: ForwardBatch, layout: RowLayout, layerSpec: AttentionSpec,
+                      _ body: (Int, Int, UnsafeBufferPointer<Int>, UnsafeMutablePointer<Float>) -> Void) {
+    let t = layout.positions.count
+    let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * valuesPerKey
+    let longest = (layout.positions.max() ?? 0) + 1
+    Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 20 ? 4 : t * heads) { range in
+        var scores = [Float](repeating: 0, count: longest)
+        var slots = [Int](repeating: 0, count: longest)
+        var (previousRow, span) = (-1, 0)
+        for task in range {
+            let (row, head) = (task / heads, task % heads)
+            if row != previousRow {
+                let position = layout.positions[row]
+                let segment = batch.segments[layout.segment[row]]
+                let first = layerSpec.firstVisible(from: position)
+                span = position - first + 1
+                for j in 0..<span { slots[j] = segment.slot(first + j) }
+                previousRow = row
+            }
+            slots.withUnsafeBufferPointer { visible in
+                scores.withUnsafeMutableBufferPointer { s in
+                    body(row, head, UnsafeBufferPointer(rebasing: visible[0..<span]), s.baseAddress!)
+                }
+            }
+        }
     }
 }

@@ -59,31 +59,17 @@ struct LatentAttention {
         }
 
         let contextLatent = Matrix(rows: t, columns: heads * rank)   // [T, heads·R]: Σ_j p_j c_j
-        let longest = (layout.positions.max() ?? 0) + 1
-        let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * (rank + rope)
-        Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 20 ? 4 : t * heads) { range in
-            var scores = [Float](repeating: 0, count: longest)
-            for task in range {
-                let (row, head) = (task / heads, task % heads)
-                let position = layout.positions[row]
-                let segment = batch.segments[layout.segment[row]]
-                let first = layerSpec.firstVisible(from: position)
-                let span = position - first + 1
-                let latentQuery = queryLatent.row(row) + head * rank
-                let ropeQuery = q.row(row) + head * queryWidth + nope
-                let target = contextLatent.row(row) + head * rank
-                scores.withUnsafeMutableBufferPointer { s in
-                    for j in 0..<span {
-                        let slot = segment.slot(first + j)
-                        s[j] = (dot(latentQuery, cache.key(layer: layer, slot: slot), rank)
-                                + dot(ropeQuery, cache.value(layer: layer, slot: slot), rope)) * mla.scale
-                    }
-                    softmax(s.baseAddress!, count: span)
-                    for j in 0..<span {
-                        axpy(s[j], cache.key(layer: layer, slot: segment.slot(first + j)), target, rank)
-                    }
-                }
+        forEachQueryHead(heads: heads, valuesPerKey: rank + rope, batch: batch, layout: layout, layerSpec: layerSpec) {
+            row, head, slots, s in
+            let latentQuery = queryLatent.row(row) + head * rank
+            let ropeQuery = q.row(row) + head * queryWidth + nope
+            for j in 0..<slots.count {
+                s[j] = (dot(latentQuery, cache.key(layer: layer, slot: slots[j]), rank)
+                        + dot(ropeQuery, cache.value(layer: layer, slot: slots[j]), rope)) * mla.scale
             }
+            softmax(s, count: slots.count)
+            let target = contextLatent.row(row) + head * rank
+            for j in 0..<slots.count { axpy(s[j], cache.key(layer: layer, slot: slots[j]), target, rank) }
         }
 
         // Each head's value rows on its context latent: context [T, heads·v].
