@@ -23,6 +23,9 @@ public final class Cluster {
         public var routingId: Data
         public var name: String
         public var ready = false
+        /// Loading a new assignment after serving an earlier one: until it reports ready again it
+        /// gets no work, but the experts it held are not lost (they are only delayed).
+        public var reloading = false
         public var experts: [ExpertKey] = []
         public var residentBytes: UInt64 = 0
         /// Expert bytes (as the checkpoint stores them) it may hold; 0: no limit.
@@ -209,7 +212,14 @@ public final class Cluster {
         // Asked every engine turn: only when a worker is down are the experts themselves checked.
         let down = placement.workers.filter { !isServing($0) }
         guard !down.isEmpty else { return nil }
-        let unserved = placement.unserved(serving: Set(placement.workers.filter(isServing)))
+        // A survivor loading its share of a lost worker's experts keeps those it held: they are
+        // not unserved, only delayed until it reports ready again.
+        let reloading = placement.workers.compactMap { workers[$0] }.filter {
+            $0.reloading && $0.faulty == nil && $0.liveness.isAlive
+        }
+        let unserved = placement.unserved(serving: Set(placement.workers.filter(isServing))).filter { key in
+            !reloading.contains { $0.experts.contains(key) && placement.replicas[key]?.contains($0.name) == true }
+        }
         guard !unserved.isEmpty else { return nil }
         return "experts unserved: worker(s) \(down.joined(separator: ", ")) not ready or not responding, and "
             + "\(unserved.count) experts have no other replica"
@@ -282,6 +292,7 @@ public final class Cluster {
     private func assign(_ name: String) throws {
         guard let worker = workers[name] else { return }
         changes += 1
+        workers[name]?.reloading = worker.ready
         workers[name]?.ready = false
         var assignment = Assignment(experts: placement.experts(of: name), replyDType: replyDType, modelFingerprint: fingerprint,
                                     heartbeatIntervalMilliseconds: UInt32(heartbeatInterval * 1000))
@@ -517,7 +528,10 @@ public final class Cluster {
             guard workers[name] != nil else { return }
             changes += 1
             workers[name]?.ready = ready.experts == placement.experts(of: name)
-            if workers[name]?.ready == true { lostAt[name] = nil }
+            if workers[name]?.ready == true {
+                lostAt[name] = nil
+                workers[name]?.reloading = false
+            }
             workers[name]?.experts = ready.experts
             workers[name]?.residentBytes = ready.residentBytes
             let line = String(format: "worker '%@' ready: %d experts, %.1f MB of expert weights, resident set %.1f MB",
