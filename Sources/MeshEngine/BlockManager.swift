@@ -2,14 +2,17 @@ import MeshModels
 
 /// Which KV cache blocks are free, which belong to sequences, and which hold a cached prefix.
 ///
+/// One pool serves every KV cache group; a block belongs to one group while it is held or cached.
 /// Prefix sharing (a simple form of SGLang's RadixAttention): a full block is registered under
-/// its exact content, (parent block, parent generation, its 16 tokens, how many of them are prompt
-/// tokens), so a block matches only when every token before it matches too, and a block computed
-/// from generated tokens (with the decode kernels) is never reused for prompt tokens. Blocks are reference-counted; a registered block no
-/// sequence uses stays cached and is evicted least recently used first when blocks run out.
-/// A block's generation changes whenever it is reused, so a stale child entry never matches.
+/// its exact content, (group, parent block, parent generation, its 16 tokens, how many of them are
+/// prompt tokens), so a block matches only when every token before it matches too, and a block
+/// computed from generated tokens (with the decode kernels) is never reused for prompt tokens.
+/// Blocks are reference-counted; a registered block no sequence uses stays cached and is evicted
+/// least recently used first when blocks run out. A block's generation changes whenever it is
+/// reused, so a stale child entry never matches.
 struct BlockManager {
     struct PrefixKey: Hashable {
+        var group: Int
         var parent: Int
         var parentGeneration: Int
         var tokens: [Int]
@@ -68,15 +71,18 @@ struct BlockManager {
         return block
     }
 
-    /// The longest run of cached blocks matching `tokens` (whose first `promptLength` are the
-    /// prompt) block by block (full blocks only); each returned block gains a reference.
-    mutating func match(_ tokens: ArraySlice<Int>, promptLength: Int, maximumBlocks: Int) -> [Int] {
+    /// How many times `block` was handed out: with its index, it names the block's content.
+    func generation(of block: Int) -> Int { generation[block] }
+
+    /// The longest run of `group`'s cached blocks matching `tokens` (whose first `promptLength` are
+    /// the prompt) block by block (full blocks only); each returned block gains a reference.
+    mutating func match(_ tokens: ArraySlice<Int>, group: Int, promptLength: Int, maximumBlocks: Int) -> [Int] {
         var blocks: [Int] = []
         var parent = -1
         let size = PagedKVCache.blockSize
         var start = tokens.startIndex
         while blocks.count < maximumBlocks, start + size <= tokens.endIndex {
-            let key = PrefixKey(parent: parent, parentGeneration: parent >= 0 ? generation[parent] : 0,
+            let key = PrefixKey(group: group, parent: parent, parentGeneration: parent >= 0 ? generation[parent] : 0,
                                 tokens: Array(tokens[start ..< start + size]),
                                 promptTokens: Self.promptTokens(blockStart: start - tokens.startIndex, promptLength: promptLength))
             guard let block = cached[key] else { break }
@@ -89,11 +95,14 @@ struct BlockManager {
         return blocks
     }
 
-    /// Registers a full, computed block under its content (no-op if that content is cached).
-    mutating func register(_ block: Int, parent: Int, tokens: ArraySlice<Int>, promptTokens: Int) {
+    /// Registers a full, computed block of `group` under its content (no-op if that content is
+    /// cached). `parent` is the block before it as it was when computed (index and generation; -1
+    /// for the first): a parent since released and reused leaves the entry stale, never wrong.
+    mutating func register(_ block: Int, group: Int, parent: (block: Int, generation: Int), tokens: ArraySlice<Int>,
+                           promptTokens: Int) {
         guard keyOfBlock[block] == nil else { return }
-        let key = PrefixKey(parent: parent, parentGeneration: parent >= 0 ? generation[parent] : 0, tokens: Array(tokens),
-                            promptTokens: promptTokens)
+        let key = PrefixKey(group: group, parent: parent.block, parentGeneration: parent.generation,
+                            tokens: Array(tokens), promptTokens: promptTokens)
         guard cached[key] == nil else { return }
         cached[key] = block
         keyOfBlock[block] = key

@@ -8,9 +8,11 @@ public final class Generator<Backend: ExpertBackend> {
     public init(_ transformer: Transformer<Backend>) { self.transformer = transformer }
 
     public func generate(_ request: GenerationRequest, onToken: (Int) -> Void = { _ in }) throws -> GenerationResult {
-        let blockCount = (request.prompt.count + request.maxTokens + PagedKVCache.blockSize - 1) / PagedKVCache.blockSize
+        // Blocks for this request alone (the engine's `validate` refuses what overflows).
+        let (positions, overflow) = request.prompt.count.addingReportingOverflow(request.maxTokens)
+        let blockCount = overflow ? 1 : max(1, transformer.spec.cacheBlocksAtMost(positions: positions))
         let engine = try InferenceEngine(transformer: transformer, configuration: EngineConfiguration(
-            maxBatchTokens: 512, maxRunning: 1, maxWaiting: 1, kvCacheBlocks: max(1, blockCount)))
+            maxBatchTokens: 512, maxRunning: 1, maxWaiting: 1, kvCacheBlocks: blockCount))
         var result = GenerationResult()
         var outcome: Result<Bool, Error> = .success(false)
         try withoutActuallyEscaping(onToken) { onToken in
@@ -19,7 +21,9 @@ public final class Generator<Backend: ExpertBackend> {
                 outcome = Result { try result.absorb(event) }
             }
             while case .success(false) = outcome {
-                guard try engine.step() else { break }
+                guard try engine.step() else {
+                    throw EngineError(.internalError, "the engine stopped before the request finished")
+                }
             }
         }
         _ = try outcome.get()

@@ -60,6 +60,7 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     public let configuration: EngineConfiguration
     public let cache: PagedKVCache
     private var blocks: BlockManager
+    private var groups: [KVCacheGroup] { cache.groups }
     private var waiting: [Sequence] = []
     private var running: [Sequence] = []
     private var nextId = 1
@@ -114,12 +115,13 @@ public final class InferenceEngine<Backend: ExpertBackend> {
             throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max_tokens (\(request.maxTokens)) "
                               + "exceeds the model's context length of \(limit) tokens")
         }
-        let poolPositions = configuration.kvCacheBlocks * PagedKVCache.blockSize
-        guard request.maxTokens <= poolPositions - request.prompt.count else {
+        let (positions, overflow) = request.prompt.count.addingReportingOverflow(request.maxTokens)
+        let needed = overflow ? Int.max : spec.cacheBlocksAtMost(positions: positions)
+        guard needed <= configuration.kvCacheBlocks else {
             throw EngineError(.badRequest, "prompt (\(request.prompt.count) tokens) + max_tokens (\(request.maxTokens)) "
-                              + "is more than the whole KV cache pool holds (\(configuration.kvCacheBlocks) blocks of "
-                              + "\(PagedKVCache.blockSize) = \(poolPositions) positions); lower max_tokens or start the "
-                              + "server with a larger --kv-cache-memory")
+                              + "needs \(overflow ? "more" : "\(needed)") KV cache blocks of \(PagedKVCache.blockSize) "
+                              + "positions, more than the whole pool holds (\(configuration.kvCacheBlocks)); lower "
+                              + "max_tokens or start the server with a larger --kv-cache-memory")
         }
     }
 
@@ -151,17 +153,26 @@ public final class InferenceEngine<Backend: ExpertBackend> {
             let sequence = running[index]
             index += 1
             guard sequence.pending == 1 else { continue }
-            guard ensureSlot(for: sequence) else { continue }
+            guard makeRoom(for: sequence) else { continue }
             schedule(sequence, count: 1, into: &batch, &scheduled)
             budget -= 1
         }
         // Prefill chunks: shortest remaining prompt first, so a short prompt's first token does
-        // not wait behind a long one (which still advances every step it gets budget).
+        // not wait behind a long one (which still advances every step it gets budget). Groups of
+        // short reach get their blocks chunk by chunk: a chunk shrinks to the blocks to be had.
         let prefilling = running.filter { $0.pending > 1 }.sorted { ($0.pending, $0.id) < ($1.pending, $1.id) }
         for sequence in prefilling where budget > 0 {
-            let count = min(sequence.pending, budget)
+            let count = grow(sequence, to: sequence.computed + min(sequence.pending, budget)) - sequence.computed
+            guard count > 0 else { continue }
             schedule(sequence, count: count, into: &batch, &scheduled)
             budget -= count
+        }
+        if batch.isEmpty, running.count > 1 {
+            // Every running sequence is reading its prompt and none can get a block (the admission
+            // headroom makes this rare; never seen in the tests): the newest makes way, since one
+            // sequence alone always fits (`validate` saw to that) and the engine must not stall.
+            preempt(running[running.count - 1])
+            return try step()
         }
         guard !batch.isEmpty else { return false }
 
@@ -191,8 +202,8 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     private func schedule(_ sequence: Sequence, count: Int, into batch: inout ForwardBatch,
                           _ scheduled: inout [(sequence: Sequence, rows: Range<Int>, logitPositions: [Int])]) {
         let start = sequence.computed
-        let rows = batch.append(sequence.tokens[start ..< start + count], start: start, blockTable: sequence.blocks,
-                                promptLength: sequence.promptCount)
+        let rows = batch.append(sequence.tokens[start ..< start + count], start: start,
+                                blockTables: sequence.tables.map(\.blocks), promptLength: sequence.promptCount)
         let positions = sequence.logitPositions(start ..< start + count)
         batch.logitRows += positions.map { rows.lowerBound + $0 - start }
         scheduled.append((sequence, rows, positions))
@@ -204,13 +215,16 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         let size = PagedKVCache.blockSize
         let before = sequence.computed
         sequence.computed += count
-        // A block joins the prefix cache under its parent; none once the window let go of the parent.
-        for block in (before / size) ..< (sequence.computed / size) where block == 0 || block > sequence.releasedBlocks {
-            blocks.register(sequence.blocks[block], parent: block > 0 ? sequence.blocks[block - 1] : -1,
-                            tokens: sequence.tokens[block * size ..< (block + 1) * size],
-                            promptTokens: BlockManager.promptTokens(blockStart: block * size, promptLength: sequence.promptCount))
+        // Each full block joins the prefix cache under its parent, in every group.
+        for block in (before / size) ..< (sequence.computed / size) {
+            let promptTokens = BlockManager.promptTokens(blockStart: block * size, promptLength: sequence.promptCount)
+            for (group, table) in sequence.tables.enumerated() {
+                let parent = block > 0 ? (table.blocks[block - 1], table.generations[block - 1]) : (-1, 0)
+                blocks.register(table.blocks[block], group: group, parent: parent,
+                                tokens: sequence.tokens[block * size ..< (block + 1) * size], promptTokens: promptTokens)
+            }
         }
-        releaseOutOfWindow(sequence)
+        releaseOutOfReach(sequence)
         let vocab = spec.vocabSize
         var recorded: [Float] = []
         for (offset, position) in positions.enumerated() {
@@ -261,24 +275,40 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         }
     }
 
-    /// Gives the sequence blocks for all its tokens, reusing cached prefix blocks; false if the
-    /// pool cannot hold it now (keeping one block of headroom per running sequence for decode).
+    /// Gives the sequence blocks for its tokens, reusing cached prefix blocks (those every group
+    /// has); false if the pool cannot hold it now (keeping a block of headroom per group for each
+    /// running sequence's decode). Groups of short reach get only the blocks their reach holds at
+    /// once; `grow` gives them the rest chunk by chunk.
     private func admit(_ sequence: Sequence) -> Bool {
         let size = PagedKVCache.blockSize
         let tokens = sequence.tokens[...]
         // Under dynamic RoPE a prompt's keys depend on its length: nothing is shared then.
         let reusable = sequence.needsEveryPromptRow || spec.rope.dependsOnSequenceLength ? 0 : (tokens.count - 1) / size
-        let shared = blocks.match(tokens, promptLength: sequence.promptCount, maximumBlocks: reusable)
-        let needed = (tokens.count + size - 1) / size - shared.count
-        let headroom = running.isEmpty ? 0 : running.count
-        guard needed + headroom <= blocks.availableCount else {
-            blocks.release(shared)
+        let matched = groups.indices.map {
+            blocks.match(tokens, group: $0, promptLength: sequence.promptCount, maximumBlocks: reusable)
+        }
+        let hit = matched.map(\.count).min() ?? 0
+        sequence.tables = matched.map { shared in
+            blocks.release(Array(shared[hit...]))
+            var table = BlockTable()
+            for block in shared[..<hit] { table.append(block, generation: blocks.generation(of: block)) }
+            return table
+        }
+        sequence.computed = hit * size
+        releaseOutOfReach(sequence)
+        let all = (tokens.count + size - 1) / size
+        let wanted = zip(groups, sequence.tables).map { group, table in
+            min(all, group.reach.blocksHeldAtMost.map { table.released + $0 } ?? all)
+        }
+        let needed = zip(wanted, sequence.tables).reduce(0) { $0 + max(0, $1.0 - $1.1.blocks.count) }
+        guard needed + running.count * groups.count <= blocks.availableCount else {
+            releaseBlocks(of: sequence)
+            sequence.computed = 0
             return false
         }
-        var owned = shared
-        for _ in 0..<needed { owned.append(blocks.allocate()!) }
-        sequence.blocks = owned
-        sequence.computed = shared.count * size
+        for (group, count) in wanted.enumerated() {
+            while sequence.tables[group].blocks.count < count { allocateBlock(&sequence.tables[group]) }
+        }
         if sequence.generatedCount == 0 {
             counters.prefixQueryTokens += tokens.count
             counters.prefixHitTokens += sequence.computed
@@ -287,18 +317,37 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         return true
     }
 
-    /// Makes sure the next position of a decoding sequence has a slot, preempting the newest
-    /// running sequences if the pool is dry. False if the sequence itself was preempted.
-    private func ensureSlot(for sequence: Sequence) -> Bool {
-        while sequence.computed >= sequence.blocks.count * PagedKVCache.blockSize {
-            if let block = blocks.allocate() {
-                sequence.blocks.append(block)
-                continue
-            }
+    /// Makes sure the next position of a decoding sequence has a slot in every group, preempting
+    /// the newest running sequences if the pool is dry. False if the sequence itself was preempted.
+    private func makeRoom(for sequence: Sequence) -> Bool {
+        while grow(sequence, to: sequence.computed + 1) == sequence.computed {
             guard let victim = running.last else { return false }
             preempt(victim)
             if victim === sequence { return false }
         }
+        return true
+    }
+
+    /// Gives the sequence's tables blocks for positions up to `end` (exclusive) as far as the pool
+    /// allows, one block index at a time across all groups (so no group takes what another needs
+    /// for the same positions); returns the end reached.
+    private func grow(_ sequence: Sequence, to end: Int) -> Int {
+        let size = PagedKVCache.blockSize
+        var covered = sequence.tables.map(\.blocks.count).min() ?? 0    // block indices every table has
+        while covered * size < end {
+            let lacking = sequence.tables.indices.filter { sequence.tables[$0].blocks.count <= covered }
+            guard lacking.count <= blocks.availableCount else { break }
+            for group in lacking { allocateBlock(&sequence.tables[group]) }
+            covered += 1
+        }
+        return min(end, covered * size)
+    }
+
+    /// Appends a block from the pool to `table`; false when none is free or evictable.
+    @discardableResult
+    private func allocateBlock(_ table: inout BlockTable) -> Bool {
+        guard let block = blocks.allocate() else { return false }
+        table.append(block, generation: blocks.generation(of: block))
         return true
     }
 
@@ -315,23 +364,23 @@ public final class InferenceEngine<Backend: ExpertBackend> {
 
     /// Gives back every block the sequence still holds.
     private func releaseBlocks(of sequence: Sequence) {
-        blocks.release(Array(sequence.blocks[sequence.releasedBlocks...]))
-        sequence.blocks = []
-        sequence.releasedBlocks = 0
+        for table in sequence.tables { blocks.release(table.held) }
+        sequence.tables = []
     }
 
-    /// Under a sliding window on every layer, the blocks whose positions no later query can see
-    /// go back to the pool (a long sequence holds a window's worth of blocks, not its whole length).
-    /// Their table entries stay as placeholders: positions keep their blocks' indices.
-    private func releaseOutOfWindow(_ sequence: Sequence) {
-        guard let window = spec.cacheWindow else { return }
-        // The next query is at position `computed`; it sees positions from computed − window + 1.
-        let firstVisible = sequence.computed - window + 1
-        let outOfWindow = min(max(0, firstVisible / PagedKVCache.blockSize), sequence.blocks.count)
-        guard outOfWindow > sequence.releasedBlocks else { return }
-        blocks.release(Array(sequence.blocks[sequence.releasedBlocks ..< outOfWindow]))
-        for block in sequence.releasedBlocks ..< outOfWindow { sequence.blocks[block] = Sequence.releasedBlock }
-        sequence.releasedBlocks = outOfWindow
+    /// In groups whose layers look back only so far (a sliding window, a chunk), the blocks no
+    /// later query of the sequence can see go back to the pool: a long sequence holds a window's
+    /// worth of them, not its whole length.
+    private func releaseOutOfReach(_ sequence: Sequence) {
+        for (group, members) in groups.enumerated() where !members.reach.isWholeContext {
+            // The next query is at position `computed`; later ones see no further back.
+            let firstVisible = members.reach.firstVisible(from: sequence.computed)
+            let table = sequence.tables[group]
+            let outOfReach = min(firstVisible / PagedKVCache.blockSize, table.blocks.count)
+            guard outOfReach > table.released else { continue }
+            blocks.release(Array(table.blocks[table.released ..< outOfReach]))
+            sequence.tables[group].released = outOfReach
+        }
     }
 
     private func dropCancelled() {

@@ -2,20 +2,17 @@ import Foundation
 import MeshModels
 
 /// One request inside the engine: its tokens so far, how many of them are in the KV cache,
-/// the cache blocks it holds, its sampler and its consumer.
+/// the cache blocks it holds (a table per KV cache group), its sampler and its consumer.
 final class Sequence {
     let id: Int
     let request: GenerationRequest
     /// Prompt, then every generated token. The last generated token is not yet in the cache.
     private(set) var tokens: [Int]
-    /// Positions 0 ..< computed have their keys and values in `blocks`.
+    /// Positions 0 ..< computed have their keys and values in `tables` (as far as each group's
+    /// layers still look back).
     var computed = 0
-    /// The block table: position p lives in block `blocks[p / blockSize]`.
-    var blocks: [Int] = []
-    /// The first `releasedBlocks` entries of `blocks` went back to the pool (out of a sliding
-    /// window) and hold `releasedBlock`.
-    var releasedBlocks = 0
-    static let releasedBlock = -1
+    /// One block table per KV cache group: position p lives in block `tables[g].blocks[p / blockSize]`.
+    var tables: [BlockTable] = []
     var sampler: Sampler
     let emit: (SequenceEvent) -> Void
     let isCancelled: () -> Bool
@@ -41,8 +38,6 @@ final class Sequence {
     var generatedCount: Int { tokens.count - promptCount }
     /// Tokens still to run through the model before the next token can be sampled.
     var pending: Int { tokens.count - computed }
-    /// Blocks the whole request can ever need (the last generated token is never cached).
-    var blocksAtMost: Int { (promptCount + request.maxTokens + PagedKVCache.blockSize - 1) / PagedKVCache.blockSize }
     /// Whether every prompt row's logits are still wanted (then the prefix cache cannot skip rows).
     var needsEveryPromptRow: Bool {
         (request.promptLogprobs != nil || request.recordLogits) && recordedLogitRows == 0 && promptLogprobs.isEmpty
@@ -58,5 +53,22 @@ final class Sequence {
                 || (request.recordLogits && position >= recordedLogitRows)
                 || position == tokens.count - 1
         }
+    }
+}
+
+/// A sequence's blocks in one KV cache group. The first `released` went back to the pool (out of
+/// the group's reach; attention never reads them again) but stay listed with the generation they
+/// had, so the blocks after them still join the prefix cache under their parent.
+struct BlockTable {
+    var blocks: [Int] = []
+    var generations: [Int] = []
+    var released = 0
+
+    /// The blocks this table still holds a reference to.
+    var held: [Int] { Array(blocks[released...]) }
+
+    mutating func append(_ block: Int, generation: Int) {
+        blocks.append(block)
+        generations.append(generation)
     }
 }

@@ -14,9 +14,8 @@ public struct ServingOptions: Sendable {
     /// Enough for `maxRunning` sequences at the model's full context, at most 2 GiB, and never
     /// less than one full-context sequence.
     public func defaultKVCacheBytes(_ spec: ModelSpec) -> Int {
-        let perToken = PagedKVCache.bytesPerBlock(spec) / PagedKVCache.blockSize
-        let context = spec.maxPositions ?? 4096
-        return max(perToken * context, min(2 << 30, perToken * context * maxRunning))
+        let perSequence = spec.cacheBlocksAtMost(positions: spec.maxPositions ?? 4096) * PagedKVCache.bytesPerBlock(spec)
+        return max(perSequence, min(2 << 30, perSequence * maxRunning))
     }
 
     /// The engine's configuration and a line saying what was chosen.
@@ -26,11 +25,11 @@ public struct ServingOptions: Sendable {
         let configuration = EngineConfiguration(maxBatchTokens: maxBatchTokens, maxRunning: maxRunning,
                                                 maxWaiting: maxWaiting, kvCacheBlocks: blocks)
         let size = Double(blocks * PagedKVCache.bytesPerBlock(spec)) / Double(1 << 20)
-        let line = String(format: "KV cache: %d blocks of %d positions = %d tokens, %.0f MiB%@; "
+        let line = String(format: "KV cache: %d blocks of %d positions = %d tokens, %.0f MiB%@%@; "
                           + "batches of up to %d tokens, %d running, %d waiting",
                           blocks, PagedKVCache.blockSize, blocks * PagedKVCache.blockSize, size,
                           kvCacheBytes == nil ? " (default; --kv-cache-memory sets it)" : "",
-                          maxBatchTokens, maxRunning, maxWaiting)
+                          spec.cacheGroupSummary.map { " in \($0)" } ?? "", maxBatchTokens, maxRunning, maxWaiting)
         return (configuration, line)
     }
 }

@@ -74,7 +74,7 @@ struct Bench: ParsableCommand {
     /// after every prompt is read).
     func batchedStepSeconds(_ engine: LocalEngine, random: inout SeededGenerator) throws -> Double {
         let spec = engine.spec
-        let blocksEach = (16 + decodeTokens) / PagedKVCache.blockSize + 2
+        let blocksEach = spec.cacheBlocksAtMost(positions: 16 + decodeTokens) + spec.cacheGroups.count
         let serving = try InferenceEngine(transformer: engine.generator.transformer, configuration: EngineConfiguration(
             maxBatchTokens: max(512, batch), maxRunning: batch, maxWaiting: batch, kvCacheBlocks: batch * blocksEach))
         for _ in 0..<batch {

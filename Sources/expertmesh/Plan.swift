@@ -118,7 +118,7 @@ struct CapacityPlan {
 
     var count: ParameterCount { shape.parameterCount }
     var coordinatorWeightBytes: Double { Double(count.total - count.routedExperts) * bytesPerWeight }
-    var kvCacheBytes: Double { Double(shape.kvValuesPerToken * context * concurrency) * Self.kvBytes }
+    var kvCacheBytes: Double { Double(shape.kvValues(context: context) * concurrency) * Self.kvBytes }
     var coordinatorBytes: Double { coordinatorWeightBytes + kvCacheBytes }
     var expertBytes: Double { Double(count.routedExperts) * bytesPerWeight }
     var placedExpertBytes: Double { expertBytes * Double(replicas) }
@@ -183,7 +183,9 @@ struct CapacityPlan {
                             Double(count.total) / 1e9, Double(count.active) / 1e9, shape.moeLayerCount)]
         lines.append("coordinator: \(gb(coordinatorBytes)) = \(gb(coordinatorWeightBytes)) of non-expert weights (\(dtype))"
                      + " + \(gb(kvCacheBytes)) of KV cache (\(context) positions × \(concurrency) sequences, "
-                     + String(format: "%.0f kB per token in f32)", Double(shape.kvValuesPerToken) * Self.kvBytes / 1e3))
+                     + String(format: "%.0f kB per token in f32", Double(shape.kvValuesPerToken) * Self.kvBytes / 1e3)
+                     + (shape.kvValues(context: context) < shape.kvValuesPerToken * context
+                        ? "; sliding or chunked layers keep only their window)" : ")"))
         if let coordinatorMemory {
             lines.append(coordinatorBytes <= Double(coordinatorMemory)
                 ? "  fits in --coordinator-memory \(gb(Double(coordinatorMemory)))"

@@ -132,7 +132,7 @@ final class BatchingTests: XCTestCase {
     }
 
     func testPreemptedRequestsAreRecomputedWithTheSameResult() throws {
-        for name in ["mixtral", "llama4"] { try assertPreemptedRequestsRecomputeTheSame(name) }
+        for name in ["mixtral", "llama4", "gpt_oss", "llama4_text"] { try assertPreemptedRequestsRecomputeTheSame(name) }
     }
 
     /// Under a sliding window on every layer (the Mistral fixture: 4 positions) a sequence holds only
@@ -141,7 +141,7 @@ final class BatchingTests: XCTestCase {
     /// the others at once (so reading one would change a result), and each equals the request alone.
     func testSlidingWindowSequencesHoldOnlyTheirWindow() throws {
         let local = try LocalEngine(directory: Self.fixture("mistral"))
-        XCTAssertEqual(local.spec.cacheWindow, 4)
+        XCTAssertEqual(local.spec.cacheGroups, [KVCacheGroup(layers: [0, 1, 2], reach: CacheReach(window: 4))])
         var random = SeededGenerator(seed: 11)
         let requests = (0..<5).map { index in
             GenerationRequest(prompt: (0..<(20 + 7 * index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
@@ -152,7 +152,62 @@ final class BatchingTests: XCTestCase {
         XCTAssertEqual(stats.preemptions, 0, "sequences kept blocks their window no longer reaches")
         for index in requests.indices { assertSame(together[index], alone[index], "mistral request \(index)") }
         XCTAssertEqual(stats.blocksUsed, 0, "blocks leaked")
-        XCTAssertNil(try LocalEngine(directory: Self.fixture("qwen2")).spec.cacheWindow, "qwen2's full layers need every position")
+    }
+
+    /// gpt-oss mixes sliding layers (window 4 in the fixture) with full ones: each kind gets its own
+    /// block table (KV cache groups, one pool). The sliding layers' tables hold a window's worth of
+    /// blocks while the full layer's keeps every position. Five requests needing 180 blocks with
+    /// whole-context tables for every layer fit a pool of 90 without a preemption (each needs at
+    /// most 12 + 2 + 2), and each equals the request alone.
+    func testMixedSlidingAndFullLayersKeepAWindowInTheSlidingTables() throws {
+        let local = try LocalEngine(directory: Self.fixture("gpt_oss"))
+        let sliding = CacheReach(window: 4)
+        XCTAssertEqual(local.spec.cacheGroups, [KVCacheGroup(layers: [0], reach: sliding),
+                                                KVCacheGroup(layers: [2], reach: sliding),
+                                                KVCacheGroup(layers: [1], reach: CacheReach())])
+        var random = SeededGenerator(seed: 12)
+        let requests = (0..<5).map { index in
+            GenerationRequest(prompt: (0..<(20 + 7 * index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
+                              maxTokens: 150, logprobs: 2)
+        }
+        XCTAssertEqual(local.spec.cacheBlocksAtMost(positions: 48 + 150), 13 + 2 + 2)
+        XCTAssertEqual(local.spec.cacheGroupSummary, "3 KV cache groups of 1 layer: 2 × window 4, 1 × whole context")
+        let alone = try requests.map { try local.generator.generate($0) }
+        let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 90))
+        XCTAssertEqual(stats.preemptions, 0, "the sliding layers kept blocks their window no longer reaches")
+        for index in requests.indices { assertSame(together[index], alone[index], "gpt_oss request \(index)") }
+        XCTAssertEqual(stats.blocksUsed, 0, "blocks leaked")
+    }
+
+    /// Layers of short reach get their blocks chunk by chunk while a prompt is read, so prompts
+    /// read together compete for blocks mid-prompt. Random mixes of long prompts in pools from
+    /// just one request's worth upwards, under windows of 20 and 40 (the Mistral fixture's weights
+    /// with wider windows) and token budgets from 16 to 256: every request completes and equals
+    /// itself alone, and no block leaks.
+    func testLongPromptsCompetingForBlocksOfSlidingLayersAllComplete() throws {
+        let local = try LocalEngine(directory: Self.fixture("mistral"))
+        var random = SeededGenerator(seed: 13)
+        for window in [20, 40] {
+            var spec = local.spec
+            for layer in spec.layers.indices { spec.layers[layer].attention.slidingWindow = window }
+            let transformer = Transformer(spec: spec, weights: local.model.dense, backend: local.generator.transformer.backend)
+            let alone = Generator(transformer)
+            for trial in 0..<12 {
+                let requests = (0..<(2 + trial % 6)).map { _ in
+                    GenerationRequest(prompt: (0..<(30 + Int(random.next() % 150))).map { _ in Int(random.next() % 300) },
+                                      maxTokens: 1 + Int(random.next() % 20), logprobs: 2)
+                }
+                let least = requests.map { spec.cacheBlocksAtMost(positions: $0.prompt.count + $0.maxTokens) }.max() ?? 1
+                let engine = try InferenceEngine(transformer: transformer, configuration: EngineConfiguration(
+                    maxBatchTokens: [16, 32, 64, 128, 256][trial % 5], maxRunning: 64, maxWaiting: 100,
+                    kvCacheBlocks: least + Int(random.next() % 10)))
+                let (together, stats) = try Self.runTogether(requests, engine: engine)
+                for (index, request) in requests.enumerated() {
+                    assertSame(together[index], try alone.generate(request), "window \(window) trial \(trial) request \(index)")
+                }
+                XCTAssertEqual(stats.blocksUsed, 0, "window \(window) trial \(trial): blocks leaked")
+            }
+        }
     }
 
     /// A preempted request's generated tokens are recomputed in a prompt-sized chunk, yet keep

@@ -31,6 +31,19 @@ final class RealConfigTests: XCTestCase {
         let maverick = try ModelSpec.decode(configFile: Self.configs.appendingPathComponent("llama4-maverick.json"))
         XCTAssertEqual(maverick.moeLayerIndices.count, 24, "interleave_moe_layer_step 2 over 48 layers")
         XCTAssertEqual(maverick.layers.filter { !$0.attention.usesRope }.count, 12, "every 4th layer is NoPE")
+        // KV cache groups: 36 chunked layers (8192 positions) in three groups of 12, the 12 NoPE
+        // layers (whole context) in one; a chunked group holds at most a chunk's worth of blocks.
+        let scout = try ModelSpec.decode(configFile: Self.configs.appendingPathComponent("llama4-scout.json"))
+        let groups = scout.cacheGroups
+        XCTAssertEqual(groups.map(\.layers.count), [12, 12, 12, 12])
+        XCTAssertEqual(groups.map(\.reach), [CacheReach(chunk: 8192), CacheReach(chunk: 8192), CacheReach(chunk: 8192),
+                                             CacheReach()])
+        XCTAssertEqual(groups[3].layers, Array(stride(from: 3, to: 48, by: 4)))
+        XCTAssertEqual(PagedKVCache.bytesPerBlock(scout), 12 * 16 * (2 * 8 * 128) * 4)
+        XCTAssertEqual(scout.cacheBlocksAtMost(positions: 4096), 4 * 256, "within one chunk every layer keeps all")
+        XCTAssertEqual(scout.cacheBlocksAtMost(positions: 131_072), 8192 + 3 * (8191 / 16 + 2))
+        XCTAssertEqual(ModelShape(spec: scout).kvValues(context: 131_072), (12 * 131_072 + 36 * 513 * 16) * 2 * 8 * 128,
+                       "plan: the chunked layers keep at most a chunk (and a block) per sequence")
     }
 
     func testOlmoe() throws {

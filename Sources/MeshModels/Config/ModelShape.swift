@@ -9,6 +9,8 @@ public struct ModelShape: Sendable {
         public var attention: Int
         /// Values cached per token (K and V, or a latent and a rope key).
         public var kvValuesPerToken: Int
+        /// How far back its queries look: sliding and chunked layers keep only that much cached.
+        public var reach = CacheReach()
         public var norms: Int
         /// A dense FFN, or the shared experts of an MoE layer: on the coordinator.
         public var dense: Int
@@ -28,6 +30,15 @@ public struct ModelShape: Sendable {
     public var outerParameters: Int { vocabSize * hiddenSize * (tiedEmbeddings ? 1 : 2) + hiddenSize }
     public var moeLayerCount: Int { layers.filter { $0.experts > 0 }.count }
     public var kvValuesPerToken: Int { layers.reduce(0) { $0 + $1.kvValuesPerToken } }
+
+    /// Values one sequence of `context` positions keeps in the KV cache at most: every position in
+    /// full-attention layers, the blocks its window or chunk spans in the others.
+    public func kvValues(context: Int) -> Int {
+        layers.reduce(0) { sum, layer in
+            let kept = layer.reach.blocksHeldAtMost.map { min(context, $0 * PagedKVCache.blockSize) } ?? context
+            return sum + layer.kvValuesPerToken * kept
+        }
+    }
 
     public var parameterCount: ParameterCount {
         var total = outerParameters, inactive = 0, routed = 0
@@ -72,6 +83,7 @@ extension ModelShape {
         tiedEmbeddings = spec.tieWordEmbeddings
         layers = spec.layers.map { layer in
             var shape = Self.attention(layer.attention, spec)
+            shape.reach = layer.attention.reach
             shape.norms = 2 * h
             switch layer.feedForward {
             case .dense(let intermediate):

@@ -25,14 +25,6 @@ public struct ModelSpec: Sendable {
     public var unusedTrailingLayers = 0
 
     public var layerCount: Int { layers.count }
-    /// The positions every layer's queries look back over when all layers slide (Mistral): older
-    /// positions can leave the KV cache. Nil when any layer attends to the whole context.
-    public var cacheWindow: Int? {
-        let windows = layers.map { $0.attention.latent == nil ? $0.attention.slidingWindow : nil }
-        guard !windows.isEmpty, windows.allSatisfy({ $0 != nil }) else { return nil }
-        return windows.compactMap { $0 }.max()
-    }
-
     /// Values the KV cache keeps per token and layer, in its key and value arrays.
     public var cacheWidths: (key: Int, value: Int) {
         layers.first.map { $0.attention.cacheWidths(kvHeads: kvHeadCount, headDim: headDim) } ?? (0, 0)
@@ -124,12 +116,8 @@ public struct AttentionSpec: Sendable {
         return (kvHeads * headDim, kvHeads * headDim)
     }
 
-    /// The first position a query at `position` sees.
-    func firstVisible(from position: Int) -> Int {
-        var first = chunkSize.map { (position / $0) * $0 } ?? 0
-        if let window = slidingWindow { first = max(first, position - window + 1) }
-        return first
-    }
+    /// The earlier positions its queries can see (what the KV cache must keep for this layer).
+    public var reach: CacheReach { CacheReach(window: slidingWindow, chunk: chunkSize) }
 }
 
 /// DeepSeek-V3's multi-head latent attention: queries [heads, nope + rope] (through a low-rank

@@ -8,15 +8,16 @@ public struct ForwardBatch: Sendable {
         public var rows: Range<Int>
         /// Position of the first row in its sequence; earlier positions are already cached.
         public var start: Int
-        /// The sequence's KV cache blocks, covering at least positions 0 ..< start + rows.count.
-        public var blockTable: [Int]
+        /// The sequence's KV cache blocks, one table per KV cache group, each covering (at least)
+        /// the positions its layers' queries see, up to start + rows.count.
+        public var blockTables: [[Int]]
         /// Positions from here on carry tokens the model generated (the rest, the prompt).
         public var promptLength: Int
 
-        public init(rows: Range<Int>, start: Int, blockTable: [Int], promptLength: Int) {
+        public init(rows: Range<Int>, start: Int, blockTables: [[Int]], promptLength: Int) {
             self.rows = rows
             self.start = start
-            self.blockTable = blockTable
+            self.blockTables = blockTables
             self.promptLength = promptLength
         }
     }
@@ -31,29 +32,31 @@ public struct ForwardBatch: Sendable {
     /// Appends `tokens` of a sequence whose first `start` positions are cached and whose prompt
     /// is its first `promptLength` tokens; returns its rows.
     @discardableResult
-    public mutating func append(_ tokens: ArraySlice<Int>, start: Int, blockTable: [Int], promptLength: Int) -> Range<Int> {
+    public mutating func append(_ tokens: ArraySlice<Int>, start: Int, blockTables: [[Int]],
+                                promptLength: Int) -> Range<Int> {
         let rows = self.tokens.count ..< self.tokens.count + tokens.count
         self.tokens += tokens
-        segments.append(Segment(rows: rows, start: start, blockTable: blockTable, promptLength: promptLength))
+        segments.append(Segment(rows: rows, start: start, blockTables: blockTables, promptLength: promptLength))
         return rows
     }
 
     public var isEmpty: Bool { tokens.isEmpty }
 
-    /// Position of every row in its own sequence, the slot its key and value go to, its segment,
+    /// Position of every row in its own sequence, the slot its key and value go to in each KV cache
+    /// group, its segment,
     /// and whether it carries a generated token that takes other kernels (`matmul`'s `generated`;
     /// only under AMX with `MatmulKernels.decodeKernels == .dot`).
     func rowLayout() -> RowLayout {
         let markGenerated = MatmulKernels.generatedTokensTakeOtherKernels
         var layout = RowLayout(positions: [Int](repeating: 0, count: tokens.count), slots: [], segment: [],
                                generated: [Bool](repeating: false, count: tokens.count))
-        layout.slots = layout.positions
+        layout.slots = Array(repeating: layout.positions, count: segments.first?.blockTables.count ?? 0)
         layout.segment = layout.positions
         for (index, segment) in segments.enumerated() {
             for row in segment.rows {
                 let position = segment.start + row - segment.rows.lowerBound
                 layout.positions[row] = position
-                layout.slots[row] = segment.slot(position)
+                for group in layout.slots.indices { layout.slots[group][row] = segment.slot(position, group: group) }
                 layout.segment[row] = index
                 layout.generated[row] = markGenerated && position >= segment.promptLength
             }
@@ -65,13 +68,14 @@ public struct ForwardBatch: Sendable {
 /// Per row of a batch: see `ForwardBatch.rowLayout`.
 struct RowLayout {
     var positions: [Int]
-    var slots: [Int]
+    /// slots[group][row]
+    var slots: [[Int]]
     var segment: [Int]
     var generated: [Bool]
 }
 
 extension ForwardBatch.Segment {
-    @inline(__always) func slot(_ position: Int) -> Int {
-        blockTable[position / PagedKVCache.blockSize] * PagedKVCache.blockSize + position % PagedKVCache.blockSize
+    @inline(__always) func slot(_ position: Int, group: Int) -> Int {
+        blockTables[group][position / PagedKVCache.blockSize] * PagedKVCache.blockSize + position % PagedKVCache.blockSize
     }
 }

@@ -57,14 +57,16 @@ struct Attention {
                 let qRow = q.row(row)
                 for j in 0..<(heads * d) { qRow[j] *= scale }
             }
-            cache.key(layer: layer, slot: layout.slots[row]).update(from: k.row(row), count: kvHeads * d)
-            cache.value(layer: layer, slot: layout.slots[row]).update(from: v.row(row), count: kvHeads * d)
+            let slot = layout.slots[cache.group(ofLayer: layer)][row]
+            cache.key(layer: layer, slot: slot).update(from: k.row(row), count: kvHeads * d)
+            cache.value(layer: layer, slot: slot).update(from: v.row(row), count: kvHeads * d)
         }
 
         let context = Matrix(rows: t, columns: heads * d)   // [T, heads·D]
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
-        forEachQueryHead(heads: heads, valuesPerKey: d, batch: batch, layout: layout, layerSpec: layerSpec) { row, head, slots, s in
+        forEachQueryHead(heads: heads, valuesPerKey: d, batch: batch, layout: layout, reach: layerSpec.reach,
+                         group: cache.group(ofLayer: layer)) { row, head, slots, s in
             let span = slots.count
             let query = q.row(row) + head * d
             let kvOffset = (head / group) * d
@@ -83,10 +85,10 @@ struct Attention {
 }
 
 /// Runs `body(row, head, slots, scores)` for every query row and head of a step: `slots` are the
-/// cache slots the row's query sees (causal; with chunking only its chunk, with a window only its
-/// last positions), `scores` has room for as many values. Threads only pay off once there is real
+/// slots of KV cache `group` the row's query sees (causal; with chunking only its chunk, with a
+/// window only its last positions), `scores` has room for as many values. Threads only pay off once there is real
 /// work (scores and sums: ~ Σ span · heads · `valuesPerKey`).
-func forEachQueryHead(heads: Int, valuesPerKey: Int, batch: ForwardBatch, layout: RowLayout, layerSpec: AttentionSpec,
+func forEachQueryHead(heads: Int, valuesPerKey: Int, batch: ForwardBatch, layout: RowLayout, reach: CacheReach, group: Int,
                       _ body: (Int, Int, UnsafeBufferPointer<Int>, UnsafeMutablePointer<Float>) -> Void) {
     let t = layout.positions.count
     let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * valuesPerKey
@@ -100,9 +102,9 @@ func forEachQueryHead(heads: Int, valuesPerKey: Int, batch: ForwardBatch, layout
             if row != previousRow {
                 let position = layout.positions[row]
                 let segment = batch.segments[layout.segment[row]]
-                let first = layerSpec.firstVisible(from: position)
+                let first = reach.firstVisible(from: position)
                 span = position - first + 1
-                for j in 0..<span { slots[j] = segment.slot(first + j) }
+                for j in 0..<span { slots[j] = segment.slot(first + j, group: group) }
                 previousRow = row
             }
             slots.withUnsafeBufferPointer { visible in

@@ -43,8 +43,9 @@ struct LatentAttention {
                 let ropeQuery = q.row(row) + head * queryWidth + nope
                 spec.rope.apply(ropeQuery, heads: 1, position: position, sequenceLength: length)
             }
-            cache.key(layer: layer, slot: layout.slots[row]).update(from: kv.row(row), count: rank)
-            cache.value(layer: layer, slot: layout.slots[row]).update(from: kv.row(row) + rank, count: rope)
+            let slot = layout.slots[cache.group(ofLayer: layer)][row]
+            cache.key(layer: layer, slot: slot).update(from: kv.row(row), count: rank)
+            cache.value(layer: layer, slot: slot).update(from: kv.row(row) + rank, count: rope)
         }
 
         // Absorb each head's key rows into its query: q_lat [T, heads·R].
@@ -59,8 +60,8 @@ struct LatentAttention {
         }
 
         let contextLatent = Matrix(rows: t, columns: heads * rank)   // [T, heads·R]: Σ_j p_j c_j
-        forEachQueryHead(heads: heads, valuesPerKey: rank + rope, batch: batch, layout: layout, layerSpec: layerSpec) {
-            row, head, slots, s in
+        forEachQueryHead(heads: heads, valuesPerKey: rank + rope, batch: batch, layout: layout, reach: layerSpec.reach,
+                         group: cache.group(ofLayer: layer)) { row, head, slots, s in
             let latentQuery = queryLatent.row(row) + head * rank
             let ropeQuery = q.row(row) + head * queryWidth + nope
             for j in 0..<slots.count {
