@@ -361,6 +361,19 @@ def main():
             f"seed {seed}; eager attention; layers 1,3 MoE; layer 3 NoPE with temperature tuning; chunk 4; llama3 rope scaling",
             reload=lambda d: Llama4ForCausalLM.from_pretrained(d, attn_implementation="eager").eval())
 
+    if wanted("llama4_text-behemoth"):
+        # Behemoth's assumed topology (Tests/Fixtures/configs/llama4-behemoth-assumed.json) in miniature:
+        # every layer MoE with 16 experts, top-1 plus a shared expert, chunked attention, every 4th layer NoPE.
+        behemoth = llama4_text_config(num_hidden_layers=8, num_local_experts=16, num_experts_per_tok=1,
+                                      interleave_moe_layer_step=1, intermediate_size=32, no_rope_layers=[1, 1, 1, 0] * 2)
+        seed, model, prompt = search(lambda: Llama4ForCausalLM._from_config(behemoth, attn_implementation="eager"),
+                                     lambda m: random_prompt(23, VOCAB, 9), seeds=range(1500, 1900))
+        report["llama4_text-behemoth"] = write_fixture(
+            os.path.join(args.out, "llama4_text-behemoth"), model, prompt,
+            f"seed {seed}; eager attention; Behemoth's topology: 8 MoE layers of 16 experts, top-1 + shared expert, "
+            "chunk 4, layers 3 and 7 NoPE",
+            reload=lambda d: Llama4ForCausalLM.from_pretrained(d, attn_implementation="eager").eval())
+
     if wanted("llama4"):
         def build():
             vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,

@@ -112,16 +112,21 @@ public final class Cluster {
     /// The bytes of experts each worker said it may hold (0: no limit).
     private var capacities: [String: Int] { workers.mapValues { Int(clamping: $0.capacityBytes) } }
 
+    /// `offloadedDense`: the slices of shared experts and dense FFN layers are placed too.
     public init(model: LoadedModel, listen endpoint: String, wireDType: DType, replyDType: DType = .f32,
-                heartbeatInterval: Double = 1.0, security: Security? = nil, logger: Logger) throws {
+                heartbeatInterval: Double = 1.0, security: Security? = nil, offloadedDense: DenseSlices? = nil,
+                logger: Logger) throws {
         spec = model.spec
         self.wireDType = wireDType
         self.replyDType = replyDType
         self.heartbeatInterval = heartbeatInterval
         self.logger = logger
         fingerprint = ModelFingerprint.of(model)
-        let perExpert = model.spec.layers.compactMap(\.moe).first.map { 3 * $0.intermediateSize * model.spec.hiddenSize * model.dense.lmHead.dtype.byteSize } ?? 0
-        expertSizes = model.allExpertKeys.map { ($0, perExpert) }
+        let bytesPerIntermediate = 3 * model.spec.hiddenSize * model.dense.lmHead.dtype.byteSize
+        let perExpert = (model.spec.layers.compactMap(\.moe).first?.intermediateSize ?? 0) * bytesPerIntermediate
+        expertSizes = model.allExpertKeys.map { ($0, perExpert) } + (offloadedDense.map { slices in
+            slices.keys(model.spec).map { ($0, (slices.range(of: $0, in: model.spec)?.count ?? 0) * bytesPerIntermediate) }
+        } ?? [])
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setRouterMandatory()
         try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
@@ -170,7 +175,10 @@ public final class Cluster {
         let recent = expertLoad.recent(now: now)
         let layers: [[String: Any]] = spec.layers.indices.compactMap { layer in
             guard let moe = spec.layers[layer].moe else { return nil }
-            let pad = { (counts: [Int]?) in (counts ?? []) + [Int](repeating: 0, count: max(0, moe.expertCount - (counts ?? []).count)) }
+            // Routed experts only (dense slices, counted too, are every token's).
+            let pad = { (counts: [Int]?) in
+                Array(((counts ?? []) + [Int](repeating: 0, count: max(0, moe.expertCount - (counts ?? []).count))).prefix(moe.expertCount))
+            }
             let holders = (0..<moe.expertCount).map { placement.replicas[ExpertKey(layer: layer, expert: $0)] ?? [] }
             return ["layer": layer, "tokens": pad(recent[layer]), "total_tokens": pad(expertLoad.total[layer]), "workers": holders]
         }

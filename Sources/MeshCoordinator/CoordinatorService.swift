@@ -14,6 +14,8 @@ public struct CoordinatorOptions: Sendable {
     public var minimumWorkers: Int
     /// Workers that hold each expert (1: no redundancy).
     public var replicas = 1
+    /// Shared experts and dense FFN layers run on the workers, as slices placed like experts.
+    public var offloadDense = false
     /// CURVE on the workers' port (nil: plain TCP).
     public var security: Cluster.Security?
     /// Seconds before a lost worker's experts move to the survivors (nil: never).
@@ -57,15 +59,35 @@ public final class CoordinatorService: Sendable {
         self.logger = logger
     }
 
+    /// The slicing `--offload-dense` uses, said in the log; nil (and why) when there is nothing to offload.
+    private func offloadedDense(_ spec: ModelSpec) -> DenseSlices? {
+        guard let slices = DenseSlices(spec: spec), !slices.keys(spec).isEmpty else {
+            logger.notice("""
+                --offload-dense: \(spec.modelType) has no shared experts or dense FFN layers beside its experts \
+                (or no experts at all): nothing to offload
+                """)
+            return nil
+        }
+        let layers = spec.layers.filter { slices.slices(of: $0) != nil }.count
+        logger.info("""
+            --offload-dense: shared experts and dense FFN layers of \(layers) layers run on the workers, \
+            as \(slices.keys(spec).count) slices of up to \(slices.width) intermediate values
+            """)
+        return slices
+    }
+
     /// Runs until SIGTERM/SIGINT. Throws on start-up problems (bad model, port in use, too few workers…).
     /// `listening` receives the bound ZeroMQ endpoint (port 0 resolved) before workers are awaited.
     public func run(listening: (String) throws -> Void = { _ in }) throws {
-        let model = try LoadedModel(directory: options.modelDirectory, denseFormat: options.denseFormat)
+        let model = try LoadedModel(directory: options.modelDirectory, denseFormat: options.denseFormat,
+                                    feedForwardOffloaded: options.offloadDense)
         // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
         // broken checkpoint fails now, not when a worker is assigned.
         try model.checkAllExperts()
+        let offloaded = options.offloadDense ? offloadedDense(model.spec) : nil
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType,
-                                  replyDType: options.replyDType, security: options.security, logger: logger)
+                                  replyDType: options.replyDType, security: options.security,
+                                  offloadedDense: offloaded, logger: logger)
         cluster.reassignAfter = options.reassignAfter
         cluster.unservedTimeout = options.unservedTimeout
         cluster.workerTimeout = options.workerTimeout
@@ -86,7 +108,7 @@ public final class CoordinatorService: Sendable {
         try listening(cluster.endpoint)
         let (configuration, description) = options.serving.configuration(for: model.spec)
         let transformer = Transformer(spec: model.spec, weights: model.dense,
-                                      backend: RemoteExpertBackend(cluster: cluster))
+                                      backend: RemoteExpertBackend(cluster: cluster), offloadedDense: offloaded)
         let engine = try InferenceEngine(transformer: transformer, configuration: configuration)
         let runner = EngineRunner(engine: engine, logger: logger)
         cluster.onChange = { [clusterView] cluster in

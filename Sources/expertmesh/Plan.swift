@@ -18,6 +18,7 @@ struct Plan: ParsableCommand {
         Examples:
           expertmesh plan --config Tests/Fixtures/configs/mixtral-8x22b.json --workers 4
           expertmesh plan --model /models/deepseek-v3 --worker-memory 256GiB --dtype int8 --replicas 2
+          expertmesh plan --config Tests/Fixtures/configs/deepseek-v3.json --workers 16 --offload-dense
           expertmesh plan --config Tests/Fixtures/configs/llama4-maverick.json --worker-memory 64GiB \\
               --coordinator-memory 128GiB --context 32768 --concurrency 16 --json
         """)
@@ -55,6 +56,9 @@ struct Plan: ParsableCommand {
                                valueName: "GB/s"))
     var memoryBandwidth: Double = 100
 
+    @Flag(help: "Shared experts and dense FFN layers on the workers too, as `coordinator --offload-dense` places them.")
+    var offloadDense = false
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -88,7 +92,7 @@ struct Plan: ParsableCommand {
                                       workers: workers, workerMemory: workerMemory.flatMap(ServingArguments.bytes),
                                       coordinatorMemory: coordinatorMemory.flatMap(ServingArguments.bytes),
                                       context: context, concurrency: concurrency, replicas: replicas,
-                                      memoryBandwidth: memoryBandwidth * 1e9)
+                                      memoryBandwidth: memoryBandwidth * 1e9, offloadDense: offloadDense)
             if json {
                 var object = report.json
                 object["dtype"] = dtype
@@ -111,16 +115,21 @@ struct CapacityPlan {
     let concurrency: Int
     let replicas: Int
     let memoryBandwidth: Double
+    /// Shared experts and dense FFN layers on the workers (`--offload-dense`).
+    var offloadDense = false
     /// Activations go out in bf16 and partial sums come back in f32 (the coordinator's defaults).
     static let wireBytes = 2.0, replyBytes = 4.0
     /// The engine keeps keys and values in f32.
     static let kvBytes = 4.0
 
     var count: ParameterCount { shape.parameterCount }
-    var coordinatorWeightBytes: Double { Double(count.total - count.routedExperts) * bytesPerWeight }
+    /// Dense FFN and shared-expert parameters on the workers (`--offload-dense`), else 0.
+    var offloadedParameters: Int { offloadDense ? shape.offloadableParameters : 0 }
+    var coordinatorWeightBytes: Double { Double(count.total - count.routedExperts - offloadedParameters) * bytesPerWeight }
     var kvCacheBytes: Double { Double(shape.kvValues(context: context) * concurrency) * Self.kvBytes }
     var coordinatorBytes: Double { coordinatorWeightBytes + kvCacheBytes }
-    var expertBytes: Double { Double(count.routedExperts) * bytesPerWeight }
+    /// Routed experts, and the dense slices when offloaded: what the workers hold once.
+    var expertBytes: Double { Double(count.routedExperts + offloadedParameters) * bytesPerWeight }
     var placedExpertBytes: Double { expertBytes * Double(replicas) }
     /// The fewest workers whose memory holds every expert `replicas` times (and at least `replicas`).
     var workersNeeded: Int? {
@@ -129,29 +138,42 @@ struct CapacityPlan {
     /// Workers the wire figures assume: as given, else the fewest that fit, else as many as top-k.
     var workerCount: Int { workers ?? workersNeeded ?? max(replicas, shape.layers.map(\.topK).max() ?? 1) }
 
-    /// One decode step of `concurrency` tokens: bytes on the wire over all MoE layers. A token goes
-    /// once to each worker holding one of its experts (at most top-k, at most the workers), with its
-    /// expert ids and weights, and a partial sum comes back from each.
+    /// The dense slices of `layer` on the workers (0 unless `--offload-dense`).
+    func offloadedSlices(_ layer: ModelShape.Layer) -> Int { offloadDense ? shape.denseSlices(layer) : 0 }
+
+    /// Layers with an exchange: MoE layers, and with `--offload-dense` dense FFN layers too.
+    var exchangeLayers: [ModelShape.Layer] { shape.layers.filter { $0.experts > 0 || offloadedSlices($0) > 0 } }
+
+    /// One decode step of `concurrency` tokens: bytes on the wire over all exchange layers. A token
+    /// goes once to each worker holding one of its experts or slices (at most top-k + slices, at
+    /// most the workers), with their ids and weights, and a partial sum comes back from each.
     var wireBytesPerStep: Double {
-        shape.layers.filter { $0.experts > 0 }.reduce(0.0) { sum, layer in
-            let destinations = Double(min(layer.topK, workerCount))
-            let perToken = destinations * Double(shape.hiddenSize) * (Self.wireBytes + Self.replyBytes) + Double(layer.topK) * 8
+        exchangeLayers.reduce(0.0) { sum, layer in
+            let routed = layer.topK + offloadedSlices(layer)
+            let destinations = Double(min(routed, workerCount))
+            let perToken = destinations * Double(shape.hiddenSize) * (Self.wireBytes + Self.replyBytes) + Double(routed) * 8
             return sum + perToken * Double(concurrency)
         }
     }
 
     var wireBytesPerTokenPerLayer: Double {
-        shape.moeLayerCount == 0 ? 0 : wireBytesPerStep / Double(shape.moeLayerCount * concurrency)
+        exchangeLayers.isEmpty ? 0 : wireBytesPerStep / Double(exchangeLayers.count * concurrency)
     }
 
     /// Seconds a memory-bound decode step computes: the coordinator reads its weights and the KV
-    /// cache; each MoE layer's busiest worker reads the experts its tokens use (spread evenly).
+    /// cache; each exchange layer's busiest worker reads the experts its tokens use (spread evenly), or
+    /// its share of the dense slices (`--offload-dense`), whichever is more.
     var computeSecondsPerStep: Double {
         let coordinator = (coordinatorWeightBytes + kvCacheBytes) / memoryBandwidth
-        let experts = shape.layers.filter { $0.experts > 0 }.reduce(0.0) { sum, layer in
+        let experts = exchangeLayers.reduce(0.0) { sum, layer in
             let touched = Double(min(layer.experts, layer.topK * concurrency))
-            let perWorker = (touched / Double(min(workerCount, layer.experts))).rounded(.up)
-            return sum + perWorker * Double(layer.expertParameters) * bytesPerWeight / memoryBandwidth
+            let perWorker = layer.experts == 0 ? 0 : (touched / Double(min(workerCount, layer.experts))).rounded(.up)
+            // Every slice is read every step, spread over the workers.
+            let slices = offloadedSlices(layer)
+            let sliceBytes = slices == 0 ? 0 : Double(3 * shape.hiddenSize * layer.denseIntermediate) * bytesPerWeight
+                * (Double(slices) / Double(min(workerCount, slices))).rounded(.up) / Double(slices)
+            // Slices and routed experts of a layer are read in parallel when they sit on different workers.
+            return sum + max(perWorker * Double(layer.expertParameters) * bytesPerWeight, sliceBytes) / memoryBandwidth
         }
         return coordinator + experts
     }
@@ -170,6 +192,8 @@ struct CapacityPlan {
             "wire_workers": workerCount, "wire_bytes_per_token_per_moe_layer": wireBytesPerTokenPerLayer,
             "wire_bytes_per_decode_step": wireBytesPerStep, "compute_seconds_per_decode_step": computeSecondsPerStep,
             "memory_bandwidth_bytes_per_second": memoryBandwidth, "break_even_network_bytes_per_second": breakEvenBandwidth,
+            "offload_dense": offloadDense, "offloaded_dense_bytes": Double(offloadedParameters) * bytesPerWeight,
+            "exchange_layers": exchangeLayers.count,
         ]
         if let workers { object["bytes_per_worker"] = placedExpertBytes / Double(workers) }
         if let workersNeeded { object["workers_needed"] = workersNeeded }
@@ -196,20 +220,24 @@ struct CapacityPlan {
             lines.append("dense model: no experts, so no workers; the coordinator (or `expertmesh serve`) runs it alone")
             return lines.joined(separator: "\n") + "\n"
         }
-        lines.append("experts (\(dtype)): \(gb(expertBytes)) in all" + (replicas > 1 ? ", \(gb(placedExpertBytes)) with \(replicas) replicas" : ""))
+        lines.append("experts (\(dtype)): \(gb(expertBytes)) in all"
+                     + (offloadDense ? " (with \(gb(Double(offloadedParameters) * bytesPerWeight)) of dense FFN and shared-expert "
+                        + "slices, --offload-dense)" : "")
+                     + (replicas > 1 ? ", \(gb(placedExpertBytes)) with \(replicas) replicas" : ""))
         if let workers { lines.append("with \(workers) workers: \(gb(placedExpertBytes / Double(workers))) of experts each") }
         if let workersNeeded, let workerMemory {
             lines.append("workers needed at \(gb(Double(workerMemory))) each (experts only, no headroom): \(workersNeeded)")
         }
-        lines.append(String(format: "wire: %.1f kB per token per MoE layer (to and from up to %d worker(s)); "
+        let destinations = exchangeLayers.map { $0.topK + offloadedSlices($0) }.max() ?? 1
+        lines.append(String(format: "wire: %.1f kB per token per exchange layer (to and from up to %d worker(s)); "
                             + "%.2f MB per decode step of %d token(s)", wireBytesPerTokenPerLayer / 1e3,
-                            min(shape.layers.map(\.topK).max() ?? 1, workerCount), wireBytesPerStep / 1e6, concurrency))
+                            min(destinations, workerCount), wireBytesPerStep / 1e6, concurrency))
         let bits = breakEvenBandwidth * 8
         let rate = bits >= 1e9 ? String(format: "%.1f Gbit/s", bits / 1e9) : String(format: "%.1f Mbit/s", bits / 1e6)
         lines.append(String(format: "network: at %@ the exchange takes as long as a decode step computes "
                             + "(%.1f ms at %.0f GB/s of memory bandwidth per host); each 0.1 ms of round trip adds "
-                            + "%.1f ms per step (%d MoE layers)", rate, computeSecondsPerStep * 1e3,
-                            memoryBandwidth / 1e9, 0.1 * Double(shape.moeLayerCount), shape.moeLayerCount))
+                            + "%.1f ms per step (%d layers with an exchange)", rate, computeSecondsPerStep * 1e3,
+                            memoryBandwidth / 1e9, 0.1 * Double(exchangeLayers.count), exchangeLayers.count))
         return lines.joined(separator: "\n") + "\n"
     }
 }

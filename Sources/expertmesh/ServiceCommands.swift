@@ -24,6 +24,7 @@ struct Coordinator: ParsableCommand {
           expertmesh coordinator --model DIR --min-workers 2 --precision f32 --dense-dtype int8
           expertmesh coordinator --model models/demo --http 127.0.0.1:8080 --spawn-workers 3
           expertmesh coordinator --model DIR --min-workers 4 --replicas 2 --expert-load /var/lib/expertmesh/load.json
+          expertmesh coordinator --model DIR --min-workers 8 --replicas 2 --offload-dense
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -52,6 +53,13 @@ struct Coordinator: ParsableCommand {
         (from their own model copies), or 'never'. A worker that joins meanwhile takes over a lost one's experts at once.
         """, valueName: "SECONDS|never"))
     var reassignAfter = "10"
+
+    @Flag(help: ArgumentHelp("""
+        Run shared experts and dense FFN layers on the workers too: each is cut along its intermediate dimension \
+        into slices as wide as one routed expert, placed, replicated and failed over like experts; every token \
+        goes to every slice of its layer. The coordinator keeps attention, norms, router and LM head only.
+        """))
+    var offloadDense = false
 
     @Option(help: "Seconds a request waits for experts no live worker holds (while they are moved) before it fails with 503.")
     var unservedTimeout: Double = 30
@@ -133,6 +141,7 @@ struct Coordinator: ParsableCommand {
             replyDType: DType(name: replyDtype)!, startTimeout: startTimeout, serving: serving.options,
             denseFormat: dense.dense)
         options.replicas = replicas
+        options.offloadDense = offloadDense
         options.reassignAfter = Double(reassignAfter)
         options.unservedTimeout = unservedTimeout
         options.workerTimeout = workerTimeout

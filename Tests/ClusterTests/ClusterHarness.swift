@@ -1,4 +1,5 @@
 import Foundation
+import MeshEngine
 import MeshModels
 import XCTest
 #if canImport(Glibc)
@@ -13,6 +14,45 @@ enum Harness {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardizedFileURL
 
     static func fixture(_ name: String) -> URL { root.appendingPathComponent("Tests/Fixtures/models/\(name)") }
+
+    /// A greedy completion with logprobs and prompt logprobs through `cluster` gives the tokens the
+    /// in-process engine gives, and logprobs within 1e-4; returns the largest logprob difference.
+    static func assertClusterEqualsSingleProcess(_ name: String, _ cluster: LoopbackCluster) throws -> Double {
+        try assertClusterEqualsSingleProcess(name, url: cluster.httpURL, log: cluster.coordinator.log)
+    }
+
+    /// The same against the coordinator at `url` (`log`: its log, shown on failure).
+    static func assertClusterEqualsSingleProcess(_ name: String, url: String, log: @autoclosure () -> String) throws -> Double {
+        let expected = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: fixture(name).appendingPathComponent("expected.json"))) as? [String: Any]
+        let tokens = try XCTUnwrap(expected?["prompt_tokens"] as? [Int], name)
+        let (status, body) = Harness.http("POST", url + "/v1/completions", json: [
+            "prompt": tokens, "max_tokens": 6, "temperature": 0, "logprobs": 3, "prompt_logprobs": 2,
+            "return_token_ids": true, "ignore_eos": true,
+        ])
+        XCTAssertEqual(status, 200, "\(name): \(body)\n\(log())")
+        let choice = try XCTUnwrap((body["choices"] as? [[String: Any]])?.first, name)
+        let remoteTokens = try XCTUnwrap(choice["token_ids"] as? [Int])
+        let remoteLogprobs = try XCTUnwrap((choice["logprobs"] as? [String: Any])?["token_logprobs"] as? [Double])
+        let remotePrompt = try XCTUnwrap(choice["prompt_logprobs"] as? [Any])
+
+        let engine = try LocalEngine(directory: fixture(name))
+        let local = try engine.generator.generate(GenerationRequest(prompt: tokens, maxTokens: 6, logprobs: 3, promptLogprobs: 2))
+        XCTAssertEqual(remoteTokens, local.tokens, "\(name): greedy tokens differ between cluster and single process")
+        let tokenDiff = zip(remoteLogprobs, local.logprobs.map { Double($0.logprob) }).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThan(tokenDiff, 1e-4, "\(name): logprobs differ")
+        var promptDiff = 0.0
+        for (position, entry) in local.promptLogprobs.enumerated() {
+            let remote = try XCTUnwrap(remotePrompt[position + 1] as? [String: [String: Any]])
+            for top in entry.top {
+                let value = try XCTUnwrap(remote[String(top.token)]?["logprob"] as? Double,
+                                          "\(name): prompt position \(position + 1) lacks token \(top.token)")
+                promptDiff = max(promptDiff, abs(value - Double(top.logprob)))
+            }
+        }
+        XCTAssertLessThan(promptDiff, 1e-4, "\(name): prompt logprobs differ")
+        return max(tokenDiff, promptDiff)
+    }
 
     /// The transformers fixtures with routed experts (`withExperts`) or dense, sorted.
     static func fixtures(withExperts: Bool) -> [String] {

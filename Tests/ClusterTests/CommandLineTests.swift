@@ -136,6 +136,24 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(planned.stdout.hasPrefix("deepseek_v3: 671.03B parameters, 37.55B active per token, 58 MoE layers"),
                       planned.stdout)
         XCTAssertTrue(planned.stdout.contains("workers needed at 274.9 GB each"), planned.stdout)
+        // --offload-dense: DeepSeek-V3's 3 dense FFN layers and 58 shared experts (3.74B parameters)
+        // leave the coordinator for the workers; the 3 dense layers gain an exchange.
+        func planJSON(_ arguments: [String]) throws -> [String: Any] {
+            let result = try run(["plan", "--config", deepseek, "--workers", "16", "--json"] + arguments)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        }
+        let kept = try planJSON([]), offloaded = try planJSON(["--offload-dense"])
+        let moved = Double(3 * 7168 * (3 * 18432 + 58 * 2048) * 2)
+        XCTAssertEqual(offloaded["offloaded_dense_bytes"] as? Double, moved)
+        XCTAssertEqual(try XCTUnwrap(offloaded["coordinator_weight_bytes"] as? Double),
+                       try XCTUnwrap(kept["coordinator_weight_bytes"] as? Double) - moved, accuracy: 1)
+        XCTAssertEqual(try XCTUnwrap(offloaded["expert_bytes"] as? Double),
+                       try XCTUnwrap(kept["expert_bytes"] as? Double) + moved, accuracy: 1)
+        XCTAssertEqual(kept["exchange_layers"] as? Int, 58)
+        XCTAssertEqual(offloaded["exchange_layers"] as? Int, 61)
+        let text = try run(["plan", "--config", deepseek, "--workers", "16", "--offload-dense"])
+        XCTAssertTrue(text.stdout.contains("of dense FFN and shared-expert slices, --offload-dense"), text.stdout)
         let both = try run(["plan", "--config", deepseek, "--model", Harness.fixture("mixtral").path])
         XCTAssertTrue(both.stderr.contains("give --config FILE or --model DIR (one of them)"), both.stderr)
     }

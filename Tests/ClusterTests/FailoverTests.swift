@@ -28,12 +28,13 @@ final class FailoverTests: XCTestCase {
     @discardableResult
     func assertRequestsSurvive(_ fail: (LoopbackCluster) -> Void, recovery: Double, restore: () -> Void = {},
                                expectLog: String = "to replicas", maximumRequestSeconds: Double? = nil,
-                               replicas: Int = 2, coordinatorArguments: [String] = []) throws -> [[String: Any]] {
-        let cluster = try LoopbackCluster(model: Harness.fixture("mixtral"), workers: 3, precision: "f32",
+                               replicas: Int = 2, coordinatorArguments: [String] = [],
+                               fixture: String = "mixtral", workers: Int = 3) throws -> [[String: Any]] {
+        let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: workers, precision: "f32",
                                           coordinatorArguments: ["--replicas", String(replicas)] + coordinatorArguments)
         defer { cluster.stop() }
         defer { restore() }
-        try cluster.waitHealthy()
+        try cluster.waitHealthy(timeout: 120)
         XCTAssertEqual(cluster.coordinator.log.contains("each on 2 of them"), replicas == 2, cluster.coordinator.log)
         let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: Self.request)
         XCTAssertEqual(status, 200, "\(body)")
@@ -86,7 +87,7 @@ final class FailoverTests: XCTestCase {
         }
         let health = Harness.http("GET", cluster.httpURL + "/health")
         lastSurvivorLogs = cluster.workers.map(\.log)
-        XCTAssertEqual(health.status, 200, "one worker down of 3 still serves")
+        XCTAssertEqual(health.status, 200, "one worker down of \(workers) still serves")
         XCTAssertTrue(cluster.coordinator.process.isRunning)
         return health.body["workers"] as? [[String: Any]] ?? []
     }
@@ -161,6 +162,20 @@ final class FailoverTests: XCTestCase {
 
     func testAWorkerKilledMidRequestCostsNoRequestAndNoToken() throws {
         try assertRequestsSurvive({ $0.workers[1].kill(signal: SIGKILL) }, recovery: 5)
+    }
+
+    /// With `--offload-dense`, the slices of shared experts and dense FFN layers are replicated and
+    /// failed over like routed experts: GLM-4.5's dense first layer and shared experts survive a kill.
+    func testOffloadedDenseSlicesFailOverLikeExperts() throws {
+        try assertRequestsSurvive({ $0.workers[1].kill(signal: SIGKILL) }, recovery: 5,
+                                  coordinatorArguments: ["--offload-dense"], fixture: "glm4_moe")
+    }
+
+    /// Behemoth's topology in miniature over 64 workers with replicas 2 (shared experts offloaded
+    /// too): a worker killed mid-generation costs no request and no token.
+    func testSixtyFourWorkersWithReplicasLoseNothingWhenOneIsKilled() throws {
+        try assertRequestsSurvive({ $0.workers[17].kill(signal: SIGKILL) }, recovery: 5,
+                                  coordinatorArguments: ["--offload-dense"], fixture: ScaleTests.fixture, workers: 64)
     }
 
     func testAFrozenWorkerIsDetectedAndItsWorkGoesToReplicas() throws {

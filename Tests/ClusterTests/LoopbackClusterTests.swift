@@ -29,33 +29,44 @@ final class LoopbackClusterTests: XCTestCase {
                                               precision: precision.rawValue, coordinatorArguments: ["--decode-kernels", decode.rawValue])
             defer { cluster.stop() }
             try cluster.waitHealthy()
-            let tokens = try prompt(fixture)
-            let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
-                "prompt": tokens, "max_tokens": 6, "temperature": 0, "logprobs": 3, "prompt_logprobs": 2,
-                "return_token_ids": true, "ignore_eos": true,
-            ])
-            XCTAssertEqual(status, 200, "\(fixture): \(body)\n\(cluster.coordinator.log)")
-            let choice = try XCTUnwrap((body["choices"] as? [[String: Any]])?.first, fixture)
-            let remoteTokens = try XCTUnwrap(choice["token_ids"] as? [Int])
-            let remoteLogprobs = try XCTUnwrap((choice["logprobs"] as? [String: Any])?["token_logprobs"] as? [Double])
-            let remotePrompt = try XCTUnwrap(choice["prompt_logprobs"] as? [Any])
-
-            let engine = try LocalEngine(directory: Harness.fixture(fixture))
-            let local = try engine.generator.generate(GenerationRequest(prompt: tokens, maxTokens: 6, logprobs: 3, promptLogprobs: 2))
-            XCTAssertEqual(remoteTokens, local.tokens, "\(fixture): greedy tokens differ between cluster and single process")
-            let tokenDiff = zip(remoteLogprobs, local.logprobs.map { Double($0.logprob) }).map { abs($0 - $1) }.max() ?? .infinity
-            XCTAssertLessThan(tokenDiff, 1e-4, "\(fixture): logprobs differ")
-            var promptDiff = 0.0
-            for (position, entry) in local.promptLogprobs.enumerated() {
-                let remote = try XCTUnwrap(remotePrompt[position + 1] as? [String: [String: Any]])
-                for top in entry.top {
-                    let value = try XCTUnwrap(remote[String(top.token)]?["logprob"] as? Double, "\(fixture): prompt position \(position + 1) lacks token \(top.token)")
-                    promptDiff = max(promptDiff, abs(value - Double(top.logprob)))
-                }
-            }
-            XCTAssertLessThan(promptDiff, 1e-4, "\(fixture): prompt logprobs differ")
+            let difference = try Harness.assertClusterEqualsSingleProcess(fixture, cluster)
             print("\(fixture) (\(variant.name), \(wire) wire, decode \(decode)): cluster == single process; "
-                  + "max logprob diff \(max(tokenDiff, promptDiff))")
+                  + "max logprob diff \(difference)")
+        }
+    }
+
+    /// `--offload-dense`: shared experts and dense FFN layers run on the workers as expert-wide
+    /// slices, placed like experts (each worker's count includes them); results equal one process.
+    func testOffloadedDenseLayersAndSharedExpertsEqualSingleProcess() throws {
+        let fixtures = Self.architectures.filter { name in
+            let spec = try? ModelSpec.decode(configFile: Harness.fixture(name).appendingPathComponent("config.json"))
+            return spec.flatMap { spec in DenseSlices(spec: spec).map { !$0.keys(spec).isEmpty } } ?? false
+        }
+        XCTAssertTrue(Set(["glm4_moe", "deepseek_v3", "qwen2_moe", "llama4"]).isSubset(of: fixtures), "\(fixtures)")
+        for fixture in fixtures {
+            let spec = try ModelSpec.decode(configFile: Harness.fixture(fixture).appendingPathComponent("config.json"))
+            let slices = try XCTUnwrap(DenseSlices(spec: spec)).keys(spec).count
+            let routed = spec.layers.compactMap(\.moe).reduce(0) { $0 + $1.expertCount }
+            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 3, precision: "f32",
+                                              coordinatorArguments: ["--offload-dense"])
+            defer { cluster.stop() }
+            try cluster.waitHealthy()
+            XCTAssertTrue(cluster.coordinator.log.contains("as \(slices) slices of up to"), cluster.coordinator.log)
+            let workers = Harness.http("GET", cluster.httpURL + "/health").body["workers"] as? [[String: Any]] ?? []
+            XCTAssertEqual(workers.compactMap { $0["experts"] as? Int }.reduce(0, +), routed + slices,
+                           "\(fixture): the workers hold every routed expert and every slice: \(workers)")
+            let difference = try Harness.assertClusterEqualsSingleProcess(fixture, cluster)
+            // The slices did the work: tokens were routed to the first slice of every such layer.
+            let metrics = try String(decoding: XCTUnwrap(RawHTTP.get(cluster.httpURL, "/metrics")).body, as: UTF8.self)
+            for layer in spec.layers.indices {
+                guard let firstId = DenseSlices(spec: spec)?.slices(of: spec.layers[layer])?.firstId else { continue }
+                let counted = metrics.split(separator: "\n").contains { line in
+                    line.hasPrefix("expertmesh_expert_routed_tokens_total{") && line.contains("layer=\"\(layer)\"")
+                        && line.contains("expert=\"\(firstId)\"") && (Double(line.split(separator: " ").last ?? "") ?? 0) > 0
+                }
+                XCTAssertTrue(counted, "\(fixture): no token was routed to layer \(layer)'s slice \(firstId)")
+            }
+            print("\(fixture) --offload-dense (\(slices) slices): cluster == single process; max logprob diff \(difference)")
         }
     }
 

@@ -14,6 +14,8 @@ public struct ModelShape: Sendable {
         public var norms: Int
         /// A dense FFN, or the shared experts of an MoE layer: on the coordinator.
         public var dense: Int
+        /// Intermediate size of that dense FFN or those shared experts (what `--offload-dense` slices).
+        public var denseIntermediate = 0
         public var router: Int
         public var experts = 0
         public var expertParameters = 0
@@ -25,11 +27,26 @@ public struct ModelShape: Sendable {
     public var vocabSize: Int
     public var tiedEmbeddings: Bool
     public var layers: [Layer]
+    /// How wide `--offload-dense` cuts the dense parts (one routed expert's intermediate size;
+    /// nil for a model without experts).
+    public var denseSliceWidth: Int?
 
     /// Embeddings, LM head (unless tied) and the final norm.
     public var outerParameters: Int { vocabSize * hiddenSize * (tiedEmbeddings ? 1 : 2) + hiddenSize }
     public var moeLayerCount: Int { layers.filter { $0.experts > 0 }.count }
     public var kvValuesPerToken: Int { layers.reduce(0) { $0 + $1.kvValuesPerToken } }
+
+    /// Parameters `--offload-dense` moves to the workers: the gate, up and down projections of every
+    /// dense FFN and shared expert (0 for a model without experts, where nothing sizes the slices).
+    public var offloadableParameters: Int {
+        denseSliceWidth == nil ? 0 : layers.reduce(0) { $0 + 3 * hiddenSize * $1.denseIntermediate }
+    }
+
+    /// The slices `--offload-dense` cuts `layer`'s dense FFN or shared experts into.
+    public func denseSlices(_ layer: Layer) -> Int {
+        guard let width = denseSliceWidth else { return 0 }
+        return (layer.denseIntermediate + width - 1) / width
+    }
 
     /// Values one sequence of `context` positions keeps in the KV cache at most: every position in
     /// full-attention layers, the blocks its window or chunk spans in the others.
@@ -81,6 +98,7 @@ extension ModelShape {
         hiddenSize = h
         vocabSize = spec.vocabSize
         tiedEmbeddings = spec.tieWordEmbeddings
+        denseSliceWidth = DenseSlices(spec: spec)?.width
         layers = spec.layers.map { layer in
             var shape = Self.attention(layer.attention, spec)
             shape.reach = layer.attention.reach
@@ -88,8 +106,10 @@ extension ModelShape {
             switch layer.feedForward {
             case .dense(let intermediate):
                 shape.dense = 3 * h * intermediate
+                shape.denseIntermediate = intermediate
             case .moe(let moe):
                 shape.dense = 3 * h * (moe.sharedExpertIntermediateSize ?? 0) + (moe.sharedExpertGated ? h : 0)
+                shape.denseIntermediate = moe.sharedExpertIntermediateSize ?? 0
                 shape.router = moe.expertCount * h + (moe.routerBias ? moe.expertCount : 0)
                 if case .groupedSigmoid = moe.routing { shape.router += moe.expertCount }   // the score-correction bias
                 (shape.experts, shape.expertParameters, shape.topK) =

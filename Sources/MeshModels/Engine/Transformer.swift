@@ -10,11 +10,15 @@ public final class Transformer<Backend: ExpertBackend> {
     public let spec: ModelSpec
     public let weights: DenseWeights
     public let backend: Backend
+    /// Set when shared experts and dense FFN layers run on the backend too, as slices routed
+    /// like experts (`coordinator --offload-dense`); nil: they run here.
+    public let offloadedDense: DenseSlices?
 
-    public init(spec: ModelSpec, weights: DenseWeights, backend: Backend) {
+    public init(spec: ModelSpec, weights: DenseWeights, backend: Backend, offloadedDense: DenseSlices? = nil) {
         self.spec = spec
         self.weights = weights
         self.backend = backend
+        self.offloadedDense = offloadedDense
     }
 
     /// Runs the batch's tokens at their positions, writing their keys and values to `cache`.
@@ -60,19 +64,38 @@ public final class Transformer<Backend: ExpertBackend> {
 
     /// out [T, H] = dense MLP, or shared expert + Σ routed experts.
     private func feedForward(_ index: Int, _ layer: LayerWeights, _ x: Matrix, generated: [Bool], into out: Matrix) throws {
+        let slices = offloadedDense?.slices(of: spec.layers[index])
         switch layer.feedForward {
         case .dense(let mlp):
-            mlp.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
+            guard let slices else {
+                return mlp.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
+            }
+            // Every token to every slice of the FFN, weight 1: their partial sums are the FFN's output.
+            let all = TokenRoute(experts: slices.ranges.indices.map { slices.firstId + $0 },
+                                 weights: [Float](repeating: 1, count: slices.ranges.count))
+            let request = ExpertRequest(layer: index, input: x, routes: Array(repeating: all, count: x.rows),
+                                        placement: .output, generated: generated)
+            let pending = try backend.dispatch(request)
+            out.zero()
+            try backend.combine(pending, into: out)
         case .moe(let weights):
             guard let moe = spec.layers[index].moe else { return }
             let logits = Matrix(rows: x.rows, columns: moe.expertCount)   // [T, E]
             matmul(x.data, rows: x.rows, weights.router, into: logits.data, generated: generated)
             logits.addToEveryRow(weights.routerBias)
-            let routes = moe.route(logits: logits, correctionBias: weights.scoreCorrectionBias)
+            var routes = moe.route(logits: logits, correctionBias: weights.scoreCorrectionBias)
+            if let slices {
+                // The shared experts' slices join every token's route, weighted by its gate if gated.
+                let gates = weights.sharedGate.map { sigmoidGate($0, x, generated: generated) }
+                for row in routes.indices {
+                    routes[row].experts += slices.ranges.indices.map { slices.firstId + $0 }
+                    routes[row].weights += [Float](repeating: gates?[row] ?? 1, count: slices.ranges.count)
+                }
+            }
             let request = ExpertRequest(layer: index, input: x, routes: routes, placement: moe.weightPlacement, generated: generated)
             let pending = try backend.dispatch(request)
             out.zero()
-            if let shared = weights.shared {
+            if let shared = weights.shared, slices == nil {
                 shared.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
                 if let gate = weights.sharedGate { scaleBySigmoidGate(out, gate, x, generated: generated) }
             }
@@ -82,12 +105,16 @@ public final class Transformer<Backend: ExpertBackend> {
 
     /// rows of out [T, H] *= sigmoid(x [T, H] · gate [1, H]) (Qwen 2 MoE's shared expert gate).
     private func scaleBySigmoidGate(_ out: Matrix, _ gate: LinearWeight, _ x: Matrix, generated: [Bool]) {
-        let scores = Matrix(rows: x.rows, columns: 1)                 // [T, 1]
-        matmul(x.data, rows: x.rows, gate, into: scores.data, generated: generated)
-        for row in 0..<x.rows {
-            let scale = sigmoid(scores.data[row])
+        for (row, scale) in sigmoidGate(gate, x, generated: generated).enumerated() {
             let target = out.row(row)
             for j in 0..<out.columns { target[j] *= scale }
         }
+    }
+
+    /// sigmoid(x · gate) per row: the shared expert's weight for each token (Qwen 2 MoE).
+    private func sigmoidGate(_ gate: LinearWeight, _ x: Matrix, generated: [Bool]) -> [Float] {
+        let scores = Matrix(rows: x.rows, columns: 1)                 // [T, 1]
+        matmul(x.data, rows: x.rows, gate, into: scores.data, generated: generated)
+        return (0..<x.rows).map { sigmoid(scores.data[$0]) }
     }
 }

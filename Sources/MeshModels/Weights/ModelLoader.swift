@@ -10,9 +10,10 @@ public final class LoadedModel: @unchecked Sendable {
     let names: ModelWeightNames
 
     /// Opens `directory`, decodes config.json and checks every dense tensor (presence, shape);
-    /// the dense projections are held in `denseFormat`.
+    /// the dense projections are held in `denseFormat` (but the dense FFN and shared experts when
+    /// `feedForwardOffloaded`: workers compute them, so they stay untouched in the mapped file).
     /// Experts are checked by `loadExperts`; call `unexpectedTensors` after loading them.
-    public init(directory: URL, denseFormat: WeightFormat = .file) throws {
+    public init(directory: URL, denseFormat: WeightFormat = .file, feedForwardOffloaded: Bool = false) throws {
         try denseFormat.checkSupported()
         self.directory = directory
         var (architecture, spec) = try ArchitectureRegistry.decode(configFile: directory.appendingPathComponent("config.json"))
@@ -33,16 +34,23 @@ public final class LoadedModel: @unchecked Sendable {
         names.ignoredPrefixes += (spec.layerCount ..< spec.layerCount + spec.unusedTrailingLayers).map { "\(layout.decoder)layers.\($0)." }
         self.names = names
         self.spec = spec
-        dense = try DenseWeightLoader(spec: spec, names: names, checkpoint: checkpoint).load().converted(to: denseFormat)
+        dense = try DenseWeightLoader(spec: spec, names: names, checkpoint: checkpoint).load()
+            .converted(to: denseFormat, includingFeedForward: !feedForwardOffloaded || DenseSlices(spec: spec) == nil)
     }
 
     /// Loads the routed experts `keys` (memory-mapped: only their pages become resident when used),
-    /// in `format` (int8 copies are made now, reading each expert once).
+    /// in `format` (int8 copies are made now, reading each expert once). Keys past a layer's routed
+    /// experts name slices of its shared experts or dense FFN (`DenseSlices`).
     public func loadExperts(_ keys: [ExpertKey], format: WeightFormat = .file) throws -> [ExpertKey: MLPWeights] {
         try format.checkSupported()
         var result: [ExpertKey: MLPWeights] = [:]
         var byLayer: [Int: [Int]] = [:]
+        let slices = DenseSlices(spec: spec)
         for key in keys {
+            if let range = slices?.range(of: key, in: spec), let mlp = denseMLP(layer: key.layer) {
+                result[key] = mlp.slice(range).converted(to: format)
+                continue
+            }
             guard key.layer >= 0, key.layer < spec.layerCount, let moe = spec.layers[key.layer].moe,
                   key.expert >= 0, key.expert < moe.expertCount else {
                 throw ModelError("\(key) does not exist in this \(spec.modelType) model")
@@ -56,6 +64,14 @@ public final class LoadedModel: @unchecked Sendable {
             }
         }
         return result
+    }
+
+    /// The layer's dense FFN or shared experts, as the checkpoint stores them.
+    private func denseMLP(layer: Int) -> MLPWeights? {
+        switch dense.layers[layer].feedForward {
+        case .dense(let mlp): return mlp
+        case .moe(let moe): return moe.shared
+        }
     }
 
     /// Every routed expert of the model.

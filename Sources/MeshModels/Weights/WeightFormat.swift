@@ -42,8 +42,9 @@ extension MLPWeights {
 extension DenseWeights {
     /// Attention, dense feed-forward, shared experts and the LM head in `format`. The embedding
     /// table (rows are gathered, not multiplied), norms and routers (small, and they choose the
-    /// experts) stay as they are.
-    public func converted(to format: WeightFormat) -> DenseWeights {
+    /// experts) stay as they are; so do the dense feed-forward and shared experts unless
+    /// `includingFeedForward` (they run on workers under `--offload-dense`, and are never read here).
+    public func converted(to format: WeightFormat, includingFeedForward: Bool = true) -> DenseWeights {
         guard format != .file else { return self }
         var result = self
         result.lmHead = format.apply(lmHead)
@@ -60,6 +61,7 @@ extension DenseWeights {
                 layer.attention = .latent(a)
             }
             switch layer.feedForward {
+            case _ where !includingFeedForward: break
             case .dense(let mlp): layer.feedForward = .dense(mlp.converted(to: format))
             case .moe(var moe):
                 moe.shared = moe.shared?.converted(to: format)

@@ -89,6 +89,21 @@ public struct LinearWeight: @unchecked Sendable {
                             inFeatures: inFeatures, layout: layout, leadingDimension: leadingDimension, owner: owner)
     }
 
+    /// Input features `range` only (the columns of a down projection that one slice of the
+    /// intermediate values feeds). Not for a Q8_0 weight: slice first, then quantise.
+    public func inputs(_ range: Range<Int>) -> LinearWeight {
+        precondition(!isQ8_0 && range.lowerBound >= 0 && range.upperBound <= inFeatures, "inputs \(range) of this weight")
+        if let mxfp4Scales {
+            precondition(range.lowerBound % 32 == 0 && range.count % 32 == 0, "MXFP4 inputs come in blocks of 32")
+            return LinearWeight(data: data + range.lowerBound / 2, dtype: dtype, outFeatures: outFeatures,
+                                inFeatures: range.count, layout: .outMajor, leadingDimension: leadingDimension, owner: owner,
+                                mxfp4Scales: mxfp4Scales + range.lowerBound / 32, mxfp4ScaleStride: mxfp4ScaleStride)
+        }
+        let offset = layout == .outMajor ? range.lowerBound : range.lowerBound * leadingDimension
+        return LinearWeight(data: data + offset * dtype.byteSize, dtype: dtype, outFeatures: outFeatures,
+                            inFeatures: range.count, layout: layout, leadingDimension: leadingDimension, owner: owner)
+    }
+
     /// Of an [out, in] weight (not quantised) whose outputs alternate two matrices, the one in
     /// outputs `first`, `first + 2`, …: a view that steps over every other row.
     public func everyOtherOutput(from first: Int) -> LinearWeight {
