@@ -7,10 +7,13 @@
 # still finish with the single-process tokens, and the coordinator must declare the worker lost.
 # Needs root and iproute2. Cleans up namespaces, links and processes on exit.
 #
+# --offload-dense runs the coordinator with it (shared experts and dense FFN layers on the workers).
+#
 # Usage: scripts/netns-cluster-test.sh [--model DIR] [--workers N] [--binary PATH] [--tokens 1,2,3]
-#            [--replicas R] [--cut-worker I] [--seconds-after-cut S]
+#            [--replicas R] [--cut-worker I] [--seconds-after-cut S] [--offload-dense]
 # Example: sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/qwen3_moe --workers 3
 #          sudo scripts/netns-cluster-test.sh --replicas 2 --cut-worker 2
+#          sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/llama4_text-behemoth --workers 32 --offload-dense
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=Tests/Fixtures/models/mixtral
@@ -20,6 +23,7 @@ tokens=""
 replicas=1
 cut_worker=""
 seconds_after_cut=6
+offload=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
@@ -29,7 +33,8 @@ while [ $# -gt 0 ]; do
         --replicas) replicas="$2"; shift 2 ;;
         --cut-worker) cut_worker="$2"; shift 2 ;;
         --seconds-after-cut) seconds_after_cut="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --offload-dense) offload=(--offload-dense); shift ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "netns: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -76,7 +81,7 @@ host "$client" 198.18.0.100
 
 ip netns exec "${tag}h0" "$binary" coordinator --model "$model" --listen "tcp://$coordinator_ip:5555" \
     --http "$coordinator_ip:8080" --min-workers "$workers" --start-timeout 60 --insecure \
-    --replicas "$replicas" > "$logs/coordinator.log" 2>&1 &
+    --replicas "$replicas" "${offload[@]}" > "$logs/coordinator.log" 2>&1 &
 pids+=($!)
 for i in $(seq 1 "$workers"); do
     ip netns exec "${tag}h$i" "$binary" worker --coordinator "tcp://$coordinator_ip:5555" --model "$model" \

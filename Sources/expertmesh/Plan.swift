@@ -13,6 +13,8 @@ struct Plan: ParsableCommand {
         positions of --concurrency sequences. The wire figures are for one decode step; the bandwidth at
         which the exchange would take as long as the computation assumes memory-bound decoding at
         --memory-bandwidth on every host (measure yours with `expertmesh bench`).
+        Given --coordinator-memory and --worker-memory, it proposes the smallest layout that fits them
+        (--offload-dense only if the coordinator needs it, and the fewest workers).
         The first line keeps its form: "<type>: <total>B parameters, <active>B active per token, …".
 
         Examples:
@@ -21,6 +23,8 @@ struct Plan: ParsableCommand {
           expertmesh plan --config Tests/Fixtures/configs/deepseek-v3.json --workers 16 --offload-dense
           expertmesh plan --config Tests/Fixtures/configs/llama4-maverick.json --worker-memory 64GiB \\
               --coordinator-memory 128GiB --context 32768 --concurrency 16 --json
+          expertmesh plan --config Tests/Fixtures/configs/llama4-behemoth-assumed.json --coordinator-memory 256GB \
+              --worker-memory 128GB --context 8192 --concurrency 16
         """)
 
     @Option(help: "A model's config.json (or a model directory).")
@@ -198,7 +202,23 @@ struct CapacityPlan {
         if let workers { object["bytes_per_worker"] = placedExpertBytes / Double(workers) }
         if let workersNeeded { object["workers_needed"] = workersNeeded }
         if let coordinatorMemory { object["coordinator_fits"] = coordinatorBytes <= Double(coordinatorMemory) }
+        if let proposal {
+            var layout: [String: Any] = ["offload_dense": proposal.offloadDense, "fits": proposal.fits]
+            if let workers = proposal.workers { layout["workers"] = workers }
+            object["proposed_layout"] = layout
+        }
         return object
+    }
+
+    /// The smallest layout that fits the hosts given (`--coordinator-memory`, `--worker-memory`): the
+    /// coordinator as planned, or with `--offload-dense` if only that makes it fit, and the fewest
+    /// workers that then hold the experts (and slices) `replicas` times. Nil without both sizes.
+    var proposal: (offloadDense: Bool, workers: Int?, fits: Bool)? {
+        guard let coordinatorMemory, workerMemory != nil, shape.moeLayerCount > 0 else { return nil }
+        var offloaded = self
+        offloaded.offloadDense = true
+        let chosen = coordinatorBytes <= Double(coordinatorMemory) || shape.offloadableParameters == 0 ? self : offloaded
+        return (chosen.offloadDense, chosen.workersNeeded, chosen.coordinatorBytes <= Double(coordinatorMemory))
     }
 
     func text(dtype: String) -> String {
@@ -227,6 +247,15 @@ struct CapacityPlan {
         if let workers { lines.append("with \(workers) workers: \(gb(placedExpertBytes / Double(workers))) of experts each") }
         if let workersNeeded, let workerMemory {
             lines.append("workers needed at \(gb(Double(workerMemory))) each (experts only, no headroom): \(workersNeeded)")
+        }
+        if let proposal {
+            let flags = (proposal.offloadDense ? "--offload-dense, " : "") + "\(proposal.workers ?? 0) workers"
+                + (replicas > 1 ? " with --replicas \(replicas)" : "")
+            lines.append(proposal.fits
+                ? "smallest layout for these hosts: one coordinator, \(flags)"
+                : "no layout fits these hosts: even with --offload-dense the coordinator keeps attention, embeddings, "
+                  + "LM head and the KV cache; lower --context or --concurrency, use --dtype int8, or a bigger "
+                  + "coordinator host (pipeline stages that would split it are not built yet)")
         }
         let destinations = exchangeLayers.map { $0.topK + offloadedSlices($0) }.max() ?? 1
         lines.append(String(format: "wire: %.1f kB per token per exchange layer (to and from up to %d worker(s)); "

@@ -226,10 +226,15 @@ struct WorkerCommand: ParsableCommand {
           expertmesh worker --coordinator tcp://127.0.0.1:5555 --model DIR --threads 2
           expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --weights-dtype int8 --insecure
           expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --health 0.0.0.0:8081 --insecure
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --coordinator tcp://10.0.0.2:5555 --model DIR --insecure
         """)
 
-    @Option(help: "The coordinator's ZeroMQ endpoint.")
-    var coordinator: String
+    @Option(help: ArgumentHelp("""
+        The coordinator's ZeroMQ endpoint. Repeat it to serve several coordinators of the same model (each \
+        with its own requests and KV cache) from one pool of workers: the worker holds the union of their \
+        assignments and answers each on its own connection.
+        """, valueName: "tcp://HOST:PORT"))
+    var coordinator: [String]
 
     @OptionGroup var modelOptions: ModelOptions
 
@@ -262,16 +267,20 @@ struct WorkerCommand: ParsableCommand {
     var exitWithParent = false
 
     func validate() throws {
-        guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else {
-            throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555")
+        guard !coordinator.isEmpty else { throw ValidationError("--coordinator is required: the coordinator's ZeroMQ endpoint") }
+        for endpoint in coordinator where !(endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://")) {
+            throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555, got '\(endpoint)'")
         }
+        guard Set(coordinator).count == coordinator.count else { throw ValidationError("--coordinator names an endpoint twice") }
         if let name, name.isEmpty || name.utf8.count > 255 { throw ValidationError("--name must be 1 to 255 bytes") }
         if let health { _ = try parseHostPort(health, option: "--health") }
         if let maxExpertMemory, ServingArguments.bytes(maxExpertMemory) == nil {
             throw ValidationError("--max-expert-memory must be a size such as 48GiB, got '\(maxExpertMemory)'")
         }
-        _ = try plainTCP.check(coordinator, option: "--coordinator", keyed: curve.curveSecretKey != nil,
-                               role: "on the path can read the activations and pose as the coordinator")
+        for endpoint in coordinator {
+            _ = try plainTCP.check(endpoint, option: "--coordinator", keyed: curve.curveSecretKey != nil,
+                                   role: "on the path can read the activations and pose as the coordinator")
+        }
     }
 
     func run() throws {
@@ -279,15 +288,18 @@ struct WorkerCommand: ParsableCommand {
         let stop = StopSignal()
         // A worker that `coordinator --spawn-workers` started ends with it, even if it was killed outright.
         let parent = getppid()
-        let parentGone = { exitWithParent && getppid() != parent }
+        let exitWithParent = self.exitWithParent
+        let parentGone: @Sendable () -> Bool = { exitWithParent && getppid() != parent }
         let logger = logs.logger("worker \(workerName)")
         logger.info("\(compute.apply())")
-        if let warning = try? plainTCP.check(coordinator, option: "--coordinator", keyed: curve.curveSecretKey != nil,
-                                             role: "on the path can read the activations and pose as the coordinator") {
-            logger.warning("\(warning)")
+        for endpoint in coordinator {
+            if let warning = try? plainTCP.check(endpoint, option: "--coordinator", keyed: curve.curveSecretKey != nil,
+                                                 role: "on the path can read the activations and pose as the coordinator") {
+                logger.warning("\(warning)")
+            }
         }
         try reportingErrors {
-            var options = WorkerOptions(coordinator: coordinator, modelDirectory: modelOptions.directory, name: workerName,
+            var options = WorkerOptions(coordinators: coordinator, modelDirectory: modelOptions.directory, name: workerName,
                                         expertFormat: weights.experts)
             options.curve = try curve.curve()
             options.capacityBytes = maxExpertMemory.flatMap { ServingArguments.bytes($0) }.map { UInt64($0) } ?? 0

@@ -154,6 +154,26 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(offloaded["exchange_layers"] as? Int, 61)
         let text = try run(["plan", "--config", deepseek, "--workers", "16", "--offload-dense"])
         XCTAssertTrue(text.stdout.contains("of dense FFN and shared-expert slices, --offload-dense"), text.stdout)
+        // Host sizes given: the smallest layout that fits. Behemoth's coordinator (460 GB as planned)
+        // fits 256 GB only with --offload-dense; at 100 GB nothing fits, and the plan says why.
+        let behemoth = Harness.root.appendingPathComponent("Tests/Fixtures/configs/llama4-behemoth-assumed.json").path
+        func proposal(_ coordinatorMemory: String) throws -> ([String: Any], String) {
+            let arguments = ["plan", "--config", behemoth, "--coordinator-memory", coordinatorMemory, "--worker-memory",
+                             "128GB", "--context", "8192", "--concurrency", "16"]
+            let json = try run(arguments + ["--json"]), text = try run(arguments)
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            return (try XCTUnwrap(object["proposed_layout"] as? [String: Any], json.stdout), text.stdout)
+        }
+        let fitting = try proposal("256GB")
+        XCTAssertEqual(fitting.0["offload_dense"] as? Bool, true)
+        XCTAssertEqual(fitting.0["fits"] as? Bool, true)
+        let offloadedNeeds = try run(["plan", "--config", behemoth, "--worker-memory", "128GB", "--offload-dense", "--json"])
+        let needed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(offloadedNeeds.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(fitting.0["workers"] as? Int, needed["workers_needed"] as? Int)
+        XCTAssertTrue(fitting.1.contains("smallest layout for these hosts: one coordinator, --offload-dense, "), fitting.1)
+        let tooSmall = try proposal("100GB")
+        XCTAssertEqual(tooSmall.0["fits"] as? Bool, false)
+        XCTAssertTrue(tooSmall.1.contains("no layout fits these hosts"), tooSmall.1)
         let both = try run(["plan", "--config", deepseek, "--model", Harness.fixture("mixtral").path])
         XCTAssertTrue(both.stderr.contains("give --config FILE or --model DIR (one of them)"), both.stderr)
     }

@@ -5,11 +5,12 @@ import XCTest
 /// connected by veth pairs and a bridge: the cluster's output equals single-process output, also
 /// when a worker's network link is cut during requests.
 final class NetworkNamespaceTests: XCTestCase {
-    func runScript(fixture: String, arguments: [String] = []) throws {
+    func runScript(fixture: String, workers: Int = 3, arguments: [String] = []) throws {
         guard getuid() == 0 else { throw XCTSkip("network namespaces need root (CI runs as root)") }
         let process = try ChildProcess(URL(fileURLWithPath: "/bin/bash"),
                                        [Harness.root.appendingPathComponent("scripts/netns-cluster-test.sh").path,
-                                        "--model", Harness.fixture(fixture).path, "--workers", "3", "--binary", try Harness.binary().path] + arguments,
+                                        "--model", Harness.fixture(fixture).path, "--workers", String(workers),
+                                        "--binary", try Harness.binary().path] + arguments,
                                        name: "netns")
         process.waitForExit(timeout: 240)
         print(process.log)
@@ -19,6 +20,11 @@ final class NetworkNamespaceTests: XCTestCase {
 
     func testMixtralAcrossNamespaces() throws { try runScript(fixture: "mixtral") }
     func testLlama4AcrossNamespaces() throws { try runScript(fixture: "llama4_text") }
+
+    /// The miniature Behemoth over 32 worker hosts, its shared experts offloaded to them too.
+    func testBehemothTopologyOnThirtyTwoWorkerHosts() throws {
+        try runScript(fixture: "llama4_text-behemoth", workers: 32, arguments: ["--offload-dense"])
+    }
 
     /// `ip link set … down` on a worker's link mid-request: with replicas the requests go on with
     /// unchanged tokens and the coordinator declares the worker lost (the script checks both).

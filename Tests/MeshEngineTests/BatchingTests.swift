@@ -142,16 +142,26 @@ final class BatchingTests: XCTestCase {
     func testSlidingWindowSequencesHoldOnlyTheirWindow() throws {
         let local = try LocalEngine(directory: Self.fixture("mistral"))
         XCTAssertEqual(local.spec.cacheGroups, [KVCacheGroup(layers: [0, 1, 2], reach: CacheReach(window: 4))])
-        var random = SeededGenerator(seed: 11)
+        try assertLongRequestsNeedNoPreemption(local, "mistral", seed: 11, blocks: 20)
+    }
+
+    /// Five requests of 20–48 prompt tokens and 150 generated run together in a pool of `blocks`
+    /// without a preemption, each equal to itself alone, leaking no block.
+    func assertLongRequestsNeedNoPreemption(_ local: LocalEngine, _ name: String, seed: UInt64, blocks: Int,
+                                            file: StaticString = #filePath, line: UInt = #line) throws {
+        var random = SeededGenerator(seed: seed)
         let requests = (0..<5).map { index in
             GenerationRequest(prompt: (0..<(20 + 7 * index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
                               maxTokens: 150, logprobs: 2)
         }
         let alone = try requests.map { try local.generator.generate($0) }
-        let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 20))
-        XCTAssertEqual(stats.preemptions, 0, "sequences kept blocks their window no longer reaches")
-        for index in requests.indices { assertSame(together[index], alone[index], "mistral request \(index)") }
-        XCTAssertEqual(stats.blocksUsed, 0, "blocks leaked")
+        let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: blocks))
+        XCTAssertEqual(stats.preemptions, 0, "\(name): sequences kept blocks their window no longer reaches",
+                       file: file, line: line)
+        for index in requests.indices {
+            assertSame(together[index], alone[index], "\(name) request \(index)", file: file, line: line)
+        }
+        XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked", file: file, line: line)
     }
 
     /// gpt-oss mixes sliding layers (window 4 in the fixture) with full ones: each kind gets its own
@@ -165,18 +175,9 @@ final class BatchingTests: XCTestCase {
         XCTAssertEqual(local.spec.cacheGroups, [KVCacheGroup(layers: [0], reach: sliding),
                                                 KVCacheGroup(layers: [2], reach: sliding),
                                                 KVCacheGroup(layers: [1], reach: CacheReach())])
-        var random = SeededGenerator(seed: 12)
-        let requests = (0..<5).map { index in
-            GenerationRequest(prompt: (0..<(20 + 7 * index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
-                              maxTokens: 150, logprobs: 2)
-        }
         XCTAssertEqual(local.spec.cacheBlocksAtMost(positions: 48 + 150), 13 + 2 + 2)
         XCTAssertEqual(local.spec.cacheGroupSummary, "3 KV cache groups of 1 layer: 2 × window 4, 1 × whole context")
-        let alone = try requests.map { try local.generator.generate($0) }
-        let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 90))
-        XCTAssertEqual(stats.preemptions, 0, "the sliding layers kept blocks their window no longer reaches")
-        for index in requests.indices { assertSame(together[index], alone[index], "gpt_oss request \(index)") }
-        XCTAssertEqual(stats.blocksUsed, 0, "blocks leaked")
+        try assertLongRequestsNeedNoPreemption(local, "gpt_oss", seed: 12, blocks: 90)
     }
 
     /// Layers of short reach get their blocks chunk by chunk while a prompt is read, so prompts
