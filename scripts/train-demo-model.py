@@ -22,6 +22,9 @@ Examples:
   python3 scripts/train-demo-model.py                       # models/demo + Tests/Fixtures/demo/expected.json
   python3 scripts/train-demo-model.py --steps 50 --out /tmp/demo-quick --expected /tmp/demo-quick.json
   python3 scripts/train-demo-model.py --only-expected       # re-record transformers' outputs for models/demo
+  python3 scripts/train-demo-model.py --validation-out Tests/Fixtures/demo/validation.json
+                                                            # the held-out fortunes' tokens and transformers'
+                                                            # loss on each window (for `expertmesh perplexity`)
 """
 import argparse
 import json
@@ -206,6 +209,34 @@ def record_expected(out, expected_path, extra):
         f.write("\n")
 
 
+def write_validation(args, path, windows=40):
+    """The held-out fortunes as models/demo's tokenizer encodes them (the same split as training),
+    and transformers' loss (f32 on the saved bf16 weights) on each of the first `windows` windows of
+    --sequence tokens, each predicting the token after each position as `validation_loss` does."""
+    from tokenizers import Tokenizer as SavedTokenizer
+    fortunes = read_fortunes()
+    random.Random(args.seed).shuffle(fortunes)
+    val_docs = [text for _, text in fortunes[:len(fortunes) // 20]]
+    tokenizer = SavedTokenizer.from_file(os.path.join(args.out, "tokenizer.json"))
+    tokens = token_stream(tokenizer, val_docs, tokenizer.token_to_id("<|endoftext|>"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(args.out, dtype=torch.float32).eval()
+    length, losses = args.sequence, []
+    with torch.no_grad():
+        for window in range(min(windows, (len(tokens) - 1) // length)):
+            start = window * length
+            logits = model(input_ids=tokens[start:start + length].view(1, -1)).logits[0]
+            losses.append(torch.nn.functional.cross_entropy(logits, tokens[start + 1:start + length + 1]).item())
+    record = {"tokens": tokens.tolist(), "sequence": length, "window_losses": losses,
+              "reference": "transformers in f32 on the saved bf16 weights; mean cross-entropy per window",
+              "transformers_version": transformers.__version__, "torch_version": torch.__version__}
+    with open(path, "w") as f:
+        json.dump(record, f)
+        f.write("\n")
+    mean = sum(losses) / len(losses)
+    print(f"wrote {path}: {len(tokens)} tokens; loss over {len(losses)} windows {mean:.4f} "
+          f"(perplexity {math.exp(mean):.1f})", file=sys.stderr)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="models/demo", help="model directory to write (default: models/demo)")
@@ -218,7 +249,11 @@ def main():
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--only-expected", action="store_true", help="skip training; re-record --expected from --out")
+    parser.add_argument("--validation-out", help="skip training; write the held-out tokens and transformers' losses")
     args = parser.parse_args()
+    if args.validation_out:
+        write_validation(args, args.validation_out)
+        return
     if args.only_expected:
         record_expected(args.out, args.expected, {})
         return

@@ -178,9 +178,40 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(both.stderr.contains("give --config FILE or --model DIR (one of them)"), both.stderr)
     }
 
+    /// `perplexity` on the demo model's held-out fortunes: with exact f32 arithmetic each window's loss
+    /// equals transformers' (Tests/Fixtures/demo/validation.json); int8 weights' cost is measured and bounded.
+    func testPerplexityOfTheDemoModelEqualsTransformersAndMeasuresInt8() throws {
+        let validation = Harness.root.appendingPathComponent("Tests/Fixtures/demo/validation.json")
+        let reference = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: validation)) as? [String: Any])
+        let expected = try XCTUnwrap(reference["window_losses"] as? [Double])
+        let windows = 8
+        func measure(_ arguments: [String]) throws -> [String: Any] {
+            let result = try run(["perplexity", "--model", Harness.root.appendingPathComponent("models/demo").path,
+                                  "--token-file", validation.path, "--windows", String(windows), "--json"] + arguments)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
+        }
+        let exact = try measure(["--precision", "f32"])
+        let losses = try XCTUnwrap(exact["window_losses"] as? [Double])
+        XCTAssertEqual(losses.count, windows)
+        for (ours, theirs) in zip(losses, expected) { XCTAssertEqual(ours, theirs, accuracy: 1e-4) }
+        let base = try XCTUnwrap(exact["perplexity"] as? Double)
+        var figures = [String(format: "f32 %.3f", base)]
+        let variants: [(String, [String], Double)] = [("bf16", ["--precision", "bf16"], 0.02),
+                                                      ("int8 experts", ["--weights-dtype", "int8"], 0.05),
+                                                      ("int8 all", ["--weights-dtype", "int8", "--dense-dtype", "int8"], 0.05)]
+        for (name, arguments, bound) in variants {
+            if arguments.contains("int8"), !LinearWeight.q8Supported { continue }
+            let perplexity = try XCTUnwrap(try measure(arguments)["perplexity"] as? Double)
+            XCTAssertLessThan(abs(log(perplexity / base)), bound, "\(name): perplexity \(perplexity) vs \(base)")
+            figures.append(String(format: "%@ %.3f (%+.2f%%)", name, perplexity, (perplexity / base - 1) * 100))
+        }
+        print("demo model perplexity over \(windows) windows of 256 held-out tokens: " + figures.joined(separator: ", "))
+    }
+
     func testEveryCommandHasHelpWithExamples() throws {
         for command in ["generate", "chat-template", "serve", "coordinator", "worker", "status", "keygen", "tokenize",
-                        "detokenize", "bench", "bench-serve", "bench-exchange", "plan"] {
+                        "detokenize", "bench", "bench-serve", "bench-exchange", "plan", "perplexity"] {
             let help = try run([command, "--help"])
             XCTAssertEqual(help.status, 0, command)
             XCTAssertTrue(help.stdout.contains("Examples:"), "\(command) --help has no examples")
