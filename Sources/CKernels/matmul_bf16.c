@@ -8,10 +8,6 @@
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma"))), \
                              apply_to = function)
 
-#ifndef DOT_PREFETCH
-#define DOT_PREFETCH 4096
-#endif
-
 // 32 floats (fewer at the end of a row: the rest read as zero) rounded to bf16, nearest even.
 ALWAYS_INLINE __m512i round32(const float *x, ptrdiff_t count) {
     __mmask16 low = count >= 16 ? 0xFFFF : (__mmask16)((1u << count) - 1);
@@ -55,20 +51,20 @@ void mesh_bf16_pack_tiles(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff
     }
 }
 
-// R rows of packed x × C weight rows, k in blocks of 32; the tail block masked to zeros.
+// R rows of packed x × C weight rows, k in blocks of 32; the tail block masked to zeros. While it
+// streams its C weight rows it prefetches the same columns of the C rows after them (the next call's).
 ALWAYS_INLINE void bdot_tile(const int R, const int C, const uint16_t *x, ptrdiff_t width, const uint16_t *w,
                              ptrdiff_t ldw, ptrdiff_t in, float *y, ptrdiff_t ldy, int accumulate) {
-    __m512 acc[4][2][2];
+    __m512 acc[4][4][2];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm512_setzero_ps();
     const ptrdiff_t full = in / 32;
     ptrdiff_t j = 0;
     for (; j + 2 <= full; j += 2) {
         for (int half = 0; half < 2; half++) {
-            __m512i wv[2];
+            __m512i wv[4];
             for (int c = 0; c < C; c++) {
-                // Well ahead of this row lies the next pair of rows (when they are contiguous).
-                _mm_prefetch((const char *)(w + c * ldw + 32 * (j + half)) + DOT_PREFETCH, _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + (c + C) * ldw + 32 * (j + half)), _MM_HINT_T0);
                 wv[c] = _mm512_loadu_si512(w + c * ldw + 32 * (j + half));
             }
             for (int r = 0; r < R; r++) {
@@ -81,7 +77,7 @@ ALWAYS_INLINE void bdot_tile(const int R, const int C, const uint16_t *x, ptrdif
     for (; j < k_blocks(in); j++) {
         const ptrdiff_t left = in - 32 * j;
         const __mmask32 mask = left >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << left) - 1);
-        __m512i wv[2];
+        __m512i wv[4];
         for (int c = 0; c < C; c++) wv[c] = _mm512_maskz_loadu_epi16(mask, w + c * ldw + 32 * j);
         for (int r = 0; r < R; r++) {
             __m512i xv = _mm512_loadu_si512(x + r * width + 32 * j);
@@ -108,9 +104,25 @@ ALWAYS_INLINE void bdot_tile(const int R, const int C, const uint16_t *x, ptrdif
     }
 
 // Pairs of weight rows, each against x four rows at a time; the pair stays in L1 while x goes by.
+// With one or two rows of x (decoding), four weight rows at a time: more streams in flight, which
+// memory-bound products need (each output's arithmetic is the same either way).
 void mesh_matmul_bf16_dot(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in, ptrdiff_t ldw,
                           float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
     const ptrdiff_t width = 32 * k_blocks(in);
+    if (rows <= 2) {
+        for (ptrdiff_t o = o0; o < o1; o += 4) {
+            const uint16_t *row = w + o * ldw;
+            const ptrdiff_t t = 0;
+            const int tile = (int)rows;
+            switch (o1 - o >= 4 ? 4 : (int)(o1 - o)) {
+            case 1: if (tile == 1) BDOT(1, 1); else BDOT(2, 1); break;
+            case 2: if (tile == 1) BDOT(1, 2); else BDOT(2, 2); break;
+            case 3: if (tile == 1) BDOT(1, 3); else BDOT(2, 3); break;
+            default: if (tile == 1) BDOT(1, 4); else BDOT(2, 4); break;
+            }
+        }
+        return;
+    }
     for (ptrdiff_t o = o0; o < o1; o += 2) {
         const uint16_t *row = w + o * ldw;
         const int columns = o + 2 <= o1 ? 2 : 1;
