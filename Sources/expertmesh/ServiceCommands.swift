@@ -246,7 +246,8 @@ struct WorkerCommand: ParsableCommand {
     @OptionGroup var weights: ExpertWeightOption
 
     @Option(help: ArgumentHelp("""
-        Serve GET /health (200 once the worker holds its experts and hears the coordinator, else 503) and \
+        Serve GET /health (200 once the worker holds its experts and hears its coordinator, or every one of them \
+        when --coordinator is repeated; else 503) and \
         GET /health/live (200 unless its serving loop is stuck) on this address, for orchestrators' probes.
         """, valueName: "HOST:PORT"))
     var health: String?

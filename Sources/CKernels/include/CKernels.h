@@ -76,7 +76,8 @@ void mesh_matmul_q8(const void *packed, ptrdiff_t rows, const int8_t *w, const u
 
 // ---- MXFP4 (gpt-oss experts): y[r, o] = Σ_i x[r, i] · w[o, i], w in blocks of 32 E2M1 codes (16 bytes,
 // row stride ldw bytes) with one E8M0 scale each (row stride lds bytes); in a multiple of 32.
-void mesh_matmul_mxfp4(const float *x, ptrdiff_t rows, ptrdiff_t in, const uint8_t *blocks, ptrdiff_t ldw,
+// `kernels`: MESH_KERNELS_AVX2 takes the portable loop, any AVX-512 variant the vector one.
+void mesh_matmul_mxfp4(int kernels, const float *x, ptrdiff_t rows, ptrdiff_t in, const uint8_t *blocks, ptrdiff_t ldw,
                        const uint8_t *scales, ptrdiff_t lds, float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1,
                        int accumulate);
 /// Value i of one MXFP4 row (reference loops, tests).
