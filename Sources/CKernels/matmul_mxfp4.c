@@ -59,8 +59,10 @@ ALWAYS_INLINE void mxfp4_row(const int R, const float *x, ptrdiff_t in, const ui
     for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
     for (ptrdiff_t b = 0; b < in / 32; b++) {
         const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 16 * b)));
-        const __m512i low = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(firstBytes, bytes), shifts), nibble);
-        const __m512i high = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(secondBytes, bytes), shifts), nibble);
+        const __m512i first = _mm512_permutexvar_epi32(firstBytes, bytes);
+        const __m512i second = _mm512_permutexvar_epi32(secondBytes, bytes);
+        const __m512i low = _mm512_and_si512(_mm512_srlv_epi32(first, shifts), nibble);
+        const __m512i high = _mm512_and_si512(_mm512_srlv_epi32(second, shifts), nibble);
         const __m512 v0 = _mm512_permutexvar_ps(low, table), v1 = _mm512_permutexvar_ps(high, table);
         const __m512 exponent = _mm512_set1_ps((float)((int)s[b] - 127));
         for (int r = 0; r < R; r++) {

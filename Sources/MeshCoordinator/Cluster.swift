@@ -124,9 +124,10 @@ public final class Cluster {
         fingerprint = ModelFingerprint.of(model)
         let bytesPerIntermediate = 3 * model.spec.hiddenSize * model.dense.lmHead.dtype.byteSize
         let perExpert = (model.spec.layers.compactMap(\.moe).first?.intermediateSize ?? 0) * bytesPerIntermediate
-        expertSizes = model.allExpertKeys.map { ($0, perExpert) } + (offloadedDense.map { slices in
+        let sliceSizes = offloadedDense.map { slices in
             slices.keys(model.spec).map { ($0, (slices.range(of: $0, in: model.spec)?.count ?? 0) * bytesPerIntermediate) }
-        } ?? [])
+        }
+        expertSizes = model.allExpertKeys.map { ($0, perExpert) } + (sliceSizes ?? [])
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setRouterMandatory()
         try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
@@ -176,8 +177,9 @@ public final class Cluster {
         let layers: [[String: Any]] = spec.layers.indices.compactMap { layer in
             guard let moe = spec.layers[layer].moe else { return nil }
             // Routed experts only (dense slices, counted too, are every token's).
-            let pad = { (counts: [Int]?) in
-                Array(((counts ?? []) + [Int](repeating: 0, count: max(0, moe.expertCount - (counts ?? []).count))).prefix(moe.expertCount))
+            let pad = { (counts: [Int]?) -> [Int] in
+                let values = counts ?? []
+                return (0..<moe.expertCount).map { values.indices.contains($0) ? values[$0] : 0 }
             }
             let holders = (0..<moe.expertCount).map { placement.replicas[ExpertKey(layer: layer, expert: $0)] ?? [] }
             return ["layer": layer, "tokens": pad(recent[layer]), "total_tokens": pad(expertLoad.total[layer]), "workers": holders]

@@ -45,7 +45,9 @@ struct Perplexity: ParsableCommand {
     @OptionGroup var dense: DenseWeightOption
 
     func validate() throws {
-        guard (text == nil) != (tokenFile == nil) else { throw ValidationError("give exactly one of --text FILE or --token-file FILE") }
+        guard (text == nil) != (tokenFile == nil) else {
+            throw ValidationError("give exactly one of --text FILE or --token-file FILE")
+        }
         guard sequence >= 1 else { throw ValidationError("--sequence must be at least 1") }
         if let windows, windows < 1 { throw ValidationError("--windows must be at least 1") }
     }

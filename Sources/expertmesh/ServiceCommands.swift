@@ -268,11 +268,15 @@ struct WorkerCommand: ParsableCommand {
     var exitWithParent = false
 
     func validate() throws {
-        guard !coordinator.isEmpty else { throw ValidationError("--coordinator is required: the coordinator's ZeroMQ endpoint") }
+        guard !coordinator.isEmpty else {
+            throw ValidationError("--coordinator is required: the coordinator's ZeroMQ endpoint")
+        }
         for endpoint in coordinator where !(endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://")) {
             throw ValidationError("--coordinator must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555, got '\(endpoint)'")
         }
-        guard Set(coordinator).count == coordinator.count else { throw ValidationError("--coordinator names an endpoint twice") }
+        guard Set(coordinator).count == coordinator.count else {
+            throw ValidationError("--coordinator names an endpoint twice")
+        }
         if let name, name.isEmpty || name.utf8.count > 255 { throw ValidationError("--name must be 1 to 255 bytes") }
         if let health { _ = try parseHostPort(health, option: "--health") }
         if let maxExpertMemory, ServingArguments.bytes(maxExpertMemory) == nil {

@@ -95,7 +95,8 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
             let o0 = index - starts[p]
             let o1 = min(weight.outFeatures, range.upperBound - starts[p])
             if let scales = weight.mxfp4Scales {
-                mesh_matmul_mxfp4(kernels.rawValue, x, rows, weight.inFeatures, weight.data.assumingMemoryBound(to: UInt8.self), weight.leadingDimension,
+                mesh_matmul_mxfp4(kernels.rawValue, x, rows, weight.inFeatures,
+                                  weight.data.assumingMemoryBound(to: UInt8.self), weight.leadingDimension,
                                   scales, weight.mxfp4ScaleStride, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
             } else if q8Tiles, let packed, let scales = weight.q8Scales {
                 mesh_matmul_q8_amx(packed, rows, weight.data.assumingMemoryBound(to: Int8.self), scales, weight.inFeatures,
