@@ -11,7 +11,8 @@ struct Bench: ParsableCommand {
         Decode is reported as a fraction of the bandwidth bound (weight bytes read per token ÷ read
         bandwidth measured with AVX-512 loads); prefill as a fraction of sgemm (OpenBLAS) and of our own
         kernel on cache-resident weights. The kernels alone are measured too: decode-shaped products
-        streaming 512 MB, prefill-shaped ones in cache. A batched decode step (--batch sequences
+        streaming 512 MB (in the model's format, and in MXFP4 of gpt-oss's expert shape; --kernels avx2
+        shows the portable MXFP4 loop), prefill-shaped ones in cache. A batched decode step (--batch sequences
         through the serving engine) is compared with max(weight bytes it touches ÷ bandwidth, its
         FLOPs ÷ the faster of sgemm and our kernel). With bf16 dot products (--precision bf16) or int8 weights, the logits are
         compared with the exact path (file weights, --precision f32). With --llama-bench and --gguf,
@@ -143,7 +144,7 @@ struct Bench: ParsableCommand {
             let weightDType = engine.model.dense.lmHead.dtype
             let q8 = formats.experts == .int8
             var runs: [(prefill: Double, decode: Double, gemm: Double, bandwidth: Double, step: Double,
-                        kernelDecode: Double, kernelGemm: Double)] = []
+                        kernelDecode: Double, kernelGemm: Double, mxfp4: Double)] = []
             let peers = gguf.map { LlamaBench(binary: llamaBench ?? "", gguf: $0) }
             var peerRuns = [[LlamaBench.Figures]](repeating: [], count: peers.count)
             for run in 1...repeats {
@@ -158,9 +159,10 @@ struct Bench: ParsableCommand {
                                                            dtype: weightDType, q8: q8, seconds: 0.5)
                 let kernelGemm = KernelLimits.prefillGigaflops(rows: promptTokens, outFeatures: gemmColumns,
                                                                inFeatures: spec.hiddenSize, dtype: weightDType, q8: q8, seconds: 0.5)
+                let mxfp4 = KernelLimits.mxfp4DecodeGBps(seconds: 0.5)
                 let step = batch > 1 ? try batchedStepSeconds(engine, random: &random) : 0
                 runs.append((Double(promptTokens) / result.prefillSeconds, Double(result.tokens.count - 1) / result.decodeSeconds,
-                             gemm, bandwidth, step, kernelDecode, kernelGemm))
+                             gemm, bandwidth, step, kernelDecode, kernelGemm, mxfp4))
                 for (index, peer) in peers.enumerated() {
                     printError("run \(run)/\(repeats): llama-bench on \(peer.gguf) …")
                     peerRuns[index].append(try peer.measure(promptTokens: promptTokens, decodeTokens: decodeTokens,
@@ -194,6 +196,7 @@ struct Bench: ParsableCommand {
                 "matmul_kernels": kernels.name, "precision": kernels.roundsActivationsToBF16 ? "bf16" : "f32",
                 "read_probe": MachineLimits.readProbeName,
                 "kernel_decode_gbps": kernelDecode, "kernel_prefill_gflops": kernelPrefill,
+                "kernel_mxfp4_decode_gbps": median(runs.map(\.mxfp4)),
                 "decode_fraction_of_kernel_bandwidth": median(runs.map { $0.decode * Double(budget.bytesPerDecodedToken) / ($0.kernelDecode * 1e9) }),
                 "prefill_fraction_of_kernel_gemm": median(runs.map { $0.prefill * Double(budget.flopsPerToken) / ($0.kernelGemm * 1e9) }),
                 "kernel_decode_fraction_of_bandwidth": median(runs.map { $0.kernelDecode / $0.bandwidth }),
@@ -222,13 +225,14 @@ struct Bench: ParsableCommand {
                 model          %@ (%@, %.0f M weight bytes read per decoded token), median of %d runs; kernels %@
                 prefill        %.1f tok/s = %.0f%% of sgemm (%.1f GFLOP/s measured alongside), %.0f%% of our kernel's %.1f GFLOP/s
                 decode         %.1f tok/s = %.0f%% of the bandwidth bound (%.1f GB/s measured alongside with %@: bound %.1f tok/s)
-                kernels alone  decode-shaped %.1f GB/s (%.0f%% of the probe), prefill-shaped %.1f GFLOP/s
+                kernels alone  decode-shaped %.1f GB/s (%.0f%% of the probe), prefill-shaped %.1f GFLOP/s; MXFP4 (gpt-oss experts) decode-shaped %.1f GB/s
                 """, modelOptions.model, budget.dtype, Double(budget.bytesPerDecodedToken) / 1e6, repeats, kernels.name,
                 prefill, 100 * median(prefillFractions), gemm, 100 * (report["prefill_fraction_of_kernel_gemm"] as! Double),
                 kernelPrefill,
                 decode, 100 * median(decodeFractions), bandwidth, MachineLimits.readProbeName,
                 bandwidth * 1e9 / Double(budget.bytesPerDecodedToken),
-                kernelDecode, 100 * (report["kernel_decode_fraction_of_bandwidth"] as! Double), kernelPrefill))
+                kernelDecode, 100 * (report["kernel_decode_fraction_of_bandwidth"] as! Double), kernelPrefill,
+                median(runs.map(\.mxfp4))))
             if let accuracy {
                 print(String(format: "accuracy       vs file weights in f32: max |Δlogit| %.4f, max |Δlogprob| %.4f over the prompt and %d decoded tokens; greedy tokens agree %.0f%%",
                              accuracy.maxLogitDiff, accuracy.maxLogprobDiff, decodeTokens, 100 * accuracy.greedyAgreement))

@@ -27,9 +27,8 @@ public struct ModelShape: Sendable {
     public var vocabSize: Int
     public var tiedEmbeddings: Bool
     public var layers: [Layer]
-    /// How wide `--offload-dense` cuts the dense parts (one routed expert's intermediate size;
-    /// nil for a model without experts).
-    public var denseSliceWidth: Int?
+    /// How `--offload-dense` cuts the dense parts (nil for a model without experts).
+    public var denseSlicing: DenseSlices?
 
     /// Embeddings, LM head (unless tied) and the final norm.
     public var outerParameters: Int { vocabSize * hiddenSize * (tiedEmbeddings ? 1 : 2) + hiddenSize }
@@ -39,13 +38,12 @@ public struct ModelShape: Sendable {
     /// Parameters `--offload-dense` moves to the workers: the gate, up and down projections of every
     /// dense FFN and shared expert (0 for a model without experts, where nothing sizes the slices).
     public var offloadableParameters: Int {
-        denseSliceWidth == nil ? 0 : layers.reduce(0) { $0 + 3 * hiddenSize * $1.denseIntermediate }
+        denseSlicing == nil ? 0 : layers.reduce(0) { $0 + 3 * hiddenSize * $1.denseIntermediate }
     }
 
     /// The slices `--offload-dense` cuts `layer`'s dense FFN or shared experts into.
     public func denseSlices(_ layer: Layer) -> Int {
-        guard let width = denseSliceWidth else { return 0 }
-        return (layer.denseIntermediate + width - 1) / width
+        denseSlicing?.ranges(intermediate: layer.denseIntermediate).count ?? 0
     }
 
     /// Values one sequence of `context` positions keeps in the KV cache at most: every position in
@@ -98,7 +96,7 @@ extension ModelShape {
         hiddenSize = h
         vocabSize = spec.vocabSize
         tiedEmbeddings = spec.tieWordEmbeddings
-        denseSliceWidth = DenseSlices(spec: spec)?.width
+        denseSlicing = DenseSlices(spec: spec)
         layers = spec.layers.map { layer in
             var shape = Self.attention(layer.attention, spec)
             shape.reach = layer.attention.reach

@@ -20,6 +20,11 @@ public struct DenseSlices: Sendable, Equatable {
         self.width = width
     }
 
+    /// The slices of an MLP of `intermediate` values: expert-wide ranges, the last one narrower.
+    public func ranges(intermediate: Int) -> [Range<Int>] {
+        stride(from: 0, to: intermediate, by: width).map { $0 ..< min($0 + width, intermediate) }
+    }
+
     /// The first slice id and the intermediate range of each slice of `layer`'s dense FFN or shared
     /// experts; nil for a layer with neither.
     public func slices(of layer: LayerSpec) -> (firstId: Int, ranges: [Range<Int>])? {
@@ -31,8 +36,7 @@ public struct DenseSlices: Sendable, Equatable {
             guard let shared = moe.sharedExpertIntermediateSize else { return nil }
             (firstId, intermediate) = (moe.expertCount, shared)
         }
-        let ranges = stride(from: 0, to: intermediate, by: width).map { $0 ..< min($0 + width, intermediate) }
-        return (firstId, ranges)
+        return (firstId, ranges(intermediate: intermediate))
     }
 
     /// Every slice of the model, as the expert keys the placement gives out.

@@ -82,6 +82,12 @@ public enum KernelLimits {
                                       inFeatures: inFeatures, layout: .outMajor, leadingDimension: inFeatures, owner: NSNull())
             return q8 ? weight.quantizedQ8_0() : weight
         }
+        return time(weights, rows: rows, seconds: seconds)
+    }
+
+    /// Runs `rows`-row products over `weights`, one after another, for `seconds`.
+    static func time(_ weights: [LinearWeight], rows: Int, seconds: Double) -> (bytesPerSecond: Double, flopsPerSecond: Double) {
+        let (outFeatures, inFeatures) = (weights[0].outFeatures, weights[0].inFeatures)
         let x = (0..<(rows * inFeatures)).map { Float($0 % 17 - 8) / 16 }
         let y = UnsafeMutablePointer<Float>.allocate(capacity: rows * outFeatures)
         defer { y.deallocate() }
@@ -103,6 +109,24 @@ public enum KernelLimits {
                                   seconds: Double = 1) -> Double {
         rate(rows: 1, outFeatures: outFeatures, inFeatures: inFeatures, dtype: dtype, q8: q8, bytes: 512 << 20,
              seconds: seconds).bytesPerSecond / 1e9
+    }
+
+    /// GB/s one-row products reach over 512 MB of MXFP4 weights of gpt-oss's expert shape ([2·2880,
+    /// 2880]; random codes, scales of 2^-1): the kernel gpt-oss's experts take, whatever the model.
+    public static func mxfp4DecodeGBps(outFeatures: Int = 5760, inFeatures: Int = 2880, seconds: Double = 1) -> Double {
+        let (codeBytes, scaleBytes) = (outFeatures * inFeatures / 2, outFeatures * inFeatures / 32)
+        let count = max(1, (512 << 20) / (codeBytes + scaleBytes))
+        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: count * codeBytes)
+        let scales = UnsafeMutablePointer<UInt8>.allocate(capacity: count * scaleBytes)
+        defer { codes.deallocate(); scales.deallocate() }
+        for i in 0..<(count * codeBytes) { codes[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
+        scales.initialize(repeating: 126, count: count * scaleBytes)
+        let weights = (0..<count).map {
+            LinearWeight(data: codes + $0 * codeBytes, dtype: .f32, outFeatures: outFeatures, inFeatures: inFeatures,
+                         layout: .outMajor, leadingDimension: inFeatures / 2, owner: NSNull(),
+                         mxfp4Scales: scales + $0 * scaleBytes, mxfp4ScaleStride: inFeatures / 32)
+        }
+        return time(weights, rows: 1, seconds: seconds).bytesPerSecond / 1e9
     }
 
     /// GFLOP/s of `rows`-row products over weights that stay in the caches (the prefill pattern).
