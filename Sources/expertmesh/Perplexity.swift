@@ -57,7 +57,8 @@ struct Perplexity: ParsableCommand {
             let tokens = try readTokens()
             let available = (tokens.count - 1) / sequence
             guard available >= 1 else {
-                throw ValidationError("\(tokens.count) tokens make no window of --sequence \(sequence) (and the token after it)")
+                throw CommandError("\(tokens.count) tokens make no window of --sequence \(sequence) (and the token after it): "
+                                   + "give a longer text or a smaller --sequence")
             }
             let count = min(windows ?? available, available)
             let setup = compute.apply()
@@ -93,13 +94,20 @@ struct Perplexity: ParsableCommand {
     private func readTokens() throws -> [Int] {
         if let text {
             guard let tokenizer = try modelOptions.tokenizer() else {
-                throw ValidationError("\(modelOptions.model) has no tokenizer.json: give --token-file instead")
+                throw CommandError("\(modelOptions.model) has no tokenizer.json: give --token-file instead")
             }
-            return tokenizer.encode(try String(contentsOfFile: text, encoding: .utf8))
+            guard let contents = try? String(contentsOfFile: text, encoding: .utf8) else {
+                throw CommandError("cannot read --text \(text) as UTF-8 text: check the path")
+            }
+            return tokenizer.encode(contents)
         }
-        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tokenFile ?? "")))
+        let path = tokenFile ?? ""
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CommandError("cannot read --token-file \(path): check the path")
+        }
+        let object = try? JSONSerialization.jsonObject(with: data)
         guard let tokens = (object as? [Int]) ?? ((object as? [String: Any])?["tokens"] as? [Int]) else {
-            throw ValidationError("\(tokenFile ?? ""): expected a JSON array of token ids, or an object with \"tokens\"")
+            throw CommandError("\(path): expected a JSON array of token ids, or an object with \"tokens\"")
         }
         return tokens
     }

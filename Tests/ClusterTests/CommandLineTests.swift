@@ -207,6 +207,11 @@ final class CommandLineTests: XCTestCase {
             figures.append(String(format: "%@ %.3f (%+.2f%%)", name, perplexity, (perplexity / base - 1) * 100))
         }
         print("demo model perplexity over \(windows) windows of 256 held-out tokens: " + figures.joined(separator: ", "))
+        // Bad input: one clear line each.
+        let missing = try run(["perplexity", "--model", Harness.root.appendingPathComponent("models/demo").path,
+                               "--token-file", "/nonexistent/tokens.json"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("error: cannot read --token-file /nonexistent/tokens.json"), missing.stderr)
     }
 
     func testEveryCommandHasHelpWithExamples() throws {
