@@ -95,37 +95,53 @@ final class CurveTests: XCTestCase {
             return XCTFail("tcpdump is missing: scripts/setup.sh installs it")
         }
         let directory = try keys()
-        let path = { (name: String) in directory.appendingPathComponent(name).path }
         let proto = try Harness.pythonProto()
         for curve in [false, true] {
-            let port = Harness.freePort()
-            let capture = path("capture-\(curve).pcap")
-            let tcpdump = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"),
-                                           ["tcpdump", "-i", "lo", "-U", "-w", capture, "tcp port \(port)"], name: "tcpdump")
-            let deadline = Date().addingTimeInterval(10)
-            while !tcpdump.log.contains("listening on"), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            let client = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"), [
-                "python3", Harness.root.appendingPathComponent("Tests/PythonClient/wire_client.py").path, "--proto-dir", proto.path,
-                "--model", Harness.fixture("mixtral").path, "--endpoint", "tcp://127.0.0.1:\(port)",
-            ] + (curve ? ["--curve-secret-key", path("coordinator.key_secret")] : []), name: "python-coordinator")
-            Thread.sleep(forTimeInterval: 0.5)
-            let worker = try ChildProcess(try Harness.binary(), [
-                "worker", "--coordinator", "tcp://127.0.0.1:\(port)", "--model", Harness.fixture("mixtral").path, "--name", "py-peer",
-            ] + (curve ? ["--curve-secret-key", path("shard-1.key_secret"), "--coordinator-key", path("coordinator.key")] : []),
-                                          name: "captured-worker")
-            client.waitForExit(timeout: 120)
-            worker.kill()
-            Thread.sleep(forTimeInterval: 0.5)
-            tcpdump.kill(signal: SIGTERM)
-            XCTAssertEqual(client.process.terminationStatus, 0, client.log)
-            guard client.log.contains("activations begin with ") else { return XCTFail("no activations sent: \(client.log)") }
-            let hex = client.log.components(separatedBy: "activations begin with ")[1].prefix(64)
-            let activations = Data(try (0..<32).map { try XCTUnwrap(UInt8(hex.dropFirst(2 * $0).prefix(2), radix: 16)) })
-            let wire = try Data(contentsOf: URL(fileURLWithPath: capture))
-            XCTAssertGreaterThan(wire.count, 2_000, "the capture is nearly empty: \(tcpdump.log)")
-            XCTAssertEqual(wire.range(of: activations) != nil, !curve, "activations in the clear: \(!curve ? "expected" : "LEAKED")")
-            XCTAssertEqual(wire.range(of: Data("activations".utf8)) != nil, !curve, "frame names in the clear")
+            // A capture of a loaded machine can come out nearly empty (tcpdump dropping or not yet
+            // filtering): such a capture proves nothing either way, so it is taken once more.
+            for attempt in 1...2 {
+                let (wire, activations, log) = try capture(curve: curve, directory: directory, proto: proto)
+                if wire.count <= 2_000, attempt == 1 { continue }
+                XCTAssertGreaterThan(wire.count, 2_000, "the capture is nearly empty: \(log)")
+                XCTAssertEqual(wire.range(of: activations) != nil, !curve, "activations in the clear: \(!curve ? "expected" : "LEAKED")")
+                XCTAssertEqual(wire.range(of: Data("activations".utf8)) != nil, !curve, "frame names in the clear")
+                break
+            }
         }
+    }
+
+    /// One request from the Python coordinator to a worker, captured on loopback: the bytes on the
+    /// wire, the activations' first 32 bytes, and tcpdump's log.
+    func capture(curve: Bool, directory: URL, proto: URL) throws -> (Data, Data, String) {
+        let path = { (name: String) in directory.appendingPathComponent(name).path }
+        let port = Harness.freePort()
+        let capture = path("capture-\(curve).pcap")
+        let tcpdump = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"),
+                                       ["tcpdump", "-i", "lo", "-U", "-B", "8192", "-w", capture, "tcp port \(port)"],
+                                       name: "tcpdump")
+        let deadline = Date().addingTimeInterval(10)
+        while !tcpdump.log.contains("listening on"), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let client = try ChildProcess(URL(fileURLWithPath: "/usr/bin/env"), [
+            "python3", Harness.root.appendingPathComponent("Tests/PythonClient/wire_client.py").path, "--proto-dir", proto.path,
+            "--model", Harness.fixture("mixtral").path, "--endpoint", "tcp://127.0.0.1:\(port)",
+        ] + (curve ? ["--curve-secret-key", path("coordinator.key_secret")] : []), name: "python-coordinator")
+        Thread.sleep(forTimeInterval: 0.5)
+        let worker = try ChildProcess(try Harness.binary(), [
+            "worker", "--coordinator", "tcp://127.0.0.1:\(port)", "--model", Harness.fixture("mixtral").path, "--name", "py-peer",
+        ] + (curve ? ["--curve-secret-key", path("shard-1.key_secret"), "--coordinator-key", path("coordinator.key")] : []),
+                                      name: "captured-worker")
+        client.waitForExit(timeout: 120)
+        worker.kill()
+        Thread.sleep(forTimeInterval: 0.5)
+        tcpdump.kill(signal: SIGTERM)
+        XCTAssertEqual(client.process.terminationStatus, 0, client.log)
+        guard client.log.contains("activations begin with ") else {
+            XCTFail("no activations sent: \(client.log)")
+            return (Data(), Data(), tcpdump.log)
+        }
+        let hex = client.log.components(separatedBy: "activations begin with ")[1].prefix(64)
+        let activations = Data(try (0..<32).map { try XCTUnwrap(UInt8(hex.dropFirst(2 * $0).prefix(2), radix: 16)) })
+        return (try Data(contentsOf: URL(fileURLWithPath: capture)), activations, tcpdump.log)
     }
 
     func testPlainTCPBeyondLoopbackNeedsInsecureAndWarns() throws {
