@@ -547,6 +547,276 @@ void   expertmesh__v1__status__free_unpacked
   assert(message->base.descriptor == &expertmesh__v1__status__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   expertmesh__v1__stage_hello__init
+                     (Expertmesh__V1__StageHello         *message)
+{
+  static const Expertmesh__V1__StageHello init_value = EXPERTMESH__V1__STAGE_HELLO__INIT;
+  *message = init_value;
+}
+size_t expertmesh__v1__stage_hello__get_packed_size
+                     (const Expertmesh__V1__StageHello *message)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_hello__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t expertmesh__v1__stage_hello__pack
+                     (const Expertmesh__V1__StageHello *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_hello__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t expertmesh__v1__stage_hello__pack_to_buffer
+                     (const Expertmesh__V1__StageHello *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_hello__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Expertmesh__V1__StageHello *
+       expertmesh__v1__stage_hello__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Expertmesh__V1__StageHello *)
+     protobuf_c_message_unpack (&expertmesh__v1__stage_hello__descriptor,
+                                allocator, len, data);
+}
+void   expertmesh__v1__stage_hello__free_unpacked
+                     (Expertmesh__V1__StageHello *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &expertmesh__v1__stage_hello__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   expertmesh__v1__stage_assignment__init
+                     (Expertmesh__V1__StageAssignment         *message)
+{
+  static const Expertmesh__V1__StageAssignment init_value = EXPERTMESH__V1__STAGE_ASSIGNMENT__INIT;
+  *message = init_value;
+}
+size_t expertmesh__v1__stage_assignment__get_packed_size
+                     (const Expertmesh__V1__StageAssignment *message)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_assignment__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t expertmesh__v1__stage_assignment__pack
+                     (const Expertmesh__V1__StageAssignment *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_assignment__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t expertmesh__v1__stage_assignment__pack_to_buffer
+                     (const Expertmesh__V1__StageAssignment *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_assignment__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Expertmesh__V1__StageAssignment *
+       expertmesh__v1__stage_assignment__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Expertmesh__V1__StageAssignment *)
+     protobuf_c_message_unpack (&expertmesh__v1__stage_assignment__descriptor,
+                                allocator, len, data);
+}
+void   expertmesh__v1__stage_assignment__free_unpacked
+                     (Expertmesh__V1__StageAssignment *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &expertmesh__v1__stage_assignment__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   expertmesh__v1__stage_ready__init
+                     (Expertmesh__V1__StageReady         *message)
+{
+  static const Expertmesh__V1__StageReady init_value = EXPERTMESH__V1__STAGE_READY__INIT;
+  *message = init_value;
+}
+size_t expertmesh__v1__stage_ready__get_packed_size
+                     (const Expertmesh__V1__StageReady *message)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_ready__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t expertmesh__v1__stage_ready__pack
+                     (const Expertmesh__V1__StageReady *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_ready__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t expertmesh__v1__stage_ready__pack_to_buffer
+                     (const Expertmesh__V1__StageReady *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_ready__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Expertmesh__V1__StageReady *
+       expertmesh__v1__stage_ready__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Expertmesh__V1__StageReady *)
+     protobuf_c_message_unpack (&expertmesh__v1__stage_ready__descriptor,
+                                allocator, len, data);
+}
+void   expertmesh__v1__stage_ready__free_unpacked
+                     (Expertmesh__V1__StageReady *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &expertmesh__v1__stage_ready__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   expertmesh__v1__stage_segment__init
+                     (Expertmesh__V1__StageSegment         *message)
+{
+  static const Expertmesh__V1__StageSegment init_value = EXPERTMESH__V1__STAGE_SEGMENT__INIT;
+  *message = init_value;
+}
+size_t expertmesh__v1__stage_segment__get_packed_size
+                     (const Expertmesh__V1__StageSegment *message)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_segment__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t expertmesh__v1__stage_segment__pack
+                     (const Expertmesh__V1__StageSegment *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_segment__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t expertmesh__v1__stage_segment__pack_to_buffer
+                     (const Expertmesh__V1__StageSegment *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_segment__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Expertmesh__V1__StageSegment *
+       expertmesh__v1__stage_segment__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Expertmesh__V1__StageSegment *)
+     protobuf_c_message_unpack (&expertmesh__v1__stage_segment__descriptor,
+                                allocator, len, data);
+}
+void   expertmesh__v1__stage_segment__free_unpacked
+                     (Expertmesh__V1__StageSegment *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &expertmesh__v1__stage_segment__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   expertmesh__v1__stage_forward__init
+                     (Expertmesh__V1__StageForward         *message)
+{
+  static const Expertmesh__V1__StageForward init_value = EXPERTMESH__V1__STAGE_FORWARD__INIT;
+  *message = init_value;
+}
+size_t expertmesh__v1__stage_forward__get_packed_size
+                     (const Expertmesh__V1__StageForward *message)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_forward__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t expertmesh__v1__stage_forward__pack
+                     (const Expertmesh__V1__StageForward *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_forward__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t expertmesh__v1__stage_forward__pack_to_buffer
+                     (const Expertmesh__V1__StageForward *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_forward__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Expertmesh__V1__StageForward *
+       expertmesh__v1__stage_forward__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Expertmesh__V1__StageForward *)
+     protobuf_c_message_unpack (&expertmesh__v1__stage_forward__descriptor,
+                                allocator, len, data);
+}
+void   expertmesh__v1__stage_forward__free_unpacked
+                     (Expertmesh__V1__StageForward *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &expertmesh__v1__stage_forward__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   expertmesh__v1__stage_reply__init
+                     (Expertmesh__V1__StageReply         *message)
+{
+  static const Expertmesh__V1__StageReply init_value = EXPERTMESH__V1__STAGE_REPLY__INIT;
+  *message = init_value;
+}
+size_t expertmesh__v1__stage_reply__get_packed_size
+                     (const Expertmesh__V1__StageReply *message)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t expertmesh__v1__stage_reply__pack
+                     (const Expertmesh__V1__StageReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t expertmesh__v1__stage_reply__pack_to_buffer
+                     (const Expertmesh__V1__StageReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &expertmesh__v1__stage_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Expertmesh__V1__StageReply *
+       expertmesh__v1__stage_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Expertmesh__V1__StageReply *)
+     protobuf_c_message_unpack (&expertmesh__v1__stage_reply__descriptor,
+                                allocator, len, data);
+}
+void   expertmesh__v1__stage_reply__free_unpacked
+                     (Expertmesh__V1__StageReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &expertmesh__v1__stage_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   expertmesh__v1__envelope__init
                      (Expertmesh__V1__Envelope         *message)
 {
@@ -1470,7 +1740,430 @@ const ProtobufCMessageDescriptor expertmesh__v1__status__descriptor =
   (ProtobufCMessageInit) expertmesh__v1__status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor expertmesh__v1__envelope__field_descriptors[11] =
+static const ProtobufCFieldDescriptor expertmesh__v1__stage_hello__field_descriptors[5] =
+{
+  {
+    "protocol_version",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageHello, protocol_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_fingerprint",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageHello, model_fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stage",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageHello, stage),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stage_count",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageHello, stage_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageHello, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned expertmesh__v1__stage_hello__field_indices_by_name[] = {
+  1,   /* field[1] = model_fingerprint */
+  4,   /* field[4] = name */
+  0,   /* field[0] = protocol_version */
+  2,   /* field[2] = stage */
+  3,   /* field[3] = stage_count */
+};
+static const ProtobufCIntRange expertmesh__v1__stage_hello__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor expertmesh__v1__stage_hello__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "expertmesh.v1.StageHello",
+  "StageHello",
+  "Expertmesh__V1__StageHello",
+  "expertmesh.v1",
+  sizeof(Expertmesh__V1__StageHello),
+  5,
+  expertmesh__v1__stage_hello__field_descriptors,
+  expertmesh__v1__stage_hello__field_indices_by_name,
+  1,  expertmesh__v1__stage_hello__number_ranges,
+  (ProtobufCMessageInit) expertmesh__v1__stage_hello__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor expertmesh__v1__stage_assignment__field_descriptors[5] =
+{
+  {
+    "protocol_version",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageAssignment, protocol_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_layer",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageAssignment, first_layer),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "layer_count",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageAssignment, layer_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kv_cache_blocks",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageAssignment, kv_cache_blocks),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "heartbeat_interval_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageAssignment, heartbeat_interval_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned expertmesh__v1__stage_assignment__field_indices_by_name[] = {
+  1,   /* field[1] = first_layer */
+  4,   /* field[4] = heartbeat_interval_ms */
+  3,   /* field[3] = kv_cache_blocks */
+  2,   /* field[2] = layer_count */
+  0,   /* field[0] = protocol_version */
+};
+static const ProtobufCIntRange expertmesh__v1__stage_assignment__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor expertmesh__v1__stage_assignment__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "expertmesh.v1.StageAssignment",
+  "StageAssignment",
+  "Expertmesh__V1__StageAssignment",
+  "expertmesh.v1",
+  sizeof(Expertmesh__V1__StageAssignment),
+  5,
+  expertmesh__v1__stage_assignment__field_descriptors,
+  expertmesh__v1__stage_assignment__field_indices_by_name,
+  1,  expertmesh__v1__stage_assignment__number_ranges,
+  (ProtobufCMessageInit) expertmesh__v1__stage_assignment__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor expertmesh__v1__stage_ready__field_descriptors[2] =
+{
+  {
+    "workers",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageReady, workers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_seconds",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageReady, start_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned expertmesh__v1__stage_ready__field_indices_by_name[] = {
+  1,   /* field[1] = start_seconds */
+  0,   /* field[0] = workers */
+};
+static const ProtobufCIntRange expertmesh__v1__stage_ready__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor expertmesh__v1__stage_ready__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "expertmesh.v1.StageReady",
+  "StageReady",
+  "Expertmesh__V1__StageReady",
+  "expertmesh.v1",
+  sizeof(Expertmesh__V1__StageReady),
+  2,
+  expertmesh__v1__stage_ready__field_descriptors,
+  expertmesh__v1__stage_ready__field_indices_by_name,
+  1,  expertmesh__v1__stage_ready__number_ranges,
+  (ProtobufCMessageInit) expertmesh__v1__stage_ready__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor expertmesh__v1__stage_segment__field_descriptors[5] =
+{
+  {
+    "rows",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageSegment, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageSegment, start),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prompt_length",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageSegment, prompt_length),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "table_lengths",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Expertmesh__V1__StageSegment, n_table_lengths),
+    offsetof(Expertmesh__V1__StageSegment, table_lengths),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "blocks",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Expertmesh__V1__StageSegment, n_blocks),
+    offsetof(Expertmesh__V1__StageSegment, blocks),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned expertmesh__v1__stage_segment__field_indices_by_name[] = {
+  4,   /* field[4] = blocks */
+  2,   /* field[2] = prompt_length */
+  0,   /* field[0] = rows */
+  1,   /* field[1] = start */
+  3,   /* field[3] = table_lengths */
+};
+static const ProtobufCIntRange expertmesh__v1__stage_segment__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor expertmesh__v1__stage_segment__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "expertmesh.v1.StageSegment",
+  "StageSegment",
+  "Expertmesh__V1__StageSegment",
+  "expertmesh.v1",
+  sizeof(Expertmesh__V1__StageSegment),
+  5,
+  expertmesh__v1__stage_segment__field_descriptors,
+  expertmesh__v1__stage_segment__field_indices_by_name,
+  1,  expertmesh__v1__stage_segment__number_ranges,
+  (ProtobufCMessageInit) expertmesh__v1__stage_segment__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor expertmesh__v1__stage_forward__field_descriptors[2] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageForward, request_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "segments",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Expertmesh__V1__StageForward, n_segments),
+    offsetof(Expertmesh__V1__StageForward, segments),
+    &expertmesh__v1__stage_segment__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned expertmesh__v1__stage_forward__field_indices_by_name[] = {
+  0,   /* field[0] = request_id */
+  1,   /* field[1] = segments */
+};
+static const ProtobufCIntRange expertmesh__v1__stage_forward__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor expertmesh__v1__stage_forward__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "expertmesh.v1.StageForward",
+  "StageForward",
+  "Expertmesh__V1__StageForward",
+  "expertmesh.v1",
+  sizeof(Expertmesh__V1__StageForward),
+  2,
+  expertmesh__v1__stage_forward__field_descriptors,
+  expertmesh__v1__stage_forward__field_indices_by_name,
+  1,  expertmesh__v1__stage_forward__number_ranges,
+  (ProtobufCMessageInit) expertmesh__v1__stage_forward__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor expertmesh__v1__stage_reply__field_descriptors[2] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageReply, request_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "compute_seconds",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Expertmesh__V1__StageReply, compute_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned expertmesh__v1__stage_reply__field_indices_by_name[] = {
+  1,   /* field[1] = compute_seconds */
+  0,   /* field[0] = request_id */
+};
+static const ProtobufCIntRange expertmesh__v1__stage_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor expertmesh__v1__stage_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "expertmesh.v1.StageReply",
+  "StageReply",
+  "Expertmesh__V1__StageReply",
+  "expertmesh.v1",
+  sizeof(Expertmesh__V1__StageReply),
+  2,
+  expertmesh__v1__stage_reply__field_descriptors,
+  expertmesh__v1__stage_reply__field_indices_by_name,
+  1,  expertmesh__v1__stage_reply__number_ranges,
+  (ProtobufCMessageInit) expertmesh__v1__stage_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor expertmesh__v1__envelope__field_descriptors[16] =
 {
   {
     "hello",
@@ -1593,6 +2286,54 @@ static const ProtobufCFieldDescriptor expertmesh__v1__envelope__field_descriptor
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "stage_hello",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Expertmesh__V1__Envelope, body_case),
+    offsetof(Expertmesh__V1__Envelope, stage_hello),
+    &expertmesh__v1__stage_hello__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stage_assignment",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Expertmesh__V1__Envelope, body_case),
+    offsetof(Expertmesh__V1__Envelope, stage_assignment),
+    &expertmesh__v1__stage_assignment__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stage_ready",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Expertmesh__V1__Envelope, body_case),
+    offsetof(Expertmesh__V1__Envelope, stage_ready),
+    &expertmesh__v1__stage_ready__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stage_forward",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Expertmesh__V1__Envelope, body_case),
+    offsetof(Expertmesh__V1__Envelope, stage_forward),
+    &expertmesh__v1__stage_forward__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "frames",
     15,
     PROTOBUF_C_LABEL_REPEATED,
@@ -1604,25 +2345,41 @@ static const ProtobufCFieldDescriptor expertmesh__v1__envelope__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stage_reply",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Expertmesh__V1__Envelope, body_case),
+    offsetof(Expertmesh__V1__Envelope, stage_reply),
+    &expertmesh__v1__stage_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned expertmesh__v1__envelope__field_indices_by_name[] = {
   1,   /* field[1] = assignment */
   6,   /* field[6] = error */
   4,   /* field[4] = expert_reply */
   3,   /* field[3] = expert_request */
-  10,   /* field[10] = frames */
+  14,   /* field[14] = frames */
   7,   /* field[7] = goodbye */
   5,   /* field[5] = heartbeat */
   0,   /* field[0] = hello */
   2,   /* field[2] = ready */
+  11,   /* field[11] = stage_assignment */
+  13,   /* field[13] = stage_forward */
+  10,   /* field[10] = stage_hello */
+  12,   /* field[12] = stage_ready */
+  15,   /* field[15] = stage_reply */
   9,   /* field[9] = status */
   8,   /* field[8] = status_request */
 };
-static const ProtobufCIntRange expertmesh__v1__envelope__number_ranges[2 + 1] =
+static const ProtobufCIntRange expertmesh__v1__envelope__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 15, 10 },
-  { 0, 11 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor expertmesh__v1__envelope__descriptor =
 {
@@ -1632,10 +2389,10 @@ const ProtobufCMessageDescriptor expertmesh__v1__envelope__descriptor =
   "Expertmesh__V1__Envelope",
   "expertmesh.v1",
   sizeof(Expertmesh__V1__Envelope),
-  11,
+  16,
   expertmesh__v1__envelope__field_descriptors,
   expertmesh__v1__envelope__field_indices_by_name,
-  2,  expertmesh__v1__envelope__number_ranges,
+  1,  expertmesh__v1__envelope__number_ranges,
   (ProtobufCMessageInit) expertmesh__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

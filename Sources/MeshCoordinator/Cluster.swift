@@ -113,9 +113,10 @@ public final class Cluster {
     private var capacities: [String: Int] { workers.mapValues { Int(clamping: $0.capacityBytes) } }
 
     /// `offloadedDense`: the slices of shared experts and dense FFN layers are placed too.
+    /// `layers`: a pipeline stage places only the experts of the layers it runs.
     public init(model: LoadedModel, listen endpoint: String, wireDType: DType, replyDType: DType = .f32,
                 heartbeatInterval: Double = 1.0, security: Security? = nil, offloadedDense: DenseSlices? = nil,
-                logger: Logger) throws {
+                layers: Range<Int>? = nil, logger: Logger) throws {
         spec = model.spec
         self.wireDType = wireDType
         self.replyDType = replyDType
@@ -127,7 +128,9 @@ public final class Cluster {
         let sliceSizes = offloadedDense.map { slices in
             slices.keys(model.spec).map { ($0, (slices.range(of: $0, in: model.spec)?.count ?? 0) * bytesPerIntermediate) }
         }
-        expertSizes = model.allExpertKeys.map { ($0, perExpert) } + (sliceSizes ?? [])
+        expertSizes = (model.allExpertKeys.map { ($0, perExpert) } + (sliceSizes ?? [])).filter {
+            layers?.contains($0.0.layer) ?? true
+        }
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setRouterMandatory()
         try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
@@ -141,6 +144,9 @@ public final class Cluster {
     deinit { zap?.stop() }
 
     public var endpoint: String { socket.lastEndpoint }
+    /// Whether any expert (or offloaded slice) is to be placed: a dense model, or a pipeline stage
+    /// whose layers have none, needs no workers.
+    public var hasExperts: Bool { !expertSizes.isEmpty }
 
     /// What a worker is doing now.
     public func state(of worker: WorkerEntry) -> WorkerState {
@@ -567,7 +573,8 @@ public final class Cluster {
             workers[name]?.liveness = Liveness(interval: heartbeatInterval, maxLives: 0, now: now)
         case .status(let status):
             workers[name]?.residentBytes = status.residentBytes
-        case .heartbeat, .assignment, .expertRequest, .statusRequest:
+        case .heartbeat, .assignment, .expertRequest, .statusRequest, .stageHello, .stageAssignment, .stageReady,
+             .stageForward, .stageReply:
             break
         }
     }

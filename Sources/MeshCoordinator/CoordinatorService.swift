@@ -16,6 +16,11 @@ public struct CoordinatorOptions: Sendable {
     public var replicas = 1
     /// Shared experts and dense FFN layers run on the workers, as slices placed like experts.
     public var offloadDense = false
+    /// Pipeline stages: this coordinator is stage 0 of `stages` (1: no pipeline); later stages
+    /// connect to `stageListen`; a step is cut into `microBatches` (default: one per stage).
+    public var stages = 1
+    public var stageListen = "tcp://127.0.0.1:5556"
+    public var microBatches: Int?
     /// CURVE on the workers' port (nil: plain TCP).
     public var security: Cluster.Security?
     /// Seconds before a lost worker's experts move to the survivors (nil: never).
@@ -80,14 +85,15 @@ public final class CoordinatorService: Sendable {
     /// `listening` receives the bound ZeroMQ endpoint (port 0 resolved) before workers are awaited.
     public func run(listening: (String) throws -> Void = { _ in }) throws {
         let model = try LoadedModel(directory: options.modelDirectory, denseFormat: options.denseFormat,
-                                    feedForwardOffloaded: options.offloadDense)
+                                    feedForwardOffloaded: options.offloadDense,
+                                    stage: options.stages > 1 ? (0, options.stages) : nil)
         // Check every expert tensor's name and shape (headers only, no weight bytes are read) so a
         // broken checkpoint fails now, not when a worker is assigned.
         try model.checkAllExperts()
         let offloaded = options.offloadDense ? offloadedDense(model.spec) : nil
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType,
                                   replyDType: options.replyDType, security: options.security,
-                                  offloadedDense: offloaded, logger: logger)
+                                  offloadedDense: offloaded, layers: model.heldLayers, logger: logger)
         cluster.reassignAfter = options.reassignAfter
         cluster.unservedTimeout = options.unservedTimeout
         cluster.workerTimeout = options.workerTimeout
@@ -107,8 +113,11 @@ public final class CoordinatorService: Sendable {
         logger.info("\(listeningLine)")
         try listening(cluster.endpoint)
         let (configuration, description) = options.serving.configuration(for: model.spec)
-        let transformer = Transformer(spec: model.spec, weights: model.dense,
-                                      backend: RemoteExpertBackend(cluster: cluster), offloadedDense: offloaded)
+        let relay = try stageRelay(model, kvCacheBlocks: configuration.kvCacheBlocks)
+        relay?.whileWaiting = { try? cluster.pump(timeoutMilliseconds: 0) }
+        defer { relay?.stop() }
+        let transformer = Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster),
+                                      offloadedDense: offloaded, heldLayers: model.heldLayers, laterStages: relay)
         let engine = try InferenceEngine(transformer: transformer, configuration: configuration)
         let runner = EngineRunner(engine: engine, logger: logger)
         cluster.onChange = { [clusterView] cluster in
@@ -119,8 +128,11 @@ public final class CoordinatorService: Sendable {
         logger.info("\(description)")
         let served = try ServedModel(directory: options.modelDirectory, spec: model.spec,
                                      name: options.api.servedModelName, chatTemplateFile: options.api.chatTemplateFile)
-        let api = OpenAIAPI(model: served, service: runner, options: options.api,
-                            clusterDetails: { [clusterView] in clusterView.value })
+        let api = OpenAIAPI(model: served, service: runner, options: options.api, clusterDetails: { [clusterView] in
+            var details = clusterView.value
+            details["pipeline"] = relay?.statusObject
+            return details
+        })
         let frontEnd = HTTPFrontEnd(api: api, host: options.api.host, port: options.api.port,
                                     drainTimeout: options.api.drainTimeout, logger: logger)
         let port = try frontEnd.start()
@@ -129,26 +141,29 @@ public final class CoordinatorService: Sendable {
         logger.notice("\(serving)")
         // Whatever ends the run, workers hear that the coordinator is going.
         defer { cluster.sayGoodbye("coordinator shutting down") }
-        if model.spec.moeLayerIndices.isEmpty {
-            logger.notice("\(model.spec.modelType) is a dense model (no experts): serving it alone, no workers needed")
-        } else {
-            do {
+        let waiting: (String) throws -> Void = { [clusterView] reason in
+            clusterView.update(from: cluster)
+            runner.setUnservedReason(reason)
+            if frontEnd.drainRequested { throw StoppedWhileStarting() }
+        }
+        do {
+            if model.spec.moeLayerIndices.isEmpty {
+                logger.notice("\(model.spec.modelType) is a dense model (no experts): serving it alone, no workers needed")
+            } else if !cluster.hasExperts {
+                logger.notice("stage 0 runs no MoE layer (layers \(model.heldLayers)): it needs no workers of its own")
+            } else {
                 try cluster.start(minimumWorkers: options.minimumWorkers, replicas: options.replicas,
-                                  timeout: options.startTimeout, progress: { logger.info("\($0)") },
-                                  waiting: { [clusterView] reason in
-                                      clusterView.update(from: cluster)
-                                      runner.setUnservedReason(reason)
-                                      if frontEnd.drainRequested { throw StoppedWhileStarting() }
-                                  })
-            } catch is StoppedWhileStarting {
-                frontEnd.drained()
-                logger.notice("stopped before the cluster was complete")
-                return
+                                  timeout: options.startTimeout, progress: { logger.info("\($0)") }, waiting: waiting)
             }
+            try relay?.waitUntilReady(timeout: options.startTimeout, progress: { logger.notice("\($0)") }, waiting: waiting)
+        } catch is StoppedWhileStarting {
+            frontEnd.drained()
+            logger.notice("stopped before the cluster was complete")
+            return
         }
         var loadSavedAt = Date()
-        try runner.run(until: frontEnd, unservedReason: { cluster.unservedReason },
-                       failureReason: { cluster.failureReason() }, betweenSteps: { [clusterView] in
+        try runner.run(until: frontEnd, unservedReason: { relay?.unavailableReason ?? cluster.unservedReason },
+                       failureReason: { relay?.unavailableReason ?? cluster.failureReason() }, betweenSteps: { [clusterView] in
             try cluster.pump(timeoutMilliseconds: 0)
             clusterView.update(from: cluster)
             if Date().timeIntervalSince(loadSavedAt) >= Self.loadSaveInterval {
@@ -162,6 +177,19 @@ public final class CoordinatorService: Sendable {
 }
 
 extension CoordinatorService {
+    /// Stage 0's relay to the later stages (nil without a pipeline), said in the log.
+    private func stageRelay(_ model: LoadedModel, kvCacheBlocks: Int) throws -> StageRelay? {
+        guard options.stages > 1 else { return nil }
+        let relay = try StageRelay(model: model, stages: options.stages, listen: options.stageListen,
+                                   kvCacheBlocks: kvCacheBlocks, microBatches: options.microBatches,
+                                   security: options.security, logger: logger)
+        let shares = relay.stageLayers.enumerated().map { "stage \($0): layers \($1.lowerBound)–\($1.upperBound - 1)" }
+        logger.info(Logger.Message(stringLiteral: "pipeline of \(options.stages) stages (\(shares.joined(separator: ", "))); stage 0 is this "
+                    + "coordinator; later stages join at \(relay.endpoint)"
+                    + (options.security == nil ? "" : " with CURVE")))
+        return relay
+    }
+
     /// How often the measured expert load is written to `--expert-load` besides at the stop (a crash
     /// loses at most this much of it).
     static let loadSaveInterval: Double = 300

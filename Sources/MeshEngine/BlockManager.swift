@@ -117,6 +117,18 @@ struct BlockManager {
         }
     }
 
+    /// Forgets every cached prefix (their contents are gone): idle cached blocks become free, and
+    /// held ones are freed, not cached, when released.
+    mutating func forgetPrefixes() {
+        while lruHead >= 0 {
+            let block = lruHead
+            unlinkLRU(block)
+            free.append(block)
+        }
+        cached = [:]
+        keyOfBlock = Array(repeating: nil, count: blockCount)
+    }
+
     private mutating func appendLRU(_ block: Int) {
         lruPrevious[block] = lruTail
         lruNext[block] = -1

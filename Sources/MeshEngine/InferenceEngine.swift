@@ -65,6 +65,8 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     private var running: [Sequence] = []
     private var nextId = 1
     private var counters = EngineStats()
+    /// The later pipeline stages' cache epoch the running sequences were computed under.
+    private var stagesEpoch: Int?
 
     public var spec: ModelSpec { transformer.spec }
 
@@ -74,8 +76,10 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         }
         self.transformer = transformer
         self.configuration = configuration
-        cache = try PagedKVCache(spec: transformer.spec, blockCount: configuration.kvCacheBlocks)
+        cache = try PagedKVCache(spec: transformer.spec, blockCount: configuration.kvCacheBlocks,
+                                 layers: transformer.heldLayers)
         blocks = BlockManager(blockCount: configuration.kvCacheBlocks)
+        stagesEpoch = transformer.laterStages?.cacheEpoch
     }
 
     public var stats: EngineStats {
@@ -142,6 +146,7 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     @discardableResult
     public func step() throws -> Bool {
         dropCancelled()
+        forgetIfStagesLostTheirCache()
         admitWaiting()
         var batch = ForwardBatch()
         var scheduled: [(sequence: Sequence, rows: Range<Int>, logitPositions: [Int])] = []
@@ -381,6 +386,16 @@ public final class InferenceEngine<Backend: ExpertBackend> {
             blocks.release(Array(table.blocks[table.released ..< outOfReach]))
             sequence.tables[group].released = outOfReach
         }
+    }
+
+    /// A later pipeline stage that restarted holds none of the keys and values computed before:
+    /// running sequences cannot go on (they fail, to be sent again) and no cached prefix is reused.
+    private func forgetIfStagesLostTheirCache() {
+        guard let epoch = transformer.laterStages?.cacheEpoch, epoch != stagesEpoch else { return }
+        stagesEpoch = epoch
+        let failure = EngineError(.unavailable, "a pipeline stage restarted and lost this request's KV cache; send it again")
+        for sequence in running { finish(sequence, failure: failure) }
+        blocks.forgetPrefixes()
     }
 
     private func dropCancelled() {

@@ -141,6 +141,70 @@ public enum WireCodec {
             m.busy_seconds = status.busySeconds
             envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_STATUS
             envelope.status = arena.value(m)
+        case .stageHello, .stageAssignment, .stageReady, .stageForward, .stageReply:
+            fillStage(&envelope, body, arena)
+        }
+    }
+
+    private static func fillStage(_ envelope: inout Expertmesh__V1__Envelope, _ body: WireBody, _ arena: CArena) {
+        switch body {
+        case .stageHello(let hello):
+            var m = Expertmesh__V1__StageHello()
+            expertmesh__v1__stage_hello__init(&m)
+            m.protocol_version = hello.protocolVersion
+            m.model_fingerprint = arena.string(hello.modelFingerprint)
+            m.stage = hello.stage
+            m.stage_count = hello.stageCount
+            m.name = arena.string(hello.name)
+            envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_STAGE_HELLO
+            envelope.stage_hello = arena.value(m)
+        case .stageAssignment(let assignment):
+            var m = Expertmesh__V1__StageAssignment()
+            expertmesh__v1__stage_assignment__init(&m)
+            m.protocol_version = assignment.protocolVersion
+            m.first_layer = UInt32(assignment.layers.lowerBound)
+            m.layer_count = UInt32(assignment.layers.count)
+            m.kv_cache_blocks = UInt32(assignment.kvCacheBlocks)
+            m.heartbeat_interval_ms = assignment.heartbeatIntervalMilliseconds
+            envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_STAGE_ASSIGNMENT
+            envelope.stage_assignment = arena.value(m)
+        case .stageReady(let ready):
+            var m = Expertmesh__V1__StageReady()
+            expertmesh__v1__stage_ready__init(&m)
+            m.workers = ready.workers
+            m.start_seconds = ready.startSeconds
+            envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_STAGE_READY
+            envelope.stage_ready = arena.value(m)
+        case .stageForward(let forward):
+            var m = Expertmesh__V1__StageForward()
+            expertmesh__v1__stage_forward__init(&m)
+            m.request_id = forward.requestId
+            let segments: [UnsafeMutablePointer<Expertmesh__V1__StageSegment>?] = forward.segments.map { segment in
+                var s = Expertmesh__V1__StageSegment()
+                expertmesh__v1__stage_segment__init(&s)
+                s.rows = segment.rows
+                s.start = segment.start
+                s.prompt_length = segment.promptLength
+                s.n_table_lengths = segment.blockTables.count
+                s.table_lengths = arena.array(segment.blockTables.map { UInt32($0.count) })
+                let blocks = Array(segment.blockTables.joined())
+                s.n_blocks = blocks.count
+                s.blocks = arena.array(blocks)
+                return arena.value(s)
+            }
+            m.n_segments = segments.count
+            m.segments = arena.array(segments)
+            envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_STAGE_FORWARD
+            envelope.stage_forward = arena.value(m)
+        case .stageReply(let reply):
+            var m = Expertmesh__V1__StageReply()
+            expertmesh__v1__stage_reply__init(&m)
+            m.request_id = reply.requestId
+            m.compute_seconds = reply.computeSeconds
+            envelope.body_case = EXPERTMESH__V1__ENVELOPE__BODY_STAGE_REPLY
+            envelope.stage_reply = arena.value(m)
+        default:
+            break
         }
     }
 

@@ -94,6 +94,45 @@ extension WireCodec {
             let m = e.status.pointee
             return .status(WorkerStatus(workerName: string(m.worker_name), experts: keys(m.n_experts, m.experts), requestsServed: m.requests_served,
                                         tokensServed: m.tokens_served, residentBytes: m.resident_bytes, busySeconds: m.busy_seconds))
+        case EXPERTMESH__V1__ENVELOPE__BODY_STAGE_HELLO:
+            let m = e.stage_hello.pointee
+            var hello = StageHello(modelFingerprint: string(m.model_fingerprint), stage: m.stage, stageCount: m.stage_count,
+                                   name: string(m.name))
+            hello.protocolVersion = m.protocol_version
+            return .stageHello(hello)
+        case EXPERTMESH__V1__ENVELOPE__BODY_STAGE_ASSIGNMENT:
+            let m = e.stage_assignment.pointee
+            let first = Int(m.first_layer)
+            var assignment = StageAssignment(layers: first ..< first + Int(m.layer_count), kvCacheBlocks: Int(m.kv_cache_blocks),
+                                             heartbeatIntervalMilliseconds: m.heartbeat_interval_ms)
+            assignment.protocolVersion = m.protocol_version
+            return .stageAssignment(assignment)
+        case EXPERTMESH__V1__ENVELOPE__BODY_STAGE_READY:
+            let m = e.stage_ready.pointee
+            return .stageReady(StageReady(workers: m.workers, startSeconds: m.start_seconds))
+        case EXPERTMESH__V1__ENVELOPE__BODY_STAGE_FORWARD:
+            let m = e.stage_forward.pointee
+            var segments: [StageForwardHeader.Segment] = []
+            for index in 0..<m.n_segments {
+                guard let s = m.segments[index]?.pointee else { throw WireError(.malformed, "stage segment \(index) is empty") }
+                let lengths = array(s.n_table_lengths, s.table_lengths).map(Int.init)
+                let blocks = array(s.n_blocks, s.blocks)
+                guard lengths.reduce(0, +) == blocks.count else {
+                    throw WireError(.malformed, "stage segment \(index): table lengths \(lengths) do not add up to its "
+                                    + "\(blocks.count) blocks")
+                }
+                var tables: [[UInt32]] = []
+                var offset = 0
+                for length in lengths {
+                    tables.append(Array(blocks[offset ..< offset + length]))
+                    offset += length
+                }
+                segments.append(.init(rows: s.rows, start: s.start, promptLength: s.prompt_length, blockTables: tables))
+            }
+            return .stageForward(StageForwardHeader(requestId: m.request_id, segments: segments))
+        case EXPERTMESH__V1__ENVELOPE__BODY_STAGE_REPLY:
+            let m = e.stage_reply.pointee
+            return .stageReply(StageReplyHeader(requestId: m.request_id, computeSeconds: m.compute_seconds))
         default:
             throw WireError(.malformed, "header frame carries no known message (body case \(e.body_case.rawValue))")
         }

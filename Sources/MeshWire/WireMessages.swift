@@ -149,6 +149,11 @@ public enum WireBody: Sendable, Equatable {
     case goodbye(reason: String)
     case statusRequest
     case status(WorkerStatus)
+    case stageHello(StageHello)
+    case stageAssignment(StageAssignment)
+    case stageReady(StageReady)
+    case stageForward(StageForwardHeader)
+    case stageReply(StageReplyHeader)
 }
 
 /// A raw tensor frame and its description. `bytes` is the frame itself (received frames are

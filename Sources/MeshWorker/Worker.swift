@@ -199,7 +199,8 @@ public final class Worker: @unchecked Sendable {
         case .goodbye(let reason):
             logger.notice("coordinator said goodbye: \(reason)")
             return .lostCoordinator
-        case .heartbeat, .hello, .ready, .expertReply, .status:
+        case .heartbeat, .hello, .ready, .expertReply, .status, .stageHello, .stageAssignment, .stageReady, .stageForward,
+             .stageReply:
             break
         }
         return nil

@@ -25,6 +25,7 @@ struct Coordinator: ParsableCommand {
           expertmesh coordinator --model models/demo --http 127.0.0.1:8080 --spawn-workers 3
           expertmesh coordinator --model DIR --min-workers 4 --replicas 2 --expert-load /var/lib/expertmesh/load.json
           expertmesh coordinator --model DIR --min-workers 8 --replicas 2 --offload-dense
+          expertmesh coordinator --model DIR --min-workers 8 --stages 4 --stage-listen tcp://10.0.0.1:5556 --insecure
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -60,6 +61,20 @@ struct Coordinator: ParsableCommand {
         goes to every slice of its layer. The coordinator keeps attention, norms, router and LM head only.
         """))
     var offloadDense = false
+
+    @Option(help: ArgumentHelp("""
+        Split the layers over this many coordinator hosts (pipeline stages). This one is stage 0: it keeps the API,         the tokenizer, the scheduler, embeddings, LM head and the first share of the layers; stages 1…N-1         (`expertmesh stage --stage K/N --join <--stage-listen>`) each hold the attention weights and KV cache of         their share and place its experts on their own workers. Requests wait (503) until every stage is ready.
+        """, valueName: "N"))
+    var stages = 1
+
+    @Option(help: ArgumentHelp("ZeroMQ endpoint later pipeline stages connect to (with --stages).",
+                               valueName: "tcp://HOST:PORT"))
+    var stageListen = "tcp://127.0.0.1:5556"
+
+    @Option(help: ArgumentHelp("""
+        Micro-batches each step is cut into with --stages, so stages work at once on different parts of the step.         Default: one per stage.
+        """, valueName: "M"))
+    var microBatches: Int?
 
     @Option(help: "Seconds a request waits for experts no live worker holds (while they are moved) before it fails with 503.")
     var unservedTimeout: Double = 30
@@ -132,6 +147,12 @@ struct Coordinator: ParsableCommand {
         }
         guard DType(name: wireDtype) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or f16, got '\(wireDtype)'") }
         guard DType(name: replyDtype) != nil else { throw ValidationError("--reply-dtype must be f32, bf16 or f16, got '\(replyDtype)'") }
+        guard stages >= 1 else { throw ValidationError("--stages must be at least 1") }
+        if let microBatches, microBatches < 1 { throw ValidationError("--micro-batches must be at least 1") }
+        if stages > 1 {
+            _ = try plainTCP.check(stageListen, option: "--stage-listen", keyed: curve.curveSecretKey != nil,
+                                   role: "can join as a pipeline stage and read every hidden state")
+        }
     }
 
     func run() throws {
@@ -142,6 +163,9 @@ struct Coordinator: ParsableCommand {
             denseFormat: dense.dense)
         options.replicas = replicas
         options.offloadDense = offloadDense
+        options.stages = stages
+        options.stageListen = stageListen
+        options.microBatches = microBatches
         options.reassignAfter = Double(reassignAfter)
         options.unservedTimeout = unservedTimeout
         options.workerTimeout = workerTimeout

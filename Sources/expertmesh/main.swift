@@ -11,7 +11,7 @@ struct ExpertMeshCommand: ParsableCommand {
           expertmesh tokenize --model ./Tests/Fixtures/models/mixtral --text "Hello world"
           expertmesh bench --model ./bench-models/mixtral-1b-bf16
         """,
-        subcommands: [Generate.self, ChatTemplateCommand.self, Serve.self, Coordinator.self, WorkerCommand.self, Status.self, Keygen.self, Tokenize.self, Detokenize.self, Bench.self, BenchServe.self, BenchExchange.self, Plan.self, Perplexity.self, BenchEcho.self])
+        subcommands: [Generate.self, ChatTemplateCommand.self, Serve.self, Coordinator.self, StageCommand.self, WorkerCommand.self, Status.self, Keygen.self, Tokenize.self, Detokenize.self, Bench.self, BenchServe.self, BenchExchange.self, Plan.self, Perplexity.self, BenchEcho.self])
 }
 
 ExpertMeshCommand.main()

@@ -67,7 +67,7 @@ final class BatchingTests: XCTestCase {
             maxBatchTokens: batchTokens, maxRunning: running, maxWaiting: 1000, kvCacheBlocks: blocks))
     }
 
-    func assertSame(_ batched: GenerationResult?, _ alone: GenerationResult, _ label: String,
+    static func assertSame(_ batched: GenerationResult?, _ alone: GenerationResult, _ label: String,
                     file: StaticString = #filePath, line: UInt = #line) {
         guard let batched else { return XCTFail("\(label): never finished", file: file, line: line) }
         XCTAssertEqual(batched.tokens, alone.tokens, "\(label): tokens differ", file: file, line: line)
@@ -119,7 +119,7 @@ final class BatchingTests: XCTestCase {
         let alone = try requests.map { try local.generator.generate($0) }
         // Ample pool, small token budget: chunked prefill, shared prefixes, one pass per step.
         let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 48, blocks: 1024), lateFrom: 32)
-        for index in requests.indices { assertSame(together[index], alone[index], "\(name) \(label) request \(index)") }
+        for index in requests.indices { Self.assertSame(together[index], alone[index], "\(name) \(label) request \(index)") }
         if local.spec.rope.dependsOnSequenceLength {
             // Dynamic RoPE: a prompt's keys depend on its length, so no prefix is shared.
             XCTAssertEqual(stats.prefixHitTokens, 0, "\(name): a prefix was shared under dynamic RoPE")
@@ -159,7 +159,7 @@ final class BatchingTests: XCTestCase {
         XCTAssertEqual(stats.preemptions, 0, "\(name): sequences kept blocks their window no longer reaches",
                        file: file, line: line)
         for index in requests.indices {
-            assertSame(together[index], alone[index], "\(name) request \(index)", file: file, line: line)
+            Self.assertSame(together[index], alone[index], "\(name) request \(index)", file: file, line: line)
         }
         XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked", file: file, line: line)
     }
@@ -204,7 +204,7 @@ final class BatchingTests: XCTestCase {
                     kvCacheBlocks: least + Int(random.next() % 10)))
                 let (together, stats) = try Self.runTogether(requests, engine: engine)
                 for (index, request) in requests.enumerated() {
-                    assertSame(together[index], try alone.generate(request), "window \(window) trial \(trial) request \(index)")
+                    Self.assertSame(together[index], try alone.generate(request), "window \(window) trial \(trial) request \(index)")
                 }
                 XCTAssertEqual(stats.blocksUsed, 0, "window \(window) trial \(trial): blocks leaked")
             }
@@ -226,7 +226,7 @@ final class BatchingTests: XCTestCase {
         // The largest request needs (20 + 90) / 16 → 7 blocks; together they need over 100.
         let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 64, blocks: 24))
         XCTAssertGreaterThan(stats.preemptions, 0, "\(name): the pool never ran dry")
-        for index in requests.indices { assertSame(together[index], alone[index], "\(name) \(label) request \(index)") }
+        for index in requests.indices { Self.assertSame(together[index], alone[index], "\(name) \(label) request \(index)") }
         XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked")
         print("\(name) \(label): \(stats.preemptions) preemptions, all 16 requests correct")
     }
@@ -244,7 +244,7 @@ final class BatchingTests: XCTestCase {
         let (answer, _) = try Self.runTogether([first], engine: engine)
         let followUp = GenerationRequest(prompt: first.prompt + (try XCTUnwrap(answer[0]?.tokens.prefix(28))), maxTokens: 8, logprobs: 2)
         let (together, stats) = try Self.runTogether([followUp], engine: engine)
-        assertSame(together[0], try local.generator.generate(followUp), "follow-up")
+        Self.assertSame(together[0], try local.generator.generate(followUp), "follow-up")
         // Block 0 (positions 0–15) is all prompt in both; blocks 1 and 2 held generated tokens the first time.
         XCTAssertEqual(stats.prefixHitTokens, 16)
     }
@@ -257,8 +257,8 @@ final class BatchingTests: XCTestCase {
         let engine = try engine(local, batchTokens: 512, blocks: 64)
         let (first, _) = try Self.runTogether([request], engine: engine)
         let (second, stats) = try Self.runTogether([request], engine: engine)
-        assertSame(first[0], alone, "first")
-        assertSame(second[0], alone, "after a prefix-cache hit")
+        Self.assertSame(first[0], alone, "first")
+        Self.assertSame(second[0], alone, "after a prefix-cache hit")
         // (70 - 1) / 16 = 4 full blocks can be reused; the last prompt token is always computed.
         XCTAssertEqual(second[0]?.timings.cachedPromptTokens, 64)
         XCTAssertEqual(stats.prefixHitTokens, 64)

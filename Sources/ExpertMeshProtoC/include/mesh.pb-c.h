@@ -27,6 +27,12 @@ typedef struct Expertmesh__V1__Error Expertmesh__V1__Error;
 typedef struct Expertmesh__V1__Goodbye Expertmesh__V1__Goodbye;
 typedef struct Expertmesh__V1__StatusRequest Expertmesh__V1__StatusRequest;
 typedef struct Expertmesh__V1__Status Expertmesh__V1__Status;
+typedef struct Expertmesh__V1__StageHello Expertmesh__V1__StageHello;
+typedef struct Expertmesh__V1__StageAssignment Expertmesh__V1__StageAssignment;
+typedef struct Expertmesh__V1__StageReady Expertmesh__V1__StageReady;
+typedef struct Expertmesh__V1__StageSegment Expertmesh__V1__StageSegment;
+typedef struct Expertmesh__V1__StageForward Expertmesh__V1__StageForward;
+typedef struct Expertmesh__V1__StageReply Expertmesh__V1__StageReply;
 typedef struct Expertmesh__V1__Envelope Expertmesh__V1__Envelope;
 
 
@@ -291,6 +297,113 @@ struct  Expertmesh__V1__Status
     , (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, 0 }
 
 
+/*
+ * Later stage → stage 0, first message of a session.
+ */
+struct  Expertmesh__V1__StageHello
+{
+  ProtobufCMessage base;
+  uint32_t protocol_version;
+  char *model_fingerprint;
+  /*
+   * K and N of `--stage K/N` (1 ≤ K < N).
+   */
+  uint32_t stage;
+  uint32_t stage_count;
+  char *name;
+};
+#define EXPERTMESH__V1__STAGE_HELLO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&expertmesh__v1__stage_hello__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Stage 0 → later stage: the layers it runs and the blocks of its KV cache (the block ids of
+ * every StageForward index into them).
+ */
+struct  Expertmesh__V1__StageAssignment
+{
+  ProtobufCMessage base;
+  uint32_t protocol_version;
+  uint32_t first_layer;
+  uint32_t layer_count;
+  uint32_t kv_cache_blocks;
+  uint32_t heartbeat_interval_ms;
+};
+#define EXPERTMESH__V1__STAGE_ASSIGNMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&expertmesh__v1__stage_assignment__descriptor) \
+    , 0, 0, 0, 0, 0 }
+
+
+/*
+ * Later stage → stage 0: its experts are placed on its workers; it serves.
+ */
+struct  Expertmesh__V1__StageReady
+{
+  ProtobufCMessage base;
+  uint32_t workers;
+  double start_seconds;
+};
+#define EXPERTMESH__V1__STAGE_READY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&expertmesh__v1__stage_ready__descriptor) \
+    , 0, 0 }
+
+
+/*
+ * One sequence's consecutive rows of a micro-batch.
+ */
+struct  Expertmesh__V1__StageSegment
+{
+  ProtobufCMessage base;
+  uint32_t rows;
+  /*
+   * Position of the first row in its sequence.
+   */
+  uint32_t start;
+  uint32_t prompt_length;
+  /*
+   * The sequence's block tables, one per KV cache group: their lengths, then their blocks.
+   */
+  size_t n_table_lengths;
+  uint32_t *table_lengths;
+  size_t n_blocks;
+  uint32_t *blocks;
+};
+#define EXPERTMESH__V1__STAGE_SEGMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&expertmesh__v1__stage_segment__descriptor) \
+    , 0, 0, 0, 0,NULL, 0,NULL }
+
+
+/*
+ * Stage 0 → later stage. Frame 0: "hidden" [rows, hidden] f32, the residual stream before the
+ * stage's first layer.
+ */
+struct  Expertmesh__V1__StageForward
+{
+  ProtobufCMessage base;
+  uint64_t request_id;
+  size_t n_segments;
+  Expertmesh__V1__StageSegment **segments;
+};
+#define EXPERTMESH__V1__STAGE_FORWARD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&expertmesh__v1__stage_forward__descriptor) \
+    , 0, 0,NULL }
+
+
+/*
+ * Later stage → stage 0. Frame 0: "hidden" [rows, hidden] f32, after the stage's last layer.
+ */
+struct  Expertmesh__V1__StageReply
+{
+  ProtobufCMessage base;
+  uint64_t request_id;
+  double compute_seconds;
+};
+#define EXPERTMESH__V1__STAGE_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&expertmesh__v1__stage_reply__descriptor) \
+    , 0, 0 }
+
+
 typedef enum {
   EXPERTMESH__V1__ENVELOPE__BODY__NOT_SET = 0,
   EXPERTMESH__V1__ENVELOPE__BODY_HELLO = 1,
@@ -302,7 +415,12 @@ typedef enum {
   EXPERTMESH__V1__ENVELOPE__BODY_ERROR = 7,
   EXPERTMESH__V1__ENVELOPE__BODY_GOODBYE = 8,
   EXPERTMESH__V1__ENVELOPE__BODY_STATUS_REQUEST = 9,
-  EXPERTMESH__V1__ENVELOPE__BODY_STATUS = 10
+  EXPERTMESH__V1__ENVELOPE__BODY_STATUS = 10,
+  EXPERTMESH__V1__ENVELOPE__BODY_STAGE_HELLO = 11,
+  EXPERTMESH__V1__ENVELOPE__BODY_STAGE_ASSIGNMENT = 12,
+  EXPERTMESH__V1__ENVELOPE__BODY_STAGE_READY = 13,
+  EXPERTMESH__V1__ENVELOPE__BODY_STAGE_FORWARD = 14,
+  EXPERTMESH__V1__ENVELOPE__BODY_STAGE_REPLY = 16
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(EXPERTMESH__V1__ENVELOPE__BODY__CASE)
 } Expertmesh__V1__Envelope__BodyCase;
 
@@ -329,6 +447,11 @@ struct  Expertmesh__V1__Envelope
     Expertmesh__V1__Goodbye *goodbye;
     Expertmesh__V1__StatusRequest *status_request;
     Expertmesh__V1__Status *status;
+    Expertmesh__V1__StageHello *stage_hello;
+    Expertmesh__V1__StageAssignment *stage_assignment;
+    Expertmesh__V1__StageReady *stage_ready;
+    Expertmesh__V1__StageForward *stage_forward;
+    Expertmesh__V1__StageReply *stage_reply;
   };
 };
 #define EXPERTMESH__V1__ENVELOPE__INIT \
@@ -564,6 +687,120 @@ Expertmesh__V1__Status *
 void   expertmesh__v1__status__free_unpacked
                      (Expertmesh__V1__Status *message,
                       ProtobufCAllocator *allocator);
+/* Expertmesh__V1__StageHello methods */
+void   expertmesh__v1__stage_hello__init
+                     (Expertmesh__V1__StageHello         *message);
+size_t expertmesh__v1__stage_hello__get_packed_size
+                     (const Expertmesh__V1__StageHello   *message);
+size_t expertmesh__v1__stage_hello__pack
+                     (const Expertmesh__V1__StageHello   *message,
+                      uint8_t             *out);
+size_t expertmesh__v1__stage_hello__pack_to_buffer
+                     (const Expertmesh__V1__StageHello   *message,
+                      ProtobufCBuffer     *buffer);
+Expertmesh__V1__StageHello *
+       expertmesh__v1__stage_hello__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   expertmesh__v1__stage_hello__free_unpacked
+                     (Expertmesh__V1__StageHello *message,
+                      ProtobufCAllocator *allocator);
+/* Expertmesh__V1__StageAssignment methods */
+void   expertmesh__v1__stage_assignment__init
+                     (Expertmesh__V1__StageAssignment         *message);
+size_t expertmesh__v1__stage_assignment__get_packed_size
+                     (const Expertmesh__V1__StageAssignment   *message);
+size_t expertmesh__v1__stage_assignment__pack
+                     (const Expertmesh__V1__StageAssignment   *message,
+                      uint8_t             *out);
+size_t expertmesh__v1__stage_assignment__pack_to_buffer
+                     (const Expertmesh__V1__StageAssignment   *message,
+                      ProtobufCBuffer     *buffer);
+Expertmesh__V1__StageAssignment *
+       expertmesh__v1__stage_assignment__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   expertmesh__v1__stage_assignment__free_unpacked
+                     (Expertmesh__V1__StageAssignment *message,
+                      ProtobufCAllocator *allocator);
+/* Expertmesh__V1__StageReady methods */
+void   expertmesh__v1__stage_ready__init
+                     (Expertmesh__V1__StageReady         *message);
+size_t expertmesh__v1__stage_ready__get_packed_size
+                     (const Expertmesh__V1__StageReady   *message);
+size_t expertmesh__v1__stage_ready__pack
+                     (const Expertmesh__V1__StageReady   *message,
+                      uint8_t             *out);
+size_t expertmesh__v1__stage_ready__pack_to_buffer
+                     (const Expertmesh__V1__StageReady   *message,
+                      ProtobufCBuffer     *buffer);
+Expertmesh__V1__StageReady *
+       expertmesh__v1__stage_ready__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   expertmesh__v1__stage_ready__free_unpacked
+                     (Expertmesh__V1__StageReady *message,
+                      ProtobufCAllocator *allocator);
+/* Expertmesh__V1__StageSegment methods */
+void   expertmesh__v1__stage_segment__init
+                     (Expertmesh__V1__StageSegment         *message);
+size_t expertmesh__v1__stage_segment__get_packed_size
+                     (const Expertmesh__V1__StageSegment   *message);
+size_t expertmesh__v1__stage_segment__pack
+                     (const Expertmesh__V1__StageSegment   *message,
+                      uint8_t             *out);
+size_t expertmesh__v1__stage_segment__pack_to_buffer
+                     (const Expertmesh__V1__StageSegment   *message,
+                      ProtobufCBuffer     *buffer);
+Expertmesh__V1__StageSegment *
+       expertmesh__v1__stage_segment__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   expertmesh__v1__stage_segment__free_unpacked
+                     (Expertmesh__V1__StageSegment *message,
+                      ProtobufCAllocator *allocator);
+/* Expertmesh__V1__StageForward methods */
+void   expertmesh__v1__stage_forward__init
+                     (Expertmesh__V1__StageForward         *message);
+size_t expertmesh__v1__stage_forward__get_packed_size
+                     (const Expertmesh__V1__StageForward   *message);
+size_t expertmesh__v1__stage_forward__pack
+                     (const Expertmesh__V1__StageForward   *message,
+                      uint8_t             *out);
+size_t expertmesh__v1__stage_forward__pack_to_buffer
+                     (const Expertmesh__V1__StageForward   *message,
+                      ProtobufCBuffer     *buffer);
+Expertmesh__V1__StageForward *
+       expertmesh__v1__stage_forward__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   expertmesh__v1__stage_forward__free_unpacked
+                     (Expertmesh__V1__StageForward *message,
+                      ProtobufCAllocator *allocator);
+/* Expertmesh__V1__StageReply methods */
+void   expertmesh__v1__stage_reply__init
+                     (Expertmesh__V1__StageReply         *message);
+size_t expertmesh__v1__stage_reply__get_packed_size
+                     (const Expertmesh__V1__StageReply   *message);
+size_t expertmesh__v1__stage_reply__pack
+                     (const Expertmesh__V1__StageReply   *message,
+                      uint8_t             *out);
+size_t expertmesh__v1__stage_reply__pack_to_buffer
+                     (const Expertmesh__V1__StageReply   *message,
+                      ProtobufCBuffer     *buffer);
+Expertmesh__V1__StageReply *
+       expertmesh__v1__stage_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   expertmesh__v1__stage_reply__free_unpacked
+                     (Expertmesh__V1__StageReply *message,
+                      ProtobufCAllocator *allocator);
 /* Expertmesh__V1__Envelope methods */
 void   expertmesh__v1__envelope__init
                      (Expertmesh__V1__Envelope         *message);
@@ -621,6 +858,24 @@ typedef void (*Expertmesh__V1__StatusRequest_Closure)
 typedef void (*Expertmesh__V1__Status_Closure)
                  (const Expertmesh__V1__Status *message,
                   void *closure_data);
+typedef void (*Expertmesh__V1__StageHello_Closure)
+                 (const Expertmesh__V1__StageHello *message,
+                  void *closure_data);
+typedef void (*Expertmesh__V1__StageAssignment_Closure)
+                 (const Expertmesh__V1__StageAssignment *message,
+                  void *closure_data);
+typedef void (*Expertmesh__V1__StageReady_Closure)
+                 (const Expertmesh__V1__StageReady *message,
+                  void *closure_data);
+typedef void (*Expertmesh__V1__StageSegment_Closure)
+                 (const Expertmesh__V1__StageSegment *message,
+                  void *closure_data);
+typedef void (*Expertmesh__V1__StageForward_Closure)
+                 (const Expertmesh__V1__StageForward *message,
+                  void *closure_data);
+typedef void (*Expertmesh__V1__StageReply_Closure)
+                 (const Expertmesh__V1__StageReply *message,
+                  void *closure_data);
 typedef void (*Expertmesh__V1__Envelope_Closure)
                  (const Expertmesh__V1__Envelope *message,
                   void *closure_data);
@@ -646,6 +901,12 @@ extern const ProtobufCMessageDescriptor expertmesh__v1__error__descriptor;
 extern const ProtobufCMessageDescriptor expertmesh__v1__goodbye__descriptor;
 extern const ProtobufCMessageDescriptor expertmesh__v1__status_request__descriptor;
 extern const ProtobufCMessageDescriptor expertmesh__v1__status__descriptor;
+extern const ProtobufCMessageDescriptor expertmesh__v1__stage_hello__descriptor;
+extern const ProtobufCMessageDescriptor expertmesh__v1__stage_assignment__descriptor;
+extern const ProtobufCMessageDescriptor expertmesh__v1__stage_ready__descriptor;
+extern const ProtobufCMessageDescriptor expertmesh__v1__stage_segment__descriptor;
+extern const ProtobufCMessageDescriptor expertmesh__v1__stage_forward__descriptor;
+extern const ProtobufCMessageDescriptor expertmesh__v1__stage_reply__descriptor;
 extern const ProtobufCMessageDescriptor expertmesh__v1__envelope__descriptor;
 
 PROTOBUF_C__END_DECLS

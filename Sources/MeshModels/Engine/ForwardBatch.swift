@@ -42,6 +42,25 @@ public struct ForwardBatch: Sendable {
 
     public var isEmpty: Bool { tokens.isEmpty }
 
+    /// The batch cut into at most `parts` micro-batches of nearly equal rows (a sequence may be
+    /// cut between two), each with the rows of this batch it holds. They ask for no logits.
+    public func split(into parts: Int) -> [(rows: Range<Int>, batch: ForwardBatch)] {
+        let t = tokens.count
+        let count = max(1, min(parts, t))
+        return (0..<count).map { part in
+            let rows = t * part / count ..< t * (part + 1) / count
+            var piece = ForwardBatch()
+            for segment in segments {
+                let shared = segment.rows.clamped(to: rows)
+                guard !shared.isEmpty else { continue }
+                let skipped = shared.lowerBound - segment.rows.lowerBound
+                piece.append(tokens[shared], start: segment.start + skipped, blockTables: segment.blockTables,
+                             promptLength: segment.promptLength)
+            }
+            return (rows, piece)
+        }
+    }
+
     /// Position of every row in its own sequence, the slot its key and value go to in each KV cache
     /// group, its segment,
     /// and whether it carries a generated token that takes other kernels (`matmul`'s `generated`;

@@ -13,17 +13,48 @@ public final class Transformer<Backend: ExpertBackend> {
     /// Set when shared experts and dense FFN layers run on the backend too, as slices routed
     /// like experts (`coordinator --offload-dense`); nil: they run here.
     public let offloadedDense: DenseSlices?
+    /// The layers this process runs (all of them but in a pipeline of coordinators).
+    public let heldLayers: Range<Int>
+    /// The pipeline stages that run the layers after `heldLayers` (nil: there are none).
+    public let laterStages: (any LaterStages)?
 
-    public init(spec: ModelSpec, weights: DenseWeights, backend: Backend, offloadedDense: DenseSlices? = nil) {
+    public init(spec: ModelSpec, weights: DenseWeights, backend: Backend, offloadedDense: DenseSlices? = nil,
+                heldLayers: Range<Int>? = nil, laterStages: (any LaterStages)? = nil) {
         self.spec = spec
         self.weights = weights
         self.backend = backend
         self.offloadedDense = offloadedDense
+        self.heldLayers = heldLayers ?? 0..<spec.layerCount
+        self.laterStages = laterStages
     }
 
     /// Runs the batch's tokens at their positions, writing their keys and values to `cache`.
     /// Returns logits [batch.logitRows.count, vocab], one row per requested row, in that order.
     public func forward(_ batch: ForwardBatch, cache: PagedKVCache) throws -> Matrix {
+        guard let stages = laterStages else {
+            let x = try embed(batch)
+            try runLayers(x, batch: batch, cache: cache)
+            return head(x, batch: batch)
+        }
+        // Micro-batches keep the stages busy: this process runs the next while later stages run
+        // the earlier ones. Rows are computed alone, so the cut changes no result; a sequence cut
+        // in two is safe, as every stage runs the micro-batches in order.
+        var tickets: [(rows: Range<Int>, ticket: Int)] = []
+        for (rows, part) in batch.split(into: stages.microBatches) {
+            let x = try embed(part)
+            try runLayers(x, batch: part, cache: cache)
+            tickets.append((rows, try stages.dispatch(x, batch: part)))
+        }
+        let x = Matrix(rows: batch.tokens.count, columns: spec.hiddenSize)   // [T, H] after the last layer
+        for (rows, ticket) in tickets {
+            let part = try stages.collect(ticket)                             // [rows, H]
+            for row in rows { x.row(row).update(from: part.row(row - rows.lowerBound), count: x.columns) }
+        }
+        return head(x, batch: batch)
+    }
+
+    /// x [T, H]: the batch's token embeddings.
+    private func embed(_ batch: ForwardBatch) throws -> Matrix {
         let (t, h) = (batch.tokens.count, spec.hiddenSize)
         let x = Matrix(rows: t, columns: h)                   // residual stream [T, H]
         for (row, token) in batch.tokens.enumerated() {
@@ -33,11 +64,30 @@ public final class Transformer<Backend: ExpertBackend> {
             convertToFloat(weights.embedding.data + token * h * weights.embedding.dtype.byteSize,
                            dtype: weights.embedding.dtype, count: h, into: x.row(row))
         }
+        return x
+    }
+
+    /// logits [logitRows, vocab] = lm_head(norm(x [T, H])) for the rows that ask for them.
+    private func head(_ x: Matrix, batch: ForwardBatch) -> Matrix {
+        let rows = batch.logitRows.count
+        let finalInput = Matrix(rows: rows, columns: spec.hiddenSize)       // [rows, H]
+        for (index, row) in batch.logitRows.enumerated() {
+            spec.normalize(x.row(row), rows: 1, weight: weights.finalNorm, into: finalInput.row(index))
+        }
+        let logits = Matrix(rows: rows, columns: spec.vocabSize)   // [rows, vocab]
+        let generated = batch.rowLayout().generated
+        matmul(finalInput.data, rows: rows, weights.lmHead, into: logits.data, generated: batch.logitRows.map { generated[$0] })
+        return logits
+    }
+
+    /// x [T, H] (the residual stream) through the layers this process holds, in place.
+    public func runLayers(_ x: Matrix, batch: ForwardBatch, cache: PagedKVCache) throws {
+        let (t, h) = (x.rows, spec.hiddenSize)
         let layout = batch.rowLayout()
         let normed = Matrix(rows: t, columns: h)
         let branch = Matrix(rows: t, columns: h)
-        for (index, layer) in weights.layers.enumerated() {
-            let layerSpec = spec.layers[index]
+        for index in heldLayers {
+            let (layer, layerSpec) = (weights.layers[index], spec.layers[index])
             spec.normalize(x.data, rows: t, weight: layer.inputNorm, into: normed.data)
             switch layer.attention {
             case .standard(let weights):
@@ -52,14 +102,6 @@ public final class Transformer<Backend: ExpertBackend> {
             try feedForward(index, layer, normed, generated: layout.generated, into: branch)
             x.add(branch)
         }
-        let rows = batch.logitRows.count
-        let finalInput = Matrix(rows: rows, columns: h)       // [rows, H]
-        for (index, row) in batch.logitRows.enumerated() {
-            spec.normalize(x.row(row), rows: 1, weight: weights.finalNorm, into: finalInput.row(index))
-        }
-        let logits = Matrix(rows: rows, columns: spec.vocabSize)   // [rows, vocab]
-        matmul(finalInput.data, rows: rows, weights.lmHead, into: logits.data, generated: batch.logitRows.map { layout.generated[$0] })
-        return logits
     }
 
     /// out [T, H] = dense MLP, or shared expert + Σ routed experts.

@@ -29,26 +29,32 @@ public final class PagedKVCache: @unchecked Sendable {
         return layers * blockSize * (widths.key + widths.value) * MemoryLayout<Float>.size
     }
 
-    public init(spec: ModelSpec, blockCount: Int) throws {
+    /// A pool of `blockCount` blocks for `layers` (a pipeline stage's share; default: every layer).
+    public init(spec: ModelSpec, blockCount: Int, layers: Range<Int>? = nil) throws {
         precondition(blockCount > 0, "a KV cache needs at least one block")
         self.blockCount = blockCount
         groups = spec.cacheGroups
         (keyWidth, valueWidth) = spec.cacheWidths
+        let held = layers ?? 0..<spec.layerCount
         var groupOfLayer = [Int](repeating: 0, count: spec.layerCount)
         var arrayOfLayer = groupOfLayer
+        // Only the arrays some held layer uses are made; they are numbered in order of use.
+        var arrayNumbers: [Int: Int] = [:]
         for (group, members) in groups.enumerated() {
             for (array, layer) in members.layers.enumerated() {
                 groupOfLayer[layer] = group
-                arrayOfLayer[layer] = array
+                if held.contains(layer) {
+                    arrayOfLayer[layer] = arrayNumbers[array] ?? arrayNumbers.count
+                    arrayNumbers[array] = arrayOfLayer[layer]
+                }
             }
         }
         self.groupOfLayer = groupOfLayer
         self.arrayOfLayer = arrayOfLayer
-        let arrays = groups.first?.layers.count ?? 0
         let size = "\(blockCount) blocks (\(Self.bytesPerBlock(spec) * blockCount) bytes)"
-        keys = try Self.allocate(arrays, of: blockCount * Self.blockSize * keyWidth, describing: size)
+        keys = try Self.allocate(arrayNumbers.count, of: blockCount * Self.blockSize * keyWidth, describing: size)
         do {
-            values = try Self.allocate(arrays, of: blockCount * Self.blockSize * valueWidth, describing: size)
+            values = try Self.allocate(arrayNumbers.count, of: blockCount * Self.blockSize * valueWidth, describing: size)
         } catch {
             keys.forEach { free($0) }
             throw error

@@ -7,13 +7,18 @@ public final class LoadedModel: @unchecked Sendable {
     public let spec: ModelSpec
     public let dense: DenseWeights
     public let checkpoint: Checkpoint
+    /// The layers this process runs: all, but on a pipeline stage.
+    public let heldLayers: Range<Int>
     let names: ModelWeightNames
 
     /// Opens `directory`, decodes config.json and checks every dense tensor (presence, shape);
     /// the dense projections are held in `denseFormat` (but the dense FFN and shared experts when
     /// `feedForwardOffloaded`: workers compute them, so they stay untouched in the mapped file).
-    /// Experts are checked by `loadExperts`; call `unexpectedTensors` after loading them.
-    public init(directory: URL, denseFormat: WeightFormat = .file, feedForwardOffloaded: Bool = false) throws {
+    /// Experts are checked by `loadExperts`; call `unexpectedTensors` after loading them. Pipeline
+    /// stage K of N (`stage`) converts only what it runs (`heldLayers`, and the head if K is 0);
+    /// the rest stays untouched in the mapped file.
+    public init(directory: URL, denseFormat: WeightFormat = .file, feedForwardOffloaded: Bool = false,
+                stage: (index: Int, count: Int)? = nil) throws {
         try denseFormat.checkSupported()
         self.directory = directory
         var (architecture, spec) = try ArchitectureRegistry.decode(configFile: directory.appendingPathComponent("config.json"))
@@ -34,8 +39,18 @@ public final class LoadedModel: @unchecked Sendable {
         names.ignoredPrefixes += (spec.layerCount ..< spec.layerCount + spec.unusedTrailingLayers).map { "\(layout.decoder)layers.\($0)." }
         self.names = names
         self.spec = spec
+        let heldLayers = try stage.map { stage in
+            let shares = try spec.stageLayers(stage.count)
+            guard shares.indices.contains(stage.index) else {
+                throw ModelError("stage \(stage.index) of \(stage.count) does not exist: stages are 0 to \(stage.count - 1)")
+            }
+            return shares[stage.index]
+        } ?? 0..<spec.layerCount
+        self.heldLayers = heldLayers
+        let held = stage.map { (layers: heldLayers, head: $0.index == 0) }
         dense = try DenseWeightLoader(spec: spec, names: names, checkpoint: checkpoint).load()
-            .converted(to: denseFormat, includingFeedForward: !feedForwardOffloaded || DenseSlices(spec: spec) == nil)
+            .converted(to: denseFormat, includingFeedForward: !feedForwardOffloaded || DenseSlices(spec: spec) == nil,
+                       held: held)
     }
 
     /// Loads the routed experts `keys` (memory-mapped: only their pages become resident when used),

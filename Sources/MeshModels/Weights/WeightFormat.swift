@@ -44,11 +44,14 @@ extension DenseWeights {
     /// table (rows are gathered, not multiplied), norms and routers (small, and they choose the
     /// experts) stay as they are; so do the dense feed-forward and shared experts unless
     /// `includingFeedForward` (they run on workers under `--offload-dense`, and are never read here).
-    public func converted(to format: WeightFormat, includingFeedForward: Bool = true) -> DenseWeights {
+    /// A pipeline stage converts only the layers it holds (`held`), and the head if it runs it.
+    public func converted(to format: WeightFormat, includingFeedForward: Bool = true,
+                          held: (layers: Range<Int>, head: Bool)? = nil) -> DenseWeights {
         guard format != .file else { return self }
         var result = self
-        result.lmHead = format.apply(lmHead)
-        result.layers = layers.map { layer in
+        if held?.head ?? true { result.lmHead = format.apply(lmHead) }
+        result.layers = layers.enumerated().map { index, layer in
+            guard held?.layers.contains(index) ?? true else { return layer }
             var layer = layer
             switch layer.attention {
             case .standard(var a):
