@@ -8,12 +8,15 @@
 # Needs root and iproute2. Cleans up namespaces, links and processes on exit.
 #
 # --offload-dense runs the coordinator with it (shared experts and dense FFN layers on the workers).
+# --stages N splits the layers over N coordinator hosts: the coordinator is stage 0, stages 1…N-1
+# (`expertmesh stage`) run in hosts of their own, and every worker serves every stage.
 #
 # Usage: scripts/netns-cluster-test.sh [--model DIR] [--workers N] [--binary PATH] [--tokens 1,2,3]
-#            [--replicas R] [--cut-worker I] [--seconds-after-cut S] [--offload-dense]
+#            [--replicas R] [--cut-worker I] [--seconds-after-cut S] [--offload-dense] [--stages N]
 # Example: sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/qwen3_moe --workers 3
 #          sudo scripts/netns-cluster-test.sh --replicas 2 --cut-worker 2
 #          sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/llama4_text-behemoth --workers 32 --offload-dense
+#          sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/llama4_text-behemoth --workers 32 --stages 4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=Tests/Fixtures/models/mixtral
@@ -24,6 +27,7 @@ replicas=1
 cut_worker=""
 seconds_after_cut=6
 offload=()
+stages=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
@@ -34,7 +38,8 @@ while [ $# -gt 0 ]; do
         --cut-worker) cut_worker="$2"; shift 2 ;;
         --seconds-after-cut) seconds_after_cut="$2"; shift 2 ;;
         --offload-dense) offload=(--offload-dense); shift ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --stages) stages="$2"; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "netns: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -78,13 +83,30 @@ host 0 "$coordinator_ip"
 for i in $(seq 1 "$workers"); do host "$i" "198.18.0.$((i + 1))"; done
 client=$((workers + 1))
 host "$client" 198.18.0.100
+# Pipeline stages 1…N-1 on hosts 198.18.0.201…; every worker serves every stage.
+stage_arguments=()
+worker_endpoints=(--coordinator "tcp://$coordinator_ip:5555")
+if [ "$stages" -gt 1 ]; then
+    stage_arguments=(--stages "$stages" --stage-listen "tcp://$coordinator_ip:5556")
+    for k in $(seq 1 $((stages - 1))); do
+        host "$((client + k))" "198.18.0.$((200 + k))"
+        worker_endpoints+=(--coordinator "tcp://198.18.0.$((200 + k)):5555")
+    done
+fi
 
 ip netns exec "${tag}h0" "$binary" coordinator --model "$model" --listen "tcp://$coordinator_ip:5555" \
     --http "$coordinator_ip:8080" --min-workers "$workers" --start-timeout 60 --insecure \
-    --replicas "$replicas" "${offload[@]}" > "$logs/coordinator.log" 2>&1 &
+    --replicas "$replicas" "${offload[@]}" "${stage_arguments[@]}" > "$logs/coordinator.log" 2>&1 &
 pids+=($!)
+for k in $(seq 1 $((stages - 1))); do
+    ip netns exec "${tag}h$((client + k))" "$binary" stage --stage "$k/$stages" --model "$model" \
+        --join "tcp://$coordinator_ip:5556" --listen "tcp://198.18.0.$((200 + k)):5555" --min-workers "$workers" \
+        --start-timeout 60 --insecure --replicas "$replicas" "${offload[@]}" --name "stage-host-$k" \
+        > "$logs/stage-$k.log" 2>&1 &
+    pids+=($!)
+done
 for i in $(seq 1 "$workers"); do
-    ip netns exec "${tag}h$i" "$binary" worker --coordinator "tcp://$coordinator_ip:5555" --model "$model" \
+    ip netns exec "${tag}h$i" "$binary" worker "${worker_endpoints[@]}" --model "$model" \
         --name "host-$i" --insecure > "$logs/worker-$i.log" 2>&1 &
     pids+=($!)
 done
@@ -143,8 +165,8 @@ remote=$(ip netns exec "${tag}h$client" "$binary" generate --server "http://$coo
 local_result=$("$binary" generate --model "$model" --tokens "$tokens" --max-tokens 6 --temperature 0 --ignore-eos --json)
 remote_tokens=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['tokens'])" "$remote")
 local_tokens=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['tokens'])" "$local_result")
-grep -h "placement\|: .* experts across\|ready:" "$logs/coordinator.log" || true
-echo "netns: cluster over $workers namespaces: $remote_tokens"
+grep -h "placement\|: .* experts across\|ready:\|pipeline" "$logs/coordinator.log" || true
+echo "netns: cluster over $workers worker namespaces and $stages stage(s): $remote_tokens"
 echo "netns: single process:                $local_tokens"
 if [ "$remote_tokens" = "$local_tokens" ]; then
     echo "netns: MATCH"

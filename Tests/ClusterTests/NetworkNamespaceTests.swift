@@ -26,6 +26,11 @@ final class NetworkNamespaceTests: XCTestCase {
         try runScript(fixture: "llama4_text-behemoth", workers: 32, arguments: ["--offload-dense"])
     }
 
+    /// The same in four pipeline stages, each on a host of its own; every worker serves every stage.
+    func testBehemothTopologyInFourStagesOnThirtyTwoWorkerHosts() throws {
+        try runScript(fixture: "llama4_text-behemoth", workers: 32, arguments: ["--offload-dense", "--stages", "4"])
+    }
+
     /// `ip link set … down` on a worker's link mid-request: with replicas the requests go on with
     /// unchanged tokens and the coordinator declares the worker lost (the script checks both).
     func testAWorkersLinkCutMidRequestLosesNothing() throws {

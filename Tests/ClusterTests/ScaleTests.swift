@@ -19,14 +19,14 @@ final class ScaleTests: XCTestCase {
         let startup = Date().timeIntervalSince(started)
         let difference = try Harness.assertClusterEqualsSingleProcess(Self.fixture, cluster)
 
-        let before = Self.counts(cluster)
+        let before = Self.counts(cluster.httpURL)
         let decodeStart = Date()
         let tokens = 32
         let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
             "prompt": [1, 2, 3, 4], "max_tokens": tokens, "temperature": 0, "ignore_eos": true])
         XCTAssertEqual(status, 200, "\(body)")
         let seconds = Date().timeIntervalSince(decodeStart)
-        let after = Self.counts(cluster)
+        let after = Self.counts(cluster.httpURL)
         let steps = after.steps - before.steps
         XCTAssertEqual(steps, tokens, "one step reads the prompt, one more per token but the last")
         let messages = after.requests.map { name, count in (name, count - (before.requests[name] ?? 0)) }
@@ -46,10 +46,52 @@ final class ScaleTests: XCTestCase {
                      memory[0], workerMemory.min() ?? 0, workerMemory.max() ?? 0, difference))
     }
 
+    /// Four pipeline stages (stage 0 and three `expertmesh stage` processes, two layers each) and 32
+    /// workers serving all of them, shared experts offloaded: tokens equal one process; stage 0's
+    /// per-step messages stay one per worker with tokens per layer; every stage runs each step.
+    func testFourStagesAndThirtyTwoWorkersServeBehemothsTopology() throws {
+        let started = Date()
+        let cluster = try PipelineCluster(model: Harness.fixture(Self.fixture), stages: 4, workers: 32,
+                                          coordinatorArguments: ["--offload-dense"], stageArguments: ["--offload-dense"])
+        defer { cluster.stop() }
+        try cluster.waitHealthy(timeout: 180)
+        let startup = Date().timeIntervalSince(started)
+        let difference = try Harness.assertClusterEqualsSingleProcess(Self.fixture, url: cluster.httpURL, log: cluster.logs)
+
+        let before = Self.counts(cluster.httpURL)
+        let stagesBefore = cluster.stageRows.map { $0["micro_batches"] as? Int ?? 0 }
+        let decodeStart = Date()
+        let tokens = 32
+        let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
+            "prompt": [1, 2, 3, 4], "max_tokens": tokens, "temperature": 0, "ignore_eos": true])
+        XCTAssertEqual(status, 200, "\(body)")
+        let seconds = Date().timeIntervalSince(decodeStart)
+        let after = Self.counts(cluster.httpURL)
+        let steps = after.steps - before.steps
+        XCTAssertEqual(steps, tokens)
+        // Stage 0 runs layers 0 and 1: a decoding token goes to its expert's worker and its layer's
+        // shared slice's worker; the 4-token prompt is cut into 4 micro-batches of one token.
+        let total = after.requests.reduce(0) { $0 + $1.value - (before.requests[$1.key] ?? 0) }
+        XCTAssertGreaterThanOrEqual(total, steps * 2)
+        XCTAssertLessThanOrEqual(total, 4 * 2 * 2 + (steps - 1) * 2 * 2, "more than one message per worker and layer")
+        let stageSteps = zip(cluster.stageRows.map { $0["micro_batches"] as? Int ?? 0 }, stagesBefore).map { $0 - $1 }
+        XCTAssertEqual(Array(stageSteps.dropFirst()), [steps + 3, steps + 3, steps + 3],
+                       "each later stage runs the prompt's 4 micro-batches, then one per step")
+        let processes = [cluster.coordinator] + (1..<4).map { cluster.stages[$0]! } + cluster.workers
+        let memory = processes.map { Self.residentMegabytes($0.process.processIdentifier) }
+        let workerMemory = memory.dropFirst(4)
+        print(String(format: "4 stages, 32 workers: healthy %.1f s after launch; %d tokens in %.2f s (%.1f ms a step); "
+                     + "stage 0: %.1f messages per step (2 layers); resident MB: stages %@, workers %.0f–%.0f; "
+                     + "max logprob diff %.1e",
+                     startup, tokens, seconds, seconds / Double(steps) * 1e3, Double(total) / Double(steps),
+                     memory.prefix(4).map { String(format: "%.0f", $0) }.joined(separator: "/"),
+                     workerMemory.min() ?? 0, workerMemory.max() ?? 0, difference))
+    }
+
     /// The engine's step count and each worker's requests, from /v1/cluster (rebuilt every 0.25 s).
-    static func counts(_ cluster: LoopbackCluster) -> (steps: Int, requests: [String: Int]) {
+    static func counts(_ url: String) -> (steps: Int, requests: [String: Int]) {
         Thread.sleep(forTimeInterval: 0.6)
-        let view = Harness.http("GET", cluster.httpURL + "/v1/cluster").body
+        let view = Harness.http("GET", url + "/v1/cluster").body
         let steps = (view["engine"] as? [String: Any])?["steps"] as? Int ?? 0
         let rows = view["workers"] as? [[String: Any]] ?? []
         return (steps, Dictionary(uniqueKeysWithValues: rows.compactMap { row in
