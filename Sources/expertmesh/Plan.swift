@@ -13,8 +13,11 @@ struct Plan: ParsableCommand {
         positions of --concurrency sequences. The wire figures are for one decode step; the bandwidth at
         which the exchange would take as long as the computation assumes memory-bound decoding at
         --memory-bandwidth on every host (measure yours with `expertmesh bench`).
+        With --stages N the layers are split over N coordinator hosts (`coordinator --stages N` and
+        `expertmesh stage`): each stage host's memory is shown, and hidden states between stages.
         Given --coordinator-memory and --worker-memory, it proposes the smallest layout that fits them
-        (--offload-dense only if the coordinator needs it, and the fewest workers).
+        (--offload-dense only if the coordinator needs it, then the fewest pipeline stages, and the
+        fewest workers).
         The first line keeps its form: "<type>: <total>B parameters, <active>B active per token, …".
 
         Examples:
@@ -25,6 +28,8 @@ struct Plan: ParsableCommand {
               --coordinator-memory 128GiB --context 32768 --concurrency 16 --json
           expertmesh plan --config Tests/Fixtures/configs/llama4-behemoth-assumed.json --coordinator-memory 256GB \
               --worker-memory 128GB --context 8192 --concurrency 16
+          expertmesh plan --config Tests/Fixtures/configs/llama4-behemoth-assumed.json --stages 4 --offload-dense \
+              --workers 32
         """)
 
     @Option(help: "A model's config.json (or a model directory).")
@@ -63,6 +68,9 @@ struct Plan: ParsableCommand {
     @Flag(help: "Shared experts and dense FFN layers on the workers too, as `coordinator --offload-dense` places them.")
     var offloadDense = false
 
+    @Option(help: ArgumentHelp("Pipeline stages: coordinator hosts the layers are split over.", valueName: "N"))
+    var stages = 1
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -79,6 +87,7 @@ struct Plan: ParsableCommand {
         guard replicas >= 1 else { throw ValidationError("--replicas must be at least 1") }
         if let workers, replicas > workers { throw ValidationError("--replicas \(replicas) needs at least \(replicas) --workers") }
         guard memoryBandwidth > 0 else { throw ValidationError("--memory-bandwidth must be positive") }
+        guard stages >= 1 else { throw ValidationError("--stages must be at least 1") }
     }
 
     static func bytesPerWeight(_ dtype: String) -> Double? {
@@ -96,7 +105,8 @@ struct Plan: ParsableCommand {
                                       workers: workers, workerMemory: workerMemory.flatMap(ServingArguments.bytes),
                                       coordinatorMemory: coordinatorMemory.flatMap(ServingArguments.bytes),
                                       context: context, concurrency: concurrency, replicas: replicas,
-                                      memoryBandwidth: memoryBandwidth * 1e9, offloadDense: offloadDense)
+                                      memoryBandwidth: memoryBandwidth * 1e9, offloadDense: offloadDense, stages: stages)
+            _ = try report.stageLayers
             if json {
                 var object = report.json
                 object["dtype"] = dtype
@@ -121,6 +131,8 @@ struct CapacityPlan {
     let memoryBandwidth: Double
     /// Shared experts and dense FFN layers on the workers (`--offload-dense`).
     var offloadDense = false
+    /// Coordinator hosts the layers are split over (`coordinator --stages`).
+    var stages = 1
     /// Activations go out in bf16 and partial sums come back in f32 (the coordinator's defaults).
     static let wireBytes = 2.0, replyBytes = 4.0
     /// The engine keeps keys and values in f32.
@@ -131,7 +143,41 @@ struct CapacityPlan {
     var offloadedParameters: Int { offloadDense ? shape.offloadableParameters : 0 }
     var coordinatorWeightBytes: Double { Double(count.total - count.routedExperts - offloadedParameters) * bytesPerWeight }
     var kvCacheBytes: Double { Double(shape.kvValues(context: context) * concurrency) * Self.kvBytes }
-    var coordinatorBytes: Double { coordinatorWeightBytes + kvCacheBytes }
+    /// The largest coordinator host's weights and KV cache (the only one without stages).
+    var coordinatorBytes: Double { stageBytes.max() ?? 0 }
+
+    /// The layers of each pipeline stage (as `coordinator --stages` splits them).
+    var stageLayers: [Range<Int>] {
+        get throws { try ModelSpec.stageLayers(layerCount: shape.layers.count, stages: stages) }
+    }
+
+    /// Each stage host's non-expert weights: its layers' attention, norms, router and (unless
+    /// offloaded) dense FFN or shared experts; stage 0 also embeddings, LM head and final norm.
+    var stageWeightBytes: [Double] {
+        let shares = (try? stageLayers) ?? [shape.layers.indices]
+        return shares.enumerated().map { stage, layers in
+            let parameters = shape.layers[layers].reduce(stage == 0 ? shape.outerParameters : 0) { sum, layer in
+                let offloaded = offloadDense && shape.denseSlicing != nil ? 3 * shape.hiddenSize * layer.denseIntermediate : 0
+                return sum + layer.attention + layer.norms + layer.router + layer.dense - offloaded
+            }
+            return Double(parameters) * bytesPerWeight
+        }
+    }
+
+    /// Each stage host's KV cache for `context` positions of `concurrency` sequences.
+    var stageKVCacheBytes: [Double] {
+        ((try? stageLayers) ?? [shape.layers.indices]).map {
+            Double(shape.kvValues(context: context, layers: $0) * concurrency) * Self.kvBytes
+        }
+    }
+
+    var stageBytes: [Double] { zip(stageWeightBytes, stageKVCacheBytes).map { $0 + $1 } }
+
+    /// Hidden states a decode step moves between stages: each of the later stages gets them from
+    /// stage 0 and returns them (f32, `concurrency` tokens).
+    var stageHiddenBytesPerStep: Double {
+        Double(2 * (stages - 1) * concurrency * shape.hiddenSize) * 4
+    }
     /// Routed experts, and the dense slices when offloaded: what the workers hold once.
     var expertBytes: Double { Double(count.routedExperts + offloadedParameters) * bytesPerWeight }
     var placedExpertBytes: Double { expertBytes * Double(replicas) }
@@ -202,8 +248,12 @@ struct CapacityPlan {
         if let workers { object["bytes_per_worker"] = placedExpertBytes / Double(workers) }
         if let workersNeeded { object["workers_needed"] = workersNeeded }
         if let coordinatorMemory { object["coordinator_fits"] = coordinatorBytes <= Double(coordinatorMemory) }
+        object["stages"] = stages
+        object["stage_layers"] = ((try? stageLayers) ?? []).map { [$0.lowerBound, $0.upperBound] }
+        object["stage_bytes"] = stageBytes
+        object["stage_hidden_bytes_per_decode_step"] = stageHiddenBytesPerStep
         if let proposal {
-            var layout: [String: Any] = ["offload_dense": proposal.offloadDense, "fits": proposal.fits]
+            var layout: [String: Any] = ["offload_dense": proposal.offloadDense, "fits": proposal.fits, "stages": proposal.stages]
             if let workers = proposal.workers { layout["workers"] = workers }
             object["proposed_layout"] = layout
         }
@@ -211,25 +261,42 @@ struct CapacityPlan {
     }
 
     /// The smallest layout that fits the hosts given (`--coordinator-memory`, `--worker-memory`): the
-    /// coordinator as planned, or with `--offload-dense` if only that makes it fit, and the fewest
-    /// workers that then hold the experts (and slices) `replicas` times. Nil without both sizes.
-    var proposal: (offloadDense: Bool, workers: Int?, fits: Bool)? {
+    /// coordinator as planned; else with `--offload-dense`; else that split over the fewest pipeline
+    /// stages whose largest host fits; and the fewest workers that then hold the experts (and
+    /// slices) `replicas` times. Nil without both sizes.
+    var proposal: (offloadDense: Bool, stages: Int, workers: Int?, fits: Bool)? {
         guard let coordinatorMemory, workerMemory != nil, shape.moeLayerCount > 0 else { return nil }
+        let limit = Double(coordinatorMemory)
+        var candidates = [self]
         var offloaded = self
-        offloaded.offloadDense = true
-        let chosen = coordinatorBytes <= Double(coordinatorMemory) || shape.offloadableParameters == 0 ? self : offloaded
-        return (chosen.offloadDense, chosen.workersNeeded, chosen.coordinatorBytes <= Double(coordinatorMemory))
+        offloaded.offloadDense = shape.offloadableParameters > 0
+        for count in 1...shape.layers.count {
+            offloaded.stages = count
+            candidates.append(offloaded)
+        }
+        let chosen = candidates.first { $0.coordinatorBytes <= limit } ?? candidates[candidates.count - 1]
+        return (chosen.offloadDense, chosen.stages, chosen.workersNeeded, chosen.coordinatorBytes <= limit)
     }
 
     func text(dtype: String) -> String {
         let gb = { (bytes: Double) in String(format: "%.1f GB", bytes / 1e9) }
         var lines = [String(format: "%@: %.2fB parameters, %.2fB active per token, %d MoE layers", shape.modelType,
                             Double(count.total) / 1e9, Double(count.active) / 1e9, shape.moeLayerCount)]
-        lines.append("coordinator: \(gb(coordinatorBytes)) = \(gb(coordinatorWeightBytes)) of non-expert weights (\(dtype))"
+        lines.append("coordinator\(stages > 1 ? "s, \(stages) pipeline stages" : ""): \(gb(coordinatorWeightBytes + kvCacheBytes))"
+                     + " = \(gb(coordinatorWeightBytes)) of non-expert weights (\(dtype))"
                      + " + \(gb(kvCacheBytes)) of KV cache (\(context) positions × \(concurrency) sequences, "
                      + String(format: "%.0f kB per token in f32", Double(shape.kvValuesPerToken) * Self.kvBytes / 1e3)
                      + (shape.kvValues(context: context) < shape.kvValuesPerToken * context
                         ? "; sliding or chunked layers keep only their window)" : ")"))
+        if stages > 1, let shares = try? stageLayers {
+            for (stage, layers) in shares.enumerated() {
+                lines.append("  stage \(stage) (layers \(layers.lowerBound)–\(layers.upperBound - 1)\(stage == 0 ? ", embeddings, LM head" : "")): "
+                             + "\(gb(stageBytes[stage])) = \(gb(stageWeightBytes[stage])) of weights + "
+                             + "\(gb(stageKVCacheBytes[stage])) of KV cache")
+            }
+            lines.append(String(format: "  hidden states between stages: %.1f kB per decode step (f32, through stage 0)",
+                                stageHiddenBytesPerStep / 1e3))
+        }
         if let coordinatorMemory {
             lines.append(coordinatorBytes <= Double(coordinatorMemory)
                 ? "  fits in --coordinator-memory \(gb(Double(coordinatorMemory)))"
@@ -249,13 +316,14 @@ struct CapacityPlan {
             lines.append("workers needed at \(gb(Double(workerMemory))) each (experts only, no headroom): \(workersNeeded)")
         }
         if let proposal {
+            let hosts = proposal.stages > 1 ? "\(proposal.stages) pipeline stages (--stages \(proposal.stages))" : "one coordinator"
             let flags = (proposal.offloadDense ? "--offload-dense, " : "") + "\(proposal.workers ?? 0) workers"
                 + (replicas > 1 ? " with --replicas \(replicas)" : "")
             lines.append(proposal.fits
-                ? "smallest layout for these hosts: one coordinator, \(flags)"
-                : "no layout fits these hosts: even with --offload-dense the coordinator keeps attention, embeddings, "
-                  + "LM head and the KV cache; lower --context or --concurrency, use --dtype int8, or a bigger "
-                  + "coordinator host (pipeline stages that would split it are not built yet)")
+                ? "smallest layout for these hosts: \(hosts), \(flags)"
+                : "no layout fits these hosts: even one layer per pipeline stage with --offload-dense leaves a stage "
+                  + "larger than --coordinator-memory (stage 0 keeps embeddings and LM head); lower --context or "
+                  + "--concurrency, use --dtype int8, or bigger coordinator hosts")
         }
         let destinations = exchangeLayers.map { $0.topK + offloadedSlices($0) }.max() ?? 1
         lines.append(String(format: "wire: %.1f kB per token per exchange layer (to and from up to %d worker(s)); "

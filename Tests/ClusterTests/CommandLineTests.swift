@@ -171,9 +171,37 @@ final class CommandLineTests: XCTestCase {
         let needed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(offloadedNeeds.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(fitting.0["workers"] as? Int, needed["workers_needed"] as? Int)
         XCTAssertTrue(fitting.1.contains("smallest layout for these hosts: one coordinator, --offload-dense, "), fitting.1)
-        let tooSmall = try proposal("100GB")
+        XCTAssertEqual(fitting.0["stages"] as? Int, 1)
+        // At 100 GB only pipeline stages fit it: the fewest whose largest host (stage 0, with the
+        // embeddings and LM head) fits, checked against the plan of that layout and one stage fewer.
+        let staged = try proposal("100GB")
+        XCTAssertEqual(staged.0["fits"] as? Bool, true)
+        let stages = try XCTUnwrap(staged.0["stages"] as? Int)
+        XCTAssertGreaterThan(stages, 1)
+        XCTAssertTrue(staged.1.contains("smallest layout for these hosts: \(stages) pipeline stages (--stages \(stages)), "
+                                        + "--offload-dense"), staged.1)
+        func stagePlan(_ count: Int) throws -> [String: Any] {
+            let result = try run(["plan", "--config", behemoth, "--context", "8192", "--concurrency", "16", "--offload-dense",
+                                  "--stages", String(count), "--json"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        }
+        let chosen = try stagePlan(stages), fewer = try stagePlan(stages - 1)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(chosen["coordinator_bytes"] as? Double), 100e9)
+        XCTAssertGreaterThan(try XCTUnwrap(fewer["coordinator_bytes"] as? Double), 100e9)
+        let hosts = try XCTUnwrap(chosen["stage_bytes"] as? [Double])
+        XCTAssertEqual(hosts.count, stages)
+        XCTAssertEqual(hosts.reduce(0, +), try XCTUnwrap(chosen["coordinator_weight_bytes"] as? Double)
+                       + (try XCTUnwrap(chosen["kv_cache_bytes"] as? Double)), accuracy: 1)
+        let layers = try XCTUnwrap(chosen["stage_layers"] as? [[Int]])
+        XCTAssertEqual(layers.first?.first, 0)
+        XCTAssertEqual(layers.last?.last, 101)
+        XCTAssertEqual(chosen["stage_hidden_bytes_per_decode_step"] as? Double, Double(2 * (stages - 1) * 16 * 16384 * 4))
+        let tooSmall = try proposal("10GB")
         XCTAssertEqual(tooSmall.0["fits"] as? Bool, false)
         XCTAssertTrue(tooSmall.1.contains("no layout fits these hosts"), tooSmall.1)
+        let overSplit = try run(["plan", "--config", deepseek, "--stages", "62"])
+        XCTAssertTrue(overSplit.stderr.contains("62 pipeline stages for 61 layers"), overSplit.stderr)
         let both = try run(["plan", "--config", deepseek, "--model", Harness.fixture("mixtral").path])
         XCTAssertTrue(both.stderr.contains("give --config FILE or --model DIR (one of them)"), both.stderr)
     }
@@ -215,7 +243,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testEveryCommandHasHelpWithExamples() throws {
-        for command in ["generate", "chat-template", "serve", "coordinator", "worker", "status", "keygen", "tokenize",
+        for command in ["generate", "chat-template", "serve", "coordinator", "stage", "worker", "status", "keygen", "tokenize",
                         "detokenize", "bench", "bench-serve", "bench-exchange", "plan", "perplexity"] {
             let help = try run([command, "--help"])
             XCTAssertEqual(help.status, 0, command)

@@ -47,9 +47,10 @@ public struct ModelShape: Sendable {
     }
 
     /// Values one sequence of `context` positions keeps in the KV cache at most: every position in
-    /// full-attention layers, the blocks its window or chunk spans in the others.
-    public func kvValues(context: Int) -> Int {
-        layers.reduce(0) { sum, layer in
+    /// full-attention layers, the blocks its window or chunk spans in the others (of `range`'s
+    /// layers: a pipeline stage's; default: all).
+    public func kvValues(context: Int, layers range: Range<Int>? = nil) -> Int {
+        layers[range ?? layers.indices].reduce(0) { sum, layer in
             let kept = layer.reach.blocksHeldAtMost.map { min(context, $0 * PagedKVCache.blockSize) } ?? context
             return sum + layer.kvValuesPerToken * kept
         }
