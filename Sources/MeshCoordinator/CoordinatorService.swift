@@ -17,9 +17,11 @@ public struct CoordinatorOptions: Sendable {
     /// Shared experts and dense FFN layers run on the workers, as slices placed like experts.
     public var offloadDense = false
     /// Pipeline stages: this coordinator is stage 0 of `stages` (1: no pipeline); later stages
-    /// connect to `stageListen`; a step is cut into `microBatches` (default: one per stage).
+    /// connect to `stageListen`; `stepsInFlight` steps run at once (default: one per stage), each
+    /// cut into `microBatches` (default 1).
     public var stages = 1
     public var stageListen = "tcp://127.0.0.1:5556"
+    public var stepsInFlight: Int?
     public var microBatches: Int?
     /// CURVE on the workers' port (nil: plain TCP).
     public var security: Cluster.Security?
@@ -181,7 +183,8 @@ extension CoordinatorService {
     private func stageRelay(_ model: LoadedModel, kvCacheBlocks: Int) throws -> StageRelay? {
         guard options.stages > 1 else { return nil }
         let relay = try StageRelay(model: model, stages: options.stages, listen: options.stageListen,
-                                   kvCacheBlocks: kvCacheBlocks, microBatches: options.microBatches,
+                                   kvCacheBlocks: kvCacheBlocks, stepsInFlight: options.stepsInFlight,
+                                   microBatches: options.microBatches,
                                    security: options.security, logger: logger)
         let shares = relay.stageLayers.enumerated().map { "stage \($0): layers \($1.lowerBound)–\($1.upperBound - 1)" }
         logger.info(Logger.Message(stringLiteral: "pipeline of \(options.stages) stages (\(shares.joined(separator: ", "))); stage 0 is this "

@@ -42,6 +42,7 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
     public let stageLayers: [Range<Int>]
     public let kvCacheBlocks: Int
     public let microBatches: Int
+    public let stepsInFlight: Int
     public let fingerprint: String
     public let heartbeatInterval: Double
     /// Seconds of silence after which an idle stage is lost (one computing is lost when a send to it fails).
@@ -71,13 +72,16 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
     private var zap: ZAPHandler?
 
     /// `security`: CURVE on the stages' port (the stages' public keys among the authorized keys).
-    public init(model: LoadedModel, stages count: Int, listen endpoint: String, kvCacheBlocks: Int, microBatches: Int? = nil,
-                heartbeatInterval: Double = 1, security: Cluster.Security? = nil, logger: Logger) throws {
+    /// `stepsInFlight` default: one per stage; `microBatches` default: 1 (steps are not cut).
+    public init(model: LoadedModel, stages count: Int, listen endpoint: String, kvCacheBlocks: Int,
+                stepsInFlight: Int? = nil, microBatches: Int? = nil, heartbeatInterval: Double = 1,
+                security: Cluster.Security? = nil, logger: Logger) throws {
         guard count >= 2 else { throw ModelError("a pipeline needs at least 2 stages (--stages \(count))") }
         spec = model.spec
         stageLayers = try model.spec.stageLayers(count)
         self.kvCacheBlocks = kvCacheBlocks
-        self.microBatches = max(1, microBatches ?? count)
+        self.microBatches = max(1, microBatches ?? 1)
+        self.stepsInFlight = max(1, stepsInFlight ?? count)
         self.heartbeatInterval = heartbeatInterval
         self.logger = logger
         fingerprint = ModelFingerprint.of(model)
@@ -182,7 +186,7 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
         }
         progress("pipeline of \(stageCount) stages ready: " + stageLayers.enumerated().map { stage, layers in
             "stage \(stage) layers \(layers.lowerBound)–\(layers.upperBound - 1)"
-        }.joined(separator: ", ") + "; \(microBatches) micro-batches per step")
+        }.joined(separator: ", ") + "; \(stepsInFlight) steps in flight, \(microBatches) micro-batch(es) per step")
     }
 
     /// The stages for `/health` and `/v1/cluster`.
@@ -200,7 +204,8 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
             row["workers"] = entry.workers
             return row
         }
-        return ["stages": rows, "micro_batches_per_step": microBatches, "endpoint": endpoint]
+        return ["stages": rows, "steps_in_flight": stepsInFlight, "micro_batches_per_step": microBatches,
+                "endpoint": endpoint]
     }
 
     // MARK: the relay thread

@@ -92,7 +92,7 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         return stats
     }
 
-    public var hasWork: Bool { !running.isEmpty || !waiting.isEmpty }
+    public var hasWork: Bool { !running.isEmpty || !waiting.isEmpty || !inFlight.isEmpty }
 
     /// Queues a request; events go to `emit` on this thread. Throws `.badRequest` for a request
     /// that can never run and `.busy` when the waiting queue is full.
@@ -141,15 +141,37 @@ public final class InferenceEngine<Backend: ExpertBackend> {
 
     // MARK: one step
 
+    private typealias Scheduled = [(sequence: Sequence, rows: Range<Int>, logitPositions: [Int])]
+
+    /// A step whose later pipeline stages have not answered yet.
+    private struct StepInFlight {
+        var scheduled: Scheduled
+        var pending: Transformer<Backend>.PendingForward
+    }
+
+    private var inFlight: [StepInFlight] = []
+    /// Steps kept in flight: one per pipeline stage (each stage runs another cohort of sequences).
+    private var depth: Int { max(1, transformer.laterStages?.stepsInFlight ?? 1) }
+
     /// Schedules and runs one forward pass. Returns false when there was nothing to run.
     /// A failing forward pass fails the sequences of that step (others are untouched) and throws.
+    /// With later pipeline stages, a step is begun over the sequences not in flight and, until
+    /// `depth` steps are in flight, the next call begins another; then the oldest is finished.
     @discardableResult
     public func step() throws -> Bool {
         dropCancelled()
         forgetIfStagesLostTheirCache()
         admitWaiting()
+        if inFlight.count < depth, try beginStep(), inFlight.count < depth { return true }
+        guard !inFlight.isEmpty else { return false }
+        try finishOldestStep()
+        return true
+    }
+
+    /// Schedules the sequences not in flight and begins their forward pass; false if none could go.
+    private func beginStep() throws -> Bool {
         var batch = ForwardBatch()
-        var scheduled: [(sequence: Sequence, rows: Range<Int>, logitPositions: [Int])] = []
+        var scheduled: Scheduled = []
         var budget = configuration.maxBatchTokens
 
         // Decode tokens first, oldest sequence first, so running sequences never stall.
@@ -157,7 +179,7 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         while index < running.count, budget > 0 {
             let sequence = running[index]
             index += 1
-            guard sequence.pending == 1 else { continue }
+            guard !sequence.inFlight, sequence.pending == 1 else { continue }
             guard makeRoom(for: sequence) else { continue }
             schedule(sequence, count: 1, into: &batch, &scheduled)
             budget -= 1
@@ -165,19 +187,19 @@ public final class InferenceEngine<Backend: ExpertBackend> {
         // Prefill chunks: shortest remaining prompt first, so a short prompt's first token does
         // not wait behind a long one (which still advances every step it gets budget). Groups of
         // short reach get their blocks chunk by chunk: a chunk shrinks to the blocks to be had.
-        let prefilling = running.filter { $0.pending > 1 }.sorted { ($0.pending, $0.id) < ($1.pending, $1.id) }
+        let prefilling = running.filter { !$0.inFlight && $0.pending > 1 }.sorted { ($0.pending, $0.id) < ($1.pending, $1.id) }
         for sequence in prefilling where budget > 0 {
             let count = grow(sequence, to: sequence.computed + min(sequence.pending, budget)) - sequence.computed
             guard count > 0 else { continue }
             schedule(sequence, count: count, into: &batch, &scheduled)
             budget -= count
         }
-        if batch.isEmpty, running.count > 1 {
+        if batch.isEmpty, inFlight.isEmpty, running.count > 1 {
             // Every running sequence is reading its prompt and none can get a block (the admission
             // headroom makes this rare; never seen in the tests): the newest makes way, since one
             // sequence alone always fits (`validate` saw to that) and the engine must not stall.
             preempt(running[running.count - 1])
-            return try step()
+            return try beginStep()
         }
         guard !batch.isEmpty else { return false }
 
@@ -186,26 +208,47 @@ public final class InferenceEngine<Backend: ExpertBackend> {
             entry.sequence.firstScheduled = now
             entry.sequence.timings.queueSeconds = (now - entry.sequence.arrival).seconds
         }
-        let logits: Matrix
         do {
-            logits = try transformer.forward(batch, cache: cache)
+            inFlight.append(StepInFlight(scheduled: scheduled, pending: try transformer.begin(batch, cache: cache)))
         } catch {
-            let failure = error as? EngineError ?? EngineError(.unavailable, "\(error)")
-            for entry in scheduled { finish(entry.sequence, failure: failure) }
-            throw failure
+            throw fail(scheduled, error)
         }
-        counters.steps += 1
-        var logitRow = 0
-        for entry in scheduled {
-            let rows = entry.logitPositions.count
-            advance(entry.sequence, by: entry.rows.count, logits: logits, firstRow: logitRow, positions: entry.logitPositions)
-            logitRow += rows
-        }
+        scheduled.forEach { $0.sequence.inFlight = true }
         return true
     }
 
-    private func schedule(_ sequence: Sequence, count: Int, into batch: inout ForwardBatch,
-                          _ scheduled: inout [(sequence: Sequence, rows: Range<Int>, logitPositions: [Int])]) {
+    /// Waits for the oldest step in flight and advances its sequences (those still running).
+    private func finishOldestStep() throws {
+        let step = inFlight.removeFirst()
+        step.scheduled.forEach { $0.sequence.inFlight = false }
+        let logits: Matrix
+        do {
+            logits = try transformer.finish(step.pending)
+        } catch {
+            throw fail(step.scheduled, error)
+        }
+        counters.steps += 1
+        var logitRow = 0
+        for entry in step.scheduled {
+            let rows = entry.logitPositions.count
+            if running.contains(where: { $0 === entry.sequence }) {
+                advance(entry.sequence, by: entry.rows.count, logits: logits, firstRow: logitRow,
+                        positions: entry.logitPositions)
+            }
+            logitRow += rows
+        }
+    }
+
+    /// Fails the step's sequences that are still running with `error`; returns it as an `EngineError`.
+    private func fail(_ scheduled: Scheduled, _ error: Error) -> EngineError {
+        let failure = error as? EngineError ?? EngineError(.unavailable, "\(error)")
+        for entry in scheduled where running.contains(where: { $0 === entry.sequence }) {
+            finish(entry.sequence, failure: failure)
+        }
+        return failure
+    }
+
+    private func schedule(_ sequence: Sequence, count: Int, into batch: inout ForwardBatch, _ scheduled: inout Scheduled) {
         let start = sequence.computed
         let rows = batch.append(sequence.tokens[start ..< start + count], start: start,
                                 blockTables: sequence.tables.map(\.blocks), promptLength: sequence.promptCount)
@@ -323,10 +366,11 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     }
 
     /// Makes sure the next position of a decoding sequence has a slot in every group, preempting
-    /// the newest running sequences if the pool is dry. False if the sequence itself was preempted.
+    /// the newest running sequences not in flight if the pool is dry. False if the sequence itself
+    /// was preempted.
     private func makeRoom(for sequence: Sequence) -> Bool {
         while grow(sequence, to: sequence.computed + 1) == sequence.computed {
-            guard let victim = running.last else { return false }
+            guard let victim = running.last(where: { !$0.inFlight }) else { return false }
             preempt(victim)
             if victim === sequence { return false }
         }
@@ -399,7 +443,7 @@ public final class InferenceEngine<Backend: ExpertBackend> {
     }
 
     private func dropCancelled() {
-        for sequence in running + waiting where sequence.isCancelled() {
+        for sequence in running + waiting where !sequence.inFlight && sequence.isCancelled() {
             finish(sequence, reason: .cancelled)
         }
     }

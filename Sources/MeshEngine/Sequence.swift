@@ -21,6 +21,9 @@ final class Sequence {
     /// Positions whose logits rows were recorded already (recomputation does not repeat them).
     var recordedLogitRows = 0
     var timings = SequenceTimings()
+    /// In a step whose later pipeline stages have not answered yet: not scheduled, preempted or
+    /// dropped until it is back.
+    var inFlight = false
     let arrival = ContinuousClock.now
     var firstScheduled: ContinuousClock.Instant?
     var firstToken: ContinuousClock.Instant?

@@ -63,7 +63,10 @@ struct Coordinator: ParsableCommand {
     var offloadDense = false
 
     @Option(help: ArgumentHelp("""
-        Split the layers over this many coordinator hosts (pipeline stages). This one is stage 0: it keeps the API,         the tokenizer, the scheduler, embeddings, LM head and the first share of the layers; stages 1…N-1         (`expertmesh stage --stage K/N --join <--stage-listen>`) each hold the attention weights and KV cache of         their share and place its experts on their own workers. Requests wait (503) until every stage is ready.
+        Split the layers over this many coordinator hosts (pipeline stages). This one is stage 0: it keeps the API, \
+        the tokenizer, the scheduler, embeddings, LM head and the first share of the layers; stages 1…N-1 \
+        (`expertmesh stage --stage K/N --join <--stage-listen>`) each hold the attention weights and KV cache of \
+        their share and place its experts on their own workers. Requests wait (503) until every stage is ready.
         """, valueName: "N"))
     var stages = 1
 
@@ -72,7 +75,14 @@ struct Coordinator: ParsableCommand {
     var stageListen = "tcp://127.0.0.1:5556"
 
     @Option(help: ArgumentHelp("""
-        Micro-batches each step is cut into with --stages, so stages work at once on different parts of the step.         Default: one per stage.
+        Steps in flight at once with --stages, each over other running requests, so that every stage has one to \
+        run (one step at a time leaves all stages but one idle). Default: one per stage.
+        """, valueName: "S"))
+    var stepsInFlight: Int?
+
+    @Option(help: ArgumentHelp("""
+        Micro-batches each step is cut into with --stages, so stages work at once on parts of one step (helps \
+        long prompts; decode steps read every weight once per micro-batch). Default: 1.
         """, valueName: "M"))
     var microBatches: Int?
 
@@ -149,6 +159,7 @@ struct Coordinator: ParsableCommand {
         guard DType(name: replyDtype) != nil else { throw ValidationError("--reply-dtype must be f32, bf16 or f16, got '\(replyDtype)'") }
         guard stages >= 1 else { throw ValidationError("--stages must be at least 1") }
         if let microBatches, microBatches < 1 { throw ValidationError("--micro-batches must be at least 1") }
+        if let stepsInFlight, stepsInFlight < 1 { throw ValidationError("--steps-in-flight must be at least 1") }
         if stages > 1 {
             _ = try plainTCP.check(stageListen, option: "--stage-listen", keyed: curve.curveSecretKey != nil,
                                    role: "can join as a pipeline stage and read every hidden state")
@@ -166,6 +177,7 @@ struct Coordinator: ParsableCommand {
         options.stages = stages
         options.stageListen = stageListen
         options.microBatches = microBatches
+        options.stepsInFlight = stepsInFlight
         options.reassignAfter = Double(reassignAfter)
         options.unservedTimeout = unservedTimeout
         options.workerTimeout = workerTimeout

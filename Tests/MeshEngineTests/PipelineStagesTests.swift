@@ -11,14 +11,16 @@ final class PipelineStagesTests: XCTestCase {
     /// `expertmesh stage` processes do, without the network.
     final class InProcessStages: LaterStages {
         let microBatches: Int
+        let stepsInFlight: Int
         var cacheEpoch = 0
         private let stages: [(transformer: Transformer<LocalExpertBackend>, cache: PagedKVCache)]
         private var results: [Int: Matrix] = [:]
         private var nextTicket = 0
         private(set) var dispatched = 0
 
-        init(_ local: LocalEngine, layers: [Range<Int>], microBatches: Int, blocks: Int) throws {
+        init(_ local: LocalEngine, layers: [Range<Int>], microBatches: Int, stepsInFlight: Int, blocks: Int) throws {
             self.microBatches = microBatches
+            self.stepsInFlight = stepsInFlight
             let base = local.generator.transformer
             stages = try layers.map { share in
                 (Transformer(spec: base.spec, weights: base.weights, backend: base.backend, heldLayers: share),
@@ -40,10 +42,11 @@ final class PipelineStagesTests: XCTestCase {
     }
 
     /// Stage 0's engine over `stages` stages of `local`'s model.
-    func pipelinedEngine(_ local: LocalEngine, stages count: Int, microBatches: Int, blocks: Int = 1024,
-                         batchTokens: Int = 48) throws -> (InferenceEngine<LocalExpertBackend>, InProcessStages) {
+    func pipelinedEngine(_ local: LocalEngine, stages count: Int, microBatches: Int, stepsInFlight: Int = 1,
+                         blocks: Int = 1024, batchTokens: Int = 48) throws -> (InferenceEngine<LocalExpertBackend>, InProcessStages) {
         let shares = try local.spec.stageLayers(count)
-        let later = try InProcessStages(local, layers: Array(shares.dropFirst()), microBatches: microBatches, blocks: blocks)
+        let later = try InProcessStages(local, layers: Array(shares.dropFirst()), microBatches: microBatches,
+                                        stepsInFlight: stepsInFlight, blocks: blocks)
         let base = local.generator.transformer
         let first = Transformer(spec: base.spec, weights: base.weights, backend: base.backend, heldLayers: shares[0],
                                 laterStages: later)
@@ -52,9 +55,9 @@ final class PipelineStagesTests: XCTestCase {
         return (engine, later)
     }
 
-    /// 64 mixed requests (chunked prefill, shared prefixes, sampling, prompt logprobs) through up
-    /// to 3 stages and 3 micro-batches per step, on every fixture: each equals itself alone in one
-    /// process, tokens and logprobs.
+    /// Mixed requests (chunked prefill, shared prefixes, sampling, prompt logprobs) through up to
+    /// 3 stages, 3 steps in flight and 3 micro-batches per step, on every fixture: each equals
+    /// itself alone in one process, tokens and logprobs.
     func testStagesAndMicroBatchesChangeNoResultOnEveryArchitecture() throws {
         for name in BatchingTests.architectures {
             let local = try LocalEngine(directory: BatchingTests.fixture(name))
@@ -62,7 +65,7 @@ final class PipelineStagesTests: XCTestCase {
             guard stages >= 2 else { continue }
             let requests = BatchingTests.mixedRequests(vocab: local.spec.vocabSize, count: 24)
             let alone = try requests.map { try local.generator.generate($0) }
-            let (engine, later) = try pipelinedEngine(local, stages: stages, microBatches: 3)
+            let (engine, later) = try pipelinedEngine(local, stages: stages, microBatches: 3, stepsInFlight: 3)
             let (together, stats) = try BatchingTests.runTogether(requests, engine: engine, lateFrom: 16)
             for index in requests.indices {
                 BatchingTests.assertSame(together[index], alone[index], "\(name) \(stages) stages request \(index)")
@@ -72,14 +75,39 @@ final class PipelineStagesTests: XCTestCase {
         }
     }
 
-    /// One stage per layer, and more micro-batches than tokens in a step.
+    /// One stage per layer, as many steps in flight, and more micro-batches than tokens in a step.
     func testOneStagePerLayerAndTinySteps() throws {
         let local = try LocalEngine(directory: BatchingTests.fixture("llama4_text-behemoth"))
         let requests = BatchingTests.mixedRequests(vocab: local.spec.vocabSize, count: 8)
         let alone = try requests.map { try local.generator.generate($0) }
-        let (engine, _) = try pipelinedEngine(local, stages: local.spec.layerCount, microBatches: 16, batchTokens: 5)
+        let (engine, _) = try pipelinedEngine(local, stages: local.spec.layerCount, microBatches: 16,
+                                          stepsInFlight: local.spec.layerCount, batchTokens: 5)
         let (together, _) = try BatchingTests.runTogether(requests, engine: engine)
         for index in requests.indices { BatchingTests.assertSame(together[index], alone[index], "request \(index)") }
+    }
+
+    /// Steps in flight with a pool too small for all: sequences in flight are never preempted (the
+    /// stages are writing their blocks), others are and are recomputed; cancelled ones stop; every
+    /// result equals itself alone and no block leaks.
+    func testStepsInFlightSurvivePreemptionAndCancellation() throws {
+        let local = try LocalEngine(directory: BatchingTests.fixture("mixtral"))
+        // Short prompts, long outputs: admitted together, they outgrow the pool while decoding.
+        var random = SeededGenerator(seed: 7)
+        let requests = (0..<16).map { index in
+            GenerationRequest(prompt: (0..<(5 + index)).map { _ in Int(random.next() % UInt64(local.spec.vocabSize)) },
+                              maxTokens: 60 + 2 * index, logprobs: 2)
+        }
+        let alone = try requests.map { try local.generator.generate($0) }
+        let (engine, _) = try pipelinedEngine(local, stages: 2, microBatches: 1, stepsInFlight: 2, blocks: 24, batchTokens: 64)
+        let cancelled = [3: 20, 8: 1]
+        let (together, stats) = try BatchingTests.runTogether(requests, engine: engine, cancelAfterTokens: cancelled)
+        for index in requests.indices where cancelled[index] == nil {
+            BatchingTests.assertSame(together[index], alone[index], "request \(index)")
+        }
+        for index in cancelled.keys { XCTAssertEqual(together[index]?.finishReason, "cancelled", "request \(index)") }
+        XCTAssertGreaterThan(stats.preemptions, 0, "the pool was large enough: nothing was tested")
+        XCTAssertEqual(stats.blocksUsed, 0, "blocks leaked")
+        XCTAssertFalse(engine.hasWork)
     }
 
     /// A later stage that lost its cache (its epoch moved): running requests fail with a clear

@@ -31,26 +31,46 @@ public final class Transformer<Backend: ExpertBackend> {
     /// Runs the batch's tokens at their positions, writing their keys and values to `cache`.
     /// Returns logits [batch.logitRows.count, vocab], one row per requested row, in that order.
     public func forward(_ batch: ForwardBatch, cache: PagedKVCache) throws -> Matrix {
+        try finish(try begin(batch, cache: cache))
+    }
+
+    /// A step begun: its hidden states after this process's layers, or the later stages' tickets.
+    public struct PendingForward {
+        let batch: ForwardBatch
+        let hidden: Matrix?
+        let tickets: [(rows: Range<Int>, ticket: Int)]
+    }
+
+    /// Runs this process's layers over the batch and, with later stages, sends it on without
+    /// waiting for them (the engine begins another step meanwhile); `finish` gives the logits.
+    public func begin(_ batch: ForwardBatch, cache: PagedKVCache) throws -> PendingForward {
         guard let stages = laterStages else {
             let x = try embed(batch)
             try runLayers(x, batch: batch, cache: cache)
-            return head(x, batch: batch)
+            return PendingForward(batch: batch, hidden: x, tickets: [])
         }
-        // Micro-batches keep the stages busy: this process runs the next while later stages run
-        // the earlier ones. Rows are computed alone, so the cut changes no result; a sequence cut
-        // in two is safe, as every stage runs the micro-batches in order.
+        // Micro-batches (`microBatches` > 1) let this process run one while later stages run the
+        // earlier ones. Rows are computed alone, so the cut changes no result; a sequence cut in
+        // two is safe, as every stage runs the micro-batches in order.
         var tickets: [(rows: Range<Int>, ticket: Int)] = []
         for (rows, part) in batch.split(into: stages.microBatches) {
             let x = try embed(part)
             try runLayers(x, batch: part, cache: cache)
             tickets.append((rows, try stages.dispatch(x, batch: part)))
         }
-        let x = Matrix(rows: batch.tokens.count, columns: spec.hiddenSize)   // [T, H] after the last layer
-        for (rows, ticket) in tickets {
-            let part = try stages.collect(ticket)                             // [rows, H]
+        return PendingForward(batch: batch, hidden: nil, tickets: tickets)
+    }
+
+    /// The logits of a step begun: waits for the later stages, if any, then runs the head.
+    public func finish(_ pending: PendingForward) throws -> Matrix {
+        if let x = pending.hidden { return head(x, batch: pending.batch) }
+        guard let stages = laterStages else { throw ModelError("internal: a step sent to later stages that are gone") }
+        let x = Matrix(rows: pending.batch.tokens.count, columns: spec.hiddenSize)   // [T, H] after the last layer
+        for (rows, ticket) in pending.tickets {
+            let part = try stages.collect(ticket)                              // [rows, H]
             for row in rows { x.row(row).update(from: part.row(row - rows.lowerBound), count: x.columns) }
         }
-        return head(x, batch: batch)
+        return head(x, batch: pending.batch)
     }
 
     /// x [T, H]: the batch's token embeddings.
