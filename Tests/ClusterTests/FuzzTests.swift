@@ -6,7 +6,8 @@ import MeshWire
 import XCTest
 
 /// Random and mutated input on every port that reads bytes from the network: the coordinator's
-/// ZeroMQ and HTTP ports and a worker's socket. Afterwards the cluster must still serve correctly.
+/// ZeroMQ and HTTP ports, a worker's socket, stage 0's stage port and a later stage's socket.
+/// Afterwards the cluster must still serve correctly.
 final class FuzzTests: XCTestCase {
     var random = SeededGenerator(seed: 2026)
     static let messagesPerPort = 10_000
@@ -145,5 +146,106 @@ final class FuzzTests: XCTestCase {
         }
         XCTAssertTrue(answered, "the worker must still answer a valid request; log:\n\(worker.log.suffix(2000))")
         XCTAssertTrue(worker.process.isRunning)
+    }
+
+    /// A valid micro-batch for a later stage of `spec` whose cache has 8 blocks, and hostile variants:
+    /// blocks past the cache, tables that do not cover the positions, huge positions, rows that do not
+    /// match the frame, NaN, tables of the wrong count.
+    func stageForward(_ round: Int, spec: ModelSpec, hostile: Bool) -> [Data] {
+        let tables = spec.cacheGroups.map { _ in [UInt32(round % 8)] }
+        var segment = StageForwardHeader.Segment(rows: 2, start: 3, promptLength: 5, blockTables: tables)
+        var tensor = WireTensor(name: "hidden", matrix: Matrix(rows: 2, columns: spec.hiddenSize), dtype: .f32)
+        if hostile {
+            switch round % 6 {
+            case 0: segment.blockTables = tables.map { _ in [UInt32(8 + round % 1000)] }
+            case 1: segment.start = 15 + UInt32(round % 100)
+            case 2: segment.start = UInt32.max - 1
+            case 3: segment.rows = UInt32(3 + round % 5)
+            case 4: tensor.bytes.replaceSubrange(0..<4, with: withUnsafeBytes(of: Float.nan) { Data($0) })
+            default: segment.blockTables = tables + [[0]]
+            }
+        }
+        return WireCodec.encode(WireMessage(.stageForward(StageForwardHeader(requestId: UInt64(round), segments: [segment])),
+                                            tensors: [tensor]))
+    }
+
+    func testStageZeroSurvivesGarbageOnItsStagePort() throws {
+        let cluster = try PipelineCluster(model: Harness.fixture("mixtral"), stages: 2, workers: 1)
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        let spec = try ModelSpec.decode(configFile: Harness.fixture("mixtral").appendingPathComponent("config.json"))
+        let context = ZMQContext()
+        let intruder = try ZMQSocket(context: context, kind: .dealer)
+        try intruder.connect(cluster.stageEndpoint)
+        let hello = WireCodec.encode(WireMessage(.stageHello(StageHello(modelFingerprint: "bogus", stage: 1, stageCount: 2,
+                                                                        name: "intruder"))))
+        let reply = WireCodec.encode(WireMessage(.stageReply(StageReplyHeader(requestId: 1, computeSeconds: 0)),
+                                                 tensors: [WireTensor(name: "hidden", matrix: Matrix(rows: 1, columns: 48), dtype: .f32)]))
+        let before = residentBytes(cluster.coordinator.process.processIdentifier)
+        for round in 0..<Self.messagesPerPort {
+            let parts: [Data]
+            switch round % 4 {
+            case 0: parts = (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 128)) }
+            case 1: parts = mutated(hello)
+            case 2: parts = mutated(reply)
+            default: parts = stageForward(round, spec: spec, hostile: round % 8 == 3)
+            }
+            try intruder.send(parts)
+            if round % 500 == 499 { while (try intruder.receive(timeoutMilliseconds: 20)) != nil {} }
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertTrue(cluster.coordinator.process.isRunning)
+        let after = residentBytes(cluster.coordinator.process.processIdentifier)
+        print("stage 0 resident set before/after \(Self.messagesPerPort) messages: \(before / 1_000_000) / \(after / 1_000_000) MB")
+        XCTAssertLessThan(after, before + 32_000_000, "memory grew with hostile messages")
+        XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200, cluster.logs)
+        _ = try Harness.assertClusterEqualsSingleProcess("mixtral", url: cluster.httpURL, log: cluster.logs)
+    }
+
+    func testStageSurvivesGarbageAndMutatedMicroBatches() throws {
+        let fixture = Harness.fixture("mixtral")
+        let spec = try ModelSpec.decode(configFile: fixture.appendingPathComponent("config.json"))
+        let context = ZMQContext()
+        let router = try ZMQSocket(context: context, kind: .router)
+        let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
+        try router.bind(endpoint)
+        let stage = try ChildProcess(try Harness.binary(), [
+            "stage", "--stage", "1/2", "--join", endpoint, "--listen", "tcp://127.0.0.1:\(Harness.freePort())",
+            "--model", fixture.path, "--spawn-workers", "1"], name: "fuzzed-stage")
+        defer { stage.kill() }
+        guard let hello = try router.receive(timeoutMilliseconds: 60_000) else { return XCTFail("no hello: \(stage.log)") }
+        let identity = hello[0]
+        try router.send([identity] + WireCodec.encode(WireMessage(.stageAssignment(StageAssignment(
+            layers: 1..<2, kvCacheBlocks: 8, heartbeatIntervalMilliseconds: 1000)))))
+        var ready = false
+        while !ready, let parts = try router.receive(timeoutMilliseconds: 60_000) {
+            if case .stageReady = try WireCodec.decode(Array(parts.dropFirst())).body { ready = true }
+        }
+        XCTAssertTrue(ready, stage.log)
+        let before = residentBytes(stage.process.processIdentifier)
+        for round in 0..<Self.messagesPerPort {
+            let parts: [Data]
+            switch round % 3 {
+            case 0: parts = (0..<(1 + Int(random.next() % 3))).map { _ in randomBytes(Int(random.next() % 200)) }
+            case 1: parts = mutated(stageForward(round, spec: spec, hostile: false))
+            default: parts = stageForward(round, spec: spec, hostile: true)
+            }
+            try router.send([identity] + parts)
+            if round % 500 == 499 { while (try router.receive(timeoutMilliseconds: 20)) != nil {} }
+        }
+        let after = residentBytes(stage.process.processIdentifier)
+        print("stage resident set before/after \(Self.messagesPerPort) messages: \(before / 1_000_000) / \(after / 1_000_000) MB")
+        XCTAssertLessThan(after, before + 32_000_000, "memory grew with hostile messages")
+        try router.send([identity] + stageForward(424_242, spec: spec, hostile: false))
+        let deadline = Date().addingTimeInterval(20)
+        var answered = false
+        while Date() < deadline, !answered, let parts = try router.receive(timeoutMilliseconds: 2000) {
+            if let message = try? WireCodec.decode(Array(parts.dropFirst())), case .stageReply(let reply) = message.body,
+               reply.requestId == 424_242, message.tensors.first?.shape == [2, spec.hiddenSize] {
+                answered = true
+            }
+        }
+        XCTAssertTrue(answered, "the stage must still answer a valid micro-batch; log:\n\(stage.log.suffix(2000))")
+        XCTAssertTrue(stage.process.isRunning)
     }
 }
