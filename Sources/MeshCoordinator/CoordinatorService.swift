@@ -186,10 +186,11 @@ extension CoordinatorService {
                                    kvCacheBlocks: kvCacheBlocks, stepsInFlight: options.stepsInFlight,
                                    microBatches: options.microBatches,
                                    security: options.security, logger: logger)
-        let shares = relay.stageLayers.enumerated().map { "stage \($0): layers \($1.lowerBound)–\($1.upperBound - 1)" }
-        logger.info(Logger.Message(stringLiteral: "pipeline of \(options.stages) stages (\(shares.joined(separator: ", "))); stage 0 is this "
-                    + "coordinator; later stages join at \(relay.endpoint)"
-                    + (options.security == nil ? "" : " with CURVE")))
+        let shares = relay.stageLayers.enumerated().map { "stage \($0): layers \($1.span)" }
+        let line = "pipeline of \(options.stages) stages (\(shares.joined(separator: ", "))); stage 0 is this "
+            + "coordinator; later stages join at \(relay.endpoint)"
+            + (options.security == nil ? "" : " with CURVE")
+        logger.info("\(line)")
         return relay
     }
 

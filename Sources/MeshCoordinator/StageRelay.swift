@@ -155,7 +155,7 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
     public var unavailableReason: String? {
         let stages = lock.withLock { self.stages }
         for stage in 1..<stageCount {
-            let layers = "layers \(stageLayers[stage].lowerBound)–\(stageLayers[stage].upperBound - 1)"
+            let layers = "layers \(stageLayers[stage].span)"
             guard let entry = stages[stage] else {
                 return "pipeline stage \(stage) of \(stageCount) (\(layers)) is not connected: start `expertmesh stage "
                     + "--stage \(stage)/\(stageCount) --join \(endpoint) --model DIR` with its workers"
@@ -185,7 +185,7 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.1)
         }
         progress("pipeline of \(stageCount) stages ready: " + stageLayers.enumerated().map { stage, layers in
-            "stage \(stage) layers \(layers.lowerBound)–\(layers.upperBound - 1)"
+            "stage \(stage) layers \(layers.span)"
         }.joined(separator: ", ") + "; \(stepsInFlight) steps in flight, \(microBatches) micro-batch(es) per step")
     }
 
@@ -297,8 +297,9 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
                 $0.startSeconds = ready.startSeconds
             }
             let layers = stageLayers[stage]
-            logger.notice(Logger.Message(stringLiteral: "pipeline stage \(stage) ready: layers \(layers.lowerBound)–\(layers.upperBound - 1), "
-                          + "\(ready.workers) workers, started in \(String(format: "%.1f", ready.startSeconds)) s"))
+            let line = "pipeline stage \(stage) ready: layers \(layers.span), "
+                + "\(ready.workers) workers, started in \(String(format: "%.1f", ready.startSeconds)) s"
+            logger.notice("\(line)")
         case .stageReply(let reply):
             guard var flight = inFlight[reply.requestId], flight.stage == stage else { return }   // late or duplicate
             inFlight[reply.requestId] = nil
@@ -372,8 +373,9 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
             epoch += 1
         }
         let layers = stageLayers[stage]
-        logger.info(Logger.Message(stringLiteral: "pipeline stage \(stage) '\(hello.name)' connected from \(address ?? "?"): it runs layers "
-                    + "\(layers.lowerBound)–\(layers.upperBound - 1) with \(kvCacheBlocks) KV cache blocks"))
+        let line = "pipeline stage \(stage) '\(hello.name)' connected from \(address ?? "?"): it runs layers "
+            + "\(layers.span) with \(kvCacheBlocks) KV cache blocks"
+        logger.info("\(line)")
         do {
             try send(to: routingId, WireMessage(.stageAssignment(StageAssignment(
                 layers: layers, kvCacheBlocks: kvCacheBlocks, heartbeatIntervalMilliseconds: UInt32(heartbeatInterval * 1000)))))
@@ -413,8 +415,9 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
             $0.lost = reason
             $0.ready = false
         }
-        logger.error(Logger.Message(stringLiteral: "pipeline stage \(stage) ('\(entry.name)') lost: \(reason); its micro-batches in flight fail, and "
-                     + "requests are refused until it reconnects"))
+        let line = "pipeline stage \(stage) ('\(entry.name)') lost: \(reason); its micro-batches in flight fail, and "
+            + "requests are refused until it reconnects"
+        logger.error("\(line)")
         failFlights("pipeline stage \(stage) ('\(entry.name)') was lost: \(reason)")
     }
 

@@ -66,8 +66,9 @@ public final class StageService {
                                   replyDType: options.replyDType, security: options.security, offloadedDense: offloaded,
                                   layers: layers, logger: logger)
         defer { cluster.sayGoodbye("pipeline stage \(options.stage) shutting down") }
-        logger.info(Logger.Message(stringLiteral: "pipeline stage \(options.stage)/\(options.stageCount): layers \(layers.lowerBound)–\(layers.upperBound - 1); "
-                    + "listening for workers on \(cluster.endpoint)"))
+        let line = "pipeline stage \(options.stage)/\(options.stageCount): layers \(layers.span); "
+            + "listening for workers on \(cluster.endpoint)"
+        logger.info("\(line)")
         try listening(cluster.endpoint)
         let transformer = Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster),
                                       offloadedDense: offloaded, heldLayers: layers)
@@ -184,8 +185,9 @@ public final class StageService {
             cache = try PagedKVCache(spec: session.transformer.spec, blockCount: assignment.kvCacheBlocks, layers: layers)
         }
         session.kvCacheBlocks = assignment.kvCacheBlocks
-        logger.notice(Logger.Message(stringLiteral: "stage 0 assigned layers \(layers.lowerBound)–\(layers.upperBound - 1) and a KV cache of "
-                      + "\(assignment.kvCacheBlocks) blocks; serving"))
+        let line = "stage 0 assigned layers \(layers.span) and a KV cache of "
+            + "\(assignment.kvCacheBlocks) blocks; serving"
+        logger.notice("\(line)")
         try send(session.socket, .stageReady(StageReady(workers: UInt32(session.cluster.placement.workers.count),
                                                         startSeconds: startSeconds)))
     }

@@ -290,7 +290,7 @@ struct CapacityPlan {
                         ? "; sliding or chunked layers keep only their window)" : ")"))
         if stages > 1, let shares = try? stageLayers {
             for (stage, layers) in shares.enumerated() {
-                lines.append("  stage \(stage) (layers \(layers.lowerBound)–\(layers.upperBound - 1)\(stage == 0 ? ", embeddings, LM head" : "")): "
+                lines.append("  stage \(stage) (layers \(layers.span)\(stage == 0 ? ", embeddings, LM head" : "")): "
                              + "\(gb(stageBytes[stage])) = \(gb(stageWeightBytes[stage])) of weights + "
                              + "\(gb(stageKVCacheBytes[stage])) of KV cache")
             }

@@ -13,3 +13,8 @@ extension ModelSpec {
         return (0..<stages).map { layerCount * $0 / stages ..< layerCount * ($0 + 1) / stages }
     }
 }
+
+extension Range where Bound == Int {
+    /// "4–7" for 4..<8: how logs and `plan` name a stage's layers.
+    public var span: String { "\(lowerBound)–\(upperBound - 1)" }
+}
