@@ -23,6 +23,8 @@ public struct CoordinatorOptions: Sendable {
     public var stageListen = "tcp://127.0.0.1:5556"
     public var stepsInFlight: Int?
     public var microBatches: Int?
+    /// Seconds a later stage may take to answer a micro-batch before it counts as lost.
+    public var stageComputeTimeout: Double = 60
     /// CURVE on the workers' port (nil: plain TCP).
     public var security: Cluster.Security?
     /// Seconds before a lost worker's experts move to the survivors (nil: never).
@@ -186,6 +188,7 @@ extension CoordinatorService {
                                    kvCacheBlocks: kvCacheBlocks, stepsInFlight: options.stepsInFlight,
                                    microBatches: options.microBatches,
                                    security: options.security, logger: logger)
+        relay.computeTimeout = options.stageComputeTimeout
         let shares = relay.stageLayers.enumerated().map { "stage \($0): layers \($1.span)" }
         let line = "pipeline of \(options.stages) stages (\(shares.joined(separator: ", "))); stage 0 is this "
             + "coordinator; later stages join at \(relay.endpoint)"

@@ -36,6 +36,8 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
         /// The cache epoch the engine saw when it sent it.
         var epoch: Int
         var hidden: WireTensor?
+        /// When it was sent to the stage it is at (Unix seconds).
+        var sentAt = 0.0
     }
 
     public let spec: ModelSpec
@@ -45,8 +47,11 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
     public let stepsInFlight: Int
     public let fingerprint: String
     public let heartbeatInterval: Double
-    /// Seconds of silence after which an idle stage is lost (one computing is lost when a send to it fails).
+    /// Seconds of silence after which an idle stage is lost.
     public var stageTimeout: Double = 3
+    /// Seconds a stage may take to answer a micro-batch before it is lost (a stage computing sends
+    /// no heartbeat; one whose process died is lost at once, when a send to it fails).
+    public var computeTimeout: Double = 60
     /// Called on the engine thread while it waits for a micro-batch (the cluster's heartbeats).
     public var whileWaiting: (() -> Void)?
     private let logger: Logger
@@ -264,6 +269,7 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
         }
         var moving = flight
         moving.hidden = nil
+        moving.sentAt = Date().timeIntervalSince1970
         inFlight[flight.header.requestId] = moving
         do {
             try send(to: entry.routingId, WireMessage(.stageForward(flight.header), tensors: [hidden]))
@@ -388,9 +394,13 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
     private func keepAlive() {
         let now = Date().timeIntervalSince1970
         for (stage, entry) in lock.withLock({ stages }) where entry.lost == nil {
-            let computing = inFlight.values.contains { $0.stage == stage }
+            let computing = inFlight.values.filter { $0.stage == stage }
+            if let oldest = computing.map(\.sentAt).min(), now - oldest > computeTimeout {
+                lose(stage, because: String(format: "no answer to a micro-batch for %.1f s", now - oldest))
+                continue
+            }
             var liveness = entry.liveness
-            if !computing {
+            if computing.isEmpty {
                 liveness.tick(at: now)
                 if !liveness.isAlive {
                     lose(stage, because: String(format: "silent for %.1f s", liveness.silence(at: now)))

@@ -86,6 +86,12 @@ struct Coordinator: ParsableCommand {
         """, valueName: "M"))
     var microBatches: Int?
 
+    @Option(help: ArgumentHelp("""
+        Seconds a later pipeline stage may take to answer a step before it counts as lost (its requests fail with \
+        503; it rejoins when it answers again). A stage whose process or link dies is lost at once.
+        """, valueName: "SECONDS"))
+    var stageComputeTimeout: Double = 60
+
     @Option(help: "Seconds a request waits for experts no live worker holds (while they are moved) before it fails with 503.")
     var unservedTimeout: Double = 30
 
@@ -160,6 +166,7 @@ struct Coordinator: ParsableCommand {
         guard stages >= 1 else { throw ValidationError("--stages must be at least 1") }
         if let microBatches, microBatches < 1 { throw ValidationError("--micro-batches must be at least 1") }
         if let stepsInFlight, stepsInFlight < 1 { throw ValidationError("--steps-in-flight must be at least 1") }
+        guard stageComputeTimeout > 0 else { throw ValidationError("--stage-compute-timeout must be positive") }
         if stages > 1 {
             _ = try plainTCP.check(stageListen, option: "--stage-listen", keyed: curve.curveSecretKey != nil,
                                    role: "can join as a pipeline stage and read every hidden state")
@@ -178,6 +185,7 @@ struct Coordinator: ParsableCommand {
         options.stageListen = stageListen
         options.microBatches = microBatches
         options.stepsInFlight = stepsInFlight
+        options.stageComputeTimeout = stageComputeTimeout
         options.reassignAfter = Double(reassignAfter)
         options.unservedTimeout = unservedTimeout
         options.workerTimeout = workerTimeout

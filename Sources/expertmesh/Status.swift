@@ -100,6 +100,7 @@ enum StatusReport {
                             number(engine["prompt_tokens_per_second"]), number(engine["generated_tokens_per_second"]),
                             100 * number(engine["kv_cache_usage"]), Int(number(engine["kv_blocks_total"])),
                             100 * number(engine["prefix_cache_hit_rate"])))
+        if let pipeline = cluster["pipeline"] as? [String: Any] { lines += pipelineLines(pipeline) }
         if workers.isEmpty {
             let layers = (cluster["experts"] as? [String: Any])?["layers"] as? [Any]
             lines.append(layers == nil ? "no workers: every expert is in this process"
@@ -129,6 +130,26 @@ enum StatusReport {
             lines.append(line.trimmingCharacters(in: .whitespaces))
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A line per pipeline stage: its layers, host, state and the micro-batches it ran.
+    static func pipelineLines(_ pipeline: [String: Any]) -> [String] {
+        let stages = pipeline["stages"] as? [[String: Any]] ?? []
+        var lines = ["pipeline: \(stages.count) stages, \(Int(number(pipeline["steps_in_flight"]))) steps in flight, "
+                     + "\(Int(number(pipeline["micro_batches_per_step"]))) micro-batch(es) per step"]
+        for stage in stages {
+            let layers = stage["layers"] as? [Int] ?? []
+            let span = layers.count == 2 ? "layers \(layers[0])–\(layers[1] - 1)" : "layers ?"
+            var line = "  stage \(Int(number(stage["stage"]))): \(span) · \(stage["name"] as? String ?? "-")"
+            if let address = stage["address"] as? String { line += " (\(address))" }
+            line += " · \(stage["state"] as? String ?? "?")"
+            if stage["micro_batches"] != nil {
+                line += String(format: " · %d micro-batches, %.1f s busy, %d workers", Int(number(stage["micro_batches"])),
+                               number(stage["busy_seconds"]), Int(number(stage["workers"])))
+            }
+            lines.append(line)
+        }
+        return lines
     }
 
     /// A row per MoE layer, a character per expert, darker for more tokens routed to it lately

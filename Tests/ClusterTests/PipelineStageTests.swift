@@ -123,6 +123,11 @@ final class PipelineStageTests: XCTestCase {
             XCTAssertEqual(row["state"] as? String, "serving", "\(row)")
             XCTAssertGreaterThan(row["micro_batches"] as? Int ?? 0, 0, "\(row)")
         }
+        // `expertmesh status` shows the stages.
+        let status = try runTool(cluster.binary.path, ["status", "--server", cluster.httpURL])
+        XCTAssertEqual(status.status, 0, status.output)
+        XCTAssertTrue(status.output.contains("pipeline: 4 stages, 4 steps in flight, 1 micro-batch(es) per step"), status.output)
+        XCTAssertTrue(status.output.contains("stage 3: layers 6–7 · stage-3 (127.0.0.1) · serving ·"), status.output)
     }
 
     /// Two stages on architectures whose cache or layers differ: gpt-oss (sliding and full layers:
@@ -183,6 +188,30 @@ final class PipelineStageTests: XCTestCase {
                        "after the stage came back\n\(cluster.logs)")
         let hits = (Harness.http("GET", cluster.httpURL + "/v1/cluster").body["engine"] as? [String: Any])?["prefix_cache_hit_tokens"]
         XCTAssertEqual(hits as? Int, 0, "a prefix cached before the stage was lost was reused")
+    }
+
+    /// A stage frozen (SIGSTOP) while a request is in it: after `--stage-compute-timeout` the request
+    /// fails with a 503 naming the stage; thawed, the stage says hello again and the pipeline serves
+    /// as one process would.
+    func testAFrozenStageIsLostAfterItsComputeTimeoutAndRejoinsWhenThawed() throws {
+        let name = "llama4_text-behemoth"
+        let cluster = try PipelineCluster(model: Harness.fixture(name), stages: 2, workers: 1,
+                                          coordinatorArguments: ["--stage-compute-timeout", "2"])
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        let stage = try XCTUnwrap(cluster.stages[1])
+        kill(stage.process.processIdentifier, SIGSTOP)
+        let started = Date()
+        let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
+            "prompt": [1, 2, 3], "max_tokens": 8, "temperature": 0], timeout: 60)
+        let waited = Date().timeIntervalSince(started)
+        kill(stage.process.processIdentifier, SIGCONT)
+        XCTAssertEqual(status, 503, "\(body)")
+        XCTAssertTrue("\(body)".contains("pipeline stage 1") && "\(body)".contains("no answer"), "\(body)")
+        XCTAssertGreaterThan(waited, 1.5)
+        XCTAssertLessThan(waited, 20)
+        try cluster.waitHealthy(timeout: 60)
+        _ = try Harness.assertClusterEqualsSingleProcess(name, url: cluster.httpURL, log: cluster.logs)
     }
 
     /// The stage port refuses strangers precisely and stays up: a malformed header, a request
