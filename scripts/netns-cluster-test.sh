@@ -52,32 +52,8 @@ if [ -z "$tokens" ]; then
 fi
 
 tag="em$$"
-bridge="${tag}br"
-logs=$(mktemp -d)
-pids=()
-namespaces=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    ip link del "$bridge" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-ip link add "$bridge" type bridge
-ip link set "$bridge" up
-# host <index> <address>: a namespace with one veth end, the other end on the bridge.
-host() {
-    local ns="${tag}h$1"
-    ip netns add "$ns"
-    namespaces+=("$ns")
-    ip link add "${tag}v$1" type veth peer name "${tag}p$1"
-    ip link set "${tag}p$1" netns "$ns"
-    ip link set "${tag}v$1" master "$bridge" up
-    ip -n "$ns" addr add "$2/24" dev "${tag}p$1"
-    ip -n "$ns" link set "${tag}p$1" up
-    ip -n "$ns" link set lo up
-}
+# shellcheck source=netns-lib.sh source-path=SCRIPTDIR
+source scripts/netns-lib.sh
 coordinator_ip=198.18.0.1
 host 0 "$coordinator_ip"
 for i in $(seq 1 "$workers"); do host "$i" "198.18.0.$((i + 1))"; done
@@ -111,14 +87,7 @@ for i in $(seq 1 "$workers"); do
     pids+=($!)
 done
 
-healthy=no
-for _ in $(seq 1 300); do
-    if ip netns exec "${tag}h$client" python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://$coordinator_ip:8080/health', timeout=1).status == 200 else 1)" 2>/dev/null; then
-        healthy=yes; break
-    fi
-    sleep 0.2
-done
-if [ "$healthy" != yes ]; then
+if ! wait_healthy "$client" "http://$coordinator_ip:8080/health"; then
     echo "netns: cluster never became healthy"; cat "$logs"/*.log; exit 1
 fi
 if [ -n "$cut_worker" ]; then

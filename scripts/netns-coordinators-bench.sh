@@ -29,31 +29,8 @@ done
 [ "$concurrency" -ge 2 ] || { echo "netns-coordinators: --concurrency must be at least 2" >&2; exit 2; }
 
 tag="nc$$"
-bridge="${tag}br"
-logs=$(mktemp -d)
-pids=()
-namespaces=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    ip link del "$bridge" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip link add "$bridge" type bridge
-ip link set "$bridge" up
-# host <index> <address>: a namespace with one veth end, the other end on the bridge.
-host() {
-    local ns="${tag}h$1"
-    ip netns add "$ns"
-    namespaces+=("$ns")
-    ip link add "${tag}v$1" type veth peer name "${tag}p$1"
-    ip link set "${tag}p$1" netns "$ns"
-    ip link set "${tag}v$1" master "$bridge" up
-    ip -n "$ns" addr add "$2/24" dev "${tag}p$1"
-    ip -n "$ns" link set "${tag}p$1" up
-    ip -n "$ns" link set lo up
-}
+# shellcheck source=netns-lib.sh source-path=SCRIPTDIR
+source scripts/netns-lib.sh
 host 0 198.18.0.1
 host 1 198.18.0.2
 host 2 198.18.0.11
@@ -70,14 +47,8 @@ for w in 2 3; do
     pids+=($!)
 done
 for c in 1 2; do
-    healthy=no
-    for _ in $(seq 1 300); do
-        if ip netns exec "${tag}h4" python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://198.18.0.$c:8080/health', timeout=1).status == 200 else 1)" 2>/dev/null; then
-            healthy=yes; break
-        fi
-        sleep 0.2
-    done
-    [ "$healthy" = yes ] || { echo "netns-coordinators: coordinator $c never became healthy"; cat "$logs"/*.log; exit 1; }
+    wait_healthy 4 "http://198.18.0.$c:8080/health" \
+        || { echo "netns-coordinators: coordinator $c never became healthy"; cat "$logs"/*.log; exit 1; }
 done
 # bench <coordinator 1|2> <concurrency> <output file>
 bench() {

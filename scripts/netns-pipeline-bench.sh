@@ -43,37 +43,9 @@ done
 vocab=$(python3 -c "import json; print(json.load(open('$model/config.json'))['vocab_size'])")
 
 tag="np$$"
-bridge="${tag}br"
-logs=$(mktemp -d)
-pids=()
-namespaces=()
-stage0=""
-cleanup() {
-    for pid in "${pids[@]}" $stage0; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    ip link del "$bridge" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip link add "$bridge" type bridge
-ip link set "$bridge" up
-# host <index> <address>: a namespace with one veth end, the other end on the bridge.
-host() {
-    local ns="${tag}h$1"
-    ip netns add "$ns"
-    namespaces+=("$ns")
-    ip link add "${tag}v$1" type veth peer name "${tag}p$1"
-    ip link set "${tag}p$1" netns "$ns"
-    ip link set "${tag}v$1" master "$bridge" up
-    ip -n "$ns" addr add "$2/24" dev "${tag}p$1"
-    ip -n "$ns" link set "${tag}p$1" up
-    ip -n "$ns" link set lo up
-    if [ -n "$delay" ]; then
-        # Outgoing in the namespace and outgoing on the bridge side: the delay both ways.
-        ip netns exec "$ns" tc qdisc add dev "${tag}p$1" root netem delay "$delay"
-        tc qdisc add dev "${tag}v$1" root netem delay "$delay"
-    fi
-}
+netns_delay="$delay"
+# shellcheck source=netns-lib.sh source-path=SCRIPTDIR
+source scripts/netns-lib.sh
 endpoints=()
 for k in $(seq 0 $((stages - 1))); do
     host "$k" "198.18.0.$((k + 1))"
@@ -88,12 +60,8 @@ start_stage0() {
         --http 198.18.0.1:8080 --min-workers "$workers" --stages "$stages" --stage-listen tcp://198.18.0.1:5556 \
         --steps-in-flight "$1" --micro-batches "$2" --insecure > "$logs/stage-0-s$1-m$2.log" 2>&1 &
     stage0=$!
-    for _ in $(seq 1 600); do
-        if ip netns exec "${tag}h$client" python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://198.18.0.1:8080/health', timeout=1).status == 200 else 1)" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
+    pids+=("$stage0")
+    wait_healthy "$client" http://198.18.0.1:8080/health && return 0
     echo "netns-pipeline: the pipeline never became healthy"; tail -n 30 "$logs"/*.log; exit 1
 }
 stop_stage0() {

@@ -49,7 +49,8 @@ public final class Cluster {
     public private(set) var workers: [String: WorkerEntry] = [:]
     public private(set) var placement = Placement(owner: [:])
     private let expertSizes: [(key: ExpertKey, bytes: Int)]
-    private let socket: ZMQSocket
+    private let listener: ListeningRouter
+    private var socket: ZMQSocket { listener.socket }
     private let context = ZMQContext()
     private let logger: Logger
     /// Requests sent and not yet answered: id → worker. A reply to any other id (late, after a
@@ -76,7 +77,6 @@ public final class Cluster {
         }
     }
 
-    private var zap: ZAPHandler?
     /// Each session's routing id → the name its worker said hello with.
     private var names: [Data: String] = [:]
     /// Seconds a lost worker may take to come back before its experts move to the surviving workers
@@ -131,17 +131,8 @@ public final class Cluster {
         expertSizes = (model.allExpertKeys.map { ($0, perExpert) } + (sliceSizes ?? [])).filter {
             layers?.contains($0.0.layer) ?? true
         }
-        socket = try ZMQSocket(context: context, kind: .router)
-        try socket.setRouterMandatory()
-        try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
-        if let security {
-            zap = try ZAPHandler(context: context, keys: security.authorizedKeys, logger: logger)
-            try socket.makeCurveServer(security.certificate)
-        }
-        try socket.bind(endpoint)
+        listener = try ListeningRouter(context: context, endpoint: endpoint, security: security, logger: logger)
     }
-
-    deinit { zap?.stop() }
 
     public var endpoint: String { socket.lastEndpoint }
     /// Whether any expert (or offloaded slice) is to be placed: a dense model, or a pipeline stage

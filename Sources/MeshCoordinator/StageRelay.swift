@@ -56,7 +56,8 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
     public var whileWaiting: (() -> Void)?
     private let logger: Logger
     private let context = ZMQContext()
-    private let socket: ZMQSocket
+    private let listener: ListeningRouter
+    private var socket: ZMQSocket { listener.socket }
     private let wakeSender: ZMQSocket
     private let wakeReceiver: ZMQSocket
     private let lock = NSCondition()
@@ -74,8 +75,6 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
-    private var zap: ZAPHandler?
-
     /// `security`: CURVE on the stages' port (the stages' public keys among the authorized keys).
     /// `stepsInFlight` default: one per stage; `microBatches` default: 1 (steps are not cut).
     public init(model: LoadedModel, stages count: Int, listen endpoint: String, kvCacheBlocks: Int,
@@ -90,14 +89,7 @@ public final class StageRelay: LaterStages, @unchecked Sendable {
         self.heartbeatInterval = heartbeatInterval
         self.logger = logger
         fingerprint = ModelFingerprint.of(model)
-        socket = try ZMQSocket(context: context, kind: .router)
-        try socket.setRouterMandatory()
-        try socket.setMaxMessageSize(WireCodec.maxMessageBytes)
-        if let security {
-            zap = try ZAPHandler(context: context, keys: security.authorizedKeys, logger: logger)
-            try socket.makeCurveServer(security.certificate)
-        }
-        try socket.bind(endpoint)
+        listener = try ListeningRouter(context: context, endpoint: endpoint, security: security, logger: logger)
         let wake = "inproc://stage-relay-\(UUID().uuidString)"
         wakeReceiver = try ZMQSocket(context: context, kind: .pair)
         try wakeReceiver.bind(wake)

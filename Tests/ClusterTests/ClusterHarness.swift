@@ -54,6 +54,17 @@ enum Harness {
         return max(tokenDiff, promptDiff)
     }
 
+    /// Waits for GET `url`/health to answer 200; fails the test (showing `log`) and skips it if it never does.
+    static func waitHealthy(_ url: String, timeout: Double, log: @autoclosure () -> String) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if http("GET", url + "/health", timeout: 2).status == 200 { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTFail("never became healthy. \(log())")
+        throw XCTSkip("not healthy")
+    }
+
     /// The transformers fixtures with routed experts (`withExperts`) or dense, sorted.
     static func fixtures(withExperts: Bool) -> [String] {
         let folder = root.appendingPathComponent("Tests/Fixtures/models")
@@ -209,13 +220,7 @@ final class LoopbackCluster {
 
     /// Waits for GET /health to answer 200.
     func waitHealthy(timeout: Double = 60) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if Harness.http("GET", httpURL + "/health", timeout: 2).status == 200 { return }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        XCTFail("cluster never became healthy. coordinator log:\n\(coordinator.log)")
-        throw XCTSkip("cluster not healthy")
+        try Harness.waitHealthy(httpURL, timeout: timeout, log: "coordinator log:\n\(coordinator.log)")
     }
 
     func stop() {

@@ -27,7 +27,7 @@ final class DeployFilesTests: XCTestCase {
                 .map { Harness.root.appendingPathComponent("\(folder)/\($0)").path }
         }
         XCTAssertGreaterThanOrEqual(scripts.count, 7, "\(scripts)")
-        let result = try runTool("shellcheck", ["--shell=bash"] + scripts, timeout: 120)
+        let result = try runTool("shellcheck", ["--shell=bash", "--external-sources"] + scripts, timeout: 120)
         XCTAssertEqual(result.status, 0, result.output)
     }
 

@@ -59,13 +59,7 @@ final class PipelineCluster {
     }
 
     func waitHealthy(timeout: Double = 120) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if Harness.http("GET", httpURL + "/health", timeout: 2).status == 200 { return }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        XCTFail("the pipeline never became healthy:\n\(logs)")
-        throw XCTSkip("pipeline not healthy")
+        try Harness.waitHealthy(httpURL, timeout: timeout, log: "pipeline logs:\n\(logs)")
     }
 
     /// The stages as /v1/cluster shows them.

@@ -19,14 +19,8 @@ final class ScaleTests: XCTestCase {
         let startup = Date().timeIntervalSince(started)
         let difference = try Harness.assertClusterEqualsSingleProcess(Self.fixture, cluster)
 
-        let before = Self.counts(cluster.httpURL)
-        let decodeStart = Date()
         let tokens = 32
-        let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
-            "prompt": [1, 2, 3, 4], "max_tokens": tokens, "temperature": 0, "ignore_eos": true])
-        XCTAssertEqual(status, 200, "\(body)")
-        let seconds = Date().timeIntervalSince(decodeStart)
-        let after = Self.counts(cluster.httpURL)
+        let (before, after, seconds) = Self.decode(cluster.httpURL, tokens: tokens)
         let steps = after.steps - before.steps
         XCTAssertEqual(steps, tokens, "one step reads the prompt, one more per token but the last")
         let messages = after.requests.map { name, count in (name, count - (before.requests[name] ?? 0)) }
@@ -58,15 +52,9 @@ final class ScaleTests: XCTestCase {
         let startup = Date().timeIntervalSince(started)
         let difference = try Harness.assertClusterEqualsSingleProcess(Self.fixture, url: cluster.httpURL, log: cluster.logs)
 
-        let before = Self.counts(cluster.httpURL)
         let stagesBefore = cluster.stageRows.map { $0["micro_batches"] as? Int ?? 0 }
-        let decodeStart = Date()
         let tokens = 32
-        let (status, body) = Harness.http("POST", cluster.httpURL + "/v1/completions", json: [
-            "prompt": [1, 2, 3, 4], "max_tokens": tokens, "temperature": 0, "ignore_eos": true])
-        XCTAssertEqual(status, 200, "\(body)")
-        let seconds = Date().timeIntervalSince(decodeStart)
-        let after = Self.counts(cluster.httpURL)
+        let (before, after, seconds) = Self.decode(cluster.httpURL, tokens: tokens)
         let steps = after.steps - before.steps
         XCTAssertEqual(steps, tokens)
         // Stage 0 runs layers 0 and 1: a decoding token goes to its expert's worker and its layer's
@@ -85,6 +73,19 @@ final class ScaleTests: XCTestCase {
                      startup, tokens, seconds, seconds / Double(steps) * 1e3, Double(total) / Double(steps),
                      memory.prefix(4).map { String(format: "%.0f", $0) }.joined(separator: "/"),
                      workerMemory.min() ?? 0, workerMemory.max() ?? 0, difference))
+    }
+
+    /// A greedy completion of `tokens` tokens after a 4-token prompt: the counts before and after,
+    /// and the seconds it took.
+    static func decode(_ url: String, tokens: Int) -> (before: (steps: Int, requests: [String: Int]),
+                                                       after: (steps: Int, requests: [String: Int]), seconds: Double) {
+        let before = counts(url)
+        let start = Date()
+        let (status, body) = Harness.http("POST", url + "/v1/completions", json: [
+            "prompt": [1, 2, 3, 4], "max_tokens": tokens, "temperature": 0, "ignore_eos": true])
+        XCTAssertEqual(status, 200, "\(body)")
+        let seconds = Date().timeIntervalSince(start)
+        return (before, counts(url), seconds)
     }
 
     /// The engine's step count and each worker's requests, from /v1/cluster (rebuilt every 0.25 s).
