@@ -148,8 +148,12 @@ void mesh_matmul_q8(const void *packed, ptrdiff_t rows, const int8_t *w, const u
                     float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
     const ptrdiff_t pairs = q8_pairs(in), scaleStride = mesh_q8_scale_stride(in);
     q8_activations a = q8_layout((void *)packed, rows, in);
-    for (ptrdiff_t o = o0; o < o1; o += 2) {
-        const int columns = o + 2 <= o1 ? 2 : 1;
+    // Decoding (one or two rows of x): one weight row at a time, a single stream the hardware
+    // prefetcher follows; more rows: pairs of weight rows, reused from L1 while x goes by. Each
+    // output's arithmetic is the same either way.
+    const int pair = rows <= 2 ? 1 : 2;
+    for (ptrdiff_t o = o0; o < o1; o += pair) {
+        const int columns = o + pair <= o1 ? pair : 1;
         for (ptrdiff_t t = 0; t < rows; t += 4) {
             const int tile = rows - t < 4 ? (int)(rows - t) : 4;
             if (columns == 2) { Q8_ROWS(2) } else { Q8_ROWS(1) }
