@@ -76,8 +76,8 @@ public final class ZAPHandler: @unchecked Sendable {
         }
         let address = String(decoding: request[3], as: UTF8.self)
         guard let file = keys.file(of: key) else {
-            let refusal = "refused a worker from \(address): its public key \(key) is not among the authorized keys in "
-                + "\(keys.directory) (copy its .key file there and send SIGHUP)"
+            let refusal = "refused a peer (worker or pipeline stage) from \(address): its public key \(key) is not "
+                + "among the authorized keys in \(keys.directory) (copy its .key file there and send SIGHUP)"
             logger.warning("\(refusal)", metadata: ["address": "\(address)", "key": "\(key)"])
             return reply("400", "key not authorized")
         }

@@ -19,7 +19,7 @@ struct StageCommand: ParsableCommand {
         Examples:
           expertmesh stage --model DIR --stage 1/4 --join tcp://10.0.0.1:5556 --listen tcp://10.0.0.2:5555 \\
               --min-workers 8 --insecure
-          expertmesh stage --model DIR --stage 2/2 --join tcp://127.0.0.1:5556 --listen tcp://127.0.0.1:5565 \\
+          expertmesh stage --model DIR --stage 1/2 --join tcp://127.0.0.1:5556 --listen tcp://127.0.0.1:5565 \\
               --spawn-workers 2
           expertmesh stage --model DIR --stage 3/4 --join tcp://10.0.0.1:5556 --listen tcp://10.0.0.4:5555 \\
               --curve-secret-key keys/stage3.key_secret --authorized-keys keys/workers \\
@@ -94,6 +94,9 @@ struct StageCommand: ParsableCommand {
         guard (0...256).contains(spawnWorkers) else { throw ValidationError("--spawn-workers must be 0 to 256") }
         guard replicas >= 1, replicas <= (minWorkers ?? max(1, spawnWorkers)) else {
             throw ValidationError("--replicas \(replicas) needs at least \(replicas) workers: raise --min-workers (or --spawn-workers)")
+        }
+        if spawnWorkers > 0, curve.curveSecretKey != nil {
+            throw ValidationError("--spawn-workers starts keyless workers on this machine: it does not combine with CURVE keys")
         }
         guard (coordinatorKey == nil) == (curve.curveSecretKey == nil) else {
             throw ValidationError("--coordinator-key goes with --curve-secret-key and --authorized-keys: give all three, or none")

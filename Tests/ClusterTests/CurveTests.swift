@@ -144,6 +144,45 @@ final class CurveTests: XCTestCase {
         return (try Data(contentsOf: URL(fileURLWithPath: capture)), activations, tcpdump.log)
     }
 
+    /// Pipeline stages with CURVE: every stage uses the coordinator's key pair (a worker has one
+    /// coordinator key for all the coordinators it serves), stage 0 authorizes that key beside the
+    /// workers'; a stage with another key is refused and logged, and the pipeline keeps serving.
+    func testPipelineStagesJoinWithCurveAndStrangersAreRefused() throws {
+        let directory = try keys()
+        let path = { (name: String) in directory.appendingPathComponent(name).path }
+        try FileManager.default.copyItem(at: directory.appendingPathComponent("coordinator.key"),
+                                         to: directory.appendingPathComponent("authorized/coordinator.key"))
+        let keyed = ["--curve-secret-key", path("coordinator.key_secret"), "--authorized-keys", path("authorized")]
+        let cluster = try PipelineCluster(model: Harness.fixture("qwen3_moe"), stages: 2, workers: 1,
+                                          coordinatorArguments: keyed,
+                                          stageArguments: keyed + ["--coordinator-key", path("coordinator.key")],
+                                          workerArguments: ["--curve-secret-key", path("shard-1.key_secret"),
+                                                            "--coordinator-key", path("coordinator.key")])
+        defer { cluster.stop() }
+        try cluster.waitHealthy()
+        _ = try Harness.assertClusterEqualsSingleProcess("qwen3_moe", url: cluster.httpURL, log: cluster.logs)
+
+        // A stage keyed as "stranger", with a worker of its own (a stage joins once its workers are ready).
+        let strangerListen = "tcp://127.0.0.1:\(Harness.freePort())"
+        let stranger = try ChildProcess(cluster.binary, [
+            "stage", "--stage", "1/2", "--join", cluster.stageEndpoint, "--listen", strangerListen,
+            "--model", cluster.model.path, "--curve-secret-key", path("stranger.key_secret"),
+            "--authorized-keys", path("authorized"), "--coordinator-key", path("coordinator.key")], name: "stranger-stage")
+        defer { stranger.kill() }
+        let strangersWorker = try ChildProcess(cluster.binary, [
+            "worker", "--coordinator", strangerListen, "--model", cluster.model.path, "--name", "strangers-worker",
+            "--curve-secret-key", path("shard-1.key_secret"), "--coordinator-key", path("stranger.key")], name: "strangers-worker")
+        defer { strangersWorker.kill() }
+        let strangerKey = try String(contentsOfFile: path("stranger.key"), encoding: .utf8)
+            .components(separatedBy: "public-key = \"")[1].prefix(40)
+        let refusal = "refused a peer (worker or pipeline stage) from 127.0.0.1: its public key \(strangerKey) is not"
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !cluster.coordinator.log.contains(refusal) { Thread.sleep(forTimeInterval: 0.2) }
+        XCTAssertTrue(cluster.coordinator.log.contains(refusal), cluster.coordinator.log)
+        XCTAssertEqual(cluster.stageRows.last?["name"] as? String, "stage-1")
+        XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/health").status, 200)
+    }
+
     func testPlainTCPBeyondLoopbackNeedsInsecureAndWarns() throws {
         let model = Harness.fixture("mixtral").path
         for arguments in [["coordinator", "--model", model, "--listen", "tcp://0.0.0.0:\(Harness.freePort())"],
