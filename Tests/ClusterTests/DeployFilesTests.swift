@@ -39,7 +39,7 @@ final class DeployFilesTests: XCTestCase {
         let binary = try Harness.binary().path
         let folder = deploy.appendingPathComponent("systemd")
         var units: [String] = []
-        for name in ["expertmesh-coordinator.service", "expertmesh-worker@.service"] {
+        for name in ["expertmesh-coordinator.service", "expertmesh-worker@.service", "expertmesh-stage.service"] {
             let text = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
                 .replacingOccurrences(of: "/usr/local/bin/expertmesh", with: binary)
             // A template is verified as one of its instances.
@@ -195,6 +195,28 @@ final class DeployFilesTests: XCTestCase {
         let names = (health.body["workers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }.sorted()
         XCTAssertEqual(names, instances.map { "host-\($0)" })
         return coordinator.log
+    }
+
+    /// The stage unit's command line, with the shipped environment file, joins stage 0 as stage 1
+    /// of 2 and the pipeline serves as one process would.
+    func testSystemdStageUnitJoinsAPipeline() throws {
+        let directory = try temporaryDirectory()
+        let units = try installedUnits(in: directory)
+        let stageUnit = try String(contentsOfFile: units[2], encoding: .utf8)
+        var environment = try shippedEnvironmentFile()
+        XCTAssertEqual(environment["EXPERTMESH_STAGE_FLAGS"], "--min-workers 3")
+        let cluster = try PipelineCluster(model: Harness.fixture("mixtral"), stages: 2, workers: 3, startStages: false)
+        defer { cluster.stop() }
+        environment["EXPERTMESH_MODEL"] = cluster.model.path
+        environment["EXPERTMESH_JOIN"] = cluster.stageEndpoint
+        environment["EXPERTMESH_LISTEN"] = cluster.workerEndpoints[1]
+        // Exact arithmetic, as the rest of this test pipeline computes, so its tokens equal one process's.
+        environment["EXPERTMESH_STAGE_FLAGS", default: ""] += " --wire-dtype f32 --precision f32"
+        let command = try execStart(stageUnit, environment: unitEnvironment([stageUnit]).merging(environment) { $1 })
+        XCTAssertTrue(command.contains("--insecure") && command.contains("1/2"), "\(command)")
+        cluster.stages[1] = try ChildProcess(URL(fileURLWithPath: command[0]), Array(command.dropFirst()), name: "unit-stage")
+        try cluster.waitHealthy()
+        _ = try Harness.assertClusterEqualsSingleProcess("mixtral", url: cluster.httpURL, log: cluster.logs)
     }
 
     func testSystemdCommandLinesWithTheShippedEnvironmentFileServe() throws {

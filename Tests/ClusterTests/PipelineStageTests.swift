@@ -22,8 +22,9 @@ final class PipelineCluster {
     let workerCount: Int
     let stageArguments: [String]
 
+    /// `startStages` false: the later stages are left to the caller (`stages[K]`).
     init(model: URL, stages: Int, workers: Int, coordinatorArguments: [String] = [], stageArguments: [String] = [],
-         workerArguments: [String] = []) throws {
+         workerArguments: [String] = [], startStages: Bool = true) throws {
         binary = try Harness.binary()
         self.model = model
         stageCount = stages
@@ -38,7 +39,7 @@ final class PipelineCluster {
         coordinator = try ChildProcess(binary, ["coordinator", "--listen", workerEndpoints[0], "--http", "127.0.0.1:\(http)",
                                                 "--stages", String(stages), "--stage-listen", stageEndpoint]
                                                + common + coordinatorArguments, name: "stage0")
-        for stage in 1..<stages { try startStage(stage) }
+        if startStages { for stage in 1..<stages { try startStage(stage) } }
         for index in 1...workers {
             self.workers.append(try ChildProcess(binary, ["worker", "--model", model.path, "--name", "worker-\(index)", "--precision",
                                                      "f32"] + workerEndpoints.flatMap { ["--coordinator", $0] }
