@@ -18,6 +18,8 @@ void mesh_matmul_bf16_dot(const uint16_t *, ptrdiff_t, const uint16_t *, ptrdiff
                           ptrdiff_t, ptrdiff_t, int);
 void mesh_matmul_bf16_amx(const uint16_t *, ptrdiff_t, const uint16_t *, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t,
                           ptrdiff_t, ptrdiff_t, int);
+void mesh_matmul_bf16_panels(const uint16_t *, ptrdiff_t, const uint16_t *, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t,
+                             ptrdiff_t, ptrdiff_t, int);
 #endif
 
 static int variant = -1;
@@ -69,6 +71,7 @@ const char *mesh_matmul_variant_name(int which) {
     case MESH_KERNELS_AVX512: return "avx512 f32 (16 lanes)";
     case MESH_KERNELS_AVX512_BF16: return "avx512-bf16 dot products";
     case MESH_KERNELS_AMX_BF16: return "amx-bf16 tiles";
+    case MESH_KERNELS_BF16_PANELS: return "avx512-bf16 panels";
     default: return "avx2+fma f32 (8 lanes)";
     }
 }
@@ -100,6 +103,7 @@ void mesh_matmul_bf16(int which, const uint16_t *packed, ptrdiff_t rows, const u
                       ptrdiff_t ldw, float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
     if (rows <= 0 || o1 <= o0) return;
     if (which == MESH_KERNELS_AMX_BF16) mesh_matmul_bf16_amx(packed, rows, w, in, ldw, y, ldy, o0, o1, accumulate);
+    else if (which == MESH_KERNELS_BF16_PANELS) mesh_matmul_bf16_panels(packed, rows, w, in, ldw, y, ldy, o0, o1, accumulate);
     else mesh_matmul_bf16_dot(packed, rows, w, in, ldw, y, ldy, o0, o1, accumulate);
 }
 #else

@@ -72,7 +72,9 @@ struct ComputeOptions: ParsableArguments {
         let variant = kernels.map { MatmulKernels.use($0); return $0 } ?? MatmulKernels.use(precision)
         let fallback = kernels == nil && precision == .bf16 && !variant.roundsActivationsToBF16
             ? " (this CPU has no bf16 dot products: bf16 weights compute in f32)" : ""
-        let decode = variant == .amxBF16 ? " (generated tokens: \(MatmulKernels.decodeKernels == .dot ? "avx512-bf16 dot products" : "amx-bf16 tiles"))" : ""
+        let kernels = MatmulKernels.rowKernels
+        let decode = kernels.prompt == kernels.generated ? ""
+            : " (prompt tokens: \(kernels.prompt.bf16.name); generated tokens: \(kernels.generated.bf16.name))"
         return "compute: \(Parallel.coreCount) threads, kernels \(variant.name)\(decode)\(fallback)"
     }
 }

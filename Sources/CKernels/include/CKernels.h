@@ -19,6 +19,9 @@ enum {
     MESH_KERNELS_AVX512_BF16 = 2, // bf16 dot products (AVX-512 BF16: vdpbf16ps)
     MESH_KERNELS_AMX_BF16 = 3,    // bf16 tiles (AMX: tdpbf16ps), 16 × 16 outputs per instruction
     MESH_KERNELS_COUNT = 4,
+    // Not a variant one selects: prompt rows under MESH_KERNELS_AVX512_BF16 (weights repacked into
+    // panels of k pairs; x packed as for the dot products).
+    MESH_KERNELS_BF16_PANELS = 16,
 };
 
 // y[t*ldy + o] = (accumulate ? y[t*ldy + o] : 0) + Σ_k x[t*ldx + k] · W(o, k), for t < rows and

@@ -18,28 +18,28 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
 ///
 /// Under a bf16 kernel variant, x is rounded to bf16 once here and bf16 [out, in] weights are
 /// multiplied with bf16 dot products; other weights take the f32 path. Q8_0 weights take the int8
-/// kernel, except under AMX, where they are widened to bf16 a block at a time for the tiles. Under
-/// AMX, rows marked in `generated` (tokens the model generated, as opposed to prompt tokens) take
-/// the int8 kernel for Q8_0 weights and, with `MatmulKernels.decodeKernels == .dot`, the AVX-512
-/// BF16 dot products for bf16 weights: they stream weights faster one row at a time, while the
-/// tiles are faster many rows at a time. A row's kernel follows from its own token, never from its
-/// batch, so results stay batch-invariant.
+/// kernel, except under AMX, where they are widened to bf16 a block at a time for the tiles. Rows
+/// marked in `generated` (tokens the model generated, as opposed to prompt tokens) may take other
+/// kernels than prompt rows (`MatmulKernels.rowKernels`): the dot products stream weights faster one
+/// row at a time, while AMX tiles and AVX-512 BF16 panels are faster many rows at a time. A row's
+/// kernel follows from its own token, never from its batch, so results stay batch-invariant.
 public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
                    accumulate: Bool = false, generated: [Bool]? = nil) {
     guard rows > 0, !products.isEmpty else { return }
-    let variant = MatmulKernels.current
-    // Generated rows: int8 weights on the int8 kernel, bf16 weights as --decode-kernels says.
-    let decode: MatmulKernels.Variant = MatmulKernels.decodeKernels == .dot ? .avx512BF16 : .amxBF16
-    let differs = products.contains { $0.0.isQ8_0 || ($0.0.takesBF16DotProducts && decode != .amxBF16) }
-    guard variant == .amxBF16, let generated, generated.contains(true), differs else {
-        return matmul(x, rows: rows, products, accumulate: accumulate, bf16: variant, q8Tiles: variant == .amxBF16)
+    let kernels = MatmulKernels.rowKernels
+    let differs = products.contains { weight, _ in
+        weight.isQ8_0 ? kernels.prompt.q8Tiles != kernels.generated.q8Tiles
+            : weight.takesBF16DotProducts && kernels.prompt.bf16 != kernels.generated.bf16
+    }
+    guard let generated, generated.contains(true), differs else {
+        return matmul(x, rows: rows, products, accumulate: accumulate, kernels.prompt)
     }
     if generated.allSatisfy({ $0 }) {
-        return matmul(x, rows: rows, products, accumulate: accumulate, bf16: decode, q8Tiles: false)
+        return matmul(x, rows: rows, products, accumulate: accumulate, kernels.generated)
     }
     // Both kinds: each kind's rows gathered, multiplied with its kernels, and put back in place.
     let inFeatures = products[0].0.inFeatures
-    for (kind, kernels) in [(false, MatmulKernels.Variant.amxBF16), (true, decode)] {
+    for (kind, rowKernels) in [(false, kernels.prompt), (true, kernels.generated)] {
         let members = generated.indices.filter { generated[$0] == kind }
         let gathered = UnsafeMutablePointer<Float>.allocate(capacity: members.count * inFeatures)
         defer { gathered.deallocate() }
@@ -48,8 +48,7 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
         }
         let outputs = products.map { UnsafeMutablePointer<Float>.allocate(capacity: members.count * $0.0.outFeatures) }
         defer { outputs.forEach { $0.deallocate() } }
-        matmul(gathered, rows: members.count, Array(zip(products.map(\.0), outputs)), accumulate: false, bf16: kernels,
-               q8Tiles: !kind)
+        matmul(gathered, rows: members.count, Array(zip(products.map(\.0), outputs)), accumulate: false, rowKernels)
         for ((weight, y), output) in zip(products, outputs) {
             let width = weight.outFeatures
             for (row, member) in members.enumerated() {
@@ -64,10 +63,11 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
     }
 }
 
-/// The products with bf16 [out, in] weights computed by `bf16` when that is a bf16 variant, and
-/// Q8_0 weights widened for the AMX tiles when `q8Tiles` (else on the int8 kernel).
+/// The products with bf16 [out, in] weights computed by `rowKernels.bf16` when that is a bf16
+/// variant, and Q8_0 weights widened for the AMX tiles when `rowKernels.q8Tiles` (else on the int8 kernel).
 private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWeight, UnsafeMutablePointer<Float>)],
-                    accumulate: Bool, bf16 kernels: MatmulKernels.Variant, q8Tiles: Bool) {
+                    accumulate: Bool, _ rowKernels: MatmulKernels.RowKernels) {
+    let (kernels, q8Tiles) = (rowKernels.bf16, rowKernels.q8Tiles)
     guard rows > 0, !products.isEmpty else { return }
     var starts: [Int] = []
     var total = 0
@@ -124,6 +124,8 @@ public enum MatmulKernels {
         case avx512 = 1
         case avx512BF16 = 2
         case amxBF16 = 3
+        /// Not one to select: prompt rows under `.avx512BF16` (weights repacked into panels of k pairs).
+        case avx512BF16Panels = 16
         public var name: String { String(cString: mesh_matmul_variant_name(rawValue)) }
         /// Activations are rounded to bf16 for bf16 weights (bf16 dot products, f32 sums).
         public var roundsActivationsToBF16: Bool { mesh_variant_is_bf16(rawValue) == 1 }
@@ -145,9 +147,33 @@ public enum MatmulKernels {
     public enum DecodeKernels: String, CaseIterable, Sendable { case dot, tiles }
     nonisolated(unsafe) public static var decodeKernels = DecodeKernels.dot
 
-    /// Whether rows of generated tokens should be marked as such (they take other kernels: int8
-    /// weights always, bf16 weights with `.dot`).
-    public static var generatedTokensTakeOtherKernels: Bool { current == .amxBF16 }
+    /// The kernels of one kind of row: bf16 [out, in] products by `bf16`; Q8_0 weights widened for
+    /// the AMX tiles when `q8Tiles` (else on the int8 kernel).
+    public struct RowKernels: Equatable, Sendable {
+        public var bf16: Variant
+        public var q8Tiles: Bool
+    }
+
+    /// The kernels of prompt rows and of generated rows under the current variant: under AMX, prompt
+    /// rows take the tiles and generated ones the dot products (`.dot`) or the tiles (`.tiles`, but
+    /// int8 weights on the int8 kernel); under AVX-512 BF16, prompt rows take the panels (1.3-1.7x
+    /// the dot products' prefill here) and generated ones the dot products, whatever
+    /// `decodeKernels` says (the panels' repacking costs more than it saves for a few rows:
+    /// decode 44 against 68 tok/s, measured); f32 variants: one kind.
+    public static var rowKernels: (prompt: RowKernels, generated: RowKernels) {
+        switch current {
+        case .amxBF16:
+            return (RowKernels(bf16: .amxBF16, q8Tiles: true),
+                    RowKernels(bf16: decodeKernels == .dot ? .avx512BF16 : .amxBF16, q8Tiles: false))
+        case .avx512BF16:
+            return (RowKernels(bf16: .avx512BF16Panels, q8Tiles: false), RowKernels(bf16: .avx512BF16, q8Tiles: false))
+        default:
+            return (RowKernels(bf16: current, q8Tiles: false), RowKernels(bf16: current, q8Tiles: false))
+        }
+    }
+
+    /// Whether rows of generated tokens should be marked as such (they take other kernels).
+    public static var generatedTokensTakeOtherKernels: Bool { rowKernels.prompt != rowKernels.generated }
 
     /// Switches the variant (tests run each one); false if this CPU lacks it.
     @discardableResult
