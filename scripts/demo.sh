@@ -3,11 +3,13 @@
 # Mixtral, 8 experts top-2, trained on Debian's fortunes; it writes English, if quirky English).
 #   1. installs what is missing and builds (scripts/setup.sh; the first build takes a few minutes),
 #   2. starts a coordinator and 3 expert-shard workers as separate processes on loopback (ZeroMQ),
-#   3. streams a completion and a chat answer through the OpenAI-style HTTP API,
+#   3. streams two completions and a chat answer through the OpenAI-style HTTP API,
 #   4. shows `expertmesh status`, then stops every process (also on Ctrl-C).
 #
 # Usage: scripts/demo.sh [--model DIR] [--prompt TEXT] [--question TEXT] [--seed N] [--keep-running] [--binary PATH]
-#   --seed N         sampling seed of both answers (default 6; the same seed gives the same text)
+#   --prompt TEXT    the first completion's prompt (the second's is "Love is")
+#   --seed N         sampling seed of the answers (default 6; the same seed gives the same text on the same
+#                    kind of CPU: the kernels, and so the last digits, differ between CPUs)
 #   --keep-running   leave the cluster up after the demo, until Ctrl-C (try curl against it)
 #   --binary PATH    use this expertmesh binary instead of setting up and building
 # Examples:
@@ -87,10 +89,14 @@ curl -sf "$url/health" > /dev/null || { echo "demo: the cluster did not become r
 grep -E "placement|experts across" "$logs/coordinator.log" | sed 's/^[^]]*] /   /'
 
 echo
-echo "== a completion, streamed: \"$prompt\""
-"$bin" generate --server "$url" --prompt "$prompt" --max-tokens 48 --temperature 0.7 --top-p 0.9 --seed "$seed" --stream
-echo
-echo
+heading="a completion"
+for text in "$prompt" "Love is"; do
+    echo "== $heading, streamed: \"$text\""
+    "$bin" generate --server "$url" --prompt "$text" --max-tokens 48 --temperature 0.7 --top-p 0.9 --seed "$seed" --stream
+    echo
+    echo
+    heading="another completion"
+done
 echo "== a chat, streamed: \"$question\""
 curl -sN "$url/v1/chat/completions" -H 'Content-Type: application/json' \
     -d "$(python3 -c 'import json, sys; print(json.dumps({"messages": [{"role": "user", "content": sys.argv[1]}],
