@@ -109,8 +109,17 @@ ALWAYS_INLINE void panel_tile(const int R, const uint16_t *x, ptrdiff_t width, c
 void mesh_matmul_bf16_panels(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in, ptrdiff_t ldw,
                              float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
     const ptrdiff_t width = 32 * ((in + 31) / 32), pairs = width / 2;
-    uint32_t *panels = aligned_alloc(64, (size_t)pairs * 32 * sizeof(uint32_t));
-    if (!panels) return;
+    // Each thread keeps its panel buffer (up to a few hundred KiB) across calls: allocating it per
+    // call would map and fault in fresh pages for every product of every layer.
+    static _Thread_local uint32_t *panels = NULL;
+    static _Thread_local size_t capacity = 0;
+    const size_t needed = (size_t)pairs * 32;
+    if (needed > capacity) {
+        free(panels);
+        panels = aligned_alloc(64, needed * sizeof(uint32_t));
+        capacity = panels ? needed : 0;
+        if (!panels) return;
+    }
     for (ptrdiff_t o = o0; o < o1; o += 32) {
         const int n = o1 - o < 32 ? (int)(o1 - o) : 32;
         repack(w, ldw, in, o, n, pairs, panels);
@@ -127,7 +136,6 @@ void mesh_matmul_bf16_panels(const uint16_t *x, ptrdiff_t rows, const uint16_t *
             }
         }
     }
-    free(panels);
 }
 
 #pragma clang attribute pop

@@ -17,6 +17,8 @@ final class PipelineStagesTests: XCTestCase {
         private var results: [Int: Matrix] = [:]
         private var nextTicket = 0
         private(set) var dispatched = 0
+        /// The most micro-batches sent on and not yet collected at once.
+        private(set) var mostInFlight = 0
 
         init(_ local: LocalEngine, layers: [Range<Int>], microBatches: Int, stepsInFlight: Int, blocks: Int) throws {
             self.microBatches = microBatches
@@ -33,6 +35,7 @@ final class PipelineStagesTests: XCTestCase {
             nextTicket += 1
             dispatched += 1
             results[nextTicket] = x
+            mostInFlight = max(mostInFlight, results.count)
             return nextTicket
         }
 
@@ -98,7 +101,8 @@ final class PipelineStagesTests: XCTestCase {
                               maxTokens: 60 + 2 * index, logprobs: 2)
         }
         let alone = try requests.map { try local.generator.generate($0) }
-        let (engine, _) = try pipelinedEngine(local, stages: 2, microBatches: 1, stepsInFlight: 2, blocks: 24, batchTokens: 64)
+        let (engine, later) = try pipelinedEngine(local, stages: 2, microBatches: 1, stepsInFlight: 2, blocks: 24,
+                                                  batchTokens: 64)
         let cancelled = [3: 20, 8: 1]
         let (together, stats) = try BatchingTests.runTogether(requests, engine: engine, cancelAfterTokens: cancelled)
         for index in requests.indices where cancelled[index] == nil {
@@ -106,6 +110,7 @@ final class PipelineStagesTests: XCTestCase {
         }
         for index in cancelled.keys { XCTAssertEqual(together[index]?.finishReason, "cancelled", "request \(index)") }
         XCTAssertGreaterThan(stats.preemptions, 0, "the pool was large enough: nothing was tested")
+        XCTAssertEqual(later.mostInFlight, 2, "a second step was never begun while one was in the later stages")
         XCTAssertEqual(stats.blocksUsed, 0, "blocks leaked")
         XCTAssertFalse(engine.hasWork)
     }

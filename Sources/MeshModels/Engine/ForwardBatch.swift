@@ -62,13 +62,10 @@ public struct ForwardBatch: Sendable {
     }
 
     /// Position of every row in its own sequence, the slot its key and value go to in each KV cache
-    /// group, its segment,
-    /// and whether it carries a generated token that takes other kernels (`matmul`'s `generated`;
-    /// only under AMX with `MatmulKernels.decodeKernels == .dot`).
+    /// group, its segment, and whether it is generated (`generatedRows`).
     func rowLayout() -> RowLayout {
-        let markGenerated = MatmulKernels.generatedTokensTakeOtherKernels
         var layout = RowLayout(positions: [Int](repeating: 0, count: tokens.count), slots: [], segment: [],
-                               generated: [Bool](repeating: false, count: tokens.count))
+                               generated: generatedRows())
         layout.slots = Array(repeating: layout.positions, count: segments.first?.blockTables.count ?? 0)
         layout.segment = layout.positions
         for (index, segment) in segments.enumerated() {
@@ -77,10 +74,22 @@ public struct ForwardBatch: Sendable {
                 layout.positions[row] = position
                 for group in layout.slots.indices { layout.slots[group][row] = segment.slot(position, group: group) }
                 layout.segment[row] = index
-                layout.generated[row] = markGenerated && position >= segment.promptLength
             }
         }
         return layout
+    }
+
+    /// Per row: whether it carries a generated token that takes other kernels than prompt tokens
+    /// (`matmul`'s `generated`; see `MatmulKernels.rowKernels`). All false where the kernels are the same.
+    func generatedRows() -> [Bool] {
+        var generated = [Bool](repeating: false, count: tokens.count)
+        guard MatmulKernels.generatedTokensTakeOtherKernels else { return generated }
+        for segment in segments {
+            for row in segment.rows where segment.start + row - segment.rows.lowerBound >= segment.promptLength {
+                generated[row] = true
+            }
+        }
+        return generated
     }
 }
 

@@ -95,7 +95,7 @@ public final class Transformer<Backend: ExpertBackend> {
             spec.normalize(x.row(row), rows: 1, weight: weights.finalNorm, into: finalInput.row(index))
         }
         let logits = Matrix(rows: rows, columns: spec.vocabSize)   // [rows, vocab]
-        let generated = batch.rowLayout().generated
+        let generated = batch.generatedRows()
         matmul(finalInput.data, rows: rows, weights.lmHead, into: logits.data, generated: batch.logitRows.map { generated[$0] })
         return logits
     }
