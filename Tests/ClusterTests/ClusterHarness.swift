@@ -1,6 +1,8 @@
 import Foundation
 import MeshEngine
 import MeshModels
+import MeshTransport
+import MeshWire
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -181,6 +183,36 @@ final class ChildProcess {
     }
 
     deinit { kill() }
+}
+
+/// A ROUTER socket in a test, standing in for the coordinator (or stage 0) of one peer process.
+final class RouterPeer {
+    let socket: ZMQSocket
+    let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
+    /// The peer's routing id, from its last message.
+    var identity = Data()
+
+    init(context: ZMQContext) throws {
+        socket = try ZMQSocket(context: context, kind: .router)
+        try socket.setRouterMandatory()
+        try socket.bind(endpoint)
+    }
+
+    /// The peer's next message but heartbeats; fails the test (showing `log`) and skips it after `timeout` ms.
+    func receive(timeout: Int = 20_000, log: @autoclosure () -> String) throws -> WireMessage {
+        while true {
+            guard let parts = try socket.receive(timeoutMilliseconds: timeout) else {
+                XCTFail("no message from the peer; log:\n\(log())")
+                throw XCTSkip("timeout")
+            }
+            identity = parts[0]
+            let message = try WireCodec.decode(Array(parts.dropFirst()))
+            if case .heartbeat = message.body { continue }
+            return message
+        }
+    }
+
+    func send(_ message: WireMessage) throws { try socket.send([identity] + WireCodec.encode(message)) }
 }
 
 /// A coordinator and N workers on loopback.

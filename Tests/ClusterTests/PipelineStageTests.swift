@@ -253,28 +253,14 @@ final class StageProtocolTests: XCTestCase {
     func testStageRunsItsLayersAndRefusesMalformedMicroBatches() throws {
         let fixture = Harness.fixture("llama4_text-behemoth")
         let context = ZMQContext()
-        let router = try ZMQSocket(context: context, kind: .router)
-        defer { router.close() }
-        let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
-        try router.bind(endpoint)
+        let peer = try RouterPeer(context: context)
+        defer { peer.socket.close() }
         let stage = try ChildProcess(try Harness.binary(), [
-            "stage", "--stage", "2/4", "--join", endpoint, "--listen", "tcp://127.0.0.1:\(Harness.freePort())",
+            "stage", "--stage", "2/4", "--join", peer.endpoint, "--listen", "tcp://127.0.0.1:\(Harness.freePort())",
             "--model", fixture.path, "--spawn-workers", "1", "--wire-dtype", "f32", "--precision", "f32"], name: "stage")
         defer { stage.kill() }
-        var identity = Data()
-        func receive() throws -> WireMessage {
-            while true {
-                guard let parts = try router.receive(timeoutMilliseconds: 60_000) else {
-                    XCTFail("no message from the stage:\n\(stage.log)")
-                    throw XCTSkip("timeout")
-                }
-                identity = parts[0]
-                let message = try WireCodec.decode(Array(parts.dropFirst()))
-                if case .heartbeat = message.body { continue }
-                return message
-            }
-        }
-        func send(_ message: WireMessage) throws { try router.send([identity] + WireCodec.encode(message)) }
+        func receive() throws -> WireMessage { try peer.receive(timeout: 60_000, log: stage.log) }
+        func send(_ message: WireMessage) throws { try peer.send(message) }
 
         guard case .stageHello(let hello) = try receive().body else { return XCTFail("expected a stage hello") }
         XCTAssertEqual([hello.stage, hello.stageCount], [2, 4])

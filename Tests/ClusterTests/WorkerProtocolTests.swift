@@ -8,17 +8,15 @@ import XCTest
 /// Drives a real worker process from a ROUTER socket in the test: malformed input gets a
 /// precise error and the worker keeps serving.
 final class WorkerProtocolTests: XCTestCase {
-    var router: ZMQSocket!
+    var peer: RouterPeer!
     var worker: ChildProcess!
-    var identity = Data()
     let context = ZMQContext()
+    var router: ZMQSocket { peer.socket }
+    var identity: Data { peer.identity }
 
     override func setUpWithError() throws {
-        router = try ZMQSocket(context: context, kind: .router)
-        try router.setRouterMandatory()
-        let endpoint = "tcp://127.0.0.1:\(Harness.freePort())"
-        try router.bind(endpoint)
-        worker = try ChildProcess(try Harness.binary(), ["worker", "--coordinator", endpoint, "--model", Harness.fixture("mixtral").path, "--name", "probe"], name: "probe")
+        peer = try RouterPeer(context: context)
+        worker = try ChildProcess(try Harness.binary(), ["worker", "--coordinator", peer.endpoint, "--model", Harness.fixture("mixtral").path, "--name", "probe"], name: "probe")
     }
 
     override func tearDown() {
@@ -26,20 +24,9 @@ final class WorkerProtocolTests: XCTestCase {
         router.close()
     }
 
-    func receive(_ timeout: Int = 20_000) throws -> WireMessage {
-        while true {
-            guard let parts = try router.receive(timeoutMilliseconds: timeout) else {
-                XCTFail("no message from the worker; log:\n\(worker.log)")
-                throw XCTSkip("timeout")
-            }
-            identity = parts[0]
-            let message = try WireCodec.decode(Array(parts.dropFirst()))
-            if case .heartbeat = message.body { continue }
-            return message
-        }
-    }
+    func receive(_ timeout: Int = 20_000) throws -> WireMessage { try peer.receive(timeout: timeout, log: worker.log) }
 
-    func send(_ message: WireMessage) throws { try router.send([identity] + WireCodec.encode(message)) }
+    func send(_ message: WireMessage) throws { try peer.send(message) }
 
     func testMalformedInputIsRefusedAndTheWorkerKeepsServing() throws {
         guard case .hello(let hello) = try receive().body else { return XCTFail("expected hello") }
