@@ -51,10 +51,11 @@ void mesh_bf16_pack_tiles(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff
     }
 }
 
-// R rows of packed x × C weight rows, k in blocks of 32; the tail block masked to zeros. While it
-// streams its C weight rows it prefetches the same columns of the C rows after them (the next call's).
-ALWAYS_INLINE void bdot_tile(const int R, const int C, const uint16_t *x, ptrdiff_t width, const uint16_t *w,
-                             ptrdiff_t ldw, ptrdiff_t in, float *y, ptrdiff_t ldy, int accumulate) {
+// R rows of packed x × C weight rows, k in blocks of 32; the tail block masked to zeros. With
+// `prefetch`, while it streams its C weight rows it prefetches the same columns of the C rows after
+// them (the next call's).
+ALWAYS_INLINE void bdot_tile(const int R, const int C, const int prefetch, const uint16_t *x, ptrdiff_t width,
+                             const uint16_t *w, ptrdiff_t ldw, ptrdiff_t in, float *y, ptrdiff_t ldy, int accumulate) {
     __m512 acc[4][4][2];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm512_setzero_ps();
@@ -64,7 +65,7 @@ ALWAYS_INLINE void bdot_tile(const int R, const int C, const uint16_t *x, ptrdif
         for (int half = 0; half < 2; half++) {
             __m512i wv[4];
             for (int c = 0; c < C; c++) {
-                _mm_prefetch((const char *)(w + (c + C) * ldw + 32 * (j + half)), _MM_HINT_T0);
+                if (prefetch) _mm_prefetch((const char *)(w + (c + C) * ldw + 32 * (j + half)), _MM_HINT_T0);
                 wv[c] = _mm512_loadu_si512(w + c * ldw + 32 * (j + half));
             }
             for (int r = 0; r < R; r++) {
@@ -94,7 +95,7 @@ ALWAYS_INLINE void bdot_tile(const int R, const int C, const uint16_t *x, ptrdif
     }
 }
 
-#define BDOT(R, C) bdot_tile(R, C, x + t * width, width, row, ldw, in, y + t * ldy + o, ldy, accumulate)
+#define BDOT(R, C) bdot_tile(R, C, prefetch, x + t * width, width, row, ldw, in, y + t * ldy + o, ldy, accumulate)
 #define BDOT_ROWS(C)                          \
     switch (tile) {                           \
     case 1: BDOT(1, C); break;                \
@@ -106,11 +107,14 @@ ALWAYS_INLINE void bdot_tile(const int R, const int C, const uint16_t *x, ptrdif
 // Pairs of weight rows, each against x four rows at a time; the pair stays in L1 while x goes by.
 // With one or two rows of x (decoding), one weight row at a time: a single sequential stream, which
 // the hardware prefetcher follows best (on AMD Zen 5, 94-104% of the read probe where four rows
-// side by side reached 75%). Each output's arithmetic is the same either way.
+// side by side reached 75%), without software prefetches: they took 5-10% off decode there (the
+// hardware prefetcher already runs ahead of a single stream). Each output's arithmetic is the same
+// either way.
 void mesh_matmul_bf16_dot(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in, ptrdiff_t ldw,
                           float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
     const ptrdiff_t width = 32 * k_blocks(in);
     if (rows <= 2) {
+        const int prefetch = 0;
         for (ptrdiff_t o = o0; o < o1; o++) {
             const uint16_t *row = w + o * ldw;
             const ptrdiff_t t = 0;
@@ -118,6 +122,7 @@ void mesh_matmul_bf16_dot(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, 
         }
         return;
     }
+    const int prefetch = 1;
     for (ptrdiff_t o = o0; o < o1; o += 2) {
         const uint16_t *row = w + o * ldw;
         const int columns = o + 2 <= o1 ? 2 : 1;

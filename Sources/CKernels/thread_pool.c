@@ -27,6 +27,7 @@ static mesh_task_fn task_function;
 static void *task_context;
 static int thread_count;   // helper threads (the caller is one more)
 static int sleeping;
+static atomic_ulong rests;   // bumped by mesh_pool_rest: spinning helpers go to sleep at once
 
 static long now_ns(void) {
     struct timespec t;
@@ -47,11 +48,13 @@ static void *helper(void *unused) {
     unsigned long seen = atomic_load(&generation);
     for (;;) {
         long start = now_ns();
+        const unsigned long rested = atomic_load_explicit(&rests, memory_order_relaxed);
         unsigned long current;
         for (unsigned spins = 1; (current = atomic_load_explicit(&generation, memory_order_acquire)) == seen; spins++) {
             // Other processes (a worker beside its coordinator) may need this core: offer it now and then.
             if (spins % 64 == 0) sched_yield();
-            if (spins % 256 == 0 && now_ns() - start > SPIN_NANOSECONDS) {
+            if ((spins % 256 == 0 && now_ns() - start > SPIN_NANOSECONDS)
+                || (spins % 16 == 0 && atomic_load_explicit(&rests, memory_order_relaxed) != rested)) {
                 pthread_mutex_lock(&lock);
                 sleeping++;
                 while ((current = atomic_load(&generation)) == seen) pthread_cond_wait(&wake, &lock);
@@ -77,6 +80,8 @@ void mesh_pool_set_threads(int threads) {
     }
     pthread_mutex_unlock(&busy);
 }
+
+void mesh_pool_rest(void) { atomic_fetch_add_explicit(&rests, 1, memory_order_relaxed); }
 
 void mesh_pool_run(long tasks, mesh_task_fn function, void *context) {
     if (tasks <= 1 || thread_count == 0 || pthread_mutex_trylock(&busy) != 0) {

@@ -379,6 +379,7 @@ public final class Cluster {
                 forget(Array(ids.keys))
                 throw ClusterError("no reply from worker(s) \(Set(ids.values).sorted().joined(separator: ", ")) within \(Int(timeout)) s")
             }
+            Parallel.rest()
             try pump(timeoutMilliseconds: 10)
         }
         return (result, lost.sorted(), late)

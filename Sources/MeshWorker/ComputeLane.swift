@@ -61,6 +61,7 @@ final class ComputeLane: @unchecked Sendable {
             guard let job else { continue }
             let reply = job.shard.serve(job.header, tensors: job.tensors, replyDType: job.replyDType)
             try? sender.send(WireCodec.encode(reply))
+            Parallel.rest()   // as after an inline request (Worker): the next is a round trip away
         }
     }
 }

@@ -23,8 +23,8 @@ public final class ExpertShard {
     }
 
     /// Loads `keys` from the worker's local model copy. Only the pages of these experts are read
-    /// (the checkpoint is memory-mapped); they are touched now so the first request is not slow.
-    /// int8 experts are quantised copies, resident as they are made. Experts `previous` holds
+    /// (the checkpoint is memory-mapped); they are copied (`file`: huge-page memory; `int8`:
+    /// quantised), or touched now (`mapped`) so the first request is not slow. Experts `previous` holds
     /// already are kept as they are (a new assignment that adds experts loads only those).
     public init(model: LoadedModel, keys: [ExpertKey], format: WeightFormat = .file, keeping previous: ExpertShard? = nil) throws {
         self.model = model

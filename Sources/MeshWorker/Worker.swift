@@ -182,6 +182,9 @@ public final class Worker: @unchecked Sendable {
                 // Decode-sized work takes well under a heartbeat interval: serve it here and save
                 // the two thread hand-offs of the compute lane (they dominate small exchanges).
                 try sendMessage(socket, shard.serve(header, tensors: message.tensors, replyDType: replyDType))
+                // The next request is a network round trip away: the kernels' helper threads
+                // sleep rather than spin meanwhile (a coordinator on this host needs the cores).
+                Parallel.rest()
             } else {
                 lane.submit(ComputeLane.Job(shard: shard, header: header, tensors: message.tensors, replyDType: replyDType))
             }

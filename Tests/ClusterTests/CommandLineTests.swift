@@ -90,7 +90,7 @@ final class CommandLineTests: XCTestCase {
             (generate + ["--precision", "fp8"], "The value 'fp8' is invalid for '--precision <bf16|f32>'"),
             (generate + ["--kernels", "neon"], "The value 'neon' is invalid for '--kernels"),
             (generate + ["--decode-kernels", "fast"], "The value 'fast' is invalid for '--decode-kernels <dot|tiles>'"),
-            (generate + ["--weights-dtype", "int4"], "The value 'int4' is invalid for '--weights-dtype <file|int8>'"),
+            (generate + ["--weights-dtype", "int4"], "The value 'int4' is invalid for '--weights-dtype <file|mapped|int8>'"),
             (generate + ["--threads", "0"], "--threads must be at least 1"),
             (["bench", "--model", model, "--gguf", "peer.gguf"], "--gguf needs --llama-bench PATH"),
             (["bench", "--model", model, "--llama-bench", "/nonexistent/llama-bench", "--gguf", "peer.gguf"],

@@ -93,3 +93,6 @@ void mesh_pool_set_threads(int threads);
 // function(context, t) for t in [0, tasks), spread over the helpers and the caller; returns when
 // all are done. A call made while another is running runs its tasks on the calling thread.
 void mesh_pool_run(long tasks, mesh_task_fn function, void *context);
+// The caller is about to wait for something much slower than a spin (a reply over the network):
+// helpers spinning for the next loop go to sleep now, leaving the cores to other processes.
+void mesh_pool_rest(void);

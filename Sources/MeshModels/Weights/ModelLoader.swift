@@ -12,12 +12,13 @@ public final class LoadedModel: @unchecked Sendable {
     let names: ModelWeightNames
 
     /// Opens `directory`, decodes config.json and checks every dense tensor (presence, shape);
-    /// the dense projections are held in `denseFormat` (but the dense FFN and shared experts when
+    /// the dense projections are held in `denseFormat` (`.mapped` by default: a worker, which computes
+    /// none of them, leaves them untouched in the mapped file; but the dense FFN and shared experts when
     /// `feedForwardOffloaded`: workers compute them, so they stay untouched in the mapped file).
     /// Experts are checked by `loadExperts`; call `unexpectedTensors` after loading them. Pipeline
     /// stage K of N (`stage`) converts only what it runs (`heldLayers`, and the head if K is 0);
     /// the rest stays untouched in the mapped file.
-    public init(directory: URL, denseFormat: WeightFormat = .file, feedForwardOffloaded: Bool = false,
+    public init(directory: URL, denseFormat: WeightFormat = .mapped, feedForwardOffloaded: Bool = false,
                 stage: (index: Int, count: Int)? = nil) throws {
         try denseFormat.checkSupported()
         self.directory = directory

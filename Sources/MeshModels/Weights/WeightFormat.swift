@@ -2,8 +2,12 @@ import MeshTensors
 
 /// How weights are held in memory: as the checkpoint stores them, or quantised at load.
 public enum WeightFormat: String, Sendable, CaseIterable {
-    /// The checkpoint's dtype (f32, bf16, f16), memory-mapped.
+    /// The checkpoint's dtype (f32, bf16, f16), copied at load into huge-page memory
+    /// (`LinearWeight.residentCopy`): decode reads it 15-25% faster than the file's mapped pages.
     case file
+    /// The checkpoint's dtype, read in place from the memory-mapped file: no copy and no load time,
+    /// for a host whose memory is tight (the page cache holds the weights).
+    case mapped
     /// Q8_0 (llama.cpp's q8_0: int8 with one f16 scale per 32 values), quantised at load; 1.06 bytes
     /// a weight where bf16 takes 2.
     case int8
@@ -16,7 +20,11 @@ public enum WeightFormat: String, Sendable, CaseIterable {
     }
 
     func apply(_ weight: LinearWeight) -> LinearWeight {
-        self == .int8 ? weight.quantizedQ8_0() : weight
+        switch self {
+        case .file: return weight.residentCopy()
+        case .mapped: return weight
+        case .int8: return weight.quantizedQ8_0()
+        }
     }
 }
 
@@ -47,7 +55,7 @@ extension DenseWeights {
     /// A pipeline stage converts only the layers it holds (`held`), and the head if it runs it.
     public func converted(to format: WeightFormat, includingFeedForward: Bool = true,
                           held: (layers: Range<Int>, head: Bool)? = nil) -> DenseWeights {
-        guard format != .file else { return self }
+        guard format != .mapped else { return self }
         var result = self
         if held?.head ?? true { result.lmHead = format.apply(lmHead) }
         result.layers = layers.enumerated().map { index, layer in

@@ -20,15 +20,15 @@ public enum MachineLimits {
         return 2.0 * Double(m * n * k) * Double(runs) / seconds / 1e9
     }
 
-    /// Read bandwidth in GB/s: all cores summing a buffer much larger than the caches with the
-    /// widest loads the CPU has: plain, with non-temporal prefetches, and with prefetches into L1
-    /// as the streaming kernels issue them; the fastest of the three, so a bound computed from it
-    /// is an honest one.
+    /// Read bandwidth in GB/s: all cores summing a buffer much larger than the caches, in huge-page
+    /// memory as the weights are, with the widest loads the CPU has: plain, with non-temporal
+    /// prefetches, and with prefetches into L1; the fastest of the three, so a bound computed from
+    /// it is an honest one.
     public static func readBandwidthGBps(bytes: Int = 1 << 30, seconds: Double = 1.0) -> Double {
         let chunk = 256
         let count = bytes / chunk
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: count * chunk, alignment: 64)
-        defer { buffer.deallocate() }
+        let memory = HugePageMemory(byteCount: count * chunk)
+        let buffer = memory.pointer
         buffer.initializeMemory(as: Float.self, repeating: 1, count: count * chunk / 4)
         var best = 0.0
         var sink: Float = 0
@@ -64,8 +64,8 @@ public enum KernelLimits {
                      seconds: Double) -> (bytesPerSecond: Double, flopsPerSecond: Double) {
         let matrixBytes = outFeatures * inFeatures * dtype.byteSize
         let count = max(1, bytes / matrixBytes)
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: count * matrixBytes, alignment: 64)
-        defer { storage.deallocate() }
+        let memory = HugePageMemory(byteCount: count * matrixBytes)   // where loaded weights live
+        let storage = memory.pointer
         // Small values of every sign, so no product underflows or overflows.
         let elements = count * matrixBytes / dtype.byteSize
         let pattern = (0..<4096).map { Float(($0 * 7919) % 201 - 100) / 1000 }
@@ -79,7 +79,7 @@ public enum KernelLimits {
         }
         let weights = (0..<count).map {
             let weight = LinearWeight(data: storage + $0 * matrixBytes, dtype: dtype, outFeatures: outFeatures,
-                                      inFeatures: inFeatures, layout: .outMajor, leadingDimension: inFeatures, owner: NSNull())
+                                      inFeatures: inFeatures, layout: .outMajor, leadingDimension: inFeatures, owner: memory)
             return q8 ? weight.quantizedQ8_0() : weight
         }
         return time(weights, rows: rows, seconds: seconds)

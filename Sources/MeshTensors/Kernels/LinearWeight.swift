@@ -153,20 +153,19 @@ public struct LinearWeight: @unchecked Sendable {
     }
 }
 
-/// Q8_0 copies of weights: int8 values and f16 scales, owned together.
+/// Q8_0 copies of weights: int8 values (in huge-page memory, streamed at every step) and f16
+/// scales, owned together.
 final class Q8Storage {
-    let values: UnsafeMutablePointer<Int8>
+    let valueMemory: HugePageMemory
     let scales: UnsafeMutablePointer<UInt16>
+    var values: UnsafeMutablePointer<Int8> { valueMemory.pointer.assumingMemoryBound(to: Int8.self) }
 
     init(outFeatures: Int, inFeatures: Int) {
-        values = .allocate(capacity: outFeatures * mesh_q8_row_bytes(inFeatures))
+        valueMemory = HugePageMemory(byteCount: outFeatures * mesh_q8_row_bytes(inFeatures))
         scales = .allocate(capacity: outFeatures * mesh_q8_scale_stride(inFeatures))
     }
 
-    deinit {
-        values.deallocate()
-        scales.deallocate()
-    }
+    deinit { scales.deallocate() }
 }
 
 extension LinearWeight {

@@ -17,6 +17,11 @@ public enum Parallel {
 
     private static let pool: Void = mesh_pool_set_threads(Int32(coreCount))
 
+    /// Before a wait much longer than the pool's spin (a reply over the network): its helper
+    /// threads sleep now instead of spinning, so the cores go to whoever computes meanwhile (on
+    /// one host, the workers beside their coordinator).
+    public static func rest() { mesh_pool_rest() }
+
     /// One loop's ranges and body, read by the pool's threads through a C context pointer.
     private struct Loop {
         let count: Int

@@ -38,6 +38,21 @@ public final class MappedFile: @unchecked Sendable {
 
     private let isMapped: Bool
 
+    /// Drops this process's mapping of the pages holding `pointer ..< pointer + byteCount` (part of
+    /// this file) once their contents were copied elsewhere: they leave the resident set while the
+    /// page cache keeps them, and a later read maps them again from the file (the mapping is private
+    /// and never written), so pages shared with neighbouring tensors are safe to drop.
+    public func releasePages(_ pointer: UnsafeRawPointer, byteCount: Int) {
+        #if os(Linux)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let (mapStart, mapEnd) = (Int(bitPattern: base), Int(bitPattern: base) + self.byteCount)
+        let start = max(mapStart, Int(bitPattern: pointer) / page * page)
+        let end = min(mapEnd, (Int(bitPattern: pointer) + byteCount + page - 1) / page * page)
+        guard isMapped, byteCount > 0, start < end, let first = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(first, end - start, Int32(MADV_DONTNEED))
+        #endif
+    }
+
     deinit {
         if isMapped {
             munmap(UnsafeMutableRawPointer(mutating: base), byteCount)

@@ -1,0 +1,36 @@
+/// Copies of weights in anonymous huge-page memory (`HugePageMemory`): what decode streams at
+/// every step, read faster there than from the checkpoint's mapped page-cache pages.
+extension LinearWeight {
+    /// This weight's stored rows copied, packed (the leading dimension becomes the row width, so
+    /// a view of every other row or of some outputs becomes a plain matrix), into huge-page
+    /// memory, in parallel. The source pages leave this process's resident set when they belong
+    /// to a mapped file. Q8_0 weights are copies already and come back as they are.
+    public func residentCopy() -> LinearWeight {
+        if isQ8_0 { return self }
+        let storedRows = layout == .outMajor ? outFeatures : inFeatures
+        // Bytes of one stored row and the stride between them (MXFP4 strides count bytes).
+        let rowBytes = isMXFP4 ? inFeatures / 2 : (layout == .outMajor ? inFeatures : outFeatures) * dtype.byteSize
+        let strideBytes = isMXFP4 ? leadingDimension : leadingDimension * dtype.byteSize
+        let scaleBytes = isMXFP4 ? inFeatures / 32 : 0
+        let memory = HugePageMemory(byteCount: storedRows * (rowBytes + scaleBytes))
+        let (source, target) = (data, memory.pointer)
+        let scales = target + storedRows * rowBytes
+        Parallel.forRanges(storedRows, minimumPerTask: max(1, (1 << 16) / max(1, rowBytes))) { range in
+            for row in range {
+                (target + row * rowBytes).copyMemory(from: source + row * strideBytes, byteCount: rowBytes)
+                if let mxfp4Scales {
+                    (scales + row * scaleBytes).copyMemory(from: mxfp4Scales + row * mxfp4ScaleStride, byteCount: scaleBytes)
+                }
+            }
+        }
+        if let file = owner as? MappedFile {
+            file.releasePages(data, byteCount: (storedRows - 1) * strideBytes + rowBytes)
+            if let mxfp4Scales { file.releasePages(mxfp4Scales, byteCount: (storedRows - 1) * mxfp4ScaleStride + scaleBytes) }
+        }
+        let leading = isMXFP4 ? rowBytes : rowBytes / dtype.byteSize
+        return LinearWeight(data: UnsafeRawPointer(target), dtype: dtype, outFeatures: outFeatures, inFeatures: inFeatures,
+                            layout: layout, leadingDimension: leading, owner: memory,
+                            mxfp4Scales: isMXFP4 ? UnsafePointer(scales.assumingMemoryBound(to: UInt8.self)) : nil,
+                            mxfp4ScaleStride: scaleBytes)
+    }
+}
