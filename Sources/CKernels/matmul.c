@@ -1,5 +1,6 @@
 // Picks the kernel variant (CKernels.h) and sends each call to it.
 #include "CKernels.h"
+#include <string.h>
 #if defined(__x86_64__)
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -89,6 +90,24 @@ void mesh_matmul(const float *x, ptrdiff_t rows, ptrdiff_t ldx, const void *w, i
     mesh_matmul_avx2(x, rows, ldx, w, dtype, in_major_layout, in, ldw, y, ldy, o0, o1, accumulate);
 }
 
+void mesh_matmul_bf16_packed_f32(const float *x, ptrdiff_t rows, ptrdiff_t ldx, const uint16_t *packed, ptrdiff_t in,
+                                 float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
+    const ptrdiff_t pairs = 16 * ((in + 31) / 32);
+    for (ptrdiff_t t = 0; t < rows; t++) {
+        for (ptrdiff_t o = o0; o < o1; o++) {
+            const uint16_t *block = packed + (size_t)(o / 32) * (size_t)pairs * 64 + (o % 32) * 2;
+            float sum = 0;
+            for (ptrdiff_t k = 0; k < in; k++) {
+                const uint32_t bits = (uint32_t)block[(k / 2) * 64 + k % 2] << 16;
+                float weight;
+                memcpy(&weight, &bits, sizeof weight);
+                sum += x[t * ldx + k] * weight;
+            }
+            y[t * ldy + o] = accumulate ? y[t * ldy + o] + sum : sum;
+        }
+    }
+}
+
 #if defined(__x86_64__)
 size_t mesh_bf16_packed_count(int which, ptrdiff_t rows, ptrdiff_t in) {
     return which == MESH_KERNELS_AMX_BF16 ? mesh_bf16_packed_count_tiles(rows, in) : mesh_bf16_packed_count_dot(rows, in);
@@ -107,6 +126,11 @@ void mesh_matmul_bf16(int which, const uint16_t *packed, ptrdiff_t rows, const u
     else mesh_matmul_bf16_dot(packed, rows, w, in, ldw, y, ldy, o0, o1, accumulate);
 }
 #else
+size_t mesh_bf16_panels_count(ptrdiff_t out, ptrdiff_t in) { return 0; }
+void mesh_bf16_panels_pack(const uint16_t *w, ptrdiff_t ldw, ptrdiff_t out, ptrdiff_t in, ptrdiff_t b0, ptrdiff_t b1,
+                           uint16_t *packed) {}
+void mesh_matmul_bf16_packed(const uint16_t *x, ptrdiff_t rows, const uint16_t *packed, ptrdiff_t in, float *y,
+                             ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {}
 size_t mesh_bf16_packed_count(int which, ptrdiff_t rows, ptrdiff_t in) { return 0; }
 void mesh_bf16_pack(int which, const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, uint16_t *packed) {}
 void mesh_matmul_bf16(int which, const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in,

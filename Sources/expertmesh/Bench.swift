@@ -103,7 +103,10 @@ struct Bench: ParsableCommand {
         let request = GenerationRequest(prompt: prompt, maxTokens: decodeTokens, recordLogits: true)
         let fast = try engine.generator.generate(request)
         MatmulKernels.use(.f32)
-        let reference = formats.experts == .file && formats.dense == .file ? engine : try LocalEngine(directory: modelOptions.directory)
+        // Weights read in place are the file's: the same engine computes the exact path. Copies may be
+        // packed for the fast kernels: a fresh engine loads them as the exact path reads them.
+        let reference = formats.experts == .mapped && formats.dense == .mapped
+            ? engine : try LocalEngine(directory: modelOptions.directory, formats: WeightFormats())
         let exact = try reference.generator.generate(request)
         let agreeing = zip(fast.tokens, exact.tokens).prefix { $0 == $1 }.count
         // Rows after the first differing token see different inputs: compare up to it.

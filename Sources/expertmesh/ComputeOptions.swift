@@ -73,8 +73,10 @@ struct ComputeOptions: ParsableArguments {
         let fallback = kernels == nil && precision == .bf16 && !variant.roundsActivationsToBF16
             ? " (this CPU has no bf16 dot products: bf16 weights compute in f32)" : ""
         let kernels = MatmulKernels.rowKernels
+        let inPlace = "prompt tokens: \(kernels.prompt.bf16.name); generated tokens: \(kernels.generated.bf16.name)"
         let decode = kernels.prompt == kernels.generated ? ""
-            : " (prompt tokens: \(kernels.prompt.bf16.name); generated tokens: \(kernels.generated.bf16.name))"
+            : variant == .avx512BF16 ? " (bf16 weights copied at load: packed panels for every token; read in place: \(inPlace))"
+            : " (\(inPlace))"
         return "compute: \(Parallel.coreCount) threads, kernels \(variant.name)\(decode)\(fallback)"
     }
 }

@@ -78,4 +78,69 @@ final class ResidentWeightTests: XCTestCase {
         let small = HugePageMemory(byteCount: 100)
         XCTAssertEqual(Int(bitPattern: small.pointer) % 64, 0)
     }
+
+    /// Under AVX-512 BF16 without AMX, bf16 [out, in] copies are packed into panels: their products
+    /// match the reference loop, equal the source's bit for bit (its prompt rows repack the same
+    /// panels per call), whatever the rows, the split into products, or whether rows are generated
+    /// tokens; another variant meeting them computes them in f32.
+    func testPanelsPackedAtLoadMatchTheReferenceAndTheirSource() throws {
+        let saved = MatmulKernels.current
+        defer { MatmulKernels.use(saved) }
+        guard MatmulKernels.use(.avx512BF16) else { throw XCTSkip("this CPU has no AVX-512 BF16") }
+        final class Bytes { let data: Data; init(_ data: Data) { self.data = data } }
+        for (out, inner) in [(70, 160), (64, 1024), (33, 45)] {
+            let bytes = Bytes(SafetensorsWriter.bytes(values(out * inner, seed: UInt64(out)), as: .bf16))
+            try bytes.data.withUnsafeBytes { raw in
+                let source = LinearWeight(data: raw.baseAddress!, dtype: .bf16, outFeatures: out, inFeatures: inner,
+                                          layout: .outMajor, leadingDimension: inner, owner: bytes)
+                let packed = source.residentCopy()
+                XCTAssertEqual(packed.layout, .panels)
+                let rows = 11
+                let x = values(rows * inner, seed: 5)
+                let rounded = x.map { bf16ToFloat(floatToBF16($0)) }
+                var fast = [Float](repeating: 0.25, count: rows * out), reference = fast, fromSource = fast
+                matmul(x, rows: rows, packed, into: &fast, accumulate: true)
+                referenceMatmul(rounded, rows: rows, source, into: &reference, accumulate: true)
+                matmul(x, rows: rows, source, into: &fromSource, accumulate: true)
+                let maxDiff = zip(fast, reference).map { abs($0 - $1) }.max() ?? 0
+                XCTAssertLessThan(maxDiff, 1e-3, "[\(out), \(inner)]: packed panels against the reference")
+                XCTAssertEqual(fast, fromSource, "[\(out), \(inner)]: packed panels against panels repacked per call")
+                for row in [0, 4, 10] {
+                    for generated in [false, true] {
+                        var alone = [Float](repeating: 0.25, count: out)
+                        x.withUnsafeBufferPointer {
+                            matmul($0.baseAddress! + row * inner, rows: 1, packed, into: &alone, accumulate: true, generated: [generated])
+                        }
+                        XCTAssertEqual(alone, Array(fast[(row * out)..<((row + 1) * out)]), "[\(out), \(inner)] row \(row) alone")
+                    }
+                }
+                // Behind a product of 37 outputs, this one's ranges start off its 32-output blocks.
+                let first = packed.outputs0To37Source(source)
+                var ahead = [Float](repeating: 0, count: rows * 37), behind = [Float](repeating: 0.25, count: rows * out)
+                ahead.withUnsafeMutableBufferPointer { a in
+                    behind.withUnsafeMutableBufferPointer { b in
+                        matmul(x, rows: rows, [(first, a.baseAddress!), (packed, b.baseAddress!)], accumulate: true)
+                    }
+                }
+                XCTAssertEqual(behind, fast, "[\(out), \(inner)]: ranges that start inside a block")
+                MatmulKernels.use(.avx512)
+                var widened = [Float](repeating: 0.25, count: rows * out), exact = widened
+                matmul(x, rows: rows, packed, into: &widened, accumulate: true)
+                referenceMatmul(x, rows: rows, source, into: &exact, accumulate: true)
+                XCTAssertLessThan(zip(widened, exact).map { abs($0 - $1) }.max() ?? 0, 1e-4, "[\(out), \(inner)] under f32")
+                MatmulKernels.use(.avx512BF16)
+            }
+        }
+    }
+}
+
+private extension LinearWeight {
+    /// A 37-output f32 weight with `source`'s inputs (placed ahead of another product).
+    func outputs0To37Source(_ source: LinearWeight) -> LinearWeight {
+        let storage = HugePageMemory(byteCount: 37 * source.inFeatures * 4)
+        let values = storage.pointer.assumingMemoryBound(to: Float.self)
+        for i in 0..<(37 * source.inFeatures) { values[i] = Float(i % 13) / 13 - 0.5 }
+        return LinearWeight(data: UnsafeRawPointer(values), dtype: .f32, outFeatures: 37, inFeatures: source.inFeatures,
+                            layout: .outMajor, leadingDimension: source.inFeatures, owner: storage)
+    }
 }

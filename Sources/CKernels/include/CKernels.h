@@ -49,6 +49,22 @@ void mesh_bf16_pack(int variant, const float *x, ptrdiff_t rows, ptrdiff_t ldx, 
 void mesh_matmul_bf16(int variant, const uint16_t *packed, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in,
                       ptrdiff_t ldw, float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
 
+// ---- bf16 weights packed at load into panels (AVX-512 BF16 without AMX) ------------------------
+// Blocks of 32 outputs, each [k pairs][32 outputs][2] bf16 (k padded to a multiple of 32, outputs
+// past `out` zero): uint16 elements for an [out, in] weight; blocks [b0, b1) packed from w (row
+// stride ldw). Element (o, k) sits at ((o / 32) · 16 · ⌈in / 32⌉ + k / 2) · 64 + (o % 32) · 2 + k % 2.
+size_t mesh_bf16_panels_count(ptrdiff_t out, ptrdiff_t in);
+void mesh_bf16_panels_pack(const uint16_t *w, ptrdiff_t ldw, ptrdiff_t out, ptrdiff_t in, ptrdiff_t b0, ptrdiff_t b1,
+                           uint16_t *packed);
+// As mesh_matmul_bf16 on packed weights, x packed by mesh_bf16_pack(MESH_KERNELS_AVX512_BF16, …):
+// one lane per output adds pairs of products in k order, whatever the rows or the split.
+void mesh_matmul_bf16_packed(const uint16_t *x, ptrdiff_t rows, const uint16_t *packed, ptrdiff_t in, float *y,
+                             ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
+// The same products with f32 activations and f32 sums in k order, on any CPU (packed weights met
+// by another variant than the one they were packed for).
+void mesh_matmul_bf16_packed_f32(const float *x, ptrdiff_t rows, ptrdiff_t ldx, const uint16_t *packed, ptrdiff_t in,
+                                 float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
+
 // ---- the read-bandwidth probe ------------------------------------------------------------------
 // Sums `bytes` (a multiple of 256) from p as floats with the widest loads the CPU has; `hint` 1
 // adds non-temporal prefetches ahead of the loads, 2 prefetches into L1 further ahead. Returns the

@@ -10,7 +10,12 @@ import CKernels
 /// bytes) with one f16 scale per 32 values in `q8Scales` (rows of `q8ScaleStride`); its `dtype` is
 /// what it was quantised from.
 public struct LinearWeight: @unchecked Sendable {
-    public enum Layout: Sendable { case outMajor, inMajor }
+    public enum Layout: Sendable {
+        case outMajor, inMajor
+        /// bf16 [out, in] packed at load into blocks of 32 outputs × k pairs (`mesh_bf16_panels_pack`),
+        /// read by the AVX-512 BF16 panel kernel for every row; not sliced further.
+        case panels
+    }
 
     public let data: UnsafeRawPointer
     public let dtype: DType
@@ -74,6 +79,7 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// Output features `range` only (e.g. the gate half of a fused gate/up projection).
     public func outputs(_ range: Range<Int>) -> LinearWeight {
+        precondition(layout != .panels, "outputs of a weight packed into panels")
         if let mxfp4Scales {
             return LinearWeight(data: data + range.lowerBound * leadingDimension, dtype: dtype, outFeatures: range.count,
                                 inFeatures: inFeatures, layout: .outMajor, leadingDimension: leadingDimension, owner: owner,
@@ -92,7 +98,8 @@ public struct LinearWeight: @unchecked Sendable {
     /// Input features `range` only (the columns of a down projection that one slice of the
     /// intermediate values feeds). Not for a Q8_0 weight: slice first, then quantise.
     public func inputs(_ range: Range<Int>) -> LinearWeight {
-        precondition(!isQ8_0 && range.lowerBound >= 0 && range.upperBound <= inFeatures, "inputs \(range) of this weight")
+        precondition(!isQ8_0 && layout != .panels && range.lowerBound >= 0 && range.upperBound <= inFeatures,
+                     "inputs \(range) of this weight")
         if let mxfp4Scales {
             precondition(range.lowerBound % 32 == 0 && range.count % 32 == 0, "MXFP4 inputs come in blocks of 32")
             return LinearWeight(data: data + range.lowerBound / 2, dtype: dtype, outFeatures: outFeatures,
@@ -120,6 +127,7 @@ public struct LinearWeight: @unchecked Sendable {
     /// Bytes from `data` to the start of the last stored row, plus one: the range its rows lie in
     /// (pages to touch before first use).
     public var rowsByteSpan: Int {
+        if layout == .panels { return mesh_bf16_panels_count(outFeatures, inFeatures) * 2 }
         let rows = layout == .outMajor ? outFeatures : inFeatures
         let elementBytes = isMXFP4 || isQ8_0 ? 1 : dtype.byteSize   // their leading dimension counts bytes
         return (rows - 1) * leadingDimension * elementBytes + 1
@@ -144,7 +152,12 @@ public struct LinearWeight: @unchecked Sendable {
             let value = data.load(fromByteOffset: o * leadingDimension + i, as: Int8.self)
             return Float(value) * f16ToFloat(q8Scales[o * q8ScaleStride + i / 32])
         }
-        let index = layout == .outMajor ? o * leadingDimension + i : i * leadingDimension + o
+        let index: Int
+        switch layout {
+        case .outMajor: index = o * leadingDimension + i
+        case .inMajor: index = i * leadingDimension + o
+        case .panels: index = ((o / 32) * 16 * ((inFeatures + 31) / 32) + i / 2) * 64 + (o % 32) * 2 + i % 2
+        }
         switch dtype {
         case .f32: return data.load(fromByteOffset: index * 4, as: Float.self)
         case .bf16: return bf16ToFloat(data.load(fromByteOffset: index * 2, as: UInt16.self))

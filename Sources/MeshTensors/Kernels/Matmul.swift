@@ -75,7 +75,10 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
     let inFeatures = products[0].0.inFeatures
     // Q8_0 weights through the tiles read x packed for them; on the int8 kernel, x quantised per
     // token and block of 32.
-    let bf16 = kernels.roundsActivationsToBF16 && products.contains { $0.0.takesBF16DotProducts || (q8Tiles && $0.0.isQ8_0) }
+    // Panels read x packed for the dot products: under AMX (x packed for the tiles) they take the f32 path.
+    let panelsOnBF16 = kernels.roundsActivationsToBF16 && kernels != .amxBF16
+    let bf16 = kernels.roundsActivationsToBF16
+        && products.contains { $0.0.takesBF16DotProducts || (q8Tiles && $0.0.isQ8_0) || (panelsOnBF16 && $0.0.layout == .panels) }
     let packed = bf16 ? UnsafeMutablePointer<UInt16>.allocate(capacity: mesh_bf16_packed_count(kernels.rawValue, rows, inFeatures)) : nil
     defer { packed?.deallocate() }
     if let packed { mesh_bf16_pack(kernels.rawValue, x, rows, inFeatures, inFeatures, packed) }
@@ -104,6 +107,14 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
             } else if let quantized, let scales = weight.q8Scales {
                 mesh_matmul_q8(quantized, rows, weight.data.assumingMemoryBound(to: Int8.self), scales, weight.inFeatures,
                                y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+            } else if weight.layout == .panels {
+                if panelsOnBF16, let packed {
+                    mesh_matmul_bf16_packed(packed, rows, weight.data.assumingMemoryBound(to: UInt16.self), weight.inFeatures,
+                                            y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+                } else {
+                    mesh_matmul_bf16_packed_f32(x, rows, weight.inFeatures, weight.data.assumingMemoryBound(to: UInt16.self),
+                                                weight.inFeatures, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+                }
             } else if let packed, weight.takesBF16DotProducts {
                 mesh_matmul_bf16(kernels.rawValue, packed, rows, weight.data.assumingMemoryBound(to: UInt16.self),
                                  weight.inFeatures, weight.leadingDimension, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
@@ -156,10 +167,11 @@ public enum MatmulKernels {
 
     /// The kernels of prompt rows and of generated rows under the current variant: under AMX, prompt
     /// rows take the tiles and generated ones the dot products (`.dot`) or the tiles (`.tiles`, but
-    /// int8 weights on the int8 kernel); under AVX-512 BF16, prompt rows take the panels (1.3-1.7x
-    /// the dot products' prefill here) and generated ones the dot products, whatever
-    /// `decodeKernels` says (the panels' repacking costs more than it saves for a few rows:
-    /// decode 44 against 68 tok/s, measured); f32 variants: one kind.
+    /// int8 weights on the int8 kernel); under AVX-512 BF16, bf16 weights read in place take the
+    /// panels for prompt rows (1.3-1.7x the dot products' prefill here) and the dot products for
+    /// generated ones, whatever `decodeKernels` says (repacking per call costs more than it saves for
+    /// a few rows: decode 44 against 68 tok/s, measured); weights packed into panels at load
+    /// (`Layout.panels`) take the panels for every row; f32 variants: one kind.
     public static var rowKernels: (prompt: RowKernels, generated: RowKernels) {
         switch current {
         case .amxBF16:
