@@ -15,7 +15,7 @@ struct BenchExchange: ParsableCommand {
         each token count. Exchange overhead = total − the busiest worker's compute time (reported by the
         worker); it is compared with a raw ROUTER/DEALER round trip moving the same request and reply
         bytes to the same number of echo peers, measured in the same run. Finally it decodes with the
-        cluster and with the single-process engine on the same model.
+        cluster and with the single-process engine on the same model, alternating three times.
 
         Examples:
           expertmesh bench-exchange --model bench-models/mixtral-1b-bf16
@@ -60,7 +60,8 @@ struct BenchExchange: ParsableCommand {
         try reportingErrors {
             printError(compute.apply())
             let counts = try parseTokenList(tokens, option: "--tokens")
-            let model = try LoadedModel(directory: modelOptions.directory)
+            // Dense weights held as the coordinator holds them (copied at load), for the decode comparison.
+            let model = try LoadedModel(directory: modelOptions.directory, denseFormat: .file)
             guard let layer = model.spec.moeLayerIndices.first, let moe = model.spec.layers[layer].moe else {
                 throw CommandError("\(modelOptions.model) has no MoE layer: bench-exchange needs a MoE model")
             }
@@ -119,11 +120,20 @@ struct BenchExchange: ParsableCommand {
             if decodeTokens > 0 {
                 let prompt = (0..<8).map { _ in Int(random.next() % UInt64(model.spec.vocabSize)) }
                 let request = GenerationRequest(prompt: prompt, maxTokens: decodeTokens + 1)
-                let clusterResult = try Generator(Transformer(spec: model.spec, weights: model.dense, backend: backend)).generate(request)
-                let local = try LocalEngine(directory: modelOptions.directory).generator.generate(request)
+                let cluster = Generator(Transformer(spec: model.spec, weights: model.dense, backend: backend))
+                let local = try LocalEngine(directory: modelOptions.directory).generator
                 let rate = { (r: GenerationResult) in Double(r.tokens.count - 1) / r.decodeSeconds }
-                print(String(format: "decode: cluster %.1f tok/s, single process %.1f tok/s (same tokens: %@)",
-                             rate(clusterResult), rate(local), clusterResult.tokens == local.tokens ? "yes" : "no"))
+                // Alternated, so both see the same machine: the median of each and of the runs' ratios.
+                var runs: [(cluster: Double, local: Double)] = []
+                var same = true
+                for _ in 0..<3 {
+                    let (fromCluster, fromLocal) = (try cluster.generate(request), try local.generate(request))
+                    same = same && fromCluster.tokens == fromLocal.tokens
+                    runs.append((rate(fromCluster), rate(fromLocal)))
+                }
+                print(String(format: "decode, 3 alternations: cluster %.1f tok/s, single process %.1f tok/s, cluster ÷ single %.2f "
+                             + "(medians; same tokens: %@)", median(runs.map(\.cluster)), median(runs.map(\.local)),
+                             median(runs.map { $0.cluster / $0.local }), same ? "yes" : "no"))
             }
         }
     }
