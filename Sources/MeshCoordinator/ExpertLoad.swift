@@ -1,5 +1,6 @@
 import Foundation
 import MeshModels
+import MeshTensors
 
 /// Tokens routed to each expert: since start (for metrics and the load file) and over the last
 /// minute (for placing experts by load while serving, and for the heat map).
@@ -106,6 +107,6 @@ public enum ExpertLoadFile {
     public static func write(_ table: [Int: [Int]], fingerprint: String, to url: URL) throws {
         let object: [String: Any] = ["model_fingerprint": fingerprint,
                                      "tokens_routed": Dictionary(uniqueKeysWithValues: table.map { ("\($0.key)", $0.value) })]
-        try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]).write(to: url, options: .atomic)
+        try AtomicFile.write(JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), to: url)
     }
 }

@@ -55,7 +55,8 @@ public struct CurveCertificate: Sendable, Equatable {
         try handle.write(contentsOf: Data(secretText.utf8))
         try handle.close()
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: secretPath)
-        try publicText.write(toFile: base + ".key", atomically: true, encoding: .utf8)
+        // Not `atomically`: Foundation would leave its staging folder in /tmp (keygen can simply run again).
+        try publicText.write(toFile: base + ".key", atomically: false, encoding: .utf8)
     }
 
     /// Reads a certificate file (public or secret) in czmq's format.

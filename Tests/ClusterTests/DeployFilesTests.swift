@@ -44,7 +44,7 @@ final class DeployFilesTests: XCTestCase {
                 .replacingOccurrences(of: "/usr/local/bin/expertmesh", with: binary)
             // A template is verified as one of its instances.
             let installed = name.replacingOccurrences(of: "@.", with: "@shard-1.")
-            try text.write(to: directory.appendingPathComponent(installed), atomically: true, encoding: .utf8)
+            try text.write(to: directory.appendingPathComponent(installed), atomically: false, encoding: .utf8)
             units.append(directory.appendingPathComponent(installed).path)
             if curve {
                 let dropIns = directory.appendingPathComponent(name + ".d")
@@ -78,12 +78,12 @@ final class DeployFilesTests: XCTestCase {
         // The check can fail: a misspelt setting is reported, in a unit and in a drop-in.
         let broken = directory.appendingPathComponent("broken.service")
         try String(contentsOfFile: units[0], encoding: .utf8).replacingOccurrences(of: "Restart=on-failure", with: "Restart=sometimes")
-            .write(to: broken, atomically: true, encoding: .utf8)
+            .write(to: broken, atomically: false, encoding: .utf8)
         let refused = try verify([broken.path], in: directory)
         XCTAssertTrue(refused.output.contains("sometimes"), refused.output)
         let dropIn = directory.appendingPathComponent("expertmesh-worker@.service.d/curve.conf")
         try String(contentsOf: dropIn, encoding: .utf8).replacingOccurrences(of: "LoadCredential=", with: "LoadCredentials=")
-            .write(to: dropIn, atomically: true, encoding: .utf8)
+            .write(to: dropIn, atomically: false, encoding: .utf8)
         let misspelt = try verify(units, in: directory)
         XCTAssertTrue(misspelt.output.contains("Unknown key 'LoadCredentials'"), misspelt.output)
     }
@@ -259,7 +259,7 @@ final class DeployFilesTests: XCTestCase {
 
         // The check can fail: a misspelt field is refused.
         let broken = try temporaryDirectory().appendingPathComponent("broken.yaml")
-        try workers.replacingOccurrences(of: "serviceName:", with: "servicename:").write(to: broken, atomically: true, encoding: .utf8)
+        try workers.replacingOccurrences(of: "serviceName:", with: "servicename:").write(to: broken, atomically: false, encoding: .utf8)
         let refused = try runTool("kubernetes-validate", ["--strict", broken.path], timeout: 120)
         XCTAssertNotEqual(refused.status, 0, refused.output)
     }
@@ -379,7 +379,7 @@ final class DeployFilesTests: XCTestCase {
             #!/usr/bin/env bash
             # scontrol show hostnames LIST: three nodes, all this machine.
             printf 'localhost\\nlocalhost\\nlocalhost\\n'
-            """.write(to: shims.appendingPathComponent("scontrol"), atomically: true, encoding: .utf8)
+            """.write(to: shims.appendingPathComponent("scontrol"), atomically: false, encoding: .utf8)
         try """
             #!/usr/bin/env bash
             # srun [options] COMMAND...: --ntasks copies of COMMAND with SLURM_PROCID set; SIGTERM reaches them all.
@@ -393,7 +393,7 @@ final class DeployFilesTests: XCTestCase {
             trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM INT
             wait
             wait
-            """.write(to: shims.appendingPathComponent("srun"), atomically: true, encoding: .utf8)
+            """.write(to: shims.appendingPathComponent("srun"), atomically: false, encoding: .utf8)
         for shim in ["scontrol", "srun"] {
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: shims.appendingPathComponent(shim).path)
         }

@@ -34,7 +34,7 @@ final class LoopbackSSHServer {
             UsePAM no
             PasswordAuthentication no
             PermitRootLogin prohibit-password
-            """.write(toFile: "\(path)/sshd_config", atomically: true, encoding: .utf8)
+            """.write(toFile: "\(path)/sshd_config", atomically: false, encoding: .utf8)
         clientConfig = directory.appendingPathComponent("ssh_config")
         try """
             Host alpha beta
@@ -49,7 +49,7 @@ final class LoopbackSSHServer {
                 StrictHostKeyChecking no
                 UserKnownHostsFile /dev/null
                 LogLevel ERROR
-            """.write(to: clientConfig, atomically: true, encoding: .utf8)
+            """.write(to: clientConfig, atomically: false, encoding: .utf8)
         // sshd daemonises (it closes every inherited descriptor, which a Foundation child must keep):
         // its pid comes from the pid file, its log from -E.
         let started = try runTool(sshd, ["-f", "\(path)/sshd_config", "-E", "\(path)/sshd.log"], timeout: 10)
@@ -93,7 +93,7 @@ final class LaunchScriptTests: XCTestCase {
             # two workers on two "hosts" (one sshd)
             \(user)@alpha ssh-w1 --threads 1 --precision f32
             \(user)@beta ssh-w2 --threads 1 --precision f32   # the second
-            """.write(to: hosts, atomically: true, encoding: .utf8)
+            """.write(to: hosts, atomically: false, encoding: .utf8)
         let state = ssh.directory.appendingPathComponent("state").path
         let common = ["--hosts", hosts.path, "--ssh-config", ssh.clientConfig.path, "--state-dir", state, "--timeout", "20"]
         let binary = try Harness.binary().path
@@ -156,7 +156,7 @@ final class LaunchScriptTests: XCTestCase {
             \(user)@closed unreachable
             \(user)@beta different-copy --model \(otherCopy.path)
             \(user)@alpha missing-model --model /nonexistent/model
-            """.write(to: hosts, atomically: true, encoding: .utf8)
+            """.write(to: hosts, atomically: false, encoding: .utf8)
         let common = ["--hosts", hosts.path, "--ssh-config", ssh.clientConfig.path, "--timeout", "20",
                       "--state-dir", ssh.directory.appendingPathComponent("state").path,
                       "--coordinator", "tcp://127.0.0.1:\(Harness.freePort())", "--model", model.path]

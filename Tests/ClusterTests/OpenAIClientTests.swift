@@ -52,7 +52,7 @@ final class OpenAIClientTests: XCTestCase {
 
     func testAnyKeyOfAnAPIKeyFileIsAccepted() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString)")
-        try "# team keys\nalpha-key\n\n  beta-key  \n".write(to: file, atomically: true, encoding: .utf8)
+        try "# team keys\nalpha-key\n\n  beta-key  \n".write(to: file, atomically: false, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
         let serve = try ServeProcess(model: Harness.fixture("mixtral"), arguments: ["--api-key-file", file.path])
         XCTAssertEqual(Harness.http("GET", serve.url + "/health").status, 200, "probes need no key")
@@ -61,7 +61,7 @@ final class OpenAIClientTests: XCTestCase {
             XCTAssertEqual(answer.status, status, "key '\(key)'")
         }
         let empty = FileManager.default.temporaryDirectory.appendingPathComponent("no-keys-\(UUID().uuidString)")
-        try "# nothing here\n".write(to: empty, atomically: true, encoding: .utf8)
+        try "# nothing here\n".write(to: empty, atomically: false, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: empty) }
         let refused = try ChildProcess(try Harness.binary(), ["serve", "--model", Harness.fixture("mixtral").path,
                                                               "--api-key-file", empty.path], name: "no-keys")

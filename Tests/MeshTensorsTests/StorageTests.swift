@@ -77,3 +77,25 @@ final class StorageTests: XCTestCase {
         XCTAssertEqual(decoded.values, values)
     }
 }
+
+final class AtomicFileTests: XCTestCase {
+    func strayStagingFolders() throws -> Int {
+        try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("TemporaryDirectory.") }.count
+    }
+
+    func testReplacesTheFileWholeAndLeavesNothingBehind() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("atomic-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("load.json")
+        let before = try strayStagingFolders()
+        try AtomicFile.write(Data("first, and longer".utf8), to: url)
+        try AtomicFile.write(Data("second".utf8), to: url)
+        XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), "second")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["load.json"], "no staging file left")
+        XCTAssertEqual(try strayStagingFolders(), before, "no staging folder left in the temporary directory")
+        XCTAssertThrowsError(try AtomicFile.write(Data("x".utf8), to: directory.appendingPathComponent("missing/load.json"))) {
+            XCTAssertTrue("\($0)".contains("check the directory exists and is writable"), "\($0)")
+        }
+    }
+}
