@@ -8,24 +8,28 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure prefill and decode speed beside this machine's GEMM throughput and memory bandwidth.",
         discussion: """
-        Decode is reported as a fraction of the bandwidth bound (weight bytes read per token ÷ read
-        bandwidth measured with AVX-512 loads); prefill as a fraction of sgemm (OpenBLAS) and of our own
-        kernel on cache-resident weights. The kernels alone are measured too: decode-shaped products
-        streaming 512 MB (in the model's format, and in MXFP4 of gpt-oss's expert shape; --kernels avx2
-        shows the portable MXFP4 loop), prefill-shaped ones in cache. A batched decode step (--batch sequences
-        through the serving engine) is compared with max(weight bytes it touches ÷ bandwidth, its
-        FLOPs ÷ the faster of sgemm and our kernel). With bf16 dot products (--precision bf16) or int8 weights, the logits are
-        compared with the exact path (file weights, --precision f32). With --llama-bench and --gguf,
-        llama.cpp runs on the same model between our runs. Limits and peers are measured in the same
+        Decode is reported as a fraction of the bandwidth bound (weight bytes read per token ÷ read \
+        bandwidth measured with AVX-512 loads); prefill as a fraction of sgemm (OpenBLAS) and of our own \
+        kernel on cache-resident weights. The kernels alone are measured too: decode-shaped products \
+        streaming 512 MB (in the model's format, and in MXFP4 of gpt-oss's expert shape; --kernels avx2 \
+        shows the portable MXFP4 loop), prefill-shaped ones in cache. A batched decode step (--batch sequences \
+        through the serving engine) is compared with max(weight bytes it touches ÷ bandwidth, its \
+        FLOPs ÷ the faster of sgemm and our kernel). With bf16 dot products (--precision bf16) or int8 weights, the logits are \
+        compared with the exact path (file weights, --precision f32). With --llama-bench and --gguf, \
+        llama.cpp runs on the same model between our runs. Limits and peers are measured in the same \
         run, so the ratios hold on a noisy machine.
 
         Examples:
           python3 scripts/make-bench-model.py --out bench-models/mixtral-1b-bf16
-          expertmesh bench --model bench-models/mixtral-1b-bf16 --prompt-tokens 128 --decode-tokens 64
-          expertmesh bench --model bench-models/mixtral-640m-bf16 --batch 16 --repeats 3
-          expertmesh bench --model bench-models/mixtral-640m-bf16 --weights-dtype int8 --dense-dtype int8
-          expertmesh bench --model bench-models/mixtral-640m-bf16 --decode-tokens 64 --batch 1 \\
-              --llama-bench ~/llama.cpp/build/bin/llama-bench --gguf mixtral-640m-bf16.gguf --gguf mixtral-640m-q8_0.gguf
+          expertmesh bench --model bench-models/mixtral-1b-bf16 --prompt-tokens 128 \\
+              --decode-tokens 64
+          expertmesh bench --model bench-models/mixtral-640m-bf16 --batch 16 \\
+              --repeats 3
+          expertmesh bench --model bench-models/mixtral-640m-bf16 \\
+              --weights-dtype int8 --dense-dtype int8
+          expertmesh bench --model bench-models/mixtral-640m-bf16 --decode-tokens 64 \\
+              --batch 1 --llama-bench ~/llama.cpp/build/bin/llama-bench \\
+              --gguf mixtral-640m-bf16.gguf --gguf mixtral-640m-q8_0.gguf
         """)
 
     @OptionGroup var modelOptions: ModelOptions

@@ -11,15 +11,16 @@ struct BenchExchange: ParsableCommand {
         commandName: "bench-exchange",
         abstract: "Measure the per-MoE-layer cluster exchange on loopback beside a raw ZeroMQ round trip of the same bytes.",
         discussion: """
-        Starts --workers worker processes on loopback, then times dispatch + combine of one MoE layer for
-        each token count. Exchange overhead = total − the busiest worker's compute time (reported by the
-        worker); it is compared with a raw ROUTER/DEALER round trip moving the same request and reply
-        bytes to the same number of echo peers, measured in the same run. Finally it decodes with the
+        Starts --workers worker processes on loopback, then times dispatch + combine of one MoE layer for \
+        each token count. Exchange overhead = total − the busiest worker's compute time (reported by the \
+        worker); it is compared with a raw ROUTER/DEALER round trip moving the same request and reply \
+        bytes to the same number of echo peers, measured in the same run. Finally it decodes with the \
         cluster and with the single-process engine on the same model, alternating three times.
 
         Examples:
           expertmesh bench-exchange --model bench-models/mixtral-1b-bf16
-          expertmesh bench-exchange --model DIR --workers 3 --tokens 1,256 --repeats 100 --wire-dtype bf16
+          expertmesh bench-exchange --model DIR --workers 3 --tokens 1,256 \\
+              --repeats 100 --wire-dtype bf16
         """)
 
     @OptionGroup var modelOptions: ModelOptions

@@ -10,19 +10,23 @@ struct BenchServe: ParsableCommand {
         commandName: "bench-serve",
         abstract: "Load a running server (serve or coordinator) with concurrent streaming requests and measure it.",
         discussion: """
-        For each concurrency level, that many clients send streaming completions (random prompt
-        token ids, greedy, ignore_eos so every request yields --max-tokens tokens) until
-        --requests have been answered. Prints requests/s, output tokens/s, time to first token
-        and inter-token latency (p50, p99) and the prefix-cache hit rate (from /health).
-        --api llama-server loads llama.cpp's llama-server the same way, through its own /completion
+        For each concurrency level, that many clients send streaming completions (random prompt \
+        token ids, greedy, ignore_eos so every request yields --max-tokens tokens) until \
+        --requests have been answered. Prints requests/s, output tokens/s, time to first token \
+        and inter-token latency (p50, p99) and the prefix-cache hit rate (from /health). \
+        --api llama-server loads llama.cpp's llama-server the same way, through its own /completion \
         endpoint (token-id prompts, n_predict, ignore_eos, return_tokens), for a side-by-side figure.
 
         Examples:
-          expertmesh serve --model bench-models/mixtral-640m-bf16 --http 127.0.0.1:8080 &
-          expertmesh bench-serve --server http://127.0.0.1:8080 --concurrency 1,4,16,64 --prompt-tokens 128 --max-tokens 128
-          expertmesh bench-serve --server http://127.0.0.1:8080 --concurrency 16 --shared-prefix 96 --json
+          expertmesh serve --model bench-models/mixtral-640m-bf16 \\
+              --http 127.0.0.1:8080 &
+          expertmesh bench-serve --server http://127.0.0.1:8080 \\
+              --concurrency 1,4,16,64 --prompt-tokens 128 --max-tokens 128
+          expertmesh bench-serve --server http://127.0.0.1:8080 --concurrency 16 \\
+              --shared-prefix 96 --json
           llama-server -m model-bf16.gguf -np 16 -c 8192 --port 8081 &
-          expertmesh bench-serve --server http://127.0.0.1:8081 --api llama-server --concurrency 1,4,16
+          expertmesh bench-serve --server http://127.0.0.1:8081 --api llama-server \\
+              --concurrency 1,4,16
         """)
 
     @Option(help: "Server URL.")

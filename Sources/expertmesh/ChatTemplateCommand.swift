@@ -7,16 +7,19 @@ struct ChatTemplateCommand: ParsableCommand {
         commandName: "chat-template",
         abstract: "Render a conversation with a chat template, exactly as the server will (and as transformers does).",
         discussion: """
-        Prints the prompt to stdout with nothing added or trimmed, or one error line and exit status 1.
-        As in transformers' apply_chat_template: without --tools the template sees `tools` as none;
-        with --template, `bos_token`/`eos_token` are undefined unless --bos/--eos give them; with
-        --model they come from tokenizer_config.json. JSON key order is kept (it is the order of
+        Prints the prompt to stdout with nothing added or trimmed, or one error line and exit status 1. \
+        As in transformers' apply_chat_template: without --tools the template sees `tools` as none; \
+        with --template, `bos_token`/`eos_token` are undefined unless --bos/--eos give them; with \
+        --model they come from tokenizer_config.json. JSON key order is kept (it is the order of \
         `|items` and `|tojson`).
 
         Examples:
-          expertmesh chat-template --model DIR --messages conversation.json --add-generation-prompt
-          expertmesh chat-template --template my.jinja --messages conversation.json --tools tools.json --bos "<s>"
-          echo '[{"role": "user", "content": "Hi"}]' | expertmesh chat-template --model DIR --messages -
+          expertmesh chat-template --model DIR --messages conversation.json \\
+              --add-generation-prompt
+          expertmesh chat-template --template my.jinja --messages conversation.json \\
+              --tools tools.json --bos "<s>"
+          echo '[{"role": "user", "content": "Hi"}]' | expertmesh chat-template \\
+              --model DIR --messages -
         """)
 
     @Option(help: "Model directory: its tokenizer_config.json or chat_template.jinja.")

@@ -10,10 +10,14 @@ struct Generate: ParsableCommand {
         abstract: "Generate text with a model in this process.",
         discussion: """
         Examples:
-          expertmesh generate --model ./Tests/Fixtures/models/mixtral --prompt "The quick brown fox" --max-tokens 16
-          expertmesh generate --model DIR --tokens 5,17,42 --temperature 0.8 --top-p 0.9 --seed 7 --json
-          expertmesh generate --model DIR --prompt "Hi" --max-tokens 4 --logits-out logits.npy
-          expertmesh generate --server http://127.0.0.1:8080 --prompt "Once upon a time" --max-tokens 64 --stream
+          expertmesh generate --model ./Tests/Fixtures/models/mixtral \\
+              --prompt "The quick brown fox" --max-tokens 16
+          expertmesh generate --model DIR --tokens 5,17,42 --temperature 0.8 \\
+              --top-p 0.9 --seed 7 --json
+          expertmesh generate --model DIR --prompt "Hi" --max-tokens 4 \\
+              --logits-out logits.npy
+          expertmesh generate --server http://127.0.0.1:8080 \\
+              --prompt "Once upon a time" --max-tokens 64 --stream
         """)
 
     @Option(help: "Model directory (local generation).")

@@ -8,16 +8,19 @@ struct Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a CurveZMQ key pair: PATH.key (public) and PATH.key_secret (secret, mode 0600).",
         discussion: """
-        The files are czmq's certificate format. Give the coordinator its .key_secret (--curve-secret-key) and
-        a directory of the workers' public .key files (--authorized-keys); give each worker its own
+        The files are czmq's certificate format. Give the coordinator its .key_secret (--curve-secret-key) and \
+        a directory of the workers' public .key files (--authorized-keys); give each worker its own \
         .key_secret and the coordinator's public .key (--coordinator-key).
 
         Examples:
           expertmesh keygen --out keys/coordinator
           expertmesh keygen --out keys/workers/shard-1
-          expertmesh coordinator --model DIR --curve-secret-key keys/coordinator.key_secret --authorized-keys keys/workers
+          expertmesh coordinator --model DIR \\
+              --curve-secret-key keys/coordinator.key_secret \\
+              --authorized-keys keys/workers
           expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR \\
-              --curve-secret-key keys/workers/shard-1.key_secret --coordinator-key keys/coordinator.key
+              --curve-secret-key keys/workers/shard-1.key_secret \\
+              --coordinator-key keys/coordinator.key
         """)
 
     @Option(help: "Path of the key files, without extension.")

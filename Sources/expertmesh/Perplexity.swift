@@ -8,15 +8,17 @@ struct Perplexity: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a model's perplexity on a text, in this process (the quality cost of int8 weights, of bf16).",
         discussion: """
-        The tokens are cut into windows of --sequence; in each, every position predicts the token after it
-        (the last one predicts the first token past the window), as a training script's validation loss
-        does. Prints the mean loss in nats and its exponential, the perplexity.
-        Tests/Fixtures/demo/validation.json holds the demo model's held-out fortunes and transformers'
+        The tokens are cut into windows of --sequence; in each, every position predicts the token after it \
+        (the last one predicts the first token past the window), as a training script's validation loss \
+        does. Prints the mean loss in nats and its exponential, the perplexity. \
+        Tests/Fixtures/demo/validation.json holds the demo model's held-out fortunes and transformers' \
         loss on each window (scripts/train-demo-model.py --validation-out).
 
         Examples:
-          expertmesh perplexity --model models/demo --token-file Tests/Fixtures/demo/validation.json
-          expertmesh perplexity --model models/demo --token-file Tests/Fixtures/demo/validation.json \\
+          expertmesh perplexity --model models/demo \\
+              --token-file Tests/Fixtures/demo/validation.json
+          expertmesh perplexity --model models/demo \\
+              --token-file Tests/Fixtures/demo/validation.json \\
               --weights-dtype int8 --dense-dtype int8 --windows 40 --json
           expertmesh perplexity --model DIR --text held-out.txt --sequence 512
         """)

@@ -7,29 +7,36 @@ struct Plan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Size a cluster from a config.json alone: parameters, memory per host, workers needed, network.",
         discussion: """
-        Reads only config.json (no weights), so it works before downloading a checkpoint, for every
-        supported model_type (DeepSeek-V3, GLM-4.5, DBRX, Qwen, Llama 4, Mixtral, …). Workers hold the routed experts
-        (--replicas copies of each); the coordinator everything else plus the KV cache for --context
-        positions of --concurrency sequences. The wire figures are for one decode step; the bandwidth at
-        which the exchange would take as long as the computation assumes memory-bound decoding at
-        --memory-bandwidth on every host (measure yours with `expertmesh bench`).
-        With --stages N the layers are split over N coordinator hosts (`coordinator --stages N` and
-        `expertmesh stage`): each stage host's memory is shown, and hidden states between stages.
-        Given --coordinator-memory and --worker-memory, it proposes the smallest layout that fits them
-        (--offload-dense only if the coordinator needs it, then the fewest pipeline stages, and the
-        fewest workers).
+        Reads only config.json (no weights), so it works before downloading a checkpoint, for every \
+        supported model_type (DeepSeek-V3, GLM-4.5, DBRX, Qwen, Llama 4, Mixtral, …). Workers hold the routed experts \
+        (--replicas copies of each); the coordinator everything else plus the KV cache for --context \
+        positions of --concurrency sequences. The wire figures are for one decode step; the bandwidth at \
+        which the exchange would take as long as the computation assumes memory-bound decoding at \
+        --memory-bandwidth on every host (measure yours with `expertmesh bench`). \
+        With --stages N the layers are split over N coordinator hosts (`coordinator --stages N` and \
+        `expertmesh stage`): each stage host's memory is shown, and hidden states between stages. \
+        Given --coordinator-memory and --worker-memory, it proposes the smallest layout that fits them \
+        (--offload-dense only if the coordinator needs it, then the fewest pipeline stages, and the \
+        fewest workers). \
         The first line keeps its form: "<type>: <total>B parameters, <active>B active per token, …".
 
         Examples:
-          expertmesh plan --config Tests/Fixtures/configs/mixtral-8x22b.json --workers 4
-          expertmesh plan --model /models/deepseek-v3 --worker-memory 256GiB --dtype int8 --replicas 2
-          expertmesh plan --config Tests/Fixtures/configs/deepseek-v3.json --workers 16 --offload-dense
-          expertmesh plan --config Tests/Fixtures/configs/llama4-maverick.json --worker-memory 64GiB \\
+          expertmesh plan --config Tests/Fixtures/configs/mixtral-8x22b.json \\
+              --workers 4
+          expertmesh plan --model /models/deepseek-v3 --worker-memory 256GiB \\
+              --dtype int8 --replicas 2
+          expertmesh plan --config Tests/Fixtures/configs/deepseek-v3.json \\
+              --workers 16 --offload-dense
+          expertmesh plan --config Tests/Fixtures/configs/llama4-maverick.json \\
+              --worker-memory 64GiB \\
               --coordinator-memory 128GiB --context 32768 --concurrency 16 --json
-          expertmesh plan --config Tests/Fixtures/configs/llama4-behemoth-assumed.json --coordinator-memory 256GB \
+          expertmesh plan \\
+              --config Tests/Fixtures/configs/llama4-behemoth-assumed.json \\
+              --coordinator-memory 256GB \\
               --worker-memory 128GB --context 8192 --concurrency 16
-          expertmesh plan --config Tests/Fixtures/configs/llama4-behemoth-assumed.json --stages 4 --offload-dense \
-              --workers 32
+          expertmesh plan \\
+              --config Tests/Fixtures/configs/llama4-behemoth-assumed.json \\
+              --stages 4 --offload-dense --workers 32
         """)
 
     @Option(help: "A model's config.json (or a model directory).")

@@ -10,22 +10,32 @@ struct Coordinator: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the coordinator: embeddings, attention, router and LM head here; experts on workers.",
         discussion: """
-        Waits until --min-workers workers are connected, assigns every expert to --replicas of them
+        Waits until --min-workers workers are connected, assigns every expert to --replicas of them \
         (balanced per layer by the load --expert-load measured in earlier runs, and by bytes; printed at
         start), then serves the HTTP API with continuous batching:
         every step carries all running requests' tokens, one exchange per worker per MoE layer.
 
         Examples:
-          expertmesh coordinator --model DIR --listen tcp://0.0.0.0:5555 --http 0.0.0.0:8080 --min-workers 3 \\
-              --curve-secret-key keys/coordinator.key_secret --authorized-keys keys/workers
-          expertmesh coordinator --model DIR --listen tcp://10.0.0.1:5555 --min-workers 3 --insecure
-          expertmesh coordinator --model DIR --listen tcp://127.0.0.1:5555 --http 127.0.0.1:8080 --wire-dtype bf16
-          expertmesh coordinator --model DIR --min-workers 2 --max-running 32 --kv-cache-memory 4GiB
-          expertmesh coordinator --model DIR --min-workers 2 --precision f32 --dense-dtype int8
-          expertmesh coordinator --model models/demo --http 127.0.0.1:8080 --spawn-workers 3
-          expertmesh coordinator --model DIR --min-workers 4 --replicas 2 --expert-load /var/lib/expertmesh/load.json
-          expertmesh coordinator --model DIR --min-workers 8 --replicas 2 --offload-dense
-          expertmesh coordinator --model DIR --min-workers 8 --stages 4 --stage-listen tcp://10.0.0.1:5556 --insecure
+          expertmesh coordinator --model DIR --listen tcp://0.0.0.0:5555 \\
+              --http 0.0.0.0:8080 --min-workers 3 \\
+              --curve-secret-key keys/coordinator.key_secret \\
+              --authorized-keys keys/workers
+          expertmesh coordinator --model DIR --listen tcp://10.0.0.1:5555 \\
+              --min-workers 3 --insecure
+          expertmesh coordinator --model DIR --listen tcp://127.0.0.1:5555 \\
+              --http 127.0.0.1:8080 --wire-dtype bf16
+          expertmesh coordinator --model DIR --min-workers 2 --max-running 32 \\
+              --kv-cache-memory 4GiB
+          expertmesh coordinator --model DIR --min-workers 2 --precision f32 \\
+              --dense-dtype int8
+          expertmesh coordinator --model models/demo --http 127.0.0.1:8080 \\
+              --spawn-workers 3
+          expertmesh coordinator --model DIR --min-workers 4 --replicas 2 \\
+              --expert-load /var/lib/expertmesh/load.json
+          expertmesh coordinator --model DIR --min-workers 8 --replicas 2 \\
+              --offload-dense
+          expertmesh coordinator --model DIR --min-workers 8 --stages 4 \\
+              --stage-listen tcp://10.0.0.1:5556 --insecure
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -219,16 +229,21 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the HTTP API from this process alone, with every expert local.",
         discussion: """
-        The same engine as the coordinator (continuous batching, paged KV cache, prefix sharing),
+        The same engine as the coordinator (continuous batching, paged KV cache, prefix sharing), \
         for one machine that holds the whole model, and the baseline a cluster is measured against.
 
         Examples:
           expertmesh serve --model DIR --http 127.0.0.1:8080
-          expertmesh serve --model DIR --http 0.0.0.0:8080 --max-batch-tokens 1024 --kv-cache-memory 8GiB
-          expertmesh serve --model DIR --http [::]:8080 --api-key "$KEY" --served-model-name mixtral
-          expertmesh serve --model DIR --weights-dtype int8 --dense-dtype int8 --threads 8
-          curl -s localhost:8080/v1/completions -d '{"prompt": "Hello", "max_tokens": 16}'
-          curl -s localhost:8080/v1/chat/completions -d '{"messages": [{"role": "user", "content": "Hi"}]}'
+          expertmesh serve --model DIR --http 0.0.0.0:8080 --max-batch-tokens 1024 \\
+              --kv-cache-memory 8GiB
+          expertmesh serve --model DIR --http [::]:8080 --api-key "$KEY" \\
+              --served-model-name mixtral
+          expertmesh serve --model DIR --weights-dtype int8 --dense-dtype int8 \\
+              --threads 8
+          curl -s localhost:8080/v1/completions \\
+              -d '{"prompt": "Hello", "max_tokens": 16}'
+          curl -s localhost:8080/v1/chat/completions \\
+              -d '{"messages": [{"role": "user", "content": "Hi"}]}'
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -261,16 +276,20 @@ struct WorkerCommand: ParsableCommand {
         commandName: "worker",
         abstract: "Run an expert-shard worker: holds the experts the coordinator assigns it.",
         discussion: """
-        The worker needs its own local copy of the model directory; it reads only the byte ranges of
+        The worker needs its own local copy of the model directory; it reads only the byte ranges of \
         its assigned experts. It reconnects with backoff if the coordinator goes away.
 
         Examples:
-          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --name gpu-box-1 \\
-              --curve-secret-key keys/gpu-box-1.key_secret --coordinator-key keys/coordinator.key
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR \\
+              --name gpu-box-1 --curve-secret-key keys/gpu-box-1.key_secret \\
+              --coordinator-key keys/coordinator.key
           expertmesh worker --coordinator tcp://127.0.0.1:5555 --model DIR --threads 2
-          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --weights-dtype int8 --insecure
-          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR --health 0.0.0.0:8081 --insecure
-          expertmesh worker --coordinator tcp://10.0.0.1:5555 --coordinator tcp://10.0.0.2:5555 --model DIR --insecure
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR \\
+              --weights-dtype int8 --insecure
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 --model DIR \\
+              --health 0.0.0.0:8081 --insecure
+          expertmesh worker --coordinator tcp://10.0.0.1:5555 \\
+              --coordinator tcp://10.0.0.2:5555 --model DIR --insecure
         """)
 
     @Option(help: ArgumentHelp("""

@@ -17,13 +17,13 @@ struct StageCommand: ParsableCommand {
         while it is gone, stage 0 refuses requests with 503.
 
         Examples:
-          expertmesh stage --model DIR --stage 1/4 --join tcp://10.0.0.1:5556 --listen tcp://10.0.0.2:5555 \\
-              --min-workers 8 --insecure
-          expertmesh stage --model DIR --stage 1/2 --join tcp://127.0.0.1:5556 --listen tcp://127.0.0.1:5565 \\
-              --spawn-workers 2
-          expertmesh stage --model DIR --stage 3/4 --join tcp://10.0.0.1:5556 --listen tcp://10.0.0.4:5555 \\
-              --curve-secret-key keys/stage3.key_secret --authorized-keys keys/workers \\
-              --coordinator-key keys/coordinator.key
+          expertmesh stage --model DIR --stage 1/4 --join tcp://10.0.0.1:5556 \\
+              --listen tcp://10.0.0.2:5555 --min-workers 8 --insecure
+          expertmesh stage --model DIR --stage 1/2 --join tcp://127.0.0.1:5556 \\
+              --listen tcp://127.0.0.1:5565 --spawn-workers 2
+          expertmesh stage --model DIR --stage 3/4 --join tcp://10.0.0.1:5556 \\
+              --listen tcp://10.0.0.4:5555 --curve-secret-key keys/stage3.key_secret \\
+              --authorized-keys keys/workers --coordinator-key keys/coordinator.key
         """)
 
     @OptionGroup var modelOptions: ModelOptions

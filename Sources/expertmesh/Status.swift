@@ -8,17 +8,18 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a coordinator, its workers and its experts' load (exit status 0 only when it serves).",
         discussion: """
-        Reads GET /v1/cluster: the engine (requests running and waiting, tokens per second, KV cache use,
-        prefix cache hits) and a row per worker (address, state, experts, last heartbeat, requests,
-        round trip and compute time p50/p99, bytes each way). --experts adds the tokens routed to each
-        expert over the last minute as a heat map, a row per layer: skew shows at a glance.
+        Reads GET /v1/cluster: the engine (requests running and waiting, tokens per second, KV cache use, \
+        prefix cache hits) and a row per worker (address, state, experts, last heartbeat, requests, \
+        round trip and compute time p50/p99, bytes each way). --experts adds the tokens routed to each \
+        expert over the last minute as a heat map, a row per layer: skew shows at a glance. \
         The key for a server started with --api-key(-file) comes from --api-key or EXPERTMESH_API_KEY.
 
         Examples:
           expertmesh status --server http://127.0.0.1:8080
           expertmesh status --server http://10.0.0.1:8080 --experts
           expertmesh status --server http://10.0.0.1:8080 --watch 2 --experts
-          expertmesh status --server http://10.0.0.1:8080 --json | jq '.workers[] | {name, state}'
+          expertmesh status --server http://10.0.0.1:8080 \\
+              --json | jq '.workers[] | {name, state}'
         """)
 
     @Option(help: "Coordinator HTTP URL.")

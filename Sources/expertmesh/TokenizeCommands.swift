@@ -25,8 +25,10 @@ struct Tokenize: ParsableCommand {
         abstract: "Print the token ids of a text, as Hugging Face tokenizers would.",
         discussion: """
         Examples:
-          expertmesh tokenize --model ./Tests/Fixtures/models/mixtral --text "Hello world"
-          expertmesh tokenize --tokenizer tokenizer.json --text "Hello" --no-special --json
+          expertmesh tokenize --model ./Tests/Fixtures/models/mixtral \\
+              --text "Hello world"
+          expertmesh tokenize --tokenizer tokenizer.json --text "Hello" --no-special \\
+              --json
           expertmesh tokenize --model DIR --file book.txt
         """)
 
@@ -73,8 +75,10 @@ struct Detokenize: ParsableCommand {
         abstract: "Print the text of comma-separated token ids.",
         discussion: """
         Examples:
-          expertmesh detokenize --model ./Tests/Fixtures/models/mixtral --ids 1,415,2936
-          expertmesh detokenize --tokenizer tokenizer.json --ids 1,2,3 --skip-special --json
+          expertmesh detokenize --model ./Tests/Fixtures/models/mixtral \\
+              --ids 1,415,2936
+          expertmesh detokenize --tokenizer tokenizer.json --ids 1,2,3 \\
+              --skip-special --json
         """)
 
     @OptionGroup var source: TokenizerOptions

@@ -248,6 +248,11 @@ final class CommandLineTests: XCTestCase {
             let help = try run([command, "--help"])
             XCTAssertEqual(help.status, 0, command)
             XCTAssertTrue(help.stdout.contains("Examples:"), "\(command) --help has no examples")
+            // Examples fit 80 columns: a longer one is wrapped into a line that starts at the margin.
+            let examples = help.stdout.components(separatedBy: "Examples:").last!.components(separatedBy: "USAGE:")[0]
+            for line in examples.split(separator: "\n") where !line.hasPrefix("  ") {
+                XCTFail("\(command) --help: an example runs past 80 columns and wraps: '\(line)'")
+            }
         }
     }
 }
