@@ -83,7 +83,8 @@ final class BatchingTests: XCTestCase {
         for name in Self.architectures { try assertMixedBatchEqualsAlone(name) }
     }
 
-    /// The bf16 kernels (bf16 dot products, AMX tiles) keep every request's result in a batch too.
+    /// The bf16 kernels (bf16 dot products, panels packed at load, AMX tiles) keep every request's
+    /// result in a batch too.
     func testBF16KernelsKeepEveryRequestsResultInABatch() throws {
         let saved = MatmulKernels.current
         defer { MatmulKernels.use(saved) }
@@ -93,6 +94,10 @@ final class BatchingTests: XCTestCase {
             MatmulKernels.use(variant)
             try assertMixedBatchEqualsAlone("mixtral-bf16", label: variant.name)
             try assertPreemptedRequestsRecomputeTheSame("mixtral-bf16", label: variant.name)
+            // Weights read in place (`mapped`): no packing at load, so other kernels for prompt and
+            // generated rows; a request's result still does not depend on its batch.
+            let mapped = WeightFormats(experts: .mapped, dense: .mapped)
+            try assertMixedBatchEqualsAlone("mixtral-bf16", label: "mapped \(variant.name)", formats: mapped)
         }
     }
 

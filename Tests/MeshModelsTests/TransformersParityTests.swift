@@ -118,6 +118,21 @@ final class TransformersParityTests: XCTestCase {
         }
     }
 
+    /// Weights read in place from the file (`--weights-dtype mapped --dense-dtype mapped`) and the
+    /// default copies in huge-page memory are the same numbers: on the exact path every fixture gives
+    /// the same tokens and bit-identical logits.
+    func testWeightsReadInPlaceEqualTheirCopies() throws {
+        let mapped = WeightFormats(experts: .mapped, dense: .mapped)
+        for name in Fixtures.all {
+            let expected = try Fixtures.expected(name)
+            let request = GenerationRequest(prompt: expected.promptTokens, maxTokens: 6, recordLogits: true)
+            let copied = try LocalEngine(directory: Fixtures.directory(name)).generator.generate(request)
+            let inPlace = try LocalEngine(directory: Fixtures.directory(name), formats: mapped).generator.generate(request)
+            XCTAssertEqual(inPlace.tokens, copied.tokens, "\(name): tokens")
+            XCTAssertEqual(inPlace.logits, copied.logits, "\(name): logits")
+        }
+    }
+
     func assertInt8Close(_ name: String, _ formats: WeightFormats, bound: Double, label: String) throws {
         let expected = try Fixtures.expected(name)
         let engine = try LocalEngine(directory: Fixtures.directory(name), formats: formats)
