@@ -17,6 +17,9 @@
 // Rows of x per tile: 8 rows × 2 panels = 16 accumulators, with room for the panel vectors.
 #define PANEL_ROWS 8
 
+// k pairs of a panel: k padded to whole 32-value blocks, as x is packed.
+ALWAYS_INLINE ptrdiff_t panel_pairs(ptrdiff_t in) { return 16 * ((in + 31) / 32); }
+
 // The 32-bit pairs of 16 weight rows at pairs [kp, kp + 16), transposed: out[32 j] lane i = row i's pair kp + j.
 ALWAYS_INLINE void transpose16(const uint16_t *rows, ptrdiff_t ldw, ptrdiff_t kp, uint32_t *out) {
     __m512i r[16], t[16], s[4][4];
@@ -128,7 +131,7 @@ static void block_rows(const uint16_t *x, ptrdiff_t rows, ptrdiff_t width, const
 
 void mesh_matmul_bf16_panels(const uint16_t *x, ptrdiff_t rows, const uint16_t *w, ptrdiff_t in, ptrdiff_t ldw,
                              float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
-    const ptrdiff_t width = 32 * ((in + 31) / 32), pairs = width / 2;
+    const ptrdiff_t pairs = panel_pairs(in), width = 2 * pairs;
     // Each thread keeps its block buffer (up to a few hundred KiB) across calls: allocating it per
     // call would map and fault in fresh pages for every product of every layer.
     static _Thread_local uint32_t *block = NULL;
@@ -148,12 +151,12 @@ void mesh_matmul_bf16_panels(const uint16_t *x, ptrdiff_t rows, const uint16_t *
 }
 
 size_t mesh_bf16_panels_count(ptrdiff_t out, ptrdiff_t in) {
-    return (size_t)((out + 31) / 32) * (size_t)(32 * ((in + 31) / 32)) * 32;
+    return (size_t)((out + 31) / 32) * (size_t)panel_pairs(in) * 64;
 }
 
 void mesh_bf16_panels_pack(const uint16_t *w, ptrdiff_t ldw, ptrdiff_t out, ptrdiff_t in, ptrdiff_t b0, ptrdiff_t b1,
                            uint16_t *packed) {
-    const ptrdiff_t pairs = 16 * ((in + 31) / 32);
+    const ptrdiff_t pairs = panel_pairs(in);
     for (ptrdiff_t b = b0; b < b1; b++) {
         const int n = out - 32 * b < 32 ? (int)(out - 32 * b) : 32;
         repack(w, ldw, in, 32 * b, n, pairs, (uint32_t *)packed + (size_t)b * (size_t)pairs * 32);
@@ -162,7 +165,7 @@ void mesh_bf16_panels_pack(const uint16_t *w, ptrdiff_t ldw, ptrdiff_t out, ptrd
 
 void mesh_matmul_bf16_packed(const uint16_t *x, ptrdiff_t rows, const uint16_t *packed, ptrdiff_t in, float *y,
                              ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
-    const ptrdiff_t width = 32 * ((in + 31) / 32), pairs = width / 2;
+    const ptrdiff_t pairs = panel_pairs(in), width = 2 * pairs;
     // Ranges need not start on a block: the block is computed whole and only [o0, o1) stored.
     for (ptrdiff_t o = o0 / 32 * 32; o < o1; o += 32) {
         const uint32_t *block = (const uint32_t *)packed + (size_t)(o / 32) * (size_t)pairs * 32;

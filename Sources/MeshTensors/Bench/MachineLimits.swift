@@ -80,9 +80,9 @@ public enum KernelLimits {
         let weights = (0..<count).map {
             let weight = LinearWeight(data: storage + $0 * matrixBytes, dtype: dtype, outFeatures: outFeatures,
                                       inFeatures: inFeatures, layout: .outMajor, leadingDimension: inFeatures, owner: memory)
-            // As the engine holds them: quantised, or copied as loaded weights are (packed into panels
-            // under AVX-512 BF16 without AMX).
-            return q8 ? weight.quantizedQ8_0() : weight.residentCopy()
+            // As the engine holds them: quantised, or packed into panels under AVX-512 BF16 without AMX
+            // (the storage is huge-page memory already, as a loaded copy is).
+            return q8 ? weight.quantizedQ8_0() : weight.packsIntoPanels ? weight.packedIntoPanels() : weight
         }
         return time(weights, rows: rows, seconds: seconds)
     }

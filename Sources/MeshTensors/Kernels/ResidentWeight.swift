@@ -14,7 +14,7 @@ extension LinearWeight {
     /// 10-14 GB/s and the panels 25-32 GB/s (one thread, measured on AMD Zen 5).
     public func residentCopy() -> LinearWeight {
         if isQ8_0 { return self }
-        if takesBF16DotProducts, MatmulKernels.current == .avx512BF16 { return packedIntoPanels() }
+        if packsIntoPanels { return packedIntoPanels() }
         let storedRows = layout == .outMajor ? outFeatures : inFeatures
         // Bytes of one stored row and the stride between them (MXFP4 strides count bytes).
         let rowBytes = isMXFP4 ? inFeatures / 2 : (layout == .outMajor ? inFeatures : outFeatures) * dtype.byteSize
@@ -41,6 +41,9 @@ extension LinearWeight {
                             mxfp4Scales: isMXFP4 ? UnsafePointer(scales.assumingMemoryBound(to: UInt8.self)) : nil,
                             mxfp4ScaleStride: scaleBytes)
     }
+
+    /// Whether a copy of this weight is packed into panels: bf16 [out, in] under AVX-512 BF16 without AMX.
+    var packsIntoPanels: Bool { takesBF16DotProducts && MatmulKernels.current == .avx512BF16 }
 
     /// This bf16 [out, in] weight packed into panels of 32 outputs, in parallel.
     func packedIntoPanels() -> LinearWeight {
