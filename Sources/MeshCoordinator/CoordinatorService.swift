@@ -16,6 +16,8 @@ public struct CoordinatorOptions: Sendable {
     public var replicas = 1
     /// Shared experts and dense FFN layers run on the workers, as slices placed like experts.
     public var offloadDense = false
+    /// Each step runs as two micro-batches, one computing while the other's routed work is in flight.
+    public var overlapExchanges = false
     /// Pipeline stages: this coordinator is stage 0 of `stages` (1: no pipeline); later stages
     /// connect to `stageListen`; `stepsInFlight` steps run at once (default: one per stage), each
     /// cut into `microBatches` (default 1).
@@ -120,7 +122,10 @@ public final class CoordinatorService: Sendable {
         let relay = try stageRelay(model, kvCacheBlocks: configuration.kvCacheBlocks)
         relay?.whileWaiting = { try? cluster.pump(timeoutMilliseconds: 0) }
         defer { relay?.stop() }
-        let transformer = Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster),
+        let backend = RemoteExpertBackend(cluster: cluster)
+        backend.overlapsMicroBatches = options.overlapExchanges
+        if options.overlapExchanges { logger.info("each step runs as two micro-batches that overlap their expert exchanges") }
+        let transformer = Transformer(spec: model.spec, weights: model.dense, backend: backend,
                                       offloadedDense: offloaded, heldLayers: model.heldLayers, laterStages: relay)
         let engine = try InferenceEngine(transformer: transformer, configuration: configuration)
         let runner = EngineRunner(engine: engine, logger: logger)

@@ -3,6 +3,7 @@ import Logging
 import MeshModels
 import MeshTensors
 import MeshWire
+import CoreMetrics
 
 /// Routed experts on remote workers: `dispatch` sends one message per worker with tokens and
 /// returns at once; `combine` waits for the replies and adds the partial sums in token order.
@@ -32,6 +33,13 @@ public final class RemoteExpertBackend: ExpertBackend {
     public private(set) var hedgedRequests = 0
     /// When a request is late enough to send its work to a replica (nil: never).
     let hedging: Cluster.Hedging?
+    /// Cut each step in two micro-batches that take turns, one computing while the other's
+    /// routed work is in flight (`coordinator --overlap-exchanges`).
+    public var overlapsMicroBatches = false
+    /// Exchanges sent while another was in flight (since start), also `expertmesh_overlapped_exchanges_total`.
+    public private(set) var overlappedExchanges = 0
+    private let overlappedCounter = Counter(label: "expertmesh_overlapped_exchanges_total")
+    private var inFlight = 0
 
     public init(cluster: Cluster, hedging: Cluster.Hedging? = Cluster.Hedging()) {
         self.cluster = cluster
@@ -42,7 +50,17 @@ public final class RemoteExpertBackend: ExpertBackend {
         var handle = Handle(request: request)
         cluster.record(layer: request.layer, routes: request.routes)
         _ = try send(request.routes, into: &handle)
+        if inFlight > 0 {
+            overlappedExchanges += 1
+            overlappedCounter.increment()
+        }
+        inFlight += 1
         return handle
+    }
+
+    public func abandon(_ handle: Handle) {
+        inFlight -= 1
+        cluster.abandon(Array(handle.requests.keys))
     }
 
     /// Plans `routes` over the serving replicas (but `avoiding`; and workers on probation for being
@@ -99,6 +117,7 @@ public final class RemoteExpertBackend: ExpertBackend {
     }
 
     public func combine(_ handle: Handle, into output: Matrix) throws {
+        inFlight -= 1
         var handle = handle
         var replies: [UInt64: WireMessage] = [:]
         var waiting = handle.requests.mapValues(\.worker)

@@ -72,6 +72,14 @@ struct Coordinator: ParsableCommand {
         """))
     var offloadDense = false
 
+    @Flag(help: ArgumentHelp("""
+        Cut each step in two micro-batches that take turns: while one's tokens are with the workers, the \
+        coordinator computes the other's attention, router and shared experts, so network time hides behind \
+        compute. Worth it when workers are on other hosts and steps carry several tokens (many users); it reads \
+        the dense weights twice per step, which costs on one host. Results are unchanged.
+        """))
+    var overlapExchanges = false
+
     @Option(help: ArgumentHelp("""
         Split the layers over this many coordinator hosts (pipeline stages). This one is stage 0: it keeps the API, \
         the tokenizer, the scheduler, embeddings, LM head and the first share of the layers; stages 1…N-1 \
@@ -191,6 +199,7 @@ struct Coordinator: ParsableCommand {
             denseFormat: dense.dense)
         options.replicas = replicas
         options.offloadDense = offloadDense
+        options.overlapExchanges = overlapExchanges
         options.stages = stages
         options.stageListen = stageListen
         options.microBatches = microBatches

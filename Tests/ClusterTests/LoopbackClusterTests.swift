@@ -70,6 +70,47 @@ final class LoopbackClusterTests: XCTestCase {
         }
     }
 
+    /// `--overlap-exchanges`: every step runs as two micro-batches, one's tokens with the workers while
+    /// the other computes. A prompt cut in two, and concurrent requests of several lengths, give what one
+    /// process gives (a shared expert with its gate, a dense first layer, and its slices on the workers).
+    func testOverlappedExchangesEqualSingleProcess() throws {
+        for (fixture, extra) in [("mixtral", []), ("qwen2_moe", []), ("deepseek_v3", ["--offload-dense"])] {
+            let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 2, precision: "f32",
+                                              coordinatorArguments: ["--overlap-exchanges"] + extra)
+            defer { cluster.stop() }
+            try cluster.waitHealthy()
+            let difference = try Harness.assertClusterEqualsSingleProcess(fixture, cluster)
+
+            let local = try LocalEngine(directory: Harness.fixture(fixture))
+            let prompts = (0..<6).map { index in (0..<(3 + 5 * index)).map { (index * 31 + $0 * 7) % local.spec.vocabSize } }
+            let expected = try prompts.map { try local.generator.generate(GenerationRequest(prompt: $0, maxTokens: 8)).tokens }
+            let (answers, url) = (Answers(count: prompts.count), cluster.httpURL)
+            DispatchQueue.concurrentPerform(iterations: prompts.count) { index in
+                let (status, body) = Harness.http("POST", url + "/v1/completions", json: [
+                    "prompt": prompts[index], "max_tokens": 8, "temperature": 0, "return_token_ids": true,
+                    "ignore_eos": true])
+                answers.set(index, status == 200 ? (body["choices"] as? [[String: Any]])?.first?["token_ids"] as? [Int] : nil)
+            }
+            XCTAssertEqual(answers.values, expected.map { Optional($0) }, "\(fixture): concurrent requests\n\(cluster.coordinator.log)")
+
+            let metrics = try String(decoding: XCTUnwrap(RawHTTP.get(cluster.httpURL, "/metrics")).body, as: UTF8.self)
+            let overlapped = metrics.split(separator: "\n").first { $0.hasPrefix("expertmesh_overlapped_exchanges_total ") }
+                .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            XCTAssertGreaterThan(overlapped, 0, "\(fixture): no exchange was sent while another was in flight\n\(metrics)")
+            print("\(fixture) --overlap-exchanges \(extra): cluster == single process (max logprob diff \(difference)); "
+                  + "\(Int(overlapped)) exchanges overlapped another")
+        }
+    }
+
+    /// Results of concurrent requests, by request.
+    final class Answers: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stored: [[Int]?]
+        init(count: Int) { stored = Array(repeating: nil, count: count) }
+        func set(_ index: Int, _ value: [Int]?) { lock.withLock { stored[index] = value } }
+        var values: [[Int]?] { lock.withLock { stored } }
+    }
+
     /// Workers holding int8 (Q8_0) experts give exactly what one process with int8 experts gives
     /// (with the processes' default kernels: under AMX, prompt tokens through the tiles).
     func testInt8WorkersEqualSingleProcessWithInt8Experts() throws {

@@ -118,10 +118,19 @@ final class BatchingTests: XCTestCase {
         }
     }
 
-    func assertMixedBatchEqualsAlone(_ name: String, label: String = "", formats: WeightFormats = WeightFormats()) throws {
+    /// Every step cut in two micro-batches that take turns (`overlapsMicroBatches`, the cluster's
+    /// `--overlap-exchanges`), sequences cut between them included: each request's result is the
+    /// same as alone in one piece.
+    func testTwoMicroBatchesInTurnEqualEachRequestAloneOnEveryArchitecture() throws {
+        for name in Self.architectures { try assertMixedBatchEqualsAlone(name, label: "two micro-batches", overlap: true) }
+    }
+
+    func assertMixedBatchEqualsAlone(_ name: String, label: String = "", formats: WeightFormats = WeightFormats(),
+                                     overlap: Bool = false) throws {
         let local = try LocalEngine(directory: Self.fixture(name), formats: formats)
         let requests = Self.mixedRequests(vocab: local.spec.vocabSize)
         let alone = try requests.map { try local.generator.generate($0) }
+        local.generator.transformer.backend.overlapsMicroBatches = overlap
         // Ample pool, small token budget: chunked prefill, shared prefixes, one pass per step.
         let (together, stats) = try Self.runTogether(requests, engine: engine(local, batchTokens: 48, blocks: 1024), lateFrom: 32)
         for index in requests.indices { Self.assertSame(together[index], alone[index], "\(name) \(label) request \(index)") }
@@ -133,6 +142,12 @@ final class BatchingTests: XCTestCase {
         }
         XCTAssertEqual(stats.running, 0)
         XCTAssertEqual(stats.blocksUsed, 0, "\(name): blocks leaked")
+        let overlapped = local.generator.transformer.backend.overlappedDispatches
+        if overlap && !local.spec.moeLayerIndices.isEmpty {
+            XCTAssertGreaterThan(overlapped, 0, "\(name): no micro-batch was sent while the other was in flight")
+        } else {
+            XCTAssertEqual(overlapped, 0, "\(name)")
+        }
         print("\(name) \(label): 64 requests in \(stats.steps) steps, prefix hit rate \(stats.prefixHitRate)")
     }
 

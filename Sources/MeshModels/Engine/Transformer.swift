@@ -100,48 +100,110 @@ public final class Transformer<Backend: ExpertBackend> {
         return logits
     }
 
-    /// x [T, H] (the residual stream) through the layers this process holds, in place.
+    /// x [T, H] (the residual stream) through the layers this process holds, in place. With a
+    /// backend that overlaps micro-batches, the batch runs as two (`runOverlapped`).
     public func runLayers(_ x: Matrix, batch: ForwardBatch, cache: PagedKVCache) throws {
-        let (t, h) = (x.rows, spec.hiddenSize)
-        let layout = batch.rowLayout()
-        let normed = Matrix(rows: t, columns: h)
-        let branch = Matrix(rows: t, columns: h)
+        if backend.overlapsMicroBatches && x.rows >= 2 { return try runOverlapped(x, batch: batch, cache: cache) }
+        let whole = MicroBatch(batch, residual: x)
         for index in heldLayers {
-            let (layer, layerSpec) = (weights.layers[index], spec.layers[index])
-            spec.normalize(x.data, rows: t, weight: layer.inputNorm, into: normed.data)
-            switch layer.attention {
-            case .standard(let weights):
-                Attention(spec: spec, layerSpec: layerSpec.attention, weights: weights, layer: index)
-                    .forward(normed, batch: batch, layout: layout, cache: cache, into: branch)
-            case .latent(let weights):
-                LatentAttention(spec: spec, layerSpec: layerSpec.attention, weights: weights, layer: index)
-                    .forward(normed, batch: batch, layout: layout, cache: cache, into: branch)
-            }
-            x.add(branch)
-            spec.normalize(x.data, rows: t, weight: layer.postAttentionNorm, into: normed.data)
-            try feedForward(index, layer, normed, generated: layout.generated, into: branch)
-            x.add(branch)
+            attend(index, whole, cache: cache)
+            try finishFeedForward(try beginFeedForward(index, whole), whole)
         }
     }
 
-    /// out [T, H] = dense MLP, or shared expert + Σ routed experts.
-    private func feedForward(_ index: Int, _ layer: LayerWeights, _ x: Matrix, generated: [Bool], into out: Matrix) throws {
+    /// The batch cut in two micro-batches, A (the first rows) and B, each one's routed experts in
+    /// flight while the other computes (SGLang's two-batch overlap). Per layer: A attends and sends
+    /// its tokens; B finishes the layer before, attends and sends; A's replies are combined while
+    /// B's are in flight, and A's next layer runs while they still are. A sequence cut in two is
+    /// safe: A attends first at every layer, so B's rows find A's keys and values in the cache.
+    /// Rows are computed alone, so the cut changes no result.
+    private func runOverlapped(_ x: Matrix, batch: ForwardBatch, cache: PagedKVCache) throws {
+        let parts = batch.split(into: 2).map { rows, part in
+            let residual = Matrix(rows: rows.count, columns: x.columns)        // [rows, H]
+            residual.data.update(from: x.row(rows.lowerBound), count: residual.count)
+            return (rows, MicroBatch(part, residual: residual))
+        }
+        let (a, b) = (parts[0].1, parts[1].1)
+        var inFlight: (a: FeedForwardInFlight?, b: FeedForwardInFlight?) = (nil, nil)
+        do {
+            for index in heldLayers {
+                attend(index, a, cache: cache)
+                inFlight.a = try beginFeedForward(index, a)
+                if let previous = inFlight.b { inFlight.b = nil; try finishFeedForward(previous, b) }
+                attend(index, b, cache: cache)
+                inFlight.b = try beginFeedForward(index, b)
+                if let current = inFlight.a { inFlight.a = nil; try finishFeedForward(current, a) }
+            }
+            if let last = inFlight.b { inFlight.b = nil; try finishFeedForward(last, b) }
+        } catch {
+            // A failed step leaves no exchange behind whose replies nobody will take.
+            for pending in [inFlight.a, inFlight.b].compactMap({ $0?.exchange }) { backend.abandon(pending) }
+            throw error
+        }
+        for (rows, part) in parts { x.row(rows.lowerBound).update(from: part.x.data, count: part.x.count) }
+    }
+
+    /// One micro-batch on its way through the layers: its rows' residual stream and scratch.
+    private final class MicroBatch {
+        let batch: ForwardBatch
+        let layout: RowLayout
+        let x: Matrix          // [t, H] residual stream
+        let normed: Matrix     // [t, H] normalised input of a sublayer (the experts read it until combined)
+        let branch: Matrix     // [t, H] a sublayer's output
+
+        init(_ batch: ForwardBatch, residual x: Matrix) {
+            self.batch = batch
+            layout = batch.rowLayout()
+            self.x = x
+            normed = Matrix(rows: x.rows, columns: x.columns)
+            branch = Matrix(rows: x.rows, columns: x.columns)
+        }
+    }
+
+    /// x += attn(norm(x)); then normed = norm(x), the feed-forward's input.
+    private func attend(_ index: Int, _ part: MicroBatch, cache: PagedKVCache) {
+        let (layer, layerSpec, t) = (weights.layers[index], spec.layers[index], part.x.rows)
+        spec.normalize(part.x.data, rows: t, weight: layer.inputNorm, into: part.normed.data)
+        switch layer.attention {
+        case .standard(let weights):
+            Attention(spec: spec, layerSpec: layerSpec.attention, weights: weights, layer: index)
+                .forward(part.normed, batch: part.batch, layout: part.layout, cache: cache, into: part.branch)
+        case .latent(let weights):
+            LatentAttention(spec: spec, layerSpec: layerSpec.attention, weights: weights, layer: index)
+                .forward(part.normed, batch: part.batch, layout: part.layout, cache: cache, into: part.branch)
+        }
+        part.x.add(part.branch)
+        spec.normalize(part.x.data, rows: t, weight: layer.postAttentionNorm, into: part.normed.data)
+    }
+
+    /// A layer's feed-forward begun: its routed work in flight (nil: none), and the shared expert
+    /// still to run here.
+    private struct FeedForwardInFlight {
+        var exchange: Backend.Pending?
+        var shared: (mlp: MLPWeights, gate: LinearWeight?)?
+    }
+
+    /// Starts the feed-forward of normed [t, H]: a dense MLP computes into branch at once; a MoE
+    /// layer routes and sends its routed work (with the shared experts' slices under `offloadedDense`).
+    private func beginFeedForward(_ index: Int, _ part: MicroBatch) throws -> FeedForwardInFlight {
+        let (x, generated) = (part.normed, part.layout.generated)
         let slices = offloadedDense?.slices(of: spec.layers[index])
-        switch layer.feedForward {
+        switch weights.layers[index].feedForward {
         case .dense(let mlp):
             guard let slices else {
-                return mlp.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
+                mlp.forward(x.data, rows: x.rows, generated: generated, into: part.branch.data, accumulate: false)
+                return FeedForwardInFlight()
             }
             // Every token to every slice of the FFN, weight 1: their partial sums are the FFN's output.
             let all = TokenRoute(experts: slices.ranges.indices.map { slices.firstId + $0 },
                                  weights: [Float](repeating: 1, count: slices.ranges.count))
             let request = ExpertRequest(layer: index, input: x, routes: Array(repeating: all, count: x.rows),
                                         placement: .output, generated: generated)
-            let pending = try backend.dispatch(request)
-            out.zero()
-            try backend.combine(pending, into: out)
+            return FeedForwardInFlight(exchange: try backend.dispatch(request))
         case .moe(let weights):
-            guard let moe = spec.layers[index].moe else { return }
+            guard let moe = spec.layers[index].moe else {
+                throw ModelError("internal: layer \(index) has expert weights but no routing")
+            }
             let logits = Matrix(rows: x.rows, columns: moe.expertCount)   // [T, E]
             matmul(x.data, rows: x.rows, weights.router, into: logits.data, generated: generated)
             logits.addToEveryRow(weights.routerBias)
@@ -154,15 +216,26 @@ public final class Transformer<Backend: ExpertBackend> {
                     routes[row].weights += [Float](repeating: gates?[row] ?? 1, count: slices.ranges.count)
                 }
             }
-            let request = ExpertRequest(layer: index, input: x, routes: routes, placement: moe.weightPlacement, generated: generated)
-            let pending = try backend.dispatch(request)
-            out.zero()
-            if let shared = weights.shared, slices == nil {
-                shared.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
-                if let gate = weights.sharedGate { scaleBySigmoidGate(out, gate, x, generated: generated) }
-            }
-            try backend.combine(pending, into: out)
+            let request = ExpertRequest(layer: index, input: x, routes: routes, placement: moe.weightPlacement,
+                                        generated: generated)
+            return FeedForwardInFlight(exchange: try backend.dispatch(request),
+                                       shared: slices == nil ? weights.shared.map { ($0, weights.sharedGate) } : nil)
         }
+    }
+
+    /// Ends the feed-forward begun: branch [t, H] = shared expert (run while the routed work is in
+    /// flight) + Σ routed experts; x += branch.
+    private func finishFeedForward(_ inFlight: FeedForwardInFlight, _ part: MicroBatch) throws {
+        let (x, out, generated) = (part.normed, part.branch, part.layout.generated)
+        if let exchange = inFlight.exchange {
+            out.zero()
+            if let shared = inFlight.shared {
+                shared.mlp.forward(x.data, rows: x.rows, generated: generated, into: out.data, accumulate: false)
+                if let gate = shared.gate { scaleBySigmoidGate(out, gate, x, generated: generated) }
+            }
+            try backend.combine(exchange, into: out)
+        }
+        part.x.add(out)
     }
 
     /// rows of out [T, H] *= sigmoid(x [T, H] · gate [1, H]) (Qwen 2 MoE's shared expert gate).

@@ -26,19 +26,44 @@ public protocol ExpertBackend: AnyObject {
     func dispatch(_ request: ExpertRequest) throws -> Pending
     /// output[T, H] += Σ over each token's experts of its weighted expert output.
     func combine(_ pending: Pending, into output: Matrix) throws
+    /// Whether the forward pass cuts a batch in two micro-batches and computes one while the
+    /// other's routed work is in flight (worth it when the exchange waits on a network).
+    var overlapsMicroBatches: Bool { get }
+    /// Drops work dispatched that will not be combined (its step failed).
+    func abandon(_ pending: Pending)
+}
+
+extension ExpertBackend {
+    public func abandon(_ pending: Pending) {}
 }
 
 /// Experts held in this process.
 public final class LocalExpertBackend: ExpertBackend {
     public let experts: [ExpertKey: MLPWeights]
+    /// Here the routed work runs in `combine`, so overlapping hides nothing; tests use it to show
+    /// that cutting the batch changes no result.
+    public var overlapsMicroBatches: Bool
+    /// Requests dispatched while another was not yet combined (since start).
+    public private(set) var overlappedDispatches = 0
+    private var inFlight = 0
 
-    public init(experts: [ExpertKey: MLPWeights]) { self.experts = experts }
+    public init(experts: [ExpertKey: MLPWeights], overlapsMicroBatches: Bool = false) {
+        self.experts = experts
+        self.overlapsMicroBatches = overlapsMicroBatches
+    }
 
-    public func dispatch(_ request: ExpertRequest) throws -> ExpertRequest { request }
+    public func dispatch(_ request: ExpertRequest) throws -> ExpertRequest {
+        if inFlight > 0 { overlappedDispatches += 1 }
+        inFlight += 1
+        return request
+    }
 
     public func combine(_ request: ExpertRequest, into output: Matrix) throws {
+        inFlight -= 1
         output.add(try ExpertCompute.run(request) { expert in self.experts[ExpertKey(layer: request.layer, expert: expert)] })
     }
+
+    public func abandon(_ request: ExpertRequest) { inFlight -= 1 }
 }
 
 /// The expert computation itself, shared by the local backend and the workers.
