@@ -7,14 +7,20 @@
 # still finish with the single-process tokens, and the coordinator must declare the worker lost.
 # Needs root and iproute2. Cleans up namespaces, links and processes on exit.
 #
-# --offload-dense runs the coordinator with it (shared experts and dense FFN layers on the workers).
+# --clients C runs C of those request loops at once (their steps batch several sequences).
+# --offload-dense runs the coordinator with it (shared experts and dense FFN layers on the workers);
+# --overlap-exchanges too (each step in two micro-batches that take turns). --rate R holds every
+# link to R each way (tc tbf, e.g. 100mbit); --delay D adds D each way (tc netem, if the kernel has it).
 # --stages N splits the layers over N coordinator hosts: the coordinator is stage 0, stages 1…N-1
 # (`expertmesh stage`) run in hosts of their own, and every worker serves every stage.
 #
 # Usage: scripts/netns-cluster-test.sh [--model DIR] [--workers N] [--binary PATH] [--tokens 1,2,3]
-#            [--replicas R] [--cut-worker I] [--seconds-after-cut S] [--offload-dense] [--stages N]
+#            [--replicas R] [--cut-worker I] [--seconds-after-cut S] [--clients C] [--offload-dense]
+#            [--overlap-exchanges] [--rate R] [--delay D] [--stages N]
 # Example: sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/qwen3_moe --workers 3
 #          sudo scripts/netns-cluster-test.sh --replicas 2 --cut-worker 2
+#          sudo scripts/netns-cluster-test.sh --replicas 2 --cut-worker 2 --clients 3 --overlap-exchanges \
+#              --rate 100mbit
 #          sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/llama4_text-behemoth --workers 32 --offload-dense
 #          sudo scripts/netns-cluster-test.sh --model Tests/Fixtures/models/llama4_text-behemoth --workers 32 --stages 4
 set -euo pipefail
@@ -27,6 +33,8 @@ replicas=1
 cut_worker=""
 seconds_after_cut=6
 offload=()
+overlap=()
+clients=1
 stages=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,8 +46,12 @@ while [ $# -gt 0 ]; do
         --cut-worker) cut_worker="$2"; shift 2 ;;
         --seconds-after-cut) seconds_after_cut="$2"; shift 2 ;;
         --offload-dense) offload=(--offload-dense); shift ;;
+        --overlap-exchanges) overlap=(--overlap-exchanges); shift ;;
+        --clients) clients="$2"; shift 2 ;;
+        --rate) netns_rate="$2"; shift 2 ;;
+        --delay) netns_delay="$2"; shift 2 ;;
         --stages) stages="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "netns: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -72,7 +84,7 @@ fi
 
 ip netns exec "${tag}h0" "$binary" coordinator --model "$model" --listen "tcp://$coordinator_ip:5555" \
     --http "$coordinator_ip:8080" --min-workers "$workers" --start-timeout 60 --insecure \
-    --replicas "$replicas" "${offload[@]}" "${stage_arguments[@]}" > "$logs/coordinator.log" 2>&1 &
+    --replicas "$replicas" "${offload[@]}" "${overlap[@]}" "${stage_arguments[@]}" > "$logs/coordinator.log" 2>&1 &
 pids+=($!)
 for k in $(seq 1 $((stages - 1))); do
     ip netns exec "${tag}h$((client + k))" "$binary" stage --stage "$k/$stages" --model "$model" \
@@ -90,29 +102,46 @@ done
 if ! wait_healthy "$client" "http://$coordinator_ip:8080/health"; then
     echo "netns: cluster never became healthy"; cat "$logs"/*.log; exit 1
 fi
+# With --overlap-exchanges: exchanges were sent while another was in flight, or the test proves nothing.
+check_overlap() {
+    [ ${#overlap[@]} -gt 0 ] || return 0
+    local count
+    count=$(ip netns exec "${tag}h$client" python3 -c "import urllib.request; print(next((l.split()[-1] for l in \
+        urllib.request.urlopen('http://$coordinator_ip:8080/metrics', timeout=5).read().decode().splitlines() \
+        if l.startswith('expertmesh_overlapped_exchanges_total ')), 0))")
+    echo "netns: $count exchanges overlapped another"
+    python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)" "$count" \
+        || { echo "netns: --overlap-exchanges never overlapped an exchange"; exit 1; }
+}
 if [ -n "$cut_worker" ]; then
     # Requests back to back from the client's host; worker $cut_worker's link goes down during them.
     max_tokens=40
     expected=$("$binary" generate --model "$model" --tokens "$tokens" --max-tokens $max_tokens --temperature 0 \
         --ignore-eos --json | python3 -c "import json,sys; print(json.load(sys.stdin)['tokens'])")
-    (
-        n=0
-        while [ ! -e "$logs/stop" ]; do
-            n=$((n + 1))
-            start=$(date +%s.%N)
-            out=$(ip netns exec "${tag}h$client" "$binary" generate --server "http://$coordinator_ip:8080" \
-                --tokens "$tokens" --max-tokens $max_tokens --temperature 0 --ignore-eos --json 2>&1) || true
-            got=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['tokens'])" "$out" 2>/dev/null || echo "failed: $out")
-            echo "$n $(python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$start" "$(date +%s.%N)") $got"
-        done
-    ) > "$logs/requests.txt" &
-    client_pid=$!
+    client_pids=()
+    for c in $(seq 1 "$clients"); do
+        (
+            n=0
+            while [ ! -e "$logs/stop" ]; do
+                n=$((n + 1))
+                start=$(date +%s.%N)
+                out=$(ip netns exec "${tag}h$client" "$binary" generate --server "http://$coordinator_ip:8080" \
+                    --tokens "$tokens" --max-tokens $max_tokens --temperature 0 --ignore-eos --json 2>&1) || true
+                got=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['tokens'])" "$out" 2>/dev/null \
+                    || echo "failed: $out")
+                echo "$n $(python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" \
+                    "$start" "$(date +%s.%N)") $got"
+            done
+        ) > "$logs/requests-$c.txt" &
+        client_pids+=($!)
+    done
     sleep 1
     ip link set "${tag}v$cut_worker" down
     echo "netns: link of worker host-$cut_worker is down"
     sleep "$seconds_after_cut"
     touch "$logs/stop"
-    wait "$client_pid"
+    wait "${client_pids[@]}"
+    cat "$logs"/requests-*.txt > "$logs/requests.txt"
     lost_line=$(grep -m1 "worker 'host-$cut_worker' lost" "$logs/coordinator.log" || true)
     cat "$logs/requests.txt"
     grep -h "replicas\|lost\|degraded" "$logs/coordinator.log" || true
@@ -127,6 +156,7 @@ if [ -n "$cut_worker" ]; then
         echo "netns: the coordinator never noticed the cut link"; cat "$logs/coordinator.log"; exit 1
     fi
     echo "netns: detected: $lost_line"
+    check_overlap
     echo "netns: MATCH"
     exit 0
 fi
@@ -138,6 +168,7 @@ grep -h "placement\|: .* experts across\|ready:\|pipeline" "$logs/coordinator.lo
 echo "netns: cluster over $workers worker namespaces and $stages stage(s): $remote_tokens"
 echo "netns: single process:                $local_tokens"
 if [ "$remote_tokens" = "$local_tokens" ]; then
+    check_overlap
     echo "netns: MATCH"
 else
     echo "netns: MISMATCH"; cat "$logs"/*.log; exit 1

@@ -4,13 +4,16 @@
 # exit of every namespace, link and process they started. Set `tag` (a short prefix, unique per run)
 # before sourcing. Gives: $bridge, $logs (a temporary folder), the arrays `pids` (processes to
 # stop) and `namespaces`; `host <index> <address>` (with `netns_delay` set, e.g. 500us, that
-# latency is added both ways by tc netem); `wait_healthy <host index> <url>` (0 once GET <url>
-# answers 200 from that host, 1 after 60 s).
+# latency is added both ways by tc netem; with `netns_rate` set, e.g. 250mbit, each direction of
+# the host's link is held to that rate by tc tbf, or by netem beside a delay); `shape <index>` and
+# `unshape <index>` add and remove that at any time; `wait_healthy <host index> <url>` (0 once
+# GET <url> answers 200 from that host, 1 after 60 s).
 bridge="${tag}br"
 logs=$(mktemp -d)
 pids=()
 namespaces=()
 netns_delay="${netns_delay:-}"
+netns_rate="${netns_rate:-}"
 netns_cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -31,11 +34,35 @@ host() {
     ip -n "$ns" addr add "$2/24" dev "${tag}p$1"
     ip -n "$ns" link set "${tag}p$1" up
     ip -n "$ns" link set lo up
+    if [ -n "$netns_delay$netns_rate" ]; then shape "$1"; fi
+}
+
+# The qdisc that gives a link `netns_delay` and `netns_rate`.
+link_qdisc() {
     if [ -n "$netns_delay" ]; then
-        # Outgoing in the namespace and outgoing on the bridge side: the delay both ways.
-        ip netns exec "$ns" tc qdisc add dev "${tag}p$1" root netem delay "$netns_delay"
-        tc qdisc add dev "${tag}v$1" root netem delay "$netns_delay"
+        echo "netem delay $netns_delay${netns_rate:+ rate $netns_rate}"
+    else
+        # A small bucket and a long queue: messages go at the rate, none are dropped.
+        echo "tbf rate $netns_rate burst 8kb limit 8mb"
     fi
+}
+
+# Outgoing in the namespace and outgoing on the bridge side: both directions.
+shape() {
+    local qdisc
+    qdisc=$(link_qdisc)
+    # shellcheck disable=SC2086
+    if ! ip netns exec "${tag}h$1" tc qdisc replace dev "${tag}p$1" root $qdisc \
+        || ! tc qdisc replace dev "${tag}v$1" root $qdisc; then
+        echo "netns: tc could not add '$qdisc'; a kernel without netem (CONFIG_NET_SCH_NETEM) has no" \
+             "delay: use a rate instead (tbf)" >&2
+        return 1
+    fi
+}
+
+unshape() {
+    ip netns exec "${tag}h$1" tc qdisc del dev "${tag}p$1" root 2>/dev/null || true
+    tc qdisc del dev "${tag}v$1" root 2>/dev/null || true
 }
 
 wait_healthy() {

@@ -36,4 +36,11 @@ final class NetworkNamespaceTests: XCTestCase {
     func testAWorkersLinkCutMidRequestLosesNothing() throws {
         try runScript(fixture: "mixtral", arguments: ["--replicas", "2", "--cut-worker", "2"])
     }
+
+    /// `--overlap-exchanges` over links held to 100 Mbit/s each way, three clients at once: two
+    /// exchanges are in flight when a worker's link is cut; every request keeps its tokens.
+    func testOverlappedExchangesOverSlowLinksSurviveACutLink() throws {
+        try runScript(fixture: "mixtral", arguments: ["--replicas", "2", "--cut-worker", "2", "--clients", "3",
+                                                      "--overlap-exchanges", "--rate", "100mbit"])
+    }
 }
