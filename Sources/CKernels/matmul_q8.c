@@ -108,8 +108,10 @@ ALWAYS_INLINE void q8_tile(const int R, const int C, q8_activations a, ptrdiff_t
         __m512i wv[2];
         __m512 wscale[2];
         for (int c = 0; c < C; c++) {
-            // Rows are contiguous: well ahead of this one lies the next pair of rows.
-            _mm_prefetch((const char *)(w + c * 64 * pairs + 64 * p) + Q8_PREFETCH, _MM_HINT_T0);
+            // Rows are contiguous: well ahead of this one lies the next pair of rows. One row of x
+            // is one stream the hardware prefetcher already runs ahead of; prefetching it too took
+            // a fifth off (16–20 against 19–23 GB/s, one thread, 384 MB of weights).
+            if (R > 1) _mm_prefetch((const char *)(w + c * 64 * pairs + 64 * p) + Q8_PREFETCH, _MM_HINT_T0);
             wv[c] = _mm512_loadu_si512(w + c * 64 * pairs + 64 * p);
             wscale[c] = _mm512_permutexvar_ps(index, wscales[c]);
         }
