@@ -18,6 +18,8 @@ public struct StageOptions: Sendable {
     public var minimumWorkers = 1
     public var replicas = 1
     public var offloadDense = false
+    /// Each micro-batch runs as two, one computing while the other's routed work is in flight.
+    public var overlapExchanges = false
     public var wireDType: DType = .bf16
     public var replyDType: DType = .f32
     public var denseFormat: WeightFormat = .file
@@ -70,7 +72,10 @@ public final class StageService {
             + "listening for workers on \(cluster.endpoint)"
         logger.info("\(line)")
         try listening(cluster.endpoint)
-        let transformer = Transformer(spec: model.spec, weights: model.dense, backend: RemoteExpertBackend(cluster: cluster),
+        let backend = RemoteExpertBackend(cluster: cluster)
+        backend.overlapsMicroBatches = options.overlapExchanges
+        if options.overlapExchanges { logger.info("each step runs as two micro-batches that overlap their expert exchanges") }
+        let transformer = Transformer(spec: model.spec, weights: model.dense, backend: backend,
                                       offloadedDense: offloaded, heldLayers: layers)
         let fingerprint = ModelFingerprint.of(model)
         if cluster.hasExperts {

@@ -49,6 +49,12 @@ struct StageCommand: ParsableCommand {
     @Flag(help: "Run this stage's shared experts and dense FFN layers on its workers, as slices (see coordinator --help).")
     var offloadDense = false
 
+    @Flag(help: ArgumentHelp("""
+        Run each micro-batch as two that take turns, one computing while the other's tokens are with the workers \
+        (see coordinator --help).
+        """))
+    var overlapExchanges = false
+
     @Option(help: ArgumentHelp("""
         Start this many worker processes on this machine with the stage, for trials (see coordinator --help).
         """, valueName: "N"))
@@ -121,6 +127,7 @@ struct StageCommand: ParsableCommand {
             options.minimumWorkers = minWorkers ?? max(1, spawnWorkers)
             options.replicas = replicas
             options.offloadDense = offloadDense
+            options.overlapExchanges = overlapExchanges
             options.wireDType = DType(name: wireDtype)!
             options.replyDType = DType(name: replyDtype)!
             options.denseFormat = dense.dense

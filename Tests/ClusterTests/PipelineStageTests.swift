@@ -127,12 +127,21 @@ final class PipelineStageTests: XCTestCase {
 
     /// Two stages on architectures whose cache or layers differ: gpt-oss (sliding and full layers:
     /// several KV cache groups), DeepSeek-V3 (latent attention, a dense first layer), Qwen 3 MoE.
+    /// Qwen 3 MoE runs a second time with `--overlap-exchanges` on both stages.
     func testTwoStagesGiveTheTokensOfOneProcessOnOtherArchitectures() throws {
-        for name in ["gpt_oss", "deepseek_v3", "qwen3_moe"] {
-            let cluster = try PipelineCluster(model: Harness.fixture(name), stages: 2, workers: 1)
+        for (name, overlap) in [("gpt_oss", false), ("deepseek_v3", false), ("qwen3_moe", false), ("qwen3_moe", true)] {
+            let flags = overlap ? ["--overlap-exchanges"] : []
+            let cluster = try PipelineCluster(model: Harness.fixture(name), stages: 2, workers: 1, coordinatorArguments: flags,
+                                              stageArguments: flags)
             defer { cluster.stop() }
             try cluster.waitHealthy()
             _ = try Harness.assertClusterEqualsSingleProcess(name, url: cluster.httpURL, log: cluster.logs)
+            guard overlap else { continue }
+            let metrics = try String(decoding: XCTUnwrap(RawHTTP.get(cluster.httpURL, "/metrics")).body, as: UTF8.self)
+            XCTAssertTrue(metrics.split(separator: "\n").contains { line in
+                line.hasPrefix("expertmesh_overlapped_exchanges_total ") && (Double(line.split(separator: " ").last ?? "") ?? 0) > 0
+            }, "stage 0 never overlapped two exchanges\n\(metrics)")
+            XCTAssertTrue(cluster.stages[1]?.log.contains("two micro-batches that overlap") ?? false, cluster.logs)
         }
     }
 
