@@ -101,7 +101,7 @@ run() {
     local before after
     before=$(moved "$1")
     ip netns exec "${tag}h3" "$binary" bench-serve --server "http://198.18.0.1:808$1" \
-        --concurrency "$concurrency" --prompt-tokens 64 --max-tokens "$max_tokens" --vocab "$vocab" \
+        --concurrency "$concurrency" --prompt-tokens 8 --max-tokens "$max_tokens" --vocab "$vocab" \
         --requests $((2 * concurrency)) --seed "$3" --json > "$logs/$2.json" 2>/dev/null
     after=$(moved "$1")
     python3 - "$logs/$2.json" "$2" "$before" "$after" "${rate:-}" <<'EOF'

@@ -14,8 +14,10 @@ struct BenchExchange: ParsableCommand {
         Starts --workers worker processes on loopback, then times dispatch + combine of one MoE layer for \
         each token count. Exchange overhead = total − the busiest worker's compute time (reported by the \
         worker); it is compared with a raw ROUTER/DEALER round trip moving the same request and reply \
-        bytes to the same number of echo peers, measured in the same run. Finally it decodes with the \
-        cluster and with the single-process engine on the same model, alternating three times.
+        bytes to the same number of echo peers, measured in the same run. Each line also counts the \
+        threads woken per exchange (voluntary context switches of every thread) in this process and in \
+        each worker, and the same for the raw round trip. Finally it decodes with the cluster and with \
+        the single-process engine on the same model, alternating three times.
 
         Examples:
           expertmesh bench-exchange --model bench-models/mixtral-1b-bf16
@@ -86,7 +88,9 @@ struct BenchExchange: ParsableCommand {
             let backend = RemoteExpertBackend(cluster: cluster)
             var random = SeededGenerator(seed: 3)
             print("per-layer exchange, layer \(layer), \(workers) workers, wire \(wireDtype), median of \(repeats):")
-            print("tokens  total ms  (dispatch ms)  worker compute ms  exchange ms  raw zmq ms  exchange/raw")
+            print("tokens  total ms  (dispatch ms)  worker compute ms  exchange ms  raw zmq ms  exchange/raw"
+                  + "  wake-ups: coordinator, workers (raw: router, peers)")
+            let workerIds = children.map(\.processIdentifier)
             for count in counts {
                 let input = Matrix(rows: count, columns: model.spec.hiddenSize,
                                    values: (0..<(count * model.spec.hiddenSize)).map { _ in Float(random.next() % 2000) / 1000 - 1 })
@@ -101,7 +105,9 @@ struct BenchExchange: ParsableCommand {
                 let request = ExpertRequest(layer: layer, input: input, routes: routes, placement: moe.weightPlacement)
                 let output = Matrix(rows: count, columns: model.spec.hiddenSize)
                 var totals: [Double] = [], computes: [Double] = [], dispatches: [Double] = []
+                var wakeups = ThreadWakeups([getpid()] + workerIds)
                 for round in 0..<(repeats + 3) {
+                    if round == 3 { wakeups.restart() }
                     let start = ContinuousClock.now
                     let handle = try backend.dispatch(request)
                     let sent = ContinuousClock.now
@@ -112,11 +118,14 @@ struct BenchExchange: ParsableCommand {
                         computes.append(backend.lastExchange.maxWorkerComputeSeconds)
                     }
                 }
-                let raw = try RawRoundTrip.measure(requests: backend.lastExchange.requestBytes, replies: backend.lastExchange.replyBytes, repeats: repeats)
+                let woken = wakeups.perRound(repeats)
+                let raw = try RawRoundTrip.measure(requests: backend.lastExchange.requestBytes,
+                                                   replies: backend.lastExchange.replyBytes, repeats: repeats)
                 let total = median(totals), compute = median(computes)
                 let exchange = median(zip(totals, computes).map { $0 - $1 })
                 print(String(format: "%6ld  %8.3f  %13.3f  %17.3f  %11.3f  %10.3f  %12.2f", count, total * 1e3, median(dispatches) * 1e3,
-                             compute * 1e3, exchange * 1e3, raw * 1e3, exchange / raw))
+                             compute * 1e3, exchange * 1e3, raw.seconds * 1e3, exchange / raw.seconds)
+                      + "  \(Self.wakeupList(woken)) (raw: \(Self.wakeupList(raw.wakeups)))")
             }
             if decodeTokens > 0 {
                 let prompt = (0..<8).map { _ in Int(random.next() % UInt64(model.spec.vocabSize)) }
@@ -140,12 +149,19 @@ struct BenchExchange: ParsableCommand {
     }
 
     private func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// "1.0, 3.0 + 2.9": this process's wake-ups per exchange, then each peer process's.
+    static func wakeupList(_ perProcess: [Double]) -> String {
+        let each = perProcess.map { String(format: "%.1f", $0) }
+        return (each.first ?? "") + ", " + each.dropFirst().joined(separator: " + ")
+    }
 }
 
 /// The floor for an exchange: ROUTER → N echo peers (separate processes, like workers) and
 /// back with the same byte counts, no protobuf and no compute.
 enum RawRoundTrip {
-    static func measure(requests: [Int], replies: [Int], repeats: Int) throws -> Double {
+    /// The median round trip, and the wake-ups per round trip of this process and of each peer.
+    static func measure(requests: [Int], replies: [Int], repeats: Int) throws -> (seconds: Double, wakeups: [Double]) {
         let context = ZMQContext()
         let router = try ZMQSocket(context: context, kind: .router)
         try router.bind("tcp://127.0.0.1:*")
@@ -167,15 +183,18 @@ enum RawRoundTrip {
         identities.sort { String(decoding: $0, as: UTF8.self) < String(decoding: $1, as: UTF8.self) }
         let payloads = requests.map { Data(count: $0) }
         var times: [Double] = []
+        var wakeups = ThreadWakeups([getpid()] + peers.map(\.processIdentifier))
         for round in 0..<(repeats + 3) {
+            if round == 3 { wakeups.restart() }
             let start = ContinuousClock.now
             for (identity, payload) in zip(identities, payloads) { try router.send([identity, Data(count: 64), payload]) }
             for _ in identities { _ = try router.receive() }
             if round >= 3 { times.append((ContinuousClock.now - start).seconds) }
         }
+        let woken = wakeups.perRound(repeats)
         for identity in identities { try router.send([identity, Data()]) }
         router.close()
-        return times.sorted()[times.count / 2]
+        return (times.sorted()[times.count / 2], woken)
     }
 }
 

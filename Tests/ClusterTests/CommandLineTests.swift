@@ -104,6 +104,25 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// `bench-exchange` with two real workers: a line per token count, whose wake-up counts (read from
+    /// /proc for this process and each worker, and for the raw round trip's peers) are those of threads
+    /// that really blocked: every side of an 8-token exchange waits at least once.
+    func testBenchExchangeTimesAndCountsWakeupsOnEachSide() throws {
+        let result = try run(["bench-exchange", "--model", Harness.fixture("mixtral").path, "--workers", "2",
+                              "--tokens", "1,8", "--repeats", "5", "--decode-tokens", "4"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        let rows = lines.filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("8 ") }
+        XCTAssertEqual(rows.count, 1, result.stdout)
+        // After the seven timing columns.
+        let wakeups = try XCTUnwrap(rows.first?.split(separator: " ").dropFirst(7).map(String.init), result.stdout)
+        // "4.0, 3.8 + 3.8 (raw: 2.4, 3.0 + 2.6)" → the six counts.
+        let counts = wakeups.compactMap { Double($0.trimmingCharacters(in: CharacterSet(charactersIn: ",()"))) }
+        XCTAssertEqual(counts.count, 6, "\(wakeups)")
+        for count in counts { XCTAssertGreaterThanOrEqual(count, 1, "a side that waited was never woken: \(rows)") }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("decode, 3 alternations:") && $0.contains("same tokens: yes") }, result.stdout)
+    }
+
     func testPlanSizesAClusterFromConfigAlone() throws {
         let config = Harness.root.appendingPathComponent("Tests/Fixtures/configs/mixtral-8x7b.json").path
         let result = try run(["plan", "--config", config, "--workers", "4", "--worker-memory", "24GB", "--json"])
