@@ -137,9 +137,11 @@ public final class CoordinatorService: Sendable {
         logger.info("\(description)")
         let served = try ServedModel(directory: options.modelDirectory, spec: model.spec,
                                      name: options.api.servedModelName, chatTemplateFile: options.api.chatTemplateFile)
+        let overlap = options.overlapExchanges
         let api = OpenAIAPI(model: served, service: runner, options: options.api, clusterDetails: { [clusterView] in
             var details = clusterView.value
             details["pipeline"] = relay?.statusObject
+            details["overlap_exchanges"] = overlap
             return details
         })
         let frontEnd = HTTPFrontEnd(api: api, host: options.api.host, port: options.api.port,

@@ -94,7 +94,8 @@ enum StatusReport {
                      + (serving ? "serving" + (workers.isEmpty ? "" : " (every expert has a live worker)")
                                 : "not serving: \(cluster["reason"] as? String ?? "?")")
                      + " · up \(duration(number(cluster["uptime_seconds"])))"
-                     + " · \(workers.count) workers" + ((cluster["replicas"] as? Int).map { ", \($0) replica(s) per expert" } ?? ""))
+                     + " · \(workers.count) workers" + ((cluster["replicas"] as? Int).map { ", \($0) replica(s) per expert" } ?? "")
+                     + (cluster["overlap_exchanges"] as? Bool == true ? " · steps in two micro-batches that overlap exchanges" : ""))
         lines.append(String(format: "engine: %d running, %d waiting · %.1f tokens/s in, %.1f out · KV cache %.1f%% of %d blocks"
                             + " · prefix cache hits %.1f%%",
                             Int(number(engine["running"])), Int(number(engine["waiting"])),

@@ -97,6 +97,9 @@ final class LoopbackClusterTests: XCTestCase {
             let overlapped = metrics.split(separator: "\n").first { $0.hasPrefix("expertmesh_overlapped_exchanges_total ") }
                 .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
             XCTAssertGreaterThan(overlapped, 0, "\(fixture): no exchange was sent while another was in flight\n\(metrics)")
+            XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/v1/cluster").body["overlap_exchanges"] as? Bool, true)
+            let status = try runTool(Harness.binary().path, ["status", "--server", cluster.httpURL])
+            XCTAssertTrue(status.output.contains("steps in two micro-batches that overlap exchanges"), status.output)
             print("\(fixture) --overlap-exchanges \(extra): cluster == single process (max logprob diff \(difference)); "
                   + "\(Int(overlapped)) exchanges overlapped another")
         }
