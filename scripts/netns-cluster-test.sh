@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
         --cut-worker) cut_worker="$2"; shift 2 ;;
         --seconds-after-cut) seconds_after_cut="$2"; shift 2 ;;
         --offload-dense) offload=(--offload-dense); shift ;;
-        --overlap-exchanges) overlap=(--overlap-exchanges); shift ;;
+        --overlap-exchanges) overlap=(--overlap-exchanges on); shift ;;
         --clients) clients="$2"; shift 2 ;;
         --rate) netns_rate="$2"; shift 2 ;;
         --delay) netns_delay="$2"; shift 2 ;;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What `coordinator --overlap-exchanges` gains on a slow network. Every process in its own network
-# namespace (198.18.0.0/15): one coordinator host running two coordinators on the same weights, one
-# plain and one with --overlap-exchanges, two worker hosts (each worker serves both) and a client
-# host running `expertmesh bench-serve`. Each round measures both coordinators, in turn, first on
+# namespace (198.18.0.0/15): one coordinator host running three coordinators on the same weights
+# (plain, `--overlap-exchanges on` and `auto`), two worker hosts (each worker serves all three) and a
+# client host running `expertmesh bench-serve`. Each round measures the coordinators, in turn, first on
 # plain links and then with every link held to --rate (tc tbf) and/or given --delay (tc netem, where
 # the kernel has it), and prints output tokens/s, the inter-token latency (the decode step) and the
 # link's busy time (the bytes the coordinator moved ÷ the rate). The overlap's aims: shaped, ≥ 1.4×
@@ -62,10 +62,11 @@ netns_rate="" netns_delay="" host 0 198.18.0.1
 netns_rate="" netns_delay="" host 1 198.18.0.11
 netns_rate="" netns_delay="" host 2 198.18.0.12
 netns_rate="" netns_delay="" host 3 198.18.0.100
-# Coordinator 1 plain (workers' port 5555, HTTP 8081), coordinator 2 overlapping (5556, 8082).
-for c in 1 2; do
+# Coordinator 1 plain (workers' port 5555, HTTP 8081), 2 overlapping (5556, 8082), 3 auto (5557, 8083).
+for c in 1 2 3; do
     overlap=()
-    [ "$c" = 2 ] && overlap=(--overlap-exchanges)
+    [ "$c" = 2 ] && overlap=(--overlap-exchanges on)
+    [ "$c" = 3 ] && overlap=(--overlap-exchanges auto)
     ip netns exec "${tag}h0" "${coordinator_cpus[@]}" "$binary" coordinator --model "$model" --listen "tcp://198.18.0.1:555$((4 + c))" \
         --http "198.18.0.1:808$c" --min-workers 2 --insecure --threads "$threads" "${overlap[@]}" \
         > "$logs/coordinator-$c.log" 2>&1 &
@@ -73,11 +74,11 @@ for c in 1 2; do
 done
 for w in 1 2; do
     ip netns exec "${tag}h$w" "${worker_cpus[@]}" "$binary" worker --coordinator tcp://198.18.0.1:5555 \
-        --coordinator tcp://198.18.0.1:5556 --model "$model" --name "host-$w" --insecure --threads "$threads" \
+        --coordinator tcp://198.18.0.1:5556 --coordinator tcp://198.18.0.1:5557 --model "$model" --name "host-$w" --insecure --threads "$threads" \
         > "$logs/worker-$w.log" 2>&1 &
     pids+=($!)
 done
-for c in 1 2; do
+for c in 1 2 3; do
     wait_healthy 3 "http://198.18.0.1:808$c/health" \
         || { echo "netns-overlap: coordinator $c never became healthy"; cat "$logs"/*.log; exit 1; }
 done
@@ -128,9 +129,11 @@ for round in $(seq 1 "$rounds"); do
     unset_links
     run 1 "plain-$round" "$round"1
     run 2 "overlap-$round" "$round"1
+    run 3 "auto-$round" "$round"1
     shape_links
     run 1 "plain-shaped-$round" "$round"2
     run 2 "overlap-shaped-$round" "$round"2
+    run 3 "auto-shaped-$round" "$round"2
 done
 unset_links
 python3 - "$logs" "$rounds" <<'EOF'
@@ -144,6 +147,9 @@ compute, network = median("overlap", "itl_p50_ms"), median("overlap-shaped", "li
 step = median("overlap-shaped", "itl_p50_ms")
 print(f"netns-overlap: shaped links: overlap {gain:.2f}x the plain coordinator's tokens/s (aim >= 1.4x); "
       f"plain links: {unshaped:.2f}x")
+auto = [median(f"auto{links}", "output_tokens_per_second") / median(f"plain{links}", "output_tokens_per_second")
+        for links in ("-shaped", "")]
+print(f"netns-overlap: auto: {auto[0]:.2f}x the plain coordinator's tokens/s on shaped links, {auto[1]:.2f}x on plain links")
 print(f"netns-overlap: shaped step {step:.1f} ms = {step / max(compute, network):.2f}x max(compute {compute:.1f} ms, "
       f"network {network:.1f} ms) (aim <= 1.2x); the plain coordinator's shaped step "
       f"{median('plain-shaped', 'itl_p50_ms'):.1f} ms")

@@ -17,7 +17,7 @@ public struct CoordinatorOptions: Sendable {
     /// Shared experts and dense FFN layers run on the workers, as slices placed like experts.
     public var offloadDense = false
     /// Each step runs as two micro-batches, one computing while the other's routed work is in flight.
-    public var overlapExchanges = false
+    public var overlapExchanges = MicroBatchOverlap.off
     /// Pipeline stages: this coordinator is stage 0 of `stages` (1: no pipeline); later stages
     /// connect to `stageListen`; `stepsInFlight` steps run at once (default: one per stage), each
     /// cut into `microBatches` (default 1).
@@ -123,8 +123,8 @@ public final class CoordinatorService: Sendable {
         relay?.whileWaiting = { try? cluster.pump(timeoutMilliseconds: 0) }
         defer { relay?.stop() }
         let backend = RemoteExpertBackend(cluster: cluster)
-        backend.overlapsMicroBatches = options.overlapExchanges
-        if options.overlapExchanges { logger.info("each step runs as two micro-batches that overlap their expert exchanges") }
+        backend.microBatchOverlap = options.overlapExchanges
+        if let line = options.overlapExchanges.summary { logger.info("\(line)") }
         let transformer = Transformer(spec: model.spec, weights: model.dense, backend: backend,
                                       offloadedDense: offloaded, heldLayers: model.heldLayers, laterStages: relay)
         let engine = try InferenceEngine(transformer: transformer, configuration: configuration)
@@ -141,7 +141,7 @@ public final class CoordinatorService: Sendable {
         let api = OpenAIAPI(model: served, service: runner, options: options.api, clusterDetails: { [clusterView] in
             var details = clusterView.value
             details["pipeline"] = relay?.statusObject
-            details["overlap_exchanges"] = overlap
+            details["overlap_exchanges"] = overlap.rawValue
             return details
         })
         let frontEnd = HTTPFrontEnd(api: api, host: options.api.host, port: options.api.port,

@@ -35,7 +35,7 @@ public final class RemoteExpertBackend: ExpertBackend {
     let hedging: Cluster.Hedging?
     /// Cut each step in two micro-batches that take turns, one computing while the other's
     /// routed work is in flight (`coordinator --overlap-exchanges`).
-    public var overlapsMicroBatches = false
+    public var microBatchOverlap = MicroBatchOverlap.off
     /// Exchanges sent while another was in flight (since start), also `expertmesh_overlapped_exchanges_total`.
     public private(set) var overlappedExchanges = 0
     private let overlappedCounter = Counter(label: "expertmesh_overlapped_exchanges_total")

@@ -19,7 +19,7 @@ public struct StageOptions: Sendable {
     public var replicas = 1
     public var offloadDense = false
     /// Each micro-batch runs as two, one computing while the other's routed work is in flight.
-    public var overlapExchanges = false
+    public var overlapExchanges = MicroBatchOverlap.off
     public var wireDType: DType = .bf16
     public var replyDType: DType = .f32
     public var denseFormat: WeightFormat = .file
@@ -73,8 +73,8 @@ public final class StageService {
         logger.info("\(line)")
         try listening(cluster.endpoint)
         let backend = RemoteExpertBackend(cluster: cluster)
-        backend.overlapsMicroBatches = options.overlapExchanges
-        if options.overlapExchanges { logger.info("each step runs as two micro-batches that overlap their expert exchanges") }
+        backend.microBatchOverlap = options.overlapExchanges
+        if let line = options.overlapExchanges.summary { logger.info("\(line)") }
         let transformer = Transformer(spec: model.spec, weights: model.dense, backend: backend,
                                       offloadedDense: offloaded, heldLayers: layers)
         let fingerprint = ModelFingerprint.of(model)

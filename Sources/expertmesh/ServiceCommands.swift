@@ -6,6 +6,8 @@ import MeshServer
 import MeshTensors
 import MeshWorker
 
+extension MicroBatchOverlap: ExpressibleByArgument {}
+
 struct Coordinator: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the coordinator: embeddings, attention, router and LM head here; experts on workers.",
@@ -72,13 +74,15 @@ struct Coordinator: ParsableCommand {
         """))
     var offloadDense = false
 
-    @Flag(help: ArgumentHelp("""
-        Cut each step in two micro-batches that take turns: while one's tokens are with the workers, the \
+    @Option(help: ArgumentHelp("""
+        Cut steps in two micro-batches that take turns: while one's tokens are with the workers, the \
         coordinator computes the other's attention, router and shared experts, so network time hides behind \
-        compute. Worth it when workers are on other hosts and steps carry several tokens (many users); it reads \
-        the dense weights twice per step, which costs on one host. Results are unchanged.
-        """))
-    var overlapExchanges = false
+        compute. It pays with slow links and fine-grained experts (the halves rarely share one); it costs \
+        where both halves read the same experts and dense weights twice. on: every step of two rows or more; \
+        auto: each kind of step (by size, decode or with prompt rows) is timed both ways and runs the faster, \
+        trying the other every 16th step. Results are unchanged either way.
+        """, valueName: "off|on|auto"))
+    var overlapExchanges = MicroBatchOverlap.off
 
     @Option(help: ArgumentHelp("""
         Split the layers over this many coordinator hosts (pipeline stages). This one is stage 0: it keeps the API, \

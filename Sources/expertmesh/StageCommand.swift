@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MeshCoordinator
+import MeshModels
 import MeshTensors
 import MeshTransport
 
@@ -49,11 +50,11 @@ struct StageCommand: ParsableCommand {
     @Flag(help: "Run this stage's shared experts and dense FFN layers on its workers, as slices (see coordinator --help).")
     var offloadDense = false
 
-    @Flag(help: ArgumentHelp("""
-        Run each micro-batch as two that take turns, one computing while the other's tokens are with the workers \
+    @Option(help: ArgumentHelp("""
+        Run micro-batches as two that take turns, one computing while the other's tokens are with the workers \
         (see coordinator --help).
-        """))
-    var overlapExchanges = false
+        """, valueName: "off|on|auto"))
+    var overlapExchanges = MicroBatchOverlap.off
 
     @Option(help: ArgumentHelp("""
         Start this many worker processes on this machine with the stage, for trials (see coordinator --help).

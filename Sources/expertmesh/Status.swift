@@ -95,7 +95,7 @@ enum StatusReport {
                                 : "not serving: \(cluster["reason"] as? String ?? "?")")
                      + " · up \(duration(number(cluster["uptime_seconds"])))"
                      + " · \(workers.count) workers" + ((cluster["replicas"] as? Int).map { ", \($0) replica(s) per expert" } ?? "")
-                     + (cluster["overlap_exchanges"] as? Bool == true ? " · steps in two micro-batches that overlap exchanges" : ""))
+                     + ((cluster["overlap_exchanges"] as? String).map { $0 == "off" ? "" : " · steps overlap exchanges (\($0))" } ?? ""))
         lines.append(String(format: "engine: %d running, %d waiting · %.1f tokens/s in, %.1f out · KV cache %.1f%% of %d blocks"
                             + " · prefix cache hits %.1f%%",
                             Int(number(engine["running"])), Int(number(engine["waiting"])),

@@ -70,13 +70,16 @@ final class LoopbackClusterTests: XCTestCase {
         }
     }
 
-    /// `--overlap-exchanges`: every step runs as two micro-batches, one's tokens with the workers while
+    /// `--overlap-exchanges on`: every step runs as two micro-batches, one's tokens with the workers while
     /// the other computes. A prompt cut in two, and concurrent requests of several lengths, give what one
-    /// process gives (a shared expert with its gate, a dense first layer, and its slices on the workers).
+    /// process gives (a shared expert with its gate, a dense first layer, and its slices on the workers);
+    /// so does `auto`, which times steps both ways.
     func testOverlappedExchangesEqualSingleProcess() throws {
-        for (fixture, extra) in [("mixtral", []), ("qwen2_moe", []), ("deepseek_v3", ["--offload-dense"])] {
+        let runs: [(String, String, [String])] = [("mixtral", "on", []), ("qwen2_moe", "on", []),
+                                                  ("deepseek_v3", "on", ["--offload-dense"]), ("mixtral", "auto", [])]
+        for (fixture, mode, extra) in runs {
             let cluster = try LoopbackCluster(model: Harness.fixture(fixture), workers: 2, precision: "f32",
-                                              coordinatorArguments: ["--overlap-exchanges"] + extra)
+                                              coordinatorArguments: ["--overlap-exchanges", mode] + extra)
             defer { cluster.stop() }
             try cluster.waitHealthy()
             let difference = try Harness.assertClusterEqualsSingleProcess(fixture, cluster)
@@ -97,10 +100,10 @@ final class LoopbackClusterTests: XCTestCase {
             let overlapped = metrics.split(separator: "\n").first { $0.hasPrefix("expertmesh_overlapped_exchanges_total ") }
                 .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
             XCTAssertGreaterThan(overlapped, 0, "\(fixture): no exchange was sent while another was in flight\n\(metrics)")
-            XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/v1/cluster").body["overlap_exchanges"] as? Bool, true)
+            XCTAssertEqual(Harness.http("GET", cluster.httpURL + "/v1/cluster").body["overlap_exchanges"] as? String, mode)
             let status = try runTool(Harness.binary().path, ["status", "--server", cluster.httpURL])
-            XCTAssertTrue(status.output.contains("steps in two micro-batches that overlap exchanges"), status.output)
-            print("\(fixture) --overlap-exchanges \(extra): cluster == single process (max logprob diff \(difference)); "
+            XCTAssertTrue(status.output.contains("steps overlap exchanges (\(mode))"), status.output)
+            print("\(fixture) --overlap-exchanges \(mode) \(extra): cluster == single process (max logprob diff \(difference)); "
                   + "\(Int(overlapped)) exchanges overlapped another")
         }
     }

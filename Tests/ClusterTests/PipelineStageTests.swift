@@ -130,7 +130,7 @@ final class PipelineStageTests: XCTestCase {
     /// Qwen 3 MoE runs a second time with `--overlap-exchanges` on both stages.
     func testTwoStagesGiveTheTokensOfOneProcessOnOtherArchitectures() throws {
         for (name, overlap) in [("gpt_oss", false), ("deepseek_v3", false), ("qwen3_moe", false), ("qwen3_moe", true)] {
-            let flags = overlap ? ["--overlap-exchanges"] : []
+            let flags = overlap ? ["--overlap-exchanges", "on"] : []
             let cluster = try PipelineCluster(model: Harness.fixture(name), stages: 2, workers: 1, coordinatorArguments: flags,
                                               stageArguments: flags)
             defer { cluster.stop() }

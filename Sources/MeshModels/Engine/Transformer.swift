@@ -17,6 +17,8 @@ public final class Transformer<Backend: ExpertBackend> {
     public let heldLayers: Range<Int>
     /// The pipeline stages that run the layers after `heldLayers` (nil: there are none).
     public let laterStages: (any LaterStages)?
+    /// Under `MicroBatchOverlap.auto`: which steps run faster in two micro-batches.
+    public let overlapTuner = OverlapTuner()
 
     public init(spec: ModelSpec, weights: DenseWeights, backend: Backend, offloadedDense: DenseSlices? = nil,
                 heldLayers: Range<Int>? = nil, laterStages: (any LaterStages)? = nil) {
@@ -101,9 +103,19 @@ public final class Transformer<Backend: ExpertBackend> {
     }
 
     /// x [T, H] (the residual stream) through the layers this process holds, in place. With a
-    /// backend that overlaps micro-batches, the batch runs as two (`runOverlapped`).
+    /// backend that overlaps micro-batches, the batch runs as two (`runOverlapped`); under `auto`,
+    /// where the tuner has found that faster.
     public func runLayers(_ x: Matrix, batch: ForwardBatch, cache: PagedKVCache) throws {
-        if backend.overlapsMicroBatches && x.rows >= 2 { return try runOverlapped(x, batch: batch, cache: cache) }
+        guard x.rows >= 2, backend.microBatchOverlap != .off else { return try runWhole(x, batch: batch, cache: cache) }
+        guard backend.microBatchOverlap == .auto else { return try runOverlapped(x, batch: batch, cache: cache) }
+        let group = OverlapTuner.Group(rows: x.rows, decodeOnly: batch.segments.allSatisfy { $0.start >= $0.promptLength })
+        let split = overlapTuner.split(group)
+        let start = ContinuousClock.now
+        try split ? runOverlapped(x, batch: batch, cache: cache) : runWhole(x, batch: batch, cache: cache)
+        overlapTuner.record(group, split: split, secondsPerRow: (ContinuousClock.now - start).seconds / Double(x.rows))
+    }
+
+    private func runWhole(_ x: Matrix, batch: ForwardBatch, cache: PagedKVCache) throws {
         let whole = MicroBatch(batch, residual: x)
         for index in heldLayers {
             attend(index, whole, cache: cache)

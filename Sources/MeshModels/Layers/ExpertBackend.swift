@@ -28,7 +28,7 @@ public protocol ExpertBackend: AnyObject {
     func combine(_ pending: Pending, into output: Matrix) throws
     /// Whether the forward pass cuts a batch in two micro-batches and computes one while the
     /// other's routed work is in flight (worth it when the exchange waits on a network).
-    var overlapsMicroBatches: Bool { get }
+    var microBatchOverlap: MicroBatchOverlap { get }
     /// Drops work dispatched that will not be combined (its step failed).
     func abandon(_ pending: Pending)
 }
@@ -42,14 +42,14 @@ public final class LocalExpertBackend: ExpertBackend {
     public let experts: [ExpertKey: MLPWeights]
     /// Here the routed work runs in `combine`, so overlapping hides nothing; tests use it to show
     /// that cutting the batch changes no result.
-    public var overlapsMicroBatches: Bool
+    public var microBatchOverlap: MicroBatchOverlap
     /// Requests dispatched while another was not yet combined (since start).
     public private(set) var overlappedDispatches = 0
     private var inFlight = 0
 
-    public init(experts: [ExpertKey: MLPWeights], overlapsMicroBatches: Bool = false) {
+    public init(experts: [ExpertKey: MLPWeights], microBatchOverlap: MicroBatchOverlap = .off) {
         self.experts = experts
-        self.overlapsMicroBatches = overlapsMicroBatches
+        self.microBatchOverlap = microBatchOverlap
     }
 
     public func dispatch(_ request: ExpertRequest) throws -> ExpertRequest {
