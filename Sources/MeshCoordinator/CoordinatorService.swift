@@ -18,6 +18,8 @@ public struct CoordinatorOptions: Sendable {
     public var offloadDense = false
     /// Each step runs as two micro-batches, one computing while the other's routed work is in flight.
     public var overlapExchanges = MicroBatchOverlap.off
+    /// Seconds to poll for workers' replies without sleeping (`Cluster.busyPoll`).
+    public var busyPoll: Double = 0
     /// Pipeline stages: this coordinator is stage 0 of `stages` (1: no pipeline); later stages
     /// connect to `stageListen`; `stepsInFlight` steps run at once (default: one per stage), each
     /// cut into `microBatches` (default 1).
@@ -103,6 +105,7 @@ public final class CoordinatorService: Sendable {
         cluster.reassignAfter = options.reassignAfter
         cluster.unservedTimeout = options.unservedTimeout
         cluster.workerTimeout = options.workerTimeout
+        cluster.busyPoll = options.busyPoll
         if let file = options.expertLoadFile {
             if let earlier = try ExpertLoadFile.read(file, fingerprint: cluster.fingerprint) {
                 cluster.earlierLoad = earlier

@@ -20,6 +20,8 @@ public struct StageOptions: Sendable {
     public var offloadDense = false
     /// Each micro-batch runs as two, one computing while the other's routed work is in flight.
     public var overlapExchanges = MicroBatchOverlap.off
+    /// Seconds to poll for workers' replies without sleeping (`Cluster.busyPoll`).
+    public var busyPoll: Double = 0
     public var wireDType: DType = .bf16
     public var replyDType: DType = .f32
     public var denseFormat: WeightFormat = .file
@@ -67,6 +69,7 @@ public final class StageService {
         let cluster = try Cluster(model: model, listen: options.listen, wireDType: options.wireDType,
                                   replyDType: options.replyDType, security: options.security, offloadedDense: offloaded,
                                   layers: layers, logger: logger)
+        cluster.busyPoll = options.busyPoll
         defer { cluster.sayGoodbye("pipeline stage \(options.stage) shutting down") }
         let line = "pipeline stage \(options.stage)/\(options.stageCount): layers \(layers.span); "
             + "listening for workers on \(cluster.endpoint)"

@@ -16,6 +16,8 @@ public struct WorkerOptions: Sendable {
     public var expertFormat: WeightFormat
     /// Expert bytes (as the checkpoint stores them) this worker may hold; 0: no limit.
     public var capacityBytes: UInt64 = 0
+    /// Seconds to poll for the next request without sleeping after a reply (`--busy-poll`).
+    public var busyPoll: Double = 0
     /// CURVE to the coordinator: this worker's key pair and the coordinator's public key.
     public var curve: (certificate: CurveCertificate, coordinatorKey: String)?
     public init(coordinators: [String], modelDirectory: URL, name: String, heartbeatInterval: Double = 1.0,
@@ -138,12 +140,21 @@ public final class Worker: @unchecked Sendable {
         var liveness = Liveness(interval: interval, maxLives: 3, now: now())
         let lane = try ComputeLane(context: context)
         defer { lane.stop() }
+        // Until when to poll without sleeping: set after a reply, as the next request is near.
+        var busyUntil = 0.0
         while !shouldStop() {
             health.update { $0.lastLoopTurn = Date() }
-            let ready = try ZMQPoller.readable([socket, lane.replies], timeoutMilliseconds: Int(interval * 500))
+            var ready = try ZMQPoller.readable([socket, lane.replies], timeoutMilliseconds: 0)
+            while !ready.contains(true) && now() < busyUntil {
+                ready = try ZMQPoller.readable([socket, lane.replies], timeoutMilliseconds: 0)
+            }
+            if !ready.contains(true) {
+                ready = try ZMQPoller.readable([socket, lane.replies], timeoutMilliseconds: Int(interval * 500))
+            }
             if ready[1], let reply = try lane.replies.receive(timeoutMilliseconds: 0) {
                 try socket.send(reply)
                 liveness.sent(at: now())
+                busyUntil = now() + options.busyPoll
             }
             if ready[0], let parts = try socket.receive(timeoutMilliseconds: 0) {
                 liveness.heard(at: now())
@@ -153,6 +164,9 @@ public final class Worker: @unchecked Sendable {
                     let message = try WireCodec.decode(parts)
                     if try handle(message, socket, connection: connection, replyDType: &replyDType, lane: lane)
                         == .lostCoordinator { return .lostCoordinator }
+                    if case .expertRequest(let header) = message.body, header.tokenCount <= Self.inlineTokenLimit {
+                        busyUntil = now() + options.busyPoll   // answered here: the next one is a round trip away
+                    }
                 } catch let error as WireError {
                     logger.warning("refused a malformed message: \(error)")
                     try send(socket, .error(WireFailure(code: error.code, message: error.description)))

@@ -23,6 +23,8 @@ struct BenchExchange: ParsableCommand {
           expertmesh bench-exchange --model bench-models/mixtral-1b-bf16
           expertmesh bench-exchange --model DIR --workers 3 --tokens 1,256 \\
               --repeats 100 --wire-dtype bf16
+          expertmesh bench-exchange --model DIR --workers 1 --threads 1 \\
+              --worker-threads 1 --busy-poll 2000
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -47,6 +49,8 @@ struct BenchExchange: ParsableCommand {
     var wireDtype = "bf16"
 
     @OptionGroup var compute: ComputeOptions
+
+    @OptionGroup var busyPoll: BusyPollOption
 
     @OptionGroup var logs: LogOptions
 
@@ -78,12 +82,14 @@ struct BenchExchange: ParsableCommand {
                 child.executableURL = binary
                 let threads = workerThreads ?? Parallel.coreCount
                 child.arguments = ["worker", "--coordinator", cluster.endpoint, "--model", modelOptions.model, "--name", "bench-\(index)",
-                                   "--threads", String(threads), "--precision", compute.precision.rawValue]
+                                   "--threads", String(threads), "--precision", compute.precision.rawValue,
+                                   "--busy-poll", String(busyPoll.busyPoll)]
                     + (compute.kernels.map { ["--kernels", $0.argumentName] } ?? [])
                 child.standardError = FileHandle.nullDevice
                 try child.run()
                 children.append(child)
             }
+            cluster.busyPoll = busyPoll.seconds
             try cluster.start(minimumWorkers: workers, timeout: 300, progress: { printError("  \($0)") })
             let backend = RemoteExpertBackend(cluster: cluster)
             var random = SeededGenerator(seed: 3)

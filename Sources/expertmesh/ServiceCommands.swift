@@ -141,6 +141,8 @@ struct Coordinator: ParsableCommand {
 
     @OptionGroup var curve: CoordinatorCurveOptions
 
+    @OptionGroup var busyPoll: BusyPollOption
+
     @OptionGroup var plainTCP: InsecureOption
 
     @Option(help: ArgumentHelp("""
@@ -204,6 +206,7 @@ struct Coordinator: ParsableCommand {
         options.replicas = replicas
         options.offloadDense = offloadDense
         options.overlapExchanges = overlapExchanges
+        options.busyPoll = busyPoll.seconds
         options.stages = stages
         options.stageListen = stageListen
         options.microBatches = microBatches
@@ -330,6 +333,8 @@ struct WorkerCommand: ParsableCommand {
 
     @OptionGroup var curve: WorkerCurveOptions
 
+    @OptionGroup var busyPoll: BusyPollOption
+
     @OptionGroup var plainTCP: InsecureOption
 
     @OptionGroup var logs: LogOptions
@@ -384,6 +389,7 @@ struct WorkerCommand: ParsableCommand {
                                         expertFormat: weights.experts)
             options.curve = try curve.curve()
             options.capacityBytes = maxExpertMemory.flatMap { ServingArguments.bytes($0) }.map { UInt64($0) } ?? 0
+            options.busyPoll = busyPoll.seconds
             let worker = try Worker(options: options, logger: logger)
             if let health {
                 let (host, port) = try parseHostPort(health, option: "--health")

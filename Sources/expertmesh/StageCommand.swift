@@ -65,6 +65,8 @@ struct StageCommand: ParsableCommand {
 
     @OptionGroup var curve: CoordinatorCurveOptions
 
+    @OptionGroup var busyPoll: BusyPollOption
+
     @Option(help: ArgumentHelp("Stage 0's public key file: CURVE to stage 0 with this stage's --curve-secret-key.",
                                valueName: "FILE"))
     var coordinatorKey: String?
@@ -129,6 +131,7 @@ struct StageCommand: ParsableCommand {
             options.replicas = replicas
             options.offloadDense = offloadDense
             options.overlapExchanges = overlapExchanges
+            options.busyPoll = busyPoll.seconds
             options.wireDType = DType(name: wireDtype)!
             options.replyDType = DType(name: replyDtype)!
             options.denseFormat = dense.dense

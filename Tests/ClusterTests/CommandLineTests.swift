@@ -96,6 +96,10 @@ final class CommandLineTests: XCTestCase {
             (["bench", "--model", model, "--llama-bench", "/nonexistent/llama-bench", "--gguf", "peer.gguf"],
              "--llama-bench /nonexistent/llama-bench is not an executable file"),
             (["coordinator", "--model", model, "--reply-dtype", "int8"], "--reply-dtype must be f32, bf16 or f16, got 'int8'"),
+            (["worker", "--model", model, "--coordinator", "tcp://127.0.0.1:5555", "--busy-poll", "200000"],
+             "--busy-poll must be 0 to 100000 microseconds"),
+            (["coordinator", "--model", model, "--overlap-exchanges", "sometimes"],
+             "The value 'sometimes' is invalid for '--overlap-exchanges <off|on|auto>'"),
         ]
         for (arguments, message) in cases {
             let result = try run(arguments)
