@@ -89,7 +89,7 @@ pids+=($!)
 for k in $(seq 1 $((stages - 1))); do
     ip netns exec "${tag}h$((client + k))" "$binary" stage --stage "$k/$stages" --model "$model" \
         --join "tcp://$coordinator_ip:5556" --listen "tcp://198.18.0.$((200 + k)):5555" --min-workers "$workers" \
-        --start-timeout 60 --insecure --replicas "$replicas" "${offload[@]}" --name "stage-host-$k" \
+        --start-timeout 60 --insecure --replicas "$replicas" "${offload[@]}" "${overlap[@]}" --name "stage-host-$k" \
         > "$logs/stage-$k.log" 2>&1 &
     pids+=($!)
 done

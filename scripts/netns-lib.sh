@@ -54,8 +54,10 @@ shape() {
     # shellcheck disable=SC2086
     if ! ip netns exec "${tag}h$1" tc qdisc replace dev "${tag}p$1" root $qdisc \
         || ! tc qdisc replace dev "${tag}v$1" root $qdisc; then
-        echo "netns: tc could not add '$qdisc'; a kernel without netem (CONFIG_NET_SCH_NETEM) has no" \
-             "delay: use a rate instead (tbf)" >&2
+        echo "netns: tc could not add '$qdisc' to host $1's link" >&2
+        if [ -n "$netns_delay" ]; then
+            echo "netns: a delay needs netem (CONFIG_NET_SCH_NETEM); without it give a rate alone (tbf)" >&2
+        fi
         return 1
     fi
 }

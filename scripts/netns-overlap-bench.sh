@@ -44,10 +44,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "netns-overlap: needs root (network namespaces)" >&2; exit 77; }
 [ -n "$rate$delay" ] || rate=250mbit
+if [ -n "$rate" ] && ! [[ "$rate" =~ ^[0-9.]+[kmgKMG]?bit$ ]]; then
+    echo "netns-overlap: --rate must be in bits per second as tc writes it, e.g. 500mbit, got '$rate'" >&2; exit 2
+fi
 [ -n "$binary" ] || binary="$(swift build -c release --show-bin-path)/expertmesh"
 [ -x "$binary" ] || { echo "netns-overlap: $binary not built; run swift build -c release" >&2; exit 1; }
 cpus=$(nproc)
 coordinator_cpus=(); worker_cpus=()
+command -v taskset >/dev/null || { echo "netns-overlap: needs taskset (util-linux)" >&2; exit 77; }
 if [ "$cpus" -ge 2 ]; then coordinator_cpus=(taskset -c 0); worker_cpus=(taskset -c "1-$((cpus - 1))"); fi
 vocab=$(python3 -c "import json; print(json.load(open('$model/config.json'))['vocab_size'])")
 
@@ -96,14 +100,15 @@ for line in text.splitlines():
 print(int(total["sent"]), int(total["received"]))
 EOF
 }
-# run <coordinator 1|2> <label> <seed>: one bench-serve level (prompts from the seed: new to the
+# run <coordinator 1|2|3> <label> <seed>: one bench-serve level (prompts from the seed: new to the
 # coordinator's prefix cache); prints a line and keeps its figures.
 run() {
     local before after
     before=$(moved "$1")
     ip netns exec "${tag}h3" "$binary" bench-serve --server "http://198.18.0.1:808$1" \
         --concurrency "$concurrency" --prompt-tokens 8 --max-tokens "$max_tokens" --vocab "$vocab" \
-        --requests $((2 * concurrency)) --seed "$3" --json > "$logs/$2.json" 2>/dev/null
+        --requests $((2 * concurrency)) --seed "$3" --json > "$logs/$2.json" 2> "$logs/$2.err" \
+        || { echo "netns-overlap: bench-serve failed on coordinator $1:"; cat "$logs/$2.err"; exit 1; }
     after=$(moved "$1")
     python3 - "$logs/$2.json" "$2" "$before" "$after" "${rate:-}" <<'EOF'
 import json, re, sys

@@ -108,9 +108,9 @@ ALWAYS_INLINE void q8_tile(const int R, const int C, q8_activations a, ptrdiff_t
         __m512i wv[2];
         __m512 wscale[2];
         for (int c = 0; c < C; c++) {
-            // Rows are contiguous: well ahead of this one lies the next pair of rows. One row of x
-            // is one stream the hardware prefetcher already runs ahead of; prefetching it too took
-            // a fifth off (16–20 against 19–23 GB/s, one thread, 384 MB of weights).
+            // Rows are contiguous: well ahead of this one lies the next pair of rows. With one row of
+            // x the weights are read as one stream, which the hardware prefetcher already runs ahead
+            // of; prefetching too took a fifth off (16–20 against 19–23 GB/s, one thread, 384 MB).
             if (R > 1) _mm_prefetch((const char *)(w + c * 64 * pairs + 64 * p) + Q8_PREFETCH, _MM_HINT_T0);
             wv[c] = _mm512_loadu_si512(w + c * 64 * pairs + 64 * p);
             wscale[c] = _mm512_permutexvar_ps(index, wscales[c]);

@@ -352,6 +352,9 @@ public final class Cluster {
         var lost: Set<UInt64> = []
         var late: [UInt64] = []
         defer { forget(Array(result.keys) + Array(lost)) }
+        // Replies may have landed while this process computed (the other micro-batch, with
+        // --overlap-exchanges): read them before anything counts as late.
+        while try receiveOne(timeoutMilliseconds: 0) {}
         let deadline = Date().addingTimeInterval(timeout)
         while result.count + lost.count < ids.count {
             for (id, worker) in ids where result[id] == nil && !lost.contains(id) {
@@ -393,12 +396,16 @@ public final class Cluster {
         guard busyPoll > 0 else { return false }
         let until = Date().timeIntervalSince1970 + busyPoll
         repeat {
-            if let parts = try socket.receive(timeoutMilliseconds: 0) {
-                if parts.count >= 2 { handle(from: parts[0], Array(parts.dropFirst()), address: socket.lastPeerAddress) }
-                return true
-            }
+            if try receiveOne(timeoutMilliseconds: 0) { return true }
         } while Date().timeIntervalSince1970 < until
         return false
+    }
+
+    /// Handles one incoming message, waiting up to `timeoutMilliseconds`; false if none came.
+    private func receiveOne(timeoutMilliseconds: Int) throws -> Bool {
+        guard let parts = try socket.receive(timeoutMilliseconds: timeoutMilliseconds) else { return false }
+        if parts.count >= 2 { handle(from: parts[0], Array(parts.dropFirst()), address: socket.lastPeerAddress) }
+        return true
     }
 
     /// Drops requests the exchange no longer waits for: a reply to them is ignored.
@@ -448,11 +455,7 @@ public final class Cluster {
     /// Handles incoming messages for up to `timeoutMilliseconds`, and sends due heartbeats.
     public func pump(timeoutMilliseconds: Int) throws {
         var wait = timeoutMilliseconds
-        while let parts = try socket.receive(timeoutMilliseconds: wait) {
-            wait = 0
-            guard parts.count >= 2 else { continue }
-            handle(from: parts[0], Array(parts.dropFirst()), address: socket.lastPeerAddress)
-        }
+        while try receiveOne(timeoutMilliseconds: wait) { wait = 0 }
         let now = Date().timeIntervalSince1970
         for name in workers.keys {
             workers[name]?.liveness.tick(at: now)

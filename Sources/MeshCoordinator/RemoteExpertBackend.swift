@@ -36,8 +36,7 @@ public final class RemoteExpertBackend: ExpertBackend {
     /// Cut each step in two micro-batches that take turns, one computing while the other's
     /// routed work is in flight (`coordinator --overlap-exchanges`).
     public var microBatchOverlap = MicroBatchOverlap.off
-    /// Exchanges sent while another was in flight (since start), also `expertmesh_overlapped_exchanges_total`.
-    public private(set) var overlappedExchanges = 0
+    /// Exchanges sent while another was in flight (since start).
     private let overlappedCounter = Counter(label: "expertmesh_overlapped_exchanges_total")
     private var inFlight = 0
 
@@ -49,11 +48,13 @@ public final class RemoteExpertBackend: ExpertBackend {
     public func dispatch(_ request: ExpertRequest) throws -> Handle {
         var handle = Handle(request: request)
         cluster.record(layer: request.layer, routes: request.routes)
-        _ = try send(request.routes, into: &handle)
-        if inFlight > 0 {
-            overlappedExchanges += 1
-            overlappedCounter.increment()
+        do {
+            _ = try send(request.routes, into: &handle)
+        } catch {
+            cluster.abandon(Array(handle.requests.keys))   // the messages sent before the failure
+            throw error
         }
+        if inFlight > 0 { overlappedCounter.increment() }
         inFlight += 1
         return handle
     }
@@ -120,54 +121,60 @@ public final class RemoteExpertBackend: ExpertBackend {
         inFlight -= 1
         var handle = handle
         var replies: [UInt64: WireMessage] = [:]
-        var waiting = handle.requests.mapValues(\.worker)
-        // Requests that may still be hedged: each piece of work moves for being late at most once.
-        var hedgeable = Set(waiting.keys)
-        while !waiting.isEmpty {
-            var (answered, lost, late) = try cluster.collect(waiting, hedging: hedging, hedgeable: hedgeable,
-                                                             tokens: handle.requests.mapValues(\.tokens.count))
-            // A reply of the wrong shape or with NaN or infinite values is never added: its worker
-            // is marked faulty and its work handled as a lost worker's.
-            for (id, reply) in answered {
-                if let problem = Self.problem(with: reply, for: handle.requests[id]!, hidden: handle.request.input.columns) {
-                    cluster.markFaulty(handle.requests[id]!.worker, reason: "request \(id): \(problem)")
-                    answered[id] = nil
-                    lost.append(id)
+        do {
+            var waiting = handle.requests.mapValues(\.worker)
+            // Requests that may still be hedged: each piece of work moves for being late at most once.
+            var hedgeable = Set(waiting.keys)
+            while !waiting.isEmpty {
+                var (answered, lost, late) = try cluster.collect(waiting, hedging: hedging, hedgeable: hedgeable,
+                                                                 tokens: handle.requests.mapValues(\.tokens.count))
+                // A reply of the wrong shape or with NaN or infinite values is never added: its worker
+                // is marked faulty and its work handled as a lost worker's.
+                for (id, reply) in answered {
+                    if let problem = Self.problem(with: reply, for: handle.requests[id]!, hidden: handle.request.input.columns) {
+                        cluster.markFaulty(handle.requests[id]!.worker, reason: "request \(id): \(problem)")
+                        answered[id] = nil
+                        lost.append(id)
+                    }
                 }
-            }
-            replies.merge(answered) { first, _ in first }
-            cluster.markTimely(Set(answered.keys.filter { hedgeable.contains($0) }.map { handle.requests[$0]!.worker }))
-            for id in answered.keys { waiting[id] = nil }
-            if !lost.isEmpty {
-                // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
-                for id in lost {
-                    cluster.note("layer \(handle.request.layer): worker '\(handle.requests[id]!.worker)' was lost with request "
-                                 + "\(id) (\(handle.requests[id]!.tokens.count) tokens); sending its work to replicas",
-                                 ["worker": "\(handle.requests[id]!.worker)", "layer": "\(handle.request.layer)", "request": "\(id)"])
-                    waiting[id] = nil
-                }
-                let again = routes(of: lost, in: handle)
-                lost.forEach { handle.requests[$0] = nil }
-                resentRequests += lost.count
-                let sent = try send(again, into: &handle)
-                waiting.merge(sent) { first, _ in first }
-                hedgeable.formUnion(sent.keys)
-            }
-            if !late.isEmpty {
-                // Late work goes to other replicas if it can; if none is free it keeps waiting.
-                let slow = Set(late.map { handle.requests[$0]!.worker })
-                hedgeable.subtract(late)
-                if let sent = try? send(routes(of: late, in: handle), into: &handle, avoiding: slow) {
-                    for id in late {
-                        cluster.markDegraded(handle.requests[id]!.worker, reason: "request \(id) of layer \(handle.request.layer) late")
-                        handle.requests[id] = nil
+                replies.merge(answered) { first, _ in first }
+                cluster.markTimely(Set(answered.keys.filter { hedgeable.contains($0) }.map { handle.requests[$0]!.worker }))
+                for id in answered.keys { waiting[id] = nil }
+                if !lost.isEmpty {
+                    // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
+                    for id in lost {
+                        cluster.note("layer \(handle.request.layer): worker '\(handle.requests[id]!.worker)' was lost with request "
+                                     + "\(id) (\(handle.requests[id]!.tokens.count) tokens); sending its work to replicas",
+                                     ["worker": "\(handle.requests[id]!.worker)", "layer": "\(handle.request.layer)", "request": "\(id)"])
                         waiting[id] = nil
                     }
-                    cluster.abandon(late)
-                    hedgedRequests += late.count
+                    let again = routes(of: lost, in: handle)
+                    lost.forEach { handle.requests[$0] = nil }
+                    resentRequests += lost.count
+                    let sent = try send(again, into: &handle)
                     waiting.merge(sent) { first, _ in first }
+                    hedgeable.formUnion(sent.keys)
+                }
+                if !late.isEmpty {
+                    // Late work goes to other replicas if it can; if none is free it keeps waiting.
+                    let slow = Set(late.map { handle.requests[$0]!.worker })
+                    hedgeable.subtract(late)
+                    if let sent = try? send(routes(of: late, in: handle), into: &handle, avoiding: slow) {
+                        for id in late {
+                            cluster.markDegraded(handle.requests[id]!.worker, reason: "request \(id) of layer \(handle.request.layer) late")
+                            handle.requests[id] = nil
+                            waiting[id] = nil
+                        }
+                        cluster.abandon(late)
+                        hedgedRequests += late.count
+                        waiting.merge(sent) { first, _ in first }
+                    }
                 }
             }
+        } catch {
+            // Nothing of this exchange stays pending: a reply to it now is dropped.
+            cluster.abandon(Array(handle.requests.keys))
+            throw error
         }
         var stats = ExchangeStats()
         let hidden = handle.request.input.columns

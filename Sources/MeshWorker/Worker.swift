@@ -140,7 +140,8 @@ public final class Worker: @unchecked Sendable {
         var liveness = Liveness(interval: interval, maxLives: 3, now: now())
         let lane = try ComputeLane(context: context)
         defer { lane.stop() }
-        // Until when to poll without sleeping: set after a reply, as the next request is near.
+        // Until when to poll without sleeping: set after answering a decode-sized request on this
+        // thread (the next is a round trip away), never while the compute lane has work.
         var busyUntil = 0.0
         while !shouldStop() {
             health.update { $0.lastLoopTurn = Date() }
@@ -154,7 +155,6 @@ public final class Worker: @unchecked Sendable {
             if ready[1], let reply = try lane.replies.receive(timeoutMilliseconds: 0) {
                 try socket.send(reply)
                 liveness.sent(at: now())
-                busyUntil = now() + options.busyPoll
             }
             if ready[0], let parts = try socket.receive(timeoutMilliseconds: 0) {
                 liveness.heard(at: now())

@@ -11,9 +11,10 @@ struct ThreadWakeups {
         start = processes.map(Self.count)
     }
 
-    /// Wake-ups of each process since `init` or the last `restart`, per `rounds`.
+    /// Wake-ups of each process since `init` or the last `restart`, per `rounds` (a thread that
+    /// ended meanwhile takes its count with it: never below 0).
     func perRound(_ rounds: Int) -> [Double] {
-        zip(processes, start).map { Double(Self.count($0) - $1) / Double(max(1, rounds)) }
+        zip(processes, start).map { Double(max(0, Self.count($0) - $1)) / Double(max(1, rounds)) }
     }
 
     mutating func restart() { start = processes.map(Self.count) }

@@ -30,9 +30,13 @@ final class OverlapTunerTests: XCTestCase {
         XCTAssertEqual(small.dropFirst(6).filter { $0 }.count, 64 / 16)
         XCTAssertNil(tuner.choice(OverlapTuner.Group(rows: 8, decodeOnly: false)), "an untimed group has no choice yet")
 
-        // The cluster changes (a link slows): the occasional other way notices, and the choice turns.
+        // The cluster changes (a link slows): the way chosen slows, and the choice turns.
         let after = run(tuner, decode2, steps: 64, split: 1.0, whole: 3.0)
         XCTAssertEqual(tuner.choice(decode2), true)
         XCTAssertTrue(after.suffix(16).filter { $0 }.count >= 15, "\(after)")
+        // The way not chosen becomes faster (the link is fast again): the next try of it turns the choice.
+        let faster = run(tuner, decode16, steps: 16, split: 1.0, whole: 0.5)
+        XCTAssertEqual(tuner.choice(decode16), false, "\(faster)")
+        XCTAssertEqual(faster.suffix(1), [false], "\(faster)")
     }
 }

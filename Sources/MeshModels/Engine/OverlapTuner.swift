@@ -21,7 +21,8 @@ public enum MicroBatchOverlap: String, Sendable, CaseIterable {
 /// network, the workers' cores and how often the two halves share experts, which no config says.
 /// Steps are grouped by size (rows rounded down to a power of two) and kind (decode only, or with
 /// prompt rows); each group times both ways (seconds per row, a moving average), takes the faster,
-/// and tries the other again every `exploreEvery` steps, in case the cluster changed.
+/// and tries the other again every `exploreEvery` steps, in case the cluster changed: that try
+/// replaces the other way's figure, so one faster try turns the choice.
 public final class OverlapTuner {
     public struct Group: Hashable, Sendable {
         public var rows: Int
@@ -65,8 +66,10 @@ public final class OverlapTuner {
     /// What a step of `group` took, run `split` or whole.
     public func record(_ group: Group, split: Bool, secondsPerRow: Double) {
         var pair = timings[group] ?? (Timing(), Timing())
+        // A try of the way not chosen: its old figure may no longer hold; this one is current.
+        let explored = choice(group).map { $0 != split } ?? false
         func update(_ timing: inout Timing) {
-            timing.secondsPerRow = timing.samples == 0 ? secondsPerRow
+            timing.secondsPerRow = timing.samples == 0 || explored ? secondsPerRow
                 : (1 - weight) * timing.secondsPerRow + weight * secondsPerRow
             timing.samples += 1
         }

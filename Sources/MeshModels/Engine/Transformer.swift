@@ -4,7 +4,8 @@ import MeshTensors
 /// x = embed(tokens); per layer: x += attn(norm(x)); x += ffn(norm(x)); logits = lm_head(norm(x)).
 /// One pass runs every token of a step, whichever sequences they belong to: the dense parts on
 /// [T, H] at once, attention per sequence against its own cache blocks, and one expert exchange
-/// per MoE layer for all T tokens. The feed-forward of a MoE layer routes here and sends routed
+/// per MoE layer for all T tokens (two, of half the rows each, when the step runs as two
+/// micro-batches that take turns). The feed-forward of a MoE layer routes here and sends routed
 /// work to an `ExpertBackend`; the shared expert (if any) runs while that work is in flight.
 public final class Transformer<Backend: ExpertBackend> {
     public let spec: ModelSpec
@@ -19,6 +20,8 @@ public final class Transformer<Backend: ExpertBackend> {
     public let laterStages: (any LaterStages)?
     /// Under `MicroBatchOverlap.auto`: which steps run faster in two micro-batches.
     public let overlapTuner = OverlapTuner()
+    /// Whether the layers held here send work to the backend (else two micro-batches hide nothing).
+    private lazy var exchangesWork = offloadedDense != nil || heldLayers.contains { spec.layers[$0].moe != nil }
 
     public init(spec: ModelSpec, weights: DenseWeights, backend: Backend, offloadedDense: DenseSlices? = nil,
                 heldLayers: Range<Int>? = nil, laterStages: (any LaterStages)? = nil) {
@@ -106,7 +109,9 @@ public final class Transformer<Backend: ExpertBackend> {
     /// backend that overlaps micro-batches, the batch runs as two (`runOverlapped`); under `auto`,
     /// where the tuner has found that faster.
     public func runLayers(_ x: Matrix, batch: ForwardBatch, cache: PagedKVCache) throws {
-        guard x.rows >= 2, backend.microBatchOverlap != .off else { return try runWhole(x, batch: batch, cache: cache) }
+        guard x.rows >= 2, backend.microBatchOverlap != .off, exchangesWork else {
+            return try runWhole(x, batch: batch, cache: cache)
+        }
         guard backend.microBatchOverlap == .auto else { return try runOverlapped(x, batch: batch, cache: cache) }
         let group = OverlapTuner.Group(rows: x.rows, decodeOnly: batch.segments.allSatisfy { $0.start >= $0.promptLength })
         let split = overlapTuner.split(group)
