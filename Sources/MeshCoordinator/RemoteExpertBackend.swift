@@ -120,57 +120,9 @@ public final class RemoteExpertBackend: ExpertBackend {
     public func combine(_ handle: Handle, into output: Matrix) throws {
         inFlight -= 1
         var handle = handle
-        var replies: [UInt64: WireMessage] = [:]
+        let replies: [UInt64: WireMessage]
         do {
-            var waiting = handle.requests.mapValues(\.worker)
-            // Requests that may still be hedged: each piece of work moves for being late at most once.
-            var hedgeable = Set(waiting.keys)
-            while !waiting.isEmpty {
-                var (answered, lost, late) = try cluster.collect(waiting, hedging: hedging, hedgeable: hedgeable,
-                                                                 tokens: handle.requests.mapValues(\.tokens.count))
-                // A reply of the wrong shape or with NaN or infinite values is never added: its worker
-                // is marked faulty and its work handled as a lost worker's.
-                for (id, reply) in answered {
-                    if let problem = Self.problem(with: reply, for: handle.requests[id]!, hidden: handle.request.input.columns) {
-                        cluster.markFaulty(handle.requests[id]!.worker, reason: "request \(id): \(problem)")
-                        answered[id] = nil
-                        lost.append(id)
-                    }
-                }
-                replies.merge(answered) { first, _ in first }
-                cluster.markTimely(Set(answered.keys.filter { hedgeable.contains($0) }.map { handle.requests[$0]!.worker }))
-                for id in answered.keys { waiting[id] = nil }
-                if !lost.isEmpty {
-                    // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
-                    for id in lost {
-                        cluster.note("layer \(handle.request.layer): worker '\(handle.requests[id]!.worker)' was lost with request "
-                                     + "\(id) (\(handle.requests[id]!.tokens.count) tokens); sending its work to replicas",
-                                     ["worker": "\(handle.requests[id]!.worker)", "layer": "\(handle.request.layer)", "request": "\(id)"])
-                        waiting[id] = nil
-                    }
-                    let again = routes(of: lost, in: handle)
-                    lost.forEach { handle.requests[$0] = nil }
-                    resentRequests += lost.count
-                    let sent = try send(again, into: &handle)
-                    waiting.merge(sent) { first, _ in first }
-                    hedgeable.formUnion(sent.keys)
-                }
-                if !late.isEmpty {
-                    // Late work goes to other replicas if it can; if none is free it keeps waiting.
-                    let slow = Set(late.map { handle.requests[$0]!.worker })
-                    hedgeable.subtract(late)
-                    if let sent = try? send(routes(of: late, in: handle), into: &handle, avoiding: slow) {
-                        for id in late {
-                            cluster.markDegraded(handle.requests[id]!.worker, reason: "request \(id) of layer \(handle.request.layer) late")
-                            handle.requests[id] = nil
-                            waiting[id] = nil
-                        }
-                        cluster.abandon(late)
-                        hedgedRequests += late.count
-                        waiting.merge(sent) { first, _ in first }
-                    }
-                }
-            }
+            replies = try collectReplies(&handle)
         } catch {
             // Nothing of this exchange stays pending: a reply to it now is dropped.
             cluster.abandon(Array(handle.requests.keys))
@@ -193,6 +145,62 @@ public final class RemoteExpertBackend: ExpertBackend {
             }
         }
         lastExchange = stats
+    }
+
+    /// Waits for every reply of `handle`'s requests; work of lost, faulty or late workers goes to
+    /// replicas (recorded in `handle`). Returns the replies by request id.
+    private func collectReplies(_ handle: inout Handle) throws -> [UInt64: WireMessage] {
+        var replies: [UInt64: WireMessage] = [:]
+        var waiting = handle.requests.mapValues(\.worker)
+        // Requests that may still be hedged: each piece of work moves for being late at most once.
+        var hedgeable = Set(waiting.keys)
+        while !waiting.isEmpty {
+            var (answered, lost, late) = try cluster.collect(waiting, hedging: hedging, hedgeable: hedgeable,
+                                                             tokens: handle.requests.mapValues(\.tokens.count))
+            // A reply of the wrong shape or with NaN or infinite values is never added: its worker
+            // is marked faulty and its work handled as a lost worker's.
+            for (id, reply) in answered {
+                if let problem = Self.problem(with: reply, for: handle.requests[id]!, hidden: handle.request.input.columns) {
+                    cluster.markFaulty(handle.requests[id]!.worker, reason: "request \(id): \(problem)")
+                    answered[id] = nil
+                    lost.append(id)
+                }
+            }
+            replies.merge(answered) { first, _ in first }
+            cluster.markTimely(Set(answered.keys.filter { hedgeable.contains($0) }.map { handle.requests[$0]!.worker }))
+            for id in answered.keys { waiting[id] = nil }
+            if !lost.isEmpty {
+                // The lost workers' share (the same tokens, experts and weights) goes to other replicas.
+                for id in lost {
+                    cluster.note("layer \(handle.request.layer): worker '\(handle.requests[id]!.worker)' was lost with request "
+                                 + "\(id) (\(handle.requests[id]!.tokens.count) tokens); sending its work to replicas",
+                                 ["worker": "\(handle.requests[id]!.worker)", "layer": "\(handle.request.layer)", "request": "\(id)"])
+                    waiting[id] = nil
+                }
+                let again = routes(of: lost, in: handle)
+                lost.forEach { handle.requests[$0] = nil }
+                resentRequests += lost.count
+                let sent = try send(again, into: &handle)
+                waiting.merge(sent) { first, _ in first }
+                hedgeable.formUnion(sent.keys)
+            }
+            if !late.isEmpty {
+                // Late work goes to other replicas if it can; if none is free it keeps waiting.
+                let slow = Set(late.map { handle.requests[$0]!.worker })
+                hedgeable.subtract(late)
+                if let sent = try? send(routes(of: late, in: handle), into: &handle, avoiding: slow) {
+                    for id in late {
+                        cluster.markDegraded(handle.requests[id]!.worker, reason: "request \(id) of layer \(handle.request.layer) late")
+                        handle.requests[id] = nil
+                        waiting[id] = nil
+                    }
+                    cluster.abandon(late)
+                    hedgedRequests += late.count
+                    waiting.merge(sent) { first, _ in first }
+                }
+            }
+        }
+        return replies
     }
 
     /// Why a reply cannot be combined, or nil when it can.
