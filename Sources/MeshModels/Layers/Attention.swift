@@ -86,14 +86,15 @@ struct Attention {
 
 /// Runs `body(row, head, slots, scores)` for every query row and head of a step: `slots` are the
 /// slots of KV cache `group` the row's query sees (causal; with chunking only its chunk, with a
-/// window only its last positions), `scores` has room for as many values. Threads only pay off once there is real
-/// work (scores and sums: ~ Σ span · heads · `valuesPerKey`).
+/// window only its last positions), `scores` has room for as many values. Threads pay off once there is ~64 K
+/// multiply-adds of work (scores and sums: ~ Σ span · heads · `valuesPerKey`), so one sequence decoding spreads
+/// its heads too (serial, its attention had the other threads wait for 5% of a decode step).
 func forEachQueryHead(heads: Int, valuesPerKey: Int, batch: ForwardBatch, layout: RowLayout, reach: CacheReach, group: Int,
                       _ body: (Int, Int, UnsafeBufferPointer<Int>, UnsafeMutablePointer<Float>) -> Void) {
     let t = layout.positions.count
     let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * valuesPerKey
     let longest = (layout.positions.max() ?? 0) + 1
-    Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 20 ? 4 : t * heads) { range in
+    Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 16 ? 4 : t * heads) { range in
         var scores = [Float](repeating: 0, count: longest)
         var slots = [Int](repeating: 0, count: longest)
         var (previousRow, span) = (-1, 0)

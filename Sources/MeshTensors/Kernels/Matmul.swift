@@ -86,10 +86,11 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
         ? UnsafeMutableRawPointer.allocate(byteCount: mesh_q8_packed_bytes(rows, inFeatures), alignment: 64) : nil
     defer { quantized?.deallocate() }
     if let quantized { mesh_q8_pack(x, rows, inFeatures, inFeatures, quantized) }
-    // Enough outputs per thread that a hand-off pays: a few thousand multiply-adds at least.
+    // Enough outputs per range that a hand-off pays (~64 K multiply-adds: a decode step's last ranges
+    // are short, so its threads finish together; the pool's threads spin, so a hand-off is ~1 µs).
     let work = rows * inFeatures
     // Ranges start on whole 32-output blocks (the AMX tiles' height, twice the bf16/int8 tiles').
-    Parallel.forRanges(total, minimumPerTask: max(32, min(256, (1 << 18) / max(1, work))), granularity: 32) { range in
+    Parallel.forRanges(total, minimumPerTask: max(32, min(256, (1 << 16) / max(1, work))), granularity: 32) { range in
         var p = starts.lastIndex { $0 <= range.lowerBound }!
         var index = range.lowerBound
         while index < range.upperBound {
