@@ -64,42 +64,40 @@ struct Attention {
 
         let context = Matrix(rows: t, columns: heads * d)   // [T, heads·D]
         let group = heads / kvHeads
-        let scale = 1 / Float(d).squareRoot()
-        forEachQueryHead(heads: heads, valuesPerKey: d, batch: batch, layout: layout, reach: layerSpec.reach,
-                         group: cache.group(ofLayer: layer)) { row, head, slots, s in
-            let span = slots.count
-            let query = q.row(row) + head * d
+        let cacheGroup = cache.group(ofLayer: layer)
+        forEachQueryHead(heads: heads, headsPerTask: group, valuesPerKey: d, batch: batch, layout: layout,
+                         reach: layerSpec.reach, group: cacheGroup) { row, head, slots, scores in
             let kvOffset = (head / group) * d
-            for j in 0..<span { s[j] = dot(query, cache.key(layer: layer, slot: slots[j]) + kvOffset, d) * scale }
-            if let sinks = weights.sinks {
-                softmax(s, count: span, sink: sinks[head])
-            } else {
-                softmax(s, count: span)
-            }
-            let target = context.row(row) + head * d
-            for j in 0..<span { axpy(s[j], cache.value(layer: layer, slot: slots[j]) + kvOffset, target, d) }
+            let attention = GroupedAttention(keys: cache.key(layer: layer, slot: 0) + kvOffset, keyStride: cache.keyWidth,
+                                             values: cache.value(layer: layer, slot: 0) + kvOffset,
+                                             valueStride: cache.valueWidth, width: d, scale: 1 / Float(d).squareRoot())
+            attention.attend(q.row(row) + head * d, heads: group, slots: slots, sinks: weights.sinks, firstHead: head,
+                             scores: scores, into: context.row(row) + head * d)
         }
         matmul(context.data, rows: t, weights.o, into: out.data, generated: layout.generated)
         out.addToEveryRow(weights.oBias)
     }
 }
 
-/// Runs `body(row, head, slots, scores)` for every query row and head of a step: `slots` are the
-/// slots of KV cache `group` the row's query sees (causal; with chunking only its chunk, with a
-/// window only its last positions), `scores` has room for as many values. Threads pay off once there is ~64 K
-/// multiply-adds of work (scores and sums: ~ Σ span · heads · `valuesPerKey`), so one sequence decoding spreads
-/// its heads too (serial, its attention had the other threads wait for 5% of a decode step).
-func forEachQueryHead(heads: Int, valuesPerKey: Int, batch: ForwardBatch, layout: RowLayout, reach: CacheReach, group: Int,
+/// Runs `body(row, head, slots, scores)` for every query row and every `headsPerTask`-th head of a step (the
+/// heads sharing a key/value head go together): `slots` are the slots of KV cache `group` the row's query
+/// sees (causal; with chunking only its chunk, with a window only its last positions), `scores` has room for
+/// `headsPerTask` times as many values. Threads pay off once there is ~64 K multiply-adds of work
+/// (scores and sums: ~ Σ span · heads · `valuesPerKey`), so one sequence decoding spreads its heads too
+/// (serial, its attention had the other threads wait for 5% of a decode step).
+func forEachQueryHead(heads: Int, headsPerTask: Int = 1, valuesPerKey: Int, batch: ForwardBatch, layout: RowLayout,
+                      reach: CacheReach, group: Int,
                       _ body: (Int, Int, UnsafeBufferPointer<Int>, UnsafeMutablePointer<Float>) -> Void) {
     let t = layout.positions.count
     let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * valuesPerKey
     let longest = (layout.positions.max() ?? 0) + 1
-    Parallel.forRanges(t * heads, minimumPerTask: work > 1 << 16 ? 4 : t * heads) { range in
-        var scores = [Float](repeating: 0, count: longest)
+    let tasksPerRow = heads / headsPerTask
+    Parallel.forRanges(t * tasksPerRow, minimumPerTask: work > 1 << 16 ? max(1, 4 / headsPerTask) : t * tasksPerRow) { range in
+        var scores = [Float](repeating: 0, count: longest * headsPerTask)
         var slots = [Int](repeating: 0, count: longest)
         var (previousRow, span) = (-1, 0)
         for task in range {
-            let (row, head) = (task / heads, task % heads)
+            let (row, head) = (task / tasksPerRow, task % tasksPerRow * headsPerTask)
             if row != previousRow {
                 let position = layout.positions[row]
                 let segment = batch.segments[layout.segment[row]]
