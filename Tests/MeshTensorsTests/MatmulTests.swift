@@ -1,3 +1,4 @@
+import CKernels
 import MeshTensors
 import XCTest
 
@@ -105,14 +106,15 @@ final class MatmulTests: XCTestCase {
     }
 
     /// Quantisation follows llama.cpp's quantize_row_q8_0: d = max|v| / 127 (stored as f16),
-    /// q = round(v / d), zeros after the row's end.
+    /// q = round(v / d), zeros after the row's end; panels hold the same values and scales.
     func testQ8_0QuantisationFollowsLlamaCpp() throws {
         try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
         var row = [Float](repeating: 0, count: 40)
         row[0] = 0.5; row[1] = -1.0; row[2] = 0.25; row[3] = 0.003; row[32] = 2.0; row[33] = -0.75
         let storage = Storage(SafetensorsWriter.bytes(row, as: .f32))
-        let weight = LinearWeight(data: storage.data, dtype: .f32, outFeatures: 1, inFeatures: 40, layout: .outMajor,
-                                  leadingDimension: 40, owner: storage).quantizedQ8_0()
+        let source = LinearWeight(data: storage.data, dtype: .f32, outFeatures: 1, inFeatures: 40, layout: .outMajor,
+                                  leadingDimension: 40, owner: storage)
+        let weight = source.quantizedQ8_0(panels: false)
         XCTAssertTrue(weight.isQ8_0)
         XCTAssertEqual(weight.byteCount, 2 * 34)
         let values = (0..<64).map { weight.data.load(fromByteOffset: $0, as: Int8.self) }
@@ -121,6 +123,20 @@ final class MatmulTests: XCTestCase {
         XCTAssertEqual(Array(values[34..<64]), [Int8](repeating: 0, count: 30))
         XCTAssertEqual(f16ToFloat(weight.q8Scales![0]), f16ToFloat(floatToF16(1 / 127)))
         XCTAssertEqual(f16ToFloat(weight.q8Scales![1]), f16ToFloat(floatToF16(2 / 127)))
+        let panels = source.quantizedQ8_0(panels: true)
+        XCTAssertEqual(panels.layout, .q8Panels)
+        XCTAssertEqual((0..<40).map { panels.element(0, $0) }, (0..<40).map { weight.element(0, $0) })
+        // A bigger weight: every value and scale in its panel, zeros past the last output.
+        let (out, inner) = (37, 70)
+        let big = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 2), as: .bf16))
+        let bigSource = LinearWeight(data: big.data, dtype: .bf16, outFeatures: out, inFeatures: inner, layout: .outMajor,
+                                     leadingDimension: inner, owner: big)
+        let (bigRows, bigPanels) = (bigSource.quantizedQ8_0(panels: false), bigSource.quantizedQ8_0(panels: true))
+        for o in 0..<out {
+            XCTAssertEqual((0..<inner).map { bigPanels.element(o, $0) }, (0..<inner).map { bigRows.element(o, $0) }, "output \(o)")
+        }
+        XCTAssertEqual(mesh_q8_panels_value(bigPanels.data, inner, out, 5), 0)
+        XCTAssertEqual(mesh_q8_panels_scale(bigPanels.data, inner, out + 2, 64), 0)
     }
 
     /// Q8_0 products against the dequantised weights: the only error left is the activations'
@@ -128,12 +144,15 @@ final class MatmulTests: XCTestCase {
     func testQ8_0ProductsStayWithinTheActivationQuantisationBound() throws {
         try XCTSkipUnless(LinearWeight.q8Supported, "this CPU has no int8 kernels")
         for dtype in DType.allCases {
-            for layout in [LinearWeight.Layout.outMajor, .inMajor] {
-                for (rows, out, inner) in [(1, 70, 131), (5, 9, 64), (37, 67, 96)] {
+            for (layout, panels) in [(LinearWeight.Layout.outMajor, false), (.inMajor, false), (.outMajor, true), (.inMajor, true)] {
+                for (rows, out, inner) in [(1, 70, 131), (5, 9, 64), (37, 67, 96), (9, 35, 40)] {
                     let stored = layout == .outMajor ? inner : out
                     let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 7), as: dtype))
-                    let weight = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner,
-                                              layout: layout, leadingDimension: stored, owner: storage).quantizedQ8_0()
+                    let whole = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner,
+                                             layout: layout, leadingDimension: stored, owner: storage).quantizedQ8_0(panels: panels)
+                    // Panels also as a slice starting inside a panel (MLA's value rows of one head).
+                    let weight = panels && out > 20 ? whole.outputs(3..<(out - 2)) : whole
+                    let out = weight.outFeatures
                     let x = randomValues(rows * inner, seed: 3)
                     var fast = [Float](repeating: 0, count: rows * out)
                     var reference = fast
@@ -148,7 +167,7 @@ final class MatmulTests: XCTestCase {
                                 bound += step / 2 * ks.reduce(0) { $0 + abs(weight.element(o, $1)) } * 1.001
                             }
                             let diff = abs(fast[t * out + o] - reference[t * out + o])
-                            XCTAssertLessThanOrEqual(diff, bound, "\(dtype) \(layout) [\(rows), \(out), \(inner)] at (\(t), \(o))")
+                            XCTAssertLessThanOrEqual(diff, bound, "\(dtype) \(layout) panels \(panels) [\(rows), \(out), \(inner)] at (\(t), \(o))")
                         }
                     }
                 }
@@ -279,19 +298,23 @@ final class MatmulTests: XCTestCase {
                 for layout in [LinearWeight.Layout.outMajor, .inMajor] {
                     rowIsBitIdenticalAloneAndInABatch(dtype: dtype, layout: layout, out: out, inner: inner)
                     if LinearWeight.q8Supported {
-                        rowIsBitIdenticalAloneAndInABatch(dtype: dtype, layout: layout, out: out, inner: inner, q8: true)
+                        for panels in [false, true] {
+                            rowIsBitIdenticalAloneAndInABatch(dtype: dtype, layout: layout, out: out, inner: inner, q8: panels ? .panels : .rows)
+                        }
                     }
                 }
             }
         }
     }
 
-    func rowIsBitIdenticalAloneAndInABatch(dtype: DType, layout: LinearWeight.Layout, out: Int, inner: Int, q8: Bool = false) {
+    enum Q8Form { case none, rows, panels }
+
+    func rowIsBitIdenticalAloneAndInABatch(dtype: DType, layout: LinearWeight.Layout, out: Int, inner: Int, q8: Q8Form = .none) {
         let rows = 37
         let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 9), as: dtype))
         let stored = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner, layout: layout,
                                   leadingDimension: layout == .outMajor ? inner : out, owner: storage)
-        let weight = q8 ? stored.quantizedQ8_0() : stored
+        let weight = q8 == .none ? stored : stored.quantizedQ8_0(panels: q8 == .panels)
         let x = randomValues(rows * inner, seed: 4)
         var batch = [Float](repeating: 0, count: rows * out)
         matmul(x, rows: rows, weight, into: &batch)
@@ -300,7 +323,7 @@ final class MatmulTests: XCTestCase {
         for (index, threadCount) in [1, 2, 3].enumerated() {
             Parallel.setThreadCount(threadCount)
             let row = index * 11 + 5
-            let variant = MatmulKernels.current.name + (q8 ? " q8_0" : "")
+            let variant = MatmulKernels.current.name + (q8 == .none ? "" : " q8_0 \(q8)")
             var alone = [Float](repeating: 0, count: out)
             x.withUnsafeBufferPointer { matmul($0.baseAddress! + row * inner, rows: 1, weight, into: &alone) }
             XCTAssertEqual(alone, Array(batch[(row * out)..<((row + 1) * out)]),

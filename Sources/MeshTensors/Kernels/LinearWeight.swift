@@ -7,14 +7,18 @@ import CKernels
 /// half of a fused [gate | up] tensor is a view, not a copy.
 ///
 /// A Q8_0 weight (`quantizedQ8_0()`) holds int8 values in `data` (rows of `leadingDimension`
-/// bytes) with one f16 scale per 32 values in `q8Scales` (rows of `q8ScaleStride`); its `dtype` is
-/// what it was quantised from.
+/// bytes) with one f16 scale per 32 values in `q8Scales` (rows of `q8ScaleStride`), or, laid out
+/// `.q8Panels`, both in panels of 16 outputs (`mesh_q8_panels_pack`); its `dtype` is what it was
+/// quantised from.
 public struct LinearWeight: @unchecked Sendable {
     public enum Layout: Sendable {
         case outMajor, inMajor
         /// bf16 [out, in] packed at load into blocks of 32 outputs × k pairs (`mesh_bf16_panels_pack`),
         /// read by the AVX-512 BF16 panel kernel for every row; not sliced further.
         case panels
+        /// Q8_0 values and scales in panels of 16 outputs, read by the int8 panel kernel for every row;
+        /// a slice of outputs starts `firstOutput` outputs into its first panel.
+        case q8Panels
     }
 
     public let data: UnsafeRawPointer
@@ -29,6 +33,8 @@ public struct LinearWeight: @unchecked Sendable {
     /// `leadingDimension` bytes), these one E8M0 scale per 32 values (rows of `mxfp4ScaleStride`).
     public let mxfp4Scales: UnsafePointer<UInt8>?
     public let mxfp4ScaleStride: Int
+    /// `.q8Panels`: where output 0 lies in the first panel (a slice of outputs need not start on one).
+    public let firstOutput: Int
 
     /// A `[out, in]` tensor (the `nn.Linear` convention).
     public init(_ view: TensorView) throws {
@@ -50,7 +56,8 @@ public struct LinearWeight: @unchecked Sendable {
 
     public init(data: UnsafeRawPointer, dtype: DType, outFeatures: Int, inFeatures: Int,
                 layout: Layout, leadingDimension: Int, owner: AnyObject, q8Scales: UnsafePointer<UInt16>? = nil,
-                mxfp4Scales: UnsafePointer<UInt8>? = nil, mxfp4ScaleStride: Int = 0) {
+                mxfp4Scales: UnsafePointer<UInt8>? = nil, mxfp4ScaleStride: Int = 0, firstOutput: Int = 0) {
+        self.firstOutput = firstOutput
         self.mxfp4Scales = mxfp4Scales
         self.mxfp4ScaleStride = mxfp4ScaleStride
         self.data = data
@@ -80,6 +87,12 @@ public struct LinearWeight: @unchecked Sendable {
     /// Output features `range` only (e.g. the gate half of a fused gate/up projection).
     public func outputs(_ range: Range<Int>) -> LinearWeight {
         precondition(layout != .panels, "outputs of a weight packed into panels")
+        if layout == .q8Panels {
+            let first = firstOutput + range.lowerBound
+            return LinearWeight(data: data + first / 16 * mesh_q8_panels_bytes(16, inFeatures), dtype: dtype,
+                                outFeatures: range.count, inFeatures: inFeatures, layout: .q8Panels, leadingDimension: 0,
+                                owner: owner, firstOutput: first % 16)
+        }
         if let mxfp4Scales {
             return LinearWeight(data: data + range.lowerBound * leadingDimension, dtype: dtype, outFeatures: range.count,
                                 inFeatures: inFeatures, layout: .outMajor, leadingDimension: leadingDimension, owner: owner,
@@ -128,6 +141,7 @@ public struct LinearWeight: @unchecked Sendable {
     /// (pages to touch before first use).
     public var rowsByteSpan: Int {
         if layout == .panels { return mesh_bf16_panels_count(outFeatures, inFeatures) * 2 }
+        if layout == .q8Panels { return mesh_q8_panels_bytes(firstOutput + outFeatures, inFeatures) }
         let rows = layout == .outMajor ? outFeatures : inFeatures
         let elementBytes = isMXFP4 || isQ8_0 ? 1 : dtype.byteSize   // their leading dimension counts bytes
         return (rows - 1) * leadingDimension * elementBytes + 1
@@ -139,7 +153,7 @@ public struct LinearWeight: @unchecked Sendable {
         return isQ8_0 ? outFeatures * (inFeatures + 31) / 32 * 34 : outFeatures * inFeatures * dtype.byteSize
     }
 
-    public var isQ8_0: Bool { q8Scales != nil }
+    public var isQ8_0: Bool { q8Scales != nil || layout == .q8Panels }
     var q8ScaleStride: Int { mesh_q8_scale_stride(inFeatures) }
 
     /// Element (o, i) widened to f32 (reference kernels and tests).
@@ -147,6 +161,10 @@ public struct LinearWeight: @unchecked Sendable {
         if let mxfp4Scales {
             return mesh_mxfp4_value(data.assumingMemoryBound(to: UInt8.self) + o * leadingDimension,
                                     mxfp4Scales + o * mxfp4ScaleStride, i)
+        }
+        if layout == .q8Panels {
+            return Float(mesh_q8_panels_value(data, inFeatures, firstOutput + o, i))
+                * f16ToFloat(mesh_q8_panels_scale(data, inFeatures, firstOutput + o, i))
         }
         if let q8Scales {
             let value = data.load(fromByteOffset: o * leadingDimension + i, as: Int8.self)
@@ -157,6 +175,7 @@ public struct LinearWeight: @unchecked Sendable {
         case .outMajor: index = o * leadingDimension + i
         case .inMajor: index = i * leadingDimension + o
         case .panels: index = ((o / 32) * 16 * ((inFeatures + 31) / 32) + i / 2) * 64 + (o % 32) * 2 + i % 2
+        case .q8Panels: preconditionFailure("handled above")
         }
         switch dtype {
         case .f32: return data.load(fromByteOffset: index * 4, as: Float.self)
@@ -185,17 +204,32 @@ extension LinearWeight {
     /// Whether this CPU runs the int8 kernels (AVX-512 F, BW, VL and VNNI).
     public static var q8Supported: Bool { mesh_q8_supported() == 1 }
 
+    /// Whether Q8_0 copies made now go into panels: wherever the int8 kernels serve every row (not
+    /// under AMX, whose tiles read the rows of prompt tokens). Panels read 16 rows of x at ~4x the
+    /// speed of rows, and one row as fast.
+    public static var q8PanelsByDefault: Bool { MatmulKernels.current != .amxBF16 }
+
     /// This weight quantised to Q8_0 (llama.cpp's q8_0 blocks: 32 values, one f16 scale), stored
-    /// [out, in] whatever the source layout. The source is read once, in parallel.
-    public func quantizedQ8_0() -> LinearWeight {
+    /// [out, in] whatever the source layout, in rows or in panels of 16 outputs. The source is read
+    /// once, in parallel.
+    public func quantizedQ8_0(panels: Bool = LinearWeight.q8PanelsByDefault) -> LinearWeight {
         if isQ8_0 || isMXFP4 { return self }   // MXFP4 is smaller than int8 already
         let storage = Q8Storage(outFeatures: outFeatures, inFeatures: inFeatures)
         Parallel.forRanges(outFeatures, minimumPerTask: 16) { range in
             mesh_quantize_q8_0(data, dtype.kernelCode, layout == .inMajor ? 1 : 0, inFeatures, leadingDimension,
                                range.lowerBound, range.upperBound, storage.values, storage.scales)
         }
-        return LinearWeight(data: UnsafeRawPointer(storage.values), dtype: dtype, outFeatures: outFeatures,
-                            inFeatures: inFeatures, layout: .outMajor, leadingDimension: mesh_q8_row_bytes(inFeatures), owner: storage,
-                            q8Scales: UnsafePointer(storage.scales))
+        guard panels else {
+            return LinearWeight(data: UnsafeRawPointer(storage.values), dtype: dtype, outFeatures: outFeatures,
+                                inFeatures: inFeatures, layout: .outMajor, leadingDimension: mesh_q8_row_bytes(inFeatures),
+                                owner: storage, q8Scales: UnsafePointer(storage.scales))
+        }
+        let memory = HugePageMemory(byteCount: mesh_q8_panels_bytes(outFeatures, inFeatures))
+        Parallel.forRanges((outFeatures + 15) / 16) { range in
+            mesh_q8_panels_pack(storage.values, storage.scales, outFeatures, inFeatures, range.lowerBound, range.upperBound,
+                                memory.pointer)
+        }
+        return LinearWeight(data: UnsafeRawPointer(memory.pointer), dtype: dtype, outFeatures: outFeatures, inFeatures: inFeatures,
+                            layout: .q8Panels, leadingDimension: 0, owner: memory)
     }
 }

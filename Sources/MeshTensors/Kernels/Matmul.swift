@@ -18,7 +18,7 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
 ///
 /// Under a bf16 kernel variant, x is rounded to bf16 once here and bf16 [out, in] weights are
 /// multiplied with bf16 dot products; other weights take the f32 path. Q8_0 weights take the int8
-/// kernel, except under AMX, where they are widened to bf16 a block at a time for the tiles. Rows
+/// kernels (panels, or rows), except weights in rows under AMX, widened to bf16 a block at a time for the tiles. Rows
 /// marked in `generated` (tokens the model generated, as opposed to prompt tokens) may take other
 /// kernels than prompt rows (`MatmulKernels.rowKernels`): the dot products stream weights faster one
 /// row at a time, while AMX tiles and AVX-512 BF16 panels are faster many rows at a time. A row's
@@ -28,7 +28,7 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWei
     guard rows > 0, !products.isEmpty else { return }
     let kernels = MatmulKernels.rowKernels
     let differs = products.contains { weight, _ in
-        weight.isQ8_0 ? kernels.prompt.q8Tiles != kernels.generated.q8Tiles
+        weight.q8Scales != nil ? kernels.prompt.q8Tiles != kernels.generated.q8Tiles
             : weight.takesBF16DotProducts && kernels.prompt.bf16 != kernels.generated.bf16
     }
     guard let generated, generated.contains(true), differs else {
@@ -78,14 +78,18 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
     // Panels read x packed for the dot products: under AMX (x packed for the tiles) they take the f32 path.
     let panelsOnBF16 = kernels.roundsActivationsToBF16 && kernels != .amxBF16
     let bf16 = kernels.roundsActivationsToBF16
-        && products.contains { $0.0.takesBF16DotProducts || (q8Tiles && $0.0.isQ8_0) || (panelsOnBF16 && $0.0.layout == .panels) }
+        && products.contains { $0.0.takesBF16DotProducts || (q8Tiles && $0.0.q8Scales != nil) || (panelsOnBF16 && $0.0.layout == .panels) }
     let packed = bf16 ? UnsafeMutablePointer<UInt16>.allocate(capacity: mesh_bf16_packed_count(kernels.rawValue, rows, inFeatures)) : nil
     defer { packed?.deallocate() }
     if let packed { mesh_bf16_pack(kernels.rawValue, x, rows, inFeatures, inFeatures, packed) }
-    let quantized = !q8Tiles && products.contains { $0.0.isQ8_0 }
+    let quantized = !q8Tiles && products.contains { $0.0.q8Scales != nil }
         ? UnsafeMutableRawPointer.allocate(byteCount: mesh_q8_packed_bytes(rows, inFeatures), alignment: 64) : nil
     defer { quantized?.deallocate() }
     if let quantized { mesh_q8_pack(x, rows, inFeatures, inFeatures, quantized) }
+    let quantizedForPanels = products.contains { $0.0.layout == .q8Panels }
+        ? UnsafeMutableRawPointer.allocate(byteCount: mesh_q8_panels_packed_bytes(rows, inFeatures), alignment: 64) : nil
+    defer { quantizedForPanels?.deallocate() }
+    if let quantizedForPanels { mesh_q8_panels_pack_x(x, rows, inFeatures, inFeatures, quantizedForPanels) }
     // Enough outputs per range that a hand-off pays (~64 K multiply-adds: a decode step's last ranges
     // are short, so its threads finish together; the pool's threads spin, so a hand-off is ~1 µs).
     let work = rows * inFeatures
@@ -102,6 +106,10 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
                 mesh_matmul_mxfp4(kernels.rawValue, x, rows, weight.inFeatures,
                                   weight.data.assumingMemoryBound(to: UInt8.self), weight.leadingDimension,
                                   scales, weight.mxfp4ScaleStride, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
+            } else if let quantizedForPanels, weight.layout == .q8Panels {
+                // A slice's outputs start `firstOutput` into its first panel: y and the range shift by as much.
+                mesh_matmul_q8_panels(quantizedForPanels, rows, weight.data, weight.inFeatures, y - weight.firstOutput,
+                                      weight.outFeatures, o0 + weight.firstOutput, o1 + weight.firstOutput, accumulate ? 1 : 0)
             } else if q8Tiles, let packed, let scales = weight.q8Scales {
                 mesh_matmul_q8_amx(packed, rows, weight.data.assumingMemoryBound(to: Int8.self), scales, weight.inFeatures,
                                    y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
