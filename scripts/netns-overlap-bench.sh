@@ -13,18 +13,24 @@
 # Needs root, iproute2 and util-linux (taskset); cleans up on exit.
 #
 # Usage: scripts/netns-overlap-bench.sh [--model DIR] [--rate R] [--delay D] [--concurrency C]
-#            [--max-tokens N] [--rounds N] [--threads T] [--binary PATH]
+#            [--prompt-tokens N] [--max-tokens N] [--rounds N] [--threads T] [--weights-dtype file|int8]
+#            [--binary PATH]
+# --weights-dtype int8: workers hold int8 experts and coordinators int8 dense projections.
 # Example: python3 scripts/make-bench-model.py --out bench-models/mixtral-fine-bf16 --layers 8 \
 #              --experts 64 --top-k 4 --intermediate 352
 #          sudo scripts/netns-overlap-bench.sh --model bench-models/mixtral-fine-bf16 --rate 500mbit
 #          sudo scripts/netns-overlap-bench.sh --delay 500us --concurrency 16
+#          sudo scripts/netns-overlap-bench.sh --model bench-models/mixtral-fine-bf16 --rate 500mbit \
+#              --prompt-tokens 64 --weights-dtype int8
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=Tests/Fixtures/models/mixtral
 rate=""
 delay=""
 concurrency=16
+prompt_tokens=8
 max_tokens=64
+weights_dtype=file
 rounds=2
 threads=1
 binary=""
@@ -34,16 +40,19 @@ while [ $# -gt 0 ]; do
         --rate) rate="$2"; shift 2 ;;
         --delay) delay="$2"; shift 2 ;;
         --concurrency) concurrency="$2"; shift 2 ;;
+        --prompt-tokens) prompt_tokens="$2"; shift 2 ;;
         --max-tokens) max_tokens="$2"; shift 2 ;;
+        --weights-dtype) weights_dtype="$2"; shift 2 ;;
         --rounds) rounds="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --binary) binary="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "netns-overlap: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "netns-overlap: needs root (network namespaces)" >&2; exit 77; }
 [ -n "$rate$delay" ] || rate=250mbit
+case "$weights_dtype" in file|int8) ;; *) echo "netns-overlap: --weights-dtype is file or int8, got '$weights_dtype'" >&2; exit 2 ;; esac
 if [ -n "$rate" ] && ! [[ "$rate" =~ ^[0-9.]+[kmgKMG]?bit$ ]]; then
     echo "netns-overlap: --rate must be in bits per second as tc writes it, e.g. 500mbit, got '$rate'" >&2; exit 2
 fi
@@ -72,13 +81,13 @@ for c in 1 2 3; do
     [ "$c" = 2 ] && overlap=(--overlap-exchanges on)
     [ "$c" = 3 ] && overlap=(--overlap-exchanges auto)
     ip netns exec "${tag}h0" "${coordinator_cpus[@]}" "$binary" coordinator --model "$model" --listen "tcp://198.18.0.1:555$((4 + c))" \
-        --http "198.18.0.1:808$c" --min-workers 2 --insecure --threads "$threads" "${overlap[@]}" \
+        --http "198.18.0.1:808$c" --min-workers 2 --insecure --threads "$threads" --dense-dtype "$weights_dtype" "${overlap[@]}" \
         > "$logs/coordinator-$c.log" 2>&1 &
     pids+=($!)
 done
 for w in 1 2; do
     ip netns exec "${tag}h$w" "${worker_cpus[@]}" "$binary" worker --coordinator tcp://198.18.0.1:5555 \
-        --coordinator tcp://198.18.0.1:5556 --coordinator tcp://198.18.0.1:5557 --model "$model" --name "host-$w" --insecure --threads "$threads" \
+        --coordinator tcp://198.18.0.1:5556 --coordinator tcp://198.18.0.1:5557 --model "$model" --name "host-$w" --insecure --threads "$threads" --weights-dtype "$weights_dtype" \
         > "$logs/worker-$w.log" 2>&1 &
     pids+=($!)
 done
@@ -106,7 +115,7 @@ run() {
     local before after
     before=$(moved "$1")
     ip netns exec "${tag}h3" "$binary" bench-serve --server "http://198.18.0.1:808$1" \
-        --concurrency "$concurrency" --prompt-tokens 8 --max-tokens "$max_tokens" --vocab "$vocab" \
+        --concurrency "$concurrency" --prompt-tokens "$prompt_tokens" --max-tokens "$max_tokens" --vocab "$vocab" \
         --requests $((2 * concurrency)) --seed "$3" --json > "$logs/$2.json" 2> "$logs/$2.err" \
         || { echo "netns-overlap: bench-serve failed on coordinator $1:"; cat "$logs/$2.err"; exit 1; }
     after=$(moved "$1")
