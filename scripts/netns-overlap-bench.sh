@@ -14,8 +14,9 @@
 #
 # Usage: scripts/netns-overlap-bench.sh [--model DIR] [--rate R] [--delay D] [--concurrency C]
 #            [--prompt-tokens N] [--max-tokens N] [--rounds N] [--threads T] [--weights-dtype file|int8]
-#            [--binary PATH]
+#            [--busy-poll US] [--binary PATH]
 # --weights-dtype int8: workers hold int8 experts and coordinators int8 dense projections.
+# --busy-poll US: the coordinators poll for replies that long before sleeping (their core is their own).
 # Example: python3 scripts/make-bench-model.py --out bench-models/mixtral-fine-bf16 --layers 8 \
 #              --experts 64 --top-k 4 --intermediate 352
 #          sudo scripts/netns-overlap-bench.sh --model bench-models/mixtral-fine-bf16 --rate 500mbit
@@ -31,6 +32,7 @@ concurrency=16
 prompt_tokens=8
 max_tokens=64
 weights_dtype="file"
+busy_poll=0
 rounds=2
 threads=1
 binary=""
@@ -43,10 +45,11 @@ while [ $# -gt 0 ]; do
         --prompt-tokens) prompt_tokens="$2"; shift 2 ;;
         --max-tokens) max_tokens="$2"; shift 2 ;;
         --weights-dtype) weights_dtype="$2"; shift 2 ;;
+        --busy-poll) busy_poll="$2"; shift 2 ;;
         --rounds) rounds="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --binary) binary="$2"; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "netns-overlap: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -81,7 +84,7 @@ for c in 1 2 3; do
     [ "$c" = 2 ] && overlap=(--overlap-exchanges on)
     [ "$c" = 3 ] && overlap=(--overlap-exchanges auto)
     ip netns exec "${tag}h0" "${coordinator_cpus[@]}" "$binary" coordinator --model "$model" --listen "tcp://198.18.0.1:555$((4 + c))" \
-        --http "198.18.0.1:808$c" --min-workers 2 --insecure --threads "$threads" --dense-dtype "$weights_dtype" "${overlap[@]}" \
+        --http "198.18.0.1:808$c" --min-workers 2 --insecure --threads "$threads" --dense-dtype "$weights_dtype" --busy-poll "$busy_poll" "${overlap[@]}" \
         > "$logs/coordinator-$c.log" 2>&1 &
     pids+=($!)
 done
