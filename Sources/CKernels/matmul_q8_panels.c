@@ -72,8 +72,9 @@ void mesh_q8_panels_pack_x(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdif
             const float d = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(u), _mm512_abs_ps(v))) / 127.0f;
             const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
             const __m512i offset = _mm512_set1_epi32(128);
-            const __m128i lowBytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(u, id)), offset));
-            const __m128i highBytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, id)), offset));
+            const __m512i lowValues = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(u, id)), offset);
+            const __m512i highValues = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, id)), offset);
+            const __m128i lowBytes = _mm512_cvtusepi32_epi8(lowValues), highBytes = _mm512_cvtusepi32_epi8(highValues);
             _mm_storeu_si128((__m128i *)(bytes + (t * blocks + b) * BLOCK), lowBytes);
             _mm_storeu_si128((__m128i *)(bytes + (t * blocks + b) * BLOCK + 16), highBytes);
             scales[t * blocks + b] = d;
@@ -81,9 +82,9 @@ void mesh_q8_panels_pack_x(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdif
     }
 }
 
-// R rows of x against one panel, outputs `mask` of it.
+// R rows of x against one panel; its lanes [from, to) go to y[lane - from] of each row.
 ALWAYS_INLINE void q8_panel_tile(const int R, const uint8_t *xBytes, const float *xScales, ptrdiff_t blocks,
-                                 const uint8_t *panel, float *y, ptrdiff_t ldy, __mmask16 mask, int accumulate) {
+                                 const uint8_t *panel, float *y, ptrdiff_t ldy, int from, int to, int accumulate) {
     __m512 acc[8];
     for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
     const __m512i ones = _mm512_set1_epi8(1);
@@ -109,28 +110,35 @@ ALWAYS_INLINE void q8_panel_tile(const int R, const uint8_t *xBytes, const float
     }
     for (int r = 0; r < R; r++) {
         float *target = y + r * ldy;
-        const __m512 result = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, target), acc[r]) : acc[r];
-        _mm512_mask_storeu_ps(target, mask, result);
+        if (from == 0 && to == PANEL) {
+            _mm512_storeu_ps(target, accumulate ? _mm512_add_ps(_mm512_loadu_ps(target), acc[r]) : acc[r]);
+        } else {
+            float lanes[PANEL];
+            _mm512_storeu_ps(lanes, acc[r]);
+            for (int lane = from; lane < to; lane++)
+                target[lane - from] = accumulate ? target[lane - from] + lanes[lane] : lanes[lane];
+        }
     }
 }
 
-void mesh_matmul_q8_panels(const void *packed, ptrdiff_t rows, const void *panels, ptrdiff_t in, float *y,
-                           ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
+void mesh_matmul_q8_panels(const void *packed, ptrdiff_t rows, const void *panels, ptrdiff_t first, ptrdiff_t in,
+                           float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate) {
     const ptrdiff_t blocks = panel_blocks(in);
     const uint8_t *xBytes = packed;
     const float *xScales = (const float *)(xBytes + rows * blocks * BLOCK);
-    for (ptrdiff_t p = o0 / PANEL; p * PANEL < o1; p++) {
-        const ptrdiff_t first = p * PANEL;
-        const int from = o0 > first ? (int)(o0 - first) : 0, to = o1 - first < PANEL ? (int)(o1 - first) : PANEL;
-        const __mmask16 mask = (__mmask16)(((1u << to) - 1) & ~((1u << from) - 1));
+    // Panel outputs [first + o0, first + o1): panel p's lane l is output p · 16 + l − first.
+    for (ptrdiff_t p = (first + o0) / PANEL; p * PANEL < first + o1; p++) {
+        const ptrdiff_t start = p * PANEL - first;   // the output of lane 0 (negative in a slice's first panel)
+        const int from = o0 > start ? (int)(o0 - start) : 0, to = o1 - start < PANEL ? (int)(o1 - start) : PANEL;
         const uint8_t *panel = (const uint8_t *)panels + p * blocks * BLOCK_BYTES;
         for (ptrdiff_t t = 0; t < rows; t += 8) {
             const int tile = rows - t < 8 ? (int)(rows - t) : 8;
             const uint8_t *tileBytes = xBytes + t * blocks * BLOCK;
             const float *tileScales = xScales + t * blocks;
-            float *target = y + t * ldy + first;
+            float *target = y + t * ldy + start + from;
             switch (tile) {
-#define TILE(R) case R: q8_panel_tile(R, tileBytes, tileScales, blocks, panel, target, ldy, mask, accumulate); break;
+#define TILE(R) \
+    case R: q8_panel_tile(R, tileBytes, tileScales, blocks, panel, target, ldy, from, to, accumulate); break;
                 TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) TILE(8)
 #undef TILE
             }

@@ -150,7 +150,7 @@ final class MatmulTests: XCTestCase {
                     let storage = Storage(SafetensorsWriter.bytes(randomValues(out * inner, seed: 7), as: dtype))
                     let whole = LinearWeight(data: storage.data, dtype: dtype, outFeatures: out, inFeatures: inner,
                                              layout: layout, leadingDimension: stored, owner: storage).quantizedQ8_0(panels: panels)
-                    // Panels also as a slice starting inside a panel (MLA's value rows of one head).
+                    // Panels also as a slice of outputs that starts inside a panel.
                     let weight = panels && out > 20 ? whole.outputs(3..<(out - 2)) : whole
                     let out = weight.outFeatures
                     let x = randomValues(rows * inner, seed: 3)

@@ -102,12 +102,14 @@ void mesh_q8_panels_pack(const int8_t *values, const uint16_t *scales, ptrdiff_t
 // Weight (o, i) of panels: its int8 value and its block's f16 scale (reference loops, tests).
 int8_t mesh_q8_panels_value(const void *panels, ptrdiff_t in, ptrdiff_t o, ptrdiff_t i);
 uint16_t mesh_q8_panels_scale(const void *panels, ptrdiff_t in, ptrdiff_t o, ptrdiff_t i);
-// x [rows, in] quantised per token and block of 32 (llama.cpp's q8_0) into what mesh_matmul_q8_panels reads.
+// x [rows, in] quantised per token and block of 32 as llama.cpp's q8_0 (d = max|x| / 127, q = round(x / d);
+// d kept in f32) into what mesh_matmul_q8_panels reads.
 size_t mesh_q8_panels_packed_bytes(ptrdiff_t rows, ptrdiff_t in);
 void mesh_q8_panels_pack_x(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, void *packed);
-// As mesh_matmul for Q8_0 panels: outputs [o0, o1), which need not start or end on a panel.
-void mesh_matmul_q8_panels(const void *packed, ptrdiff_t rows, const void *panels, ptrdiff_t in, float *y,
-                           ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
+// As mesh_matmul for Q8_0 panels whose output 0 lies `first` outputs into the first panel (a slice):
+// outputs [o0, o1), which need not start or end on a panel.
+void mesh_matmul_q8_panels(const void *packed, ptrdiff_t rows, const void *panels, ptrdiff_t first, ptrdiff_t in,
+                           float *y, ptrdiff_t ldy, ptrdiff_t o0, ptrdiff_t o1, int accumulate);
 
 // ---- MXFP4 (gpt-oss experts): y[r, o] = Σ_i x[r, i] · w[o, i], w in blocks of 32 E2M1 codes (16 bytes,
 // row stride ldw bytes) with one E8M0 scale each (row stride lds bytes); in a multiple of 32.

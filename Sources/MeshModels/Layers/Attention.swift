@@ -68,7 +68,8 @@ struct Attention {
         forEachQueryHead(heads: heads, headsPerTask: group, valuesPerKey: d, batch: batch, layout: layout,
                          reach: layerSpec.reach, group: cacheGroup) { row, head, slots, scores in
             let kvOffset = (head / group) * d
-            let attention = GroupedAttention(keys: cache.key(layer: layer, slot: 0) + kvOffset, keyStride: cache.keyWidth,
+            let attention = GroupedAttention(keys: cache.key(layer: layer, slot: 0) + kvOffset,
+                                             keyStride: cache.keyWidth,
                                              values: cache.value(layer: layer, slot: 0) + kvOffset,
                                              valueStride: cache.valueWidth, width: d, scale: 1 / Float(d).squareRoot())
             attention.attend(q.row(row) + head * d, heads: group, slots: slots, sinks: weights.sinks, firstHead: head,
@@ -91,8 +92,10 @@ func forEachQueryHead(heads: Int, headsPerTask: Int = 1, valuesPerKey: Int, batc
     let t = layout.positions.count
     let work = layout.positions.reduce(0) { $0 + ($1 + 1) } * heads * valuesPerKey
     let longest = (layout.positions.max() ?? 0) + 1
+    precondition(heads % headsPerTask == 0, "\(heads) heads in groups of \(headsPerTask)")
     let tasksPerRow = heads / headsPerTask
-    Parallel.forRanges(t * tasksPerRow, minimumPerTask: work > 1 << 16 ? max(1, 4 / headsPerTask) : t * tasksPerRow) { range in
+    let minimum = work > 1 << 16 ? max(1, 4 / headsPerTask) : t * tasksPerRow
+    Parallel.forRanges(t * tasksPerRow, minimumPerTask: minimum) { range in
         var scores = [Float](repeating: 0, count: longest * headsPerTask)
         var slots = [Int](repeating: 0, count: longest)
         var (previousRow, span) = (-1, 0)

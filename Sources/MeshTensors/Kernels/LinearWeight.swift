@@ -90,8 +90,8 @@ public struct LinearWeight: @unchecked Sendable {
         if layout == .q8Panels {
             let first = firstOutput + range.lowerBound
             return LinearWeight(data: data + first / 16 * mesh_q8_panels_bytes(16, inFeatures), dtype: dtype,
-                                outFeatures: range.count, inFeatures: inFeatures, layout: .q8Panels, leadingDimension: 0,
-                                owner: owner, firstOutput: first % 16)
+                                outFeatures: range.count, inFeatures: inFeatures, layout: .q8Panels,
+                                leadingDimension: 0, owner: owner, firstOutput: first % 16)
         }
         if let mxfp4Scales {
             return LinearWeight(data: data + range.lowerBound * leadingDimension, dtype: dtype, outFeatures: range.count,
@@ -150,6 +150,7 @@ public struct LinearWeight: @unchecked Sendable {
     /// Bytes a forward pass reads from this weight.
     public var byteCount: Int {
         if isMXFP4 { return outFeatures * inFeatures / 32 * 17 }
+        if layout == .q8Panels { return mesh_q8_panels_bytes(firstOutput + outFeatures, inFeatures) }
         return isQ8_0 ? outFeatures * (inFeatures + 31) / 32 * 34 : outFeatures * inFeatures * dtype.byteSize
     }
 
@@ -221,15 +222,16 @@ extension LinearWeight {
         }
         guard panels else {
             return LinearWeight(data: UnsafeRawPointer(storage.values), dtype: dtype, outFeatures: outFeatures,
-                                inFeatures: inFeatures, layout: .outMajor, leadingDimension: mesh_q8_row_bytes(inFeatures),
-                                owner: storage, q8Scales: UnsafePointer(storage.scales))
+                                inFeatures: inFeatures, layout: .outMajor,
+                                leadingDimension: mesh_q8_row_bytes(inFeatures), owner: storage,
+                                q8Scales: UnsafePointer(storage.scales))
         }
         let memory = HugePageMemory(byteCount: mesh_q8_panels_bytes(outFeatures, inFeatures))
         Parallel.forRanges((outFeatures + 15) / 16) { range in
-            mesh_q8_panels_pack(storage.values, storage.scales, outFeatures, inFeatures, range.lowerBound, range.upperBound,
-                                memory.pointer)
+            mesh_q8_panels_pack(storage.values, storage.scales, outFeatures, inFeatures, range.lowerBound,
+                                range.upperBound, memory.pointer)
         }
-        return LinearWeight(data: UnsafeRawPointer(memory.pointer), dtype: dtype, outFeatures: outFeatures, inFeatures: inFeatures,
-                            layout: .q8Panels, leadingDimension: 0, owner: memory)
+        return LinearWeight(data: UnsafeRawPointer(memory.pointer), dtype: dtype, outFeatures: outFeatures,
+                            inFeatures: inFeatures, layout: .q8Panels, leadingDimension: 0, owner: memory)
     }
 }

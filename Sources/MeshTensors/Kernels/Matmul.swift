@@ -18,7 +18,8 @@ public func matmul(_ x: UnsafePointer<Float>, rows: Int, _ weight: LinearWeight,
 ///
 /// Under a bf16 kernel variant, x is rounded to bf16 once here and bf16 [out, in] weights are
 /// multiplied with bf16 dot products; other weights take the f32 path. Q8_0 weights take the int8
-/// kernels (panels, or rows), except weights in rows under AMX, widened to bf16 a block at a time for the tiles. Rows
+/// kernels (panels, or rows), except prompt rows of weights in rows under AMX: widened to bf16 a block at a time
+/// for the tiles. Rows
 /// marked in `generated` (tokens the model generated, as opposed to prompt tokens) may take other
 /// kernels than prompt rows (`MatmulKernels.rowKernels`): the dot products stream weights faster one
 /// row at a time, while AMX tiles and AVX-512 BF16 panels are faster many rows at a time. A row's
@@ -87,7 +88,8 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
     defer { quantized?.deallocate() }
     if let quantized { mesh_q8_pack(x, rows, inFeatures, inFeatures, quantized) }
     let quantizedForPanels = products.contains { $0.0.layout == .q8Panels }
-        ? UnsafeMutableRawPointer.allocate(byteCount: mesh_q8_panels_packed_bytes(rows, inFeatures), alignment: 64) : nil
+        ? UnsafeMutableRawPointer.allocate(byteCount: mesh_q8_panels_packed_bytes(rows, inFeatures), alignment: 64)
+        : nil
     defer { quantizedForPanels?.deallocate() }
     if let quantizedForPanels { mesh_q8_panels_pack_x(x, rows, inFeatures, inFeatures, quantizedForPanels) }
     // Enough outputs per range that a hand-off pays (~64 K multiply-adds: a decode step's last ranges
@@ -107,9 +109,8 @@ private func matmul(_ x: UnsafePointer<Float>, rows: Int, _ products: [(LinearWe
                                   weight.data.assumingMemoryBound(to: UInt8.self), weight.leadingDimension,
                                   scales, weight.mxfp4ScaleStride, y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)
             } else if let quantizedForPanels, weight.layout == .q8Panels {
-                // A slice's outputs start `firstOutput` into its first panel: y and the range shift by as much.
-                mesh_matmul_q8_panels(quantizedForPanels, rows, weight.data, weight.inFeatures, y - weight.firstOutput,
-                                      weight.outFeatures, o0 + weight.firstOutput, o1 + weight.firstOutput, accumulate ? 1 : 0)
+                mesh_matmul_q8_panels(quantizedForPanels, rows, weight.data, weight.firstOutput, weight.inFeatures, y,
+                                      weight.outFeatures, o0, o1, accumulate ? 1 : 0)
             } else if q8Tiles, let packed, let scales = weight.q8Scales {
                 mesh_matmul_q8_amx(packed, rows, weight.data.assumingMemoryBound(to: Int8.self), scales, weight.inFeatures,
                                    y, weight.outFeatures, o0, o1, accumulate ? 1 : 0)

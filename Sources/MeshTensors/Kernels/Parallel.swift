@@ -47,8 +47,10 @@ public enum Parallel {
         }
         _ = pool
         var bounds = [0]
+        bounds.reserveCapacity(64)
         while let last = bounds.last, last < units {
-            bounds.append(min(units, last + max(minimumUnits, (units - last + 2 * coreCount - 1) / (2 * coreCount))))
+            let next = last + max(minimumUnits, (units - last + 2 * coreCount - 1) / (2 * coreCount))
+            bounds.append(units - next < minimumUnits ? units : next)   // no range shorter than the minimum
         }
         // The tasks write disjoint ranges; callers guarantee that, so the body may cross threads.
         withoutActuallyEscaping(body) { escaping in
