@@ -10,6 +10,7 @@
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"))), \
                              apply_to = function)
+#include "q8_block.h"
 
 #ifndef Q8_PREFETCH
 #define Q8_PREFETCH 2048
@@ -72,17 +73,11 @@ void mesh_q8_pack(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdiff_t in, v
             __m128i bytes[4];
             float d[2];
             for (int half = 0; half < 2; half++) {
-                const ptrdiff_t k0 = 64 * p + 32 * half, count = in - k0 <= 0 ? 0 : in - k0 < 32 ? in - k0 : 32;
-                const __mmask16 low = count >= 16 ? 0xFFFF : (__mmask16)((1u << count) - 1);
-                const __mmask16 high = count >= 32 ? 0xFFFF : count <= 16 ? 0 : (__mmask16)((1u << (count - 16)) - 1);
-                const __m512 u = _mm512_maskz_loadu_ps(low, x + t * ldx + k0);
-                const __m512 v = _mm512_maskz_loadu_ps(high, x + t * ldx + k0 + 16);
-                const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(u), _mm512_abs_ps(v)));
-                d[half] = amax / 127.0f;
-                const __m512 id = _mm512_set1_ps(d[half] != 0 ? 1.0f / d[half] : 0.0f);
-                // Nearest, ties to even (the rounding mode in force).
-                bytes[2 * half] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(u, id)));
-                bytes[2 * half + 1] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v, id)));
+                const ptrdiff_t k0 = 64 * p + 32 * half;
+                __m512i q[2];
+                d[half] = q8_quantize_block(x + t * ldx + k0, in - k0, q);
+                bytes[2 * half] = _mm512_cvtsepi32_epi8(q[0]);
+                bytes[2 * half + 1] = _mm512_cvtsepi32_epi8(q[1]);
             }
             __m512i q = _mm512_inserti32x4(_mm512_castsi128_si512(bytes[0]), bytes[1], 1);
             q = _mm512_inserti32x4(_mm512_inserti32x4(q, bytes[2], 2), bytes[3], 3);

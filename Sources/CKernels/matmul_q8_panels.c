@@ -15,6 +15,7 @@
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"))), \
                              apply_to = function)
+#include "q8_block.h"
 
 enum { PANEL = 16, BLOCK = 32, BLOCK_BYTES = PANEL * BLOCK + PANEL * 2 };
 
@@ -63,21 +64,12 @@ void mesh_q8_panels_pack_x(const float *x, ptrdiff_t rows, ptrdiff_t ldx, ptrdif
     float *scales = (float *)(bytes + rows * blocks * BLOCK);
     for (ptrdiff_t t = 0; t < rows; t++) {
         for (ptrdiff_t b = 0; b < blocks; b++) {
-            const ptrdiff_t k0 = BLOCK * b, count = in - k0 < BLOCK ? in - k0 : BLOCK;
-            const __mmask16 low = count >= 16 ? 0xFFFF : (__mmask16)((1u << count) - 1);
-            const __mmask16 high = count >= 32 ? 0xFFFF : count <= 16 ? 0 : (__mmask16)((1u << (count - 16)) - 1);
-            const __m512 u = _mm512_maskz_loadu_ps(low, x + t * ldx + k0);
-            const __m512 v = _mm512_maskz_loadu_ps(high, x + t * ldx + k0 + 16);
-            // llama.cpp's quantize_row_q8_0: d = amax / 127, q = round(x / d), nearest, ties to even.
-            const float d = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(u), _mm512_abs_ps(v))) / 127.0f;
-            const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
-            const __m512i offset = _mm512_set1_epi32(128);
-            const __m512i lowValues = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(u, id)), offset);
-            const __m512i highValues = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, id)), offset);
-            const __m128i lowBytes = _mm512_cvtusepi32_epi8(lowValues), highBytes = _mm512_cvtusepi32_epi8(highValues);
-            _mm_storeu_si128((__m128i *)(bytes + (t * blocks + b) * BLOCK), lowBytes);
-            _mm_storeu_si128((__m128i *)(bytes + (t * blocks + b) * BLOCK + 16), highBytes);
-            scales[t * blocks + b] = d;
+            __m512i q[2];
+            scales[t * blocks + b] = q8_quantize_block(x + t * ldx + BLOCK * b, in - BLOCK * b, q);
+            const __m512i offset = _mm512_set1_epi32(128);   // vpdpbusd's unsigned side: q + 128 in 1…255
+            uint8_t *target = bytes + (t * blocks + b) * BLOCK;
+            _mm_storeu_si128((__m128i *)target, _mm512_cvtusepi32_epi8(_mm512_add_epi32(q[0], offset)));
+            _mm_storeu_si128((__m128i *)(target + 16), _mm512_cvtusepi32_epi8(_mm512_add_epi32(q[1], offset)));
         }
     }
 }

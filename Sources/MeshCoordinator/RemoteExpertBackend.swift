@@ -130,6 +130,8 @@ public final class RemoteExpertBackend: ExpertBackend {
         }
         var stats = ExchangeStats()
         let hidden = handle.request.input.columns
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: hidden)
+        defer { scratch.deallocate() }
         // Add in request-id order so the sum is the same on every run.
         for id in handle.requests.keys.sorted() {
             let destination = handle.requests[id]!
@@ -137,8 +139,6 @@ public final class RemoteExpertBackend: ExpertBackend {
             if case .expertReply(let header) = reply.body { stats.maxWorkerComputeSeconds = max(stats.maxWorkerComputeSeconds, header.computeSeconds) }
             stats.replyBytes.append(reply.tensors[0].bytes.count)
             stats.requestBytes.append(destination.tokens.count * hidden * cluster.wireDType.byteSize)
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: hidden)
-            defer { scratch.deallocate() }
             for (row, token) in destination.tokens.enumerated() {
                 reply.tensors[0].widenRow(row, into: scratch)
                 axpy(1, scratch, output.row(token), hidden)

@@ -145,7 +145,7 @@ public final class Worker: @unchecked Sendable {
         var busyUntil = 0.0
         while !shouldStop() {
             health.update { $0.lastLoopTurn = Date() }
-            var ready = try ZMQPoller.readable([socket, lane.replies], timeoutMilliseconds: 0)
+            var ready = [false, false]
             while !ready.contains(true) && now() < busyUntil {
                 ready = try ZMQPoller.readable([socket, lane.replies], timeoutMilliseconds: 0)
             }
